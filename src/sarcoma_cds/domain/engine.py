@@ -1,0 +1,417 @@
+"""The engine: patient facts -> stage, GIST risk, patient group, personalised pathways.
+
+One pass per patient over closures compiled from the knowledge base
+(:mod:`sarcoma_cds.domain.knowledge`). Pure: no I/O, no clock, no randomness, so the
+same facts and knowledge base always give the same recommendation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts, parse_facts
+from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, CompiledKB
+from sarcoma_cds.domain.kb_models import Group, Outcome
+from sarcoma_cds.domain.recommendation import (
+    DISCLAIMER,
+    GistRisk,
+    GroupRef,
+    GuidelineRef,
+    MissingInfo,
+    Option,
+    OutOfScope,
+    PathwayOut,
+    Recommendation,
+    Stage,
+    StepOut,
+    Warning,
+    fast,
+)
+
+_UNKNOWN_VALUES = {"kit_mutation": "unknown", "pdgfra_mutation": "unknown"}
+_STATUS_WORDS = {
+    "preferred": "preferred", "option": "an option", "conditional": "conditional",
+    "caution": "to be used with caution", "not_recommended": "not recommended",
+}
+
+
+@dataclass(slots=True)
+class _Mark:
+    """Statuses, reasons and notes collected for one step or regimen."""
+
+    statuses: list[tuple[int, str, str, tuple[str, ...], str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def status(self) -> str:
+        if not self.statuses:
+            return "option"
+        return max(self.statuses, key=lambda s: s[0])[1]
+
+    def reasons(self) -> list[str]:
+        ordered = sorted(self.statuses, key=lambda s: -s[0])
+        seen: list[str] = []
+        for _, _, reason, _, _ in ordered:
+            if reason not in seen:
+                seen.append(reason)
+        return seen
+
+    def references(self) -> list[str]:
+        refs: list[str] = []
+        for *_, r, _ in self.statuses:
+            for x in r:
+                if x not in refs:
+                    refs.append(x)
+        return refs
+
+
+@dataclass(slots=True)
+class _Context:
+    kb: CompiledKB
+    view: dict[str, Any]
+    missing: dict[str, str] = field(default_factory=dict)
+    warnings: list[Warning] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)
+
+    def ask(self, fieldname: str, why: str) -> None:
+        if fieldname not in self.missing:
+            self.missing[fieldname] = why
+
+    def warn(self, w: Warning) -> None:
+        if all((x.code, x.treatment, x.message) != (w.code, w.treatment, w.message) for x in self.warnings):
+            self.warnings.append(w)
+
+
+def build_view(kb: CompiledKB, facts: PatientFacts) -> tuple[dict[str, Any], list[str]]:
+    """Facts as rules read them: 'unknown' values as absent, stated assumptions, derived facts."""
+    view: dict[str, Any] = dict(facts.__dict__)
+    for name, unknown in _UNKNOWN_VALUES.items():
+        if view[name] == unknown:
+            view[name] = None
+    assumed: list[str] = []
+    for name, value, _why in kb.assumptions:
+        if view[name] is None:
+            view[name] = value
+            assumed.append(name)
+    view["site_family"] = kb.site_families.get(facts.primary_site)
+    view["stage_group"] = None
+    view["gist_risk_nih"] = None
+    view["gist_risk_afip"] = None
+    return view, assumed
+
+
+def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
+    """Personalised recommendation for one patient. Raises ``InvalidFacts`` on bad input."""
+    facts = parse_facts(raw)
+    view, assumed = build_view(kb, facts)
+    ctx = _Context(kb, view)
+    ex = ctx.explanation
+    is_gist = facts.histology == "gist"
+
+    stage = None if is_gist else _stage(kb, facts, view, ex)
+    risks = _gist_risk(kb, facts, view, ex) if is_gist else []
+
+    guideline = fast(GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash)
+
+    for sc in kb.scope:
+        if sc.test.test(view) is True:
+            ex.append(f"Out of scope: {sc.rule.reason}")
+            if sc.rule.warning:
+                ctx.warn(_warning(sc.rule.warning.code, sc.rule.warning.treatment, sc.rule.warning.message, ()))
+            return _result(kb, guideline, None, [], fast(OutOfScope, reason=sc.rule.reason),
+                           None, [], [], ctx)
+
+    trues: list[str] = []
+    unknown: list[str] = []
+    results: dict[str, bool | None] = {}
+    group_rules = kb.group_rules_for(facts.histology, facts.primary_site)
+    for gid, test in group_rules:
+        r = test.test(view)
+        results[gid] = r
+        if r is True:
+            trues.append(gid)
+        elif r is None:
+            unknown.append(gid)
+
+    gaps_unknown = [g for g in kb.gaps if g.test.test(view) is None]
+    if len(trues) > 1:  # the rule-set test forbids this; kept as a safe failure mode
+        ctx.warn(_warning("data_conflict", None, "The facts match more than one patient group: "
+                          + ", ".join(trues) + ". No group is chosen.", ()))
+        return _result(kb, guideline, None, trues, None, stage, risks, [], ctx)
+    if not trues and len(unknown) == 1 and not gaps_unknown:
+        # Sound inference: every completion of the facts lands in exactly one group (proved
+        # by the rule-set test), and all groups but this one are already excluded.
+        trues = unknown
+        ex.append("Some facts are missing, but every value they could take leads to the same group.")
+    if not trues:
+        for gap in kb.gaps:
+            if gap.test.test(view) is True:
+                ex.append(f"No pathway in the source: {gap.rule.reason}")
+                if gap.rule.warning:
+                    ctx.warn(_warning(gap.rule.warning.code, None, gap.rule.warning.message, ()))
+                return _result(kb, guideline, None, [], fast(OutOfScope, reason=gap.rule.reason),
+                               stage, risks, [], ctx)
+        if not unknown:
+            reason = "No patient group of the source matches these facts."
+            ctx.warn(_warning("out_of_guideline", None, reason, ()))
+            return _result(kb, guideline, None, [], fast(OutOfScope, reason=reason), stage, risks, [], ctx)
+        deciding: set[str] = set()
+        for gid, test in group_rules:
+            if gid in unknown:
+                deciding |= _raw_fields(test.unknown_fields(view), view)
+        for gap in gaps_unknown:
+            deciding |= _raw_fields(gap.test.unknown_fields(view), view)
+        for name in FACT_FIELDS:
+            if name in deciding:
+                ctx.ask(name, kb.class_asks.get(name, f"Needed to choose between {', '.join(unknown)}."))
+        ex.append("The facts do not pin one patient group; possible groups: " + ", ".join(unknown)
+                  + ". Missing: " + ", ".join(f for f in FACT_FIELDS if f in deciding) + ".")
+        _assumption_asks(kb, ctx, assumed, results)
+        return _result(kb, guideline, None, unknown, None, stage, risks, [], ctx)
+
+    gid = trues[0]
+    group = kb.groups[gid]
+    test = dict(kb.group_rules)[gid]
+    raw_used = _raw_fields(test.fields, None)
+    used = [f for f in FACT_FIELDS if f in raw_used]
+    facts_text = "; ".join(
+        f"{kb.label(f)}: {kb.value_label(f, view[f])}" + (" (assumed)" if f in assumed else "")
+        for f in used if view.get(f) is not None
+    )
+    stage_text = f"; AJCC stage {stage.group}" if stage is not None and stage.group else ""
+    ex.append(f"Patient group '{group.label}' because of {facts_text}{stage_text}.")
+    _assumption_asks(kb, ctx, assumed, results)
+    pathways = _personalise(kb, group, ctx)
+    return _result(kb, guideline, fast(GroupRef, id=gid, label=group.label), [], None, stage, risks,
+                   pathways, ctx)
+
+
+def _assumption_asks(
+    kb: CompiledKB, ctx: _Context, assumed: list[str], results: dict[str, bool | None]
+) -> None:
+    """Report an assumed fact only when it mattered: without it some group rule would answer differently."""
+    view = ctx.view
+    for name, value, why in kb.assumptions:
+        if name not in assumed:
+            continue
+        view[name] = None
+        changed = any(
+            t.test(view) is not results[gid]
+            for gid, t in kb.group_rules_for(view["histology"], view["primary_site"])
+            if name in t.fields
+        )
+        view[name] = value
+        if changed:
+            ctx.ask(name, " ".join(why.split()))
+            ctx.explanation.append(
+                f"{kb.label(name).capitalize()} not given: read as {kb.value_label(name, value)}.")
+
+
+def _raw_fields(fields: frozenset[str] | set[str], view: dict[str, Any] | None) -> set[str]:
+    """Contract facts behind (possibly derived) fields; with ``view``, only those not given."""
+    out: set[str] = set()
+    for f in fields:
+        out |= set(DERIVED_FROM.get(f, (f,)))
+    if view is not None:
+        out = {f for f in out if view.get(f) is None}
+    return out
+
+
+def _stage(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> Stage | None:
+    res = kb.stager.stage(facts.primary_site, facts.size_cm, facts.nodes, facts.metastasis, facts.grade)
+    if res is None:
+        return None
+    view["stage_group"] = res.group if res.group is not None else res.possible
+    parts = [
+        f"size {facts.size_cm:g} cm -> {res.t}" if facts.size_cm is not None else "size unknown -> T not known",
+        f"nodes {facts.nodes}" + (" (staged as N0)" if facts.nodes == "NX" else "") if facts.nodes else "nodes unknown",
+        f"metastasis {facts.metastasis}" if facts.metastasis else "metastasis unknown",
+        f"grade {facts.grade} -> {res.g}" + (" (staged as G1)" if facts.grade == "X" else "") if facts.grade else "grade unknown",
+    ]
+    if res.group:
+        ex.append(f"{res.system}: " + ", ".join(parts) + f": stage {res.group}.")
+    else:
+        ex.append(f"{res.system}: " + ", ".join(parts) + ": stage not pinned; possible "
+                  + ", ".join(sorted(res.possible)) + ".")
+    return fast(Stage, system=res.system, t=res.t, n=res.n, m=res.m, g=res.g, group=res.group,
+                possible_groups=tuple(sorted(res.possible)))
+
+
+def _gist_risk(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> list[GistRisk]:
+    site = facts.primary_site
+    afip = kb.risk.afip_risk(site, facts.size_cm, facts.mitotic_rate_per_5mm2)
+    nih = kb.risk.nih_risk(site, facts.size_cm, facts.mitotic_rate_per_5mm2, view["tumour_rupture"])
+    view["gist_risk_afip"] = afip.category if afip.category is not None else afip.possible
+    view["gist_risk_nih"] = nih.category if nih.category is not None else nih.possible
+    out: list[GistRisk] = []
+    afip_cat = afip.category if afip.category is not None else "insufficient_data"
+    out.append(fast(GistRisk, scheme=afip.scheme, category=afip_cat,
+                                        progression_percent=afip.progression_percent, basis=afip.basis))
+    pct = f", {afip.progression_percent:g}% progression in the study" if afip.progression_percent is not None else ""
+    ex.append(f"GIST risk, AFIP (Miettinen & Lasota 2006): {afip_cat.replace('_', ' ')}{pct} ({afip.basis}).")
+    if nih.category is not None:
+        out.append(fast(GistRisk, scheme=nih.scheme, category=nih.category, progression_percent=None,
+                                            basis=nih.basis))
+        ex.append(f"GIST risk, modified NIH (Joensuu 2008): {nih.category.replace('_', ' ')} ({nih.basis}).")
+    else:
+        ex.append(f"GIST risk, modified NIH (Joensuu 2008): cannot be computed; {nih.basis}.")
+    return out
+
+
+def _warning(code: str, treatment: str | None, message: str, refs: tuple[str, ...]) -> Warning:
+    return fast(Warning, code=code, treatment=treatment, message=" ".join(message.split()),
+                references=tuple(refs))
+
+
+def _apply(ctx: _Context, br: BoundRule, oc: Outcome, marks: dict[Any, _Mark], group: Group) -> None:
+    rule = br.rule
+    refs = rule.references
+    if oc.status is not None or oc.note is not None:
+        reason = " ".join((oc.reason or "").split())
+        note = " ".join(oc.note.split()) if oc.note else None
+        for addr in (*br.steps, *br.options):
+            m = marks.get(addr)
+            if m is None:
+                m = marks[addr] = _Mark()
+            if oc.status is not None:
+                m.statuses.append((SEVERITY[oc.status], oc.status, reason, refs, rule.id))
+            if note and note not in m.notes:
+                m.notes.append(note)
+    for a in oc.ask:
+        ctx.ask(a.field, " ".join(a.why.split()))
+    if oc.warning is not None:
+        ctx.warn(_warning(oc.warning.code, oc.warning.treatment, oc.warning.message, refs))
+
+
+def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOut, ...]:
+    view = ctx.view
+    marks: dict[Any, _Mark] = {}
+    for br in kb.bound[group.id]:
+        if br.only_if is not None and br.only_if.test(view) is not True:
+            continue
+        any_true = False
+        any_unknown = False
+        for cc in br.cases:
+            r = cc.test.test(view)
+            if r is True:
+                any_true = True
+                _apply(ctx, br, cc.case, marks, group)
+            elif r is None:
+                any_unknown = True
+        if not any_true and any_unknown and br.unknown is not None:
+            _apply(ctx, br, br.unknown, marks, group)
+
+    ex = ctx.explanation
+    if not marks:
+        return kb_defaults(kb, group)
+    out: list[PathwayOut] = []
+    defaults = kb_defaults(kb, group)
+    for pi, pw in enumerate(group.pathways):
+        steps: list[StepOut] = []
+        touched = False
+        for si, st in enumerate(pw.steps):
+            default_step = defaults[pi].steps[si]
+            sm = marks.get((pi, si))
+            opt_marks = [marks.get((pi, si, oi)) for oi in range(len(st.options))]
+            if sm is None and not any(opt_marks):
+                steps.append(default_step)
+                continue
+            touched = True
+            opts: list[Option] = []
+            best = 99
+            for oi, op in enumerate(st.options):
+                m = opt_marks[oi]
+                if m is None:
+                    opt = default_step.options[oi]
+                else:
+                    opt, line = _option_out(kb, group.id, (pi, si, oi), st.label, op.drugs, op.line, m)
+                    if line:
+                        ex.append(line)
+                best = min(best, SEVERITY[opt.status])
+                opts.append(opt)
+            status = sm.status() if sm else "option"
+            reasons = sm.reasons() if sm else []
+            if st.options_cover_step and opts:
+                derived = _BY_SEVERITY[best]
+                if SEVERITY[derived] > SEVERITY[status] or (derived == "preferred" and not (sm and sm.statuses)):
+                    status = derived
+                    reasons = [*reasons, _DERIVED_REASON[derived]]
+            step = fast(
+                StepOut, tier=st.tier, treatment=st.treatment, label=st.label, applies_to=st.applies_to,
+                status=status, reasons=tuple(reasons), rationale=default_step.rationale,
+                references=default_step.references, options=tuple(opts),
+                notes=tuple(sm.notes) if sm else (), id=default_step.id,
+            )
+            steps.append(step)
+            if (sm and sm.statuses) or status != "option":
+                ex.append(f"{st.label} (pathway {pi + 1}): {_STATUS_WORDS[status]} - " + " ".join(reasons))
+        out.append(fast(PathwayOut, steps=tuple(steps), id=defaults[pi].id) if touched else defaults[pi])
+    return tuple(out)
+
+
+_BY_SEVERITY = {v: k for k, v in SEVERITY.items()}
+_DERIVED_REASON = {
+    "preferred": "A regimen of this step is preferred for these facts.",
+    "not_recommended": "None of this step's regimens fits these facts.",
+    "conditional": "Every regimen of this step still depends on a fact that is not recorded.",
+    "caution": "Every regimen of this step needs caution for these facts.",
+    "option": "",
+}
+
+
+def _option_out(
+    kb: CompiledKB, gid: str, addr: tuple[int, int, int], step_label: str, drugs: tuple[str, ...],
+    line: str, m: _Mark,
+) -> tuple[Option, str]:
+    """The personalised regimen and its explanation line, memoised: outcomes repeat across patients."""
+    key = (gid, addr, tuple(m.statuses), tuple(m.notes))
+    hit = kb.output_cache.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    status = m.status()
+    reasons = tuple(m.reasons())
+    notes = tuple(m.notes)
+    refs = tuple(m.references())
+    opt = fast(Option, drugs=drugs, line=line, status=status, reasons=reasons, notes=notes, references=refs)
+    text = ""
+    if m.statuses:
+        text = (f"{' + '.join(drugs)} ({step_label}): {_STATUS_WORDS[status]} - " + " ".join(reasons)
+                + f" [refs {', '.join(refs)}]")
+    if len(kb.output_cache) < 200_000:
+        kb.output_cache[key] = (opt, text)
+    return opt, text
+
+
+def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
+    """The group's pathways with no rule applied (every status 'option'), built once and shared."""
+    cached = kb.output_cache.get(group.id)
+    if cached is not None:
+        return cached
+    out = tuple(
+        fast(PathwayOut, id=f"{group.id}/{pi + 1}", steps=tuple(
+            fast(StepOut, tier=st.tier, treatment=st.treatment, label=st.label, applies_to=st.applies_to,
+                 status="option", reasons=(), rationale=" ".join(st.rationale.split()),
+                 references=tuple(st.references), notes=(), id=f"{group.id}/{pi + 1}/{st.treatment}",
+                 options=tuple(fast(Option, drugs=op.drugs, line=op.line, status="option", reasons=(),
+                                    notes=(), references=()) for op in st.options))
+            for st in pw.steps))
+        for pi, pw in enumerate(group.pathways)
+    )
+    kb.output_cache[group.id] = out
+    return out
+
+
+def _result(
+    kb: CompiledKB, guideline: GuidelineRef, group: GroupRef | None, candidates: list[str],
+    oos: OutOfScope | None, stage: Stage | None, risks: list[GistRisk],
+    pathways: list[PathwayOut] | tuple[PathwayOut, ...],
+    ctx: _Context,
+) -> Recommendation:
+    missing = tuple(fast(MissingInfo, field=f, why=w) for f, w in ctx.missing.items())
+    return fast(
+        Recommendation,
+        schema_version="1", guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),
+        out_of_scope=oos, stage=stage, gist_risk=tuple(risks), pathways=tuple(pathways),
+        missing_information=missing, warnings=tuple(ctx.warnings), explanation=tuple(ctx.explanation),
+        disclaimer=DISCLAIMER,
+    )

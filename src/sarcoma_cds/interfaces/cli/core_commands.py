@@ -1,0 +1,167 @@
+"""Core CLI commands: ``recommend``, ``groups``, ``validate-kb``.
+
+Input errors go to stderr as ``error: <field>: <message>`` with exit status 2
+(the contract); nothing is printed on stdout for a patient that failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, TextIO
+
+import typer
+
+from sarcoma_cds import InvalidFacts, KnowledgeBaseError, load_kb
+from sarcoma_cds.domain.engine import recommend as engine_recommend
+from sarcoma_cds.domain.knowledge import CompiledKB
+
+
+class Format(str, Enum):
+    json = "json"
+    text = "text"
+
+
+def _fail(lines: list[str], code: int = 2) -> typer.Exit:
+    for line in lines:
+        sys.stderr.write(line + "\n")
+    return typer.Exit(code)
+
+
+def _kb(kb_dir: Path | None) -> CompiledKB:
+    try:
+        return load_kb(kb_dir)
+    except KnowledgeBaseError as e:
+        raise _fail([f"error: knowledge base: {p}" for p in e.problems]) from None
+
+
+def _problems(e: InvalidFacts) -> list[str]:
+    return [f"error: {f}: {m}" for f, m in e.problems]
+
+
+def _json_error(line_no: int, problems: list[tuple[str, str]]) -> str:
+    return json.dumps({"error": {"line": line_no, "problems": [
+        {"field": f, "message": m} for f, m in problems]}})
+
+
+def recommend_cmd(
+    file: str = typer.Argument(..., help="Patient facts: a .json file, a .jsonl stream (one patient a line), or '-' for stdin."),
+    format: Format = typer.Option(Format.text, "--format", "-f", help="json (machine) or text (people)."),
+    kb_dir: Path | None = typer.Option(None, "--kb", help="Use another knowledge-base directory."),
+) -> None:
+    """Recommend treatment pathways for one patient (or a .jsonl stream of patients)."""
+    kb = _kb(kb_dir)
+    if file == "-":
+        text = sys.stdin.read()
+        stream = _looks_like_jsonl(text)
+        _run(kb, text, stream, format, sys.stdout)
+        return
+    path = Path(file)
+    if not path.is_file():
+        raise _fail([f"error: {file}: file not found"])
+    text = path.read_text(encoding="utf-8")
+    _run(kb, text, path.suffix.lower() == ".jsonl", format, sys.stdout)
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        json.loads(lines[0])
+        return True
+    except ValueError:
+        return False
+
+
+def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> None:
+    if not stream:
+        try:
+            data: Any = json.loads(text)
+        except ValueError as e:
+            raise _fail([f"error: input: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"]) from None
+        try:
+            rec = engine_recommend(kb, data)
+        except InvalidFacts as e:
+            raise _fail(_problems(e)) from None
+        if fmt is Format.json:
+            out.write(rec.model_dump_json() + "\n")
+        else:
+            from sarcoma_cds.interfaces.cli.render_text import render
+
+            render(rec, kb, out)
+        return
+    failed = False
+    write = out.write
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            rec = engine_recommend(kb, data)
+        except ValueError as e:
+            failed = True
+            problems = e.problems if isinstance(e, InvalidFacts) else [("input", f"line {n}: not valid JSON")]
+            for f, m in problems:
+                sys.stderr.write(f"error: line {n}: {f}: {m}\n")
+            if fmt is Format.json:
+                write(_json_error(n, problems) + "\n")
+            continue
+        if fmt is Format.json:
+            write(rec.model_dump_json() + "\n")
+        else:
+            from sarcoma_cds.interfaces.cli.render_text import render
+
+            render(rec, kb, out)
+            write("\n")
+    if failed:
+        raise typer.Exit(2)
+
+
+def groups_cmd(
+    group_id: str | None = typer.Argument(None, help="Show one group with its pathways (omit to list all)."),
+    kb_dir: Path | None = typer.Option(None, "--kb", help="Use another knowledge-base directory."),
+    format: Format = typer.Option(Format.text, "--format", "-f"),
+) -> None:
+    """Browse the algorithm: list the patient groups, or show one with its pathways."""
+    kb = _kb(kb_dir)
+    from sarcoma_cds.interfaces.cli.render_text import render_group, render_group_list
+
+    if group_id is None:
+        if format is Format.json:
+            sys.stdout.write(json.dumps([{"id": g.id, "label": g.label, "site": g.site} for g in kb.data.groups]) + "\n")
+        else:
+            render_group_list(kb, sys.stdout)
+        return
+    group = kb.groups.get(group_id)
+    if group is None:
+        close = [g for g in kb.groups if group_id.lower() in g]
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (run 'sarcoma-cds groups' for the list)"
+        raise _fail([f"error: group: unknown group {group_id!r}{hint}"])
+    if format is Format.json:
+        sys.stdout.write(group.model_dump_json() + "\n")
+    else:
+        render_group(kb, group, sys.stdout)
+
+
+def validate_kb_cmd(
+    kb_dir: Path | None = typer.Argument(None, help="Knowledge-base directory (default: the packaged one)."),
+) -> None:
+    """Validate a knowledge base: every file, every cross-reference; print its version and hash."""
+    kb = _kb(kb_dir)
+    steps = sum(len(p.steps) for g in kb.data.groups for p in g.pathways)
+    pathways = sum(len(g.pathways) for g in kb.data.groups)
+    rules = len(kb.data.rules.rules)
+    sys.stdout.write(
+        f"ok: {kb.data.meta.id} {kb.version} {kb.content_hash}\n"
+        f"    {len(kb.groups)} groups, {pathways} pathways, {steps} steps, {rules} personalisation rules, "
+        f"{len(kb.data.files)} files\n"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("recommend")(recommend_cmd)
+    app.command("groups")(groups_cmd)
+    app.command("validate-kb")(validate_kb_cmd)
