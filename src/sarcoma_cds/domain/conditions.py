@@ -21,14 +21,20 @@ Eval = Callable[[View], Tri]
 Unknowns = Callable[[View], set[str]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Compiled:
-    """A compiled condition: its evaluator, the fields it reads, and a why-unknown helper."""
+    """A compiled condition: its evaluator, the fields it reads, and a why-unknown helper.
+
+    ``test`` starts as the closure evaluator (the reference semantics) and is replaced
+    by generated code at load (:mod:`sarcoma_cds.domain.codegen`); ``reference`` keeps
+    the closure so tests can prove both agree.
+    """
 
     test: Eval
     fields: frozenset[str]
     unknown_fields: Unknowns
     source: Condition
+    reference: Eval | None = None
 
 
 def _leaf(fact: str, fn: Callable[[Any], Tri]) -> tuple[Eval, Unknowns]:
@@ -90,7 +96,7 @@ def _compile(
         fields = frozenset().union(*(k.fields for k in kids))
         test = _and(tests) if c.all_ is not None else _or(tests)
 
-        def unknown(view: View, kids: list[Compiled] = kids, test: Eval = test) -> set[str]:
+        def unknown_all(view: View) -> set[str]:
             if test(view) is not None:
                 return set()
             out: set[str] = set()
@@ -99,7 +105,7 @@ def _compile(
                     out |= k.unknown_fields(view)
             return out
 
-        return Compiled(test, fields, unknown, c)
+        return Compiled(test, fields, unknown_all, c)
     if c.not_ is not None:
         inner = _compile(c.not_, defs, facts, seen)
         t = inner.test

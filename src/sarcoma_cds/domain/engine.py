@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts, parse_facts
-from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, CompiledKB
 from sarcoma_cds.domain.kb_models import Group, Outcome
+from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, CompiledKB
 from sarcoma_cds.domain.recommendation import (
     DISCLAIMER,
     GistRisk,
@@ -105,26 +105,85 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     facts = parse_facts(raw)
     view, assumed = build_view(kb, facts)
     ctx = _Context(kb, view)
+    guideline = kb.output_cache.get("guideline")
+    if guideline is None:
+        guideline = kb.output_cache["guideline"] = fast(
+            GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash)
+
+    derived_lines: list[str] = []
+    if facts.histology == "gist":
+        stage, risks = None, _gist_risk_cached(kb, facts, view, derived_lines)
+    else:
+        stage, risks = _stage_cached(kb, facts, view, derived_lines), []
+
+    cls = _classify_cached(kb, view, assumed)
+    kind, ids, reason, asks, warnings, lines = cls
+    if kind == "scope":  # out of scope: no stage or risk is reported
+        stage, risks = None, []
+    else:
+        ctx.explanation.extend(derived_lines)
+    ctx.explanation.extend(lines)
+    for f, why in asks:
+        ctx.ask(f, why)
+    for w in warnings:
+        ctx.warn(w)
+    oos = fast(OutOfScope, reason=reason) if reason is not None else None
+    if kind != "group":
+        return _result(kb, guideline, None, list(ids) if kind in ("candidates", "conflict") else [], oos,
+                       stage, risks, [], ctx)
+    gid = ids[0]
+    group = kb.groups[gid]
+    pathways = _personalise(kb, group, ctx)
+    ref = kb.output_cache.get(("group-ref", gid))
+    if ref is None:
+        ref = kb.output_cache[("group-ref", gid)] = fast(GroupRef, id=gid, label=group.label)
+    return _result(kb, guideline, ref, [], None, stage, risks, pathways, ctx)
+
+
+_Classified = tuple[str, tuple[str, ...], str | None, tuple[tuple[str, str], ...], tuple[Warning, ...], tuple[str, ...]]
+
+
+def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -> _Classified:
+    """Classification reads a few facts (numbers only through their rule thresholds): memoised on them."""
+    key = ("cls", tuple(assumed), tuple(view[f] is None for f in _DERIVED_INPUTS),
+           *(_key_value(view[f], kb.classification_bands.get(f)) for f in kb.classification_fields))
+    hit = kb.output_cache.get(key)
+    if hit is None:
+        ctx = _Context(kb, view)
+        kind, ids, reason = _classify(kb, ctx, assumed)
+        hit = (kind, ids, reason, tuple(ctx.missing.items()), tuple(ctx.warnings), tuple(ctx.explanation))
+        if len(kb.output_cache) < 200_000:
+            kb.output_cache[key] = hit
+    return hit
+
+
+_DERIVED_INPUTS = tuple(sorted({f for v in DERIVED_FROM.values() for f in v}))
+
+
+def _key_value(v: Any, bands: tuple[tuple[str, float], ...] | None) -> Any:
+    if bands is None or v is None:
+        return v
+    return tuple(
+        (v > b) if op == "gt" else (v >= b) if op == "ge" else (v < b) if op == "lt" else (v <= b)
+        for op, b in bands
+    )
+
+
+def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, tuple[str, ...], str | None]:
+    """Out of scope, one group, candidate groups or a stated gap -- in three-valued logic."""
+    view = ctx.view
     ex = ctx.explanation
-    is_gist = facts.histology == "gist"
-
-    stage = None if is_gist else _stage(kb, facts, view, ex)
-    risks = _gist_risk(kb, facts, view, ex) if is_gist else []
-
-    guideline = fast(GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash)
-
-    for sc in kb.scope:
+    for sc in kb.scope_for(view["histology"], view["primary_site"]):
         if sc.test.test(view) is True:
-            ex.append(f"Out of scope: {sc.rule.reason}")
+            ex.append(f"Out of scope: {' '.join(sc.rule.reason.split())}")
             if sc.rule.warning:
                 ctx.warn(_warning(sc.rule.warning.code, sc.rule.warning.treatment, sc.rule.warning.message, ()))
-            return _result(kb, guideline, None, [], fast(OutOfScope, reason=sc.rule.reason),
-                           None, [], [], ctx)
+            return "scope", (), " ".join(sc.rule.reason.split())
 
     trues: list[str] = []
     unknown: list[str] = []
     results: dict[str, bool | None] = {}
-    group_rules = kb.group_rules_for(facts.histology, facts.primary_site)
+    group_rules = kb.group_rules_for(view["histology"], view["primary_site"])
     for gid, test in group_rules:
         r = test.test(view)
         results[gid] = r
@@ -133,28 +192,28 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
         elif r is None:
             unknown.append(gid)
 
-    gaps_unknown = [g for g in kb.gaps if g.test.test(view) is None]
+    gaps_unknown = [g for g in kb.gaps if g.test.test(view) is None] if not trues else []
     if len(trues) > 1:  # the rule-set test forbids this; kept as a safe failure mode
         ctx.warn(_warning("data_conflict", None, "The facts match more than one patient group: "
                           + ", ".join(trues) + ". No group is chosen.", ()))
-        return _result(kb, guideline, None, trues, None, stage, risks, [], ctx)
+        return "conflict", tuple(trues), None
     if not trues and len(unknown) == 1 and not gaps_unknown:
-        # Sound inference: every completion of the facts lands in exactly one group (proved
-        # by the rule-set test), and all groups but this one are already excluded.
+        # Sound inference: every completion of the facts lands in exactly one group or gap
+        # (proved by the rule-set test), and all groups but this one are already excluded.
         trues = unknown
         ex.append("Some facts are missing, but every value they could take leads to the same group.")
     if not trues:
         for gap in kb.gaps:
             if gap.test.test(view) is True:
-                ex.append(f"No pathway in the source: {gap.rule.reason}")
+                reason = " ".join(gap.rule.reason.split())
+                ex.append(f"No pathway in the source: {reason}")
                 if gap.rule.warning:
                     ctx.warn(_warning(gap.rule.warning.code, None, gap.rule.warning.message, ()))
-                return _result(kb, guideline, None, [], fast(OutOfScope, reason=gap.rule.reason),
-                               stage, risks, [], ctx)
+                return "gap", (), reason
         if not unknown:
             reason = "No patient group of the source matches these facts."
             ctx.warn(_warning("out_of_guideline", None, reason, ()))
-            return _result(kb, guideline, None, [], fast(OutOfScope, reason=reason), stage, risks, [], ctx)
+            return "nomatch", (), reason
         deciding: set[str] = set()
         for gid, test in group_rules:
             if gid in unknown:
@@ -163,27 +222,34 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
             deciding |= _raw_fields(gap.test.unknown_fields(view), view)
         for name in FACT_FIELDS:
             if name in deciding:
-                ctx.ask(name, kb.class_asks.get(name, f"Needed to choose between {', '.join(unknown)}."))
+                ctx.ask(name, " ".join(kb.class_asks.get(name, f"Needed to choose between {', '.join(unknown)}.").split()))
         ex.append("The facts do not pin one patient group; possible groups: " + ", ".join(unknown)
                   + ". Missing: " + ", ".join(f for f in FACT_FIELDS if f in deciding) + ".")
         _assumption_asks(kb, ctx, assumed, results)
-        return _result(kb, guideline, None, unknown, None, stage, risks, [], ctx)
+        return "candidates", tuple(unknown), None
 
     gid = trues[0]
     group = kb.groups[gid]
-    test = dict(kb.group_rules)[gid]
-    raw_used = _raw_fields(test.fields, None)
-    used = [f for f in FACT_FIELDS if f in raw_used]
+    used = _group_facts(kb, gid)
     facts_text = "; ".join(
         f"{kb.label(f)}: {kb.value_label(f, view[f])}" + (" (assumed)" if f in assumed else "")
-        for f in used if view.get(f) is not None
+        for f in used if view[f] is not None
     )
-    stage_text = f"; AJCC stage {stage.group}" if stage is not None and stage.group else ""
-    ex.append(f"Patient group '{group.label}' because of {facts_text}{stage_text}.")
+    ex.append(f"Patient group '{group.label}' because of {facts_text}.")
     _assumption_asks(kb, ctx, assumed, results)
-    pathways = _personalise(kb, group, ctx)
-    return _result(kb, guideline, fast(GroupRef, id=gid, label=group.label), [], None, stage, risks,
-                   pathways, ctx)
+    return "group", (gid,), None
+
+
+def _group_facts(kb: CompiledKB, gid: str) -> tuple[str, ...]:
+    """Facts read by a group's rule, in contract order, derived stage included (memoised)."""
+    key = ("group-facts", gid)
+    hit = kb.output_cache.get(key)
+    if hit is None:
+        test = dict(kb.group_rules)[gid]
+        order = (*FACT_FIELDS[:2], "stage_group", *FACT_FIELDS[2:])
+        hit = tuple(f for f in order if f in test.fields and f not in ("size_cm",))
+        kb.output_cache[key] = hit
+    return hit
 
 
 def _assumption_asks(
@@ -215,6 +281,50 @@ def _raw_fields(fields: frozenset[str] | set[str], view: dict[str, Any] | None) 
     if view is not None:
         out = {f for f in out if view.get(f) is None}
     return out
+
+
+def _stage_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> Stage | None:
+    """Staging is a pure function of five facts: memoised on them."""
+    system = kb.stager.system_for(facts.primary_site)
+    if system is None:
+        return None
+    size = facts.size_cm
+    t = kb.stager.t_category(system, size)
+    key = ("stage", facts.primary_site, t, facts.nodes, facts.metastasis, facts.grade)
+    hit = kb.output_cache.get(key)
+    if hit is None:
+        lines: list[str] = []
+        tmp: dict[str, Any] = {"stage_group": None}
+        st = _stage(kb, facts, tmp, lines)
+        size_text = f"size {size:g} cm" if size is not None else None
+        templates = tuple(ln.replace(size_text, "size \x00 cm") if size_text else ln for ln in lines)
+        hit = (st, tmp["stage_group"], templates)
+        if len(kb.output_cache) < 200_000:
+            kb.output_cache[key] = hit
+    st, view["stage_group"], templates = hit
+    if size is None:
+        ex.extend(templates)
+    else:
+        size_s = f"{size:g}"
+        ex.extend(ln.replace("\x00", size_s) for ln in templates)
+    return st
+
+
+def _gist_risk_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> list[GistRisk]:
+    """GIST risk is a pure function of four facts: memoised on them."""
+    key = ("risk", kb.risk.band_key(facts.primary_site, facts.size_cm, facts.mitotic_rate_per_5mm2),
+           view["tumour_rupture"])
+    hit = kb.output_cache.get(key)
+    if hit is None:
+        lines: list[str] = []
+        tmp: dict[str, Any] = {"tumour_rupture": view["tumour_rupture"]}
+        risks = _gist_risk(kb, facts, tmp, lines)
+        hit = (tuple(risks), tmp["gist_risk_afip"], tmp["gist_risk_nih"], tuple(lines))
+        if len(kb.output_cache) < 200_000:
+            kb.output_cache[key] = hit
+    risks_t, view["gist_risk_afip"], view["gist_risk_nih"], lines_t = hit
+    ex.extend(lines_t)
+    return list(risks_t)
 
 
 def _stage(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> Stage | None:
@@ -284,24 +394,50 @@ def _apply(ctx: _Context, br: BoundRule, oc: Outcome, marks: dict[Any, _Mark], g
 
 
 def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOut, ...]:
+    """Apply the group's rules. Outcomes depend only on which cases held, so the built
+    pathways, explanation lines, asks and warnings are memoised on that signature."""
     view = ctx.view
-    marks: dict[Any, _Mark] = {}
-    for br in kb.bound[group.id]:
+    applied: list[tuple[BoundRule, Outcome]] = []
+    signature: list[int] = []
+    for i, br in enumerate(kb.bound[group.id]):
         if br.only_if is not None and br.only_if.test(view) is not True:
             continue
         any_true = False
         any_unknown = False
-        for cc in br.cases:
+        for j, cc in enumerate(br.cases):
             r = cc.test.test(view)
             if r is True:
                 any_true = True
-                _apply(ctx, br, cc.case, marks, group)
+                applied.append((br, cc.case))
+                signature.append(i * 64 + j)
             elif r is None:
                 any_unknown = True
         if not any_true and any_unknown and br.unknown is not None:
-            _apply(ctx, br, br.unknown, marks, group)
+            applied.append((br, br.unknown))
+            signature.append(i * 64 + 63)
+    key = (group.id, tuple(signature))
+    hit = kb.output_cache.get(key)
+    if hit is None:
+        tmp = _Context(kb, view)
+        marks: dict[Any, _Mark] = {}
+        for br, oc in applied:
+            _apply(tmp, br, oc, marks, group)
+        pathways = _build_pathways(kb, group, marks, tmp.explanation)
+        hit = (pathways, tuple(tmp.explanation), tuple(tmp.missing.items()), tuple(tmp.warnings))
+        if len(kb.output_cache) < 200_000:
+            kb.output_cache[key] = hit
+    pathways, lines, asks, warnings = hit
+    ctx.explanation.extend(lines)
+    for f, why in asks:
+        ctx.ask(f, why)
+    for w in warnings:
+        ctx.warn(w)
+    return pathways
 
-    ex = ctx.explanation
+
+def _build_pathways(
+    kb: CompiledKB, group: Group, marks: dict[Any, _Mark], ex: list[str]
+) -> tuple[PathwayOut, ...]:
     if not marks:
         return kb_defaults(kb, group)
     out: list[PathwayOut] = []
@@ -365,9 +501,9 @@ def _option_out(
 ) -> tuple[Option, str]:
     """The personalised regimen and its explanation line, memoised: outcomes repeat across patients."""
     key = (gid, addr, tuple(m.statuses), tuple(m.notes))
-    hit = kb.output_cache.get(key)
+    hit: tuple[Option, str] | None = kb.output_cache.get(key)
     if hit is not None:
-        return hit  # type: ignore[no-any-return]
+        return hit
     status = m.status()
     reasons = tuple(m.reasons())
     notes = tuple(m.notes)
@@ -384,7 +520,7 @@ def _option_out(
 
 def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
     """The group's pathways with no rule applied (every status 'option'), built once and shared."""
-    cached = kb.output_cache.get(group.id)
+    cached: tuple[PathwayOut, ...] | None = kb.output_cache.get(group.id)
     if cached is not None:
         return cached
     out = tuple(
@@ -401,13 +537,23 @@ def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
     return out
 
 
+def _missing_info(kb: CompiledKB, field_name: str, why: str) -> MissingInfo:
+    key = ("missing", field_name, why)
+    hit = kb.output_cache.get(key)
+    if hit is None:
+        hit = fast(MissingInfo, field=field_name, why=why)
+        if len(kb.output_cache) < 200_000:
+            kb.output_cache[key] = hit
+    return hit
+
+
 def _result(
     kb: CompiledKB, guideline: GuidelineRef, group: GroupRef | None, candidates: list[str],
     oos: OutOfScope | None, stage: Stage | None, risks: list[GistRisk],
     pathways: list[PathwayOut] | tuple[PathwayOut, ...],
     ctx: _Context,
 ) -> Recommendation:
-    missing = tuple(fast(MissingInfo, field=f, why=w) for f, w in ctx.missing.items())
+    missing = tuple(_missing_info(kb, f, w) for f, w in ctx.missing.items())
     return fast(
         Recommendation,
         schema_version="1", guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),

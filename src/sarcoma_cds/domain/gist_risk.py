@@ -110,6 +110,14 @@ class RiskResult:
 
 
 class GistRiskCalculator:
+    def band_key(self, site: str, size_cm: float | None, mitoses: float | None) -> tuple[object, ...]:
+        """Everything the two tables read, as bands: equal keys give equal results."""
+        return (
+            site,
+            _band(self.afip.size_bands, size_cm), _band(self.afip.mitotic_bands, mitoses),
+            _band(self.nih.size_bands, size_cm), _band(self.nih.mitotic_bands, mitoses),
+        )
+
     def __init__(self, tables: GistRiskTables) -> None:
         self.afip = tables.afip_miettinen_2006
         self.nih = tables.nih_modified_joensuu_2008
@@ -154,7 +162,10 @@ class GistRiskCalculator:
             possible = possible | {self.nih.rupture_category}
         cat = next(iter(possible)) if len(possible) == 1 else None
         if cat is not None:
-            basis = f"{site_class.replace('_', '-')} site, size {_fmt(size_cm)} cm, {_fmt(mitoses)} mitoses per 5 mm2"
+            sb = _band(self.nih.size_bands, size_cm)
+            mb = _band(self.nih.mitotic_bands, mitoses)
+            basis = (f"{site_class.replace('_', '-')} site, size band {'/'.join(sb)}, "
+                     f"mitotic band {'/'.join(mb)}")
         else:
             basis = "not pinned by the facts: " + ", ".join(sorted(possible)) + " still possible"
         return RiskResult("nih_modified_joensuu_2008", cat, possible, None, basis)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sarcoma_cds.domain.codegen import CodeGenerator
 from sarcoma_cds.domain.conditions import Compiled, compile_condition
 from sarcoma_cds.domain.facts import FACT_FIELDS
 from sarcoma_cds.domain.gist_risk import GistRiskCalculator, GistRiskTables
@@ -113,8 +114,18 @@ class CompiledKB:
     #: memoised output objects (frozen, shared); see engine.kb_defaults and engine._personalise
     output_cache: dict[Any, Any] = field(default_factory=dict)
 
+    #: facts read by scope, group and gap rules (the classification memo key), and the
+    #: thresholds through which numeric ones are read
+    classification_fields: tuple[str, ...] = ()
+    classification_bands: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    #: out-of-scope rules that can hold for a (histology, primary site)
+    scope_for_site: dict[tuple[str, str], tuple[CompiledScope, ...]] = field(default_factory=dict)
+
     def group_rules_for(self, histology: str, site: str) -> tuple[tuple[str, Compiled], ...]:
         return self.rules_for_site.get((histology, site), self.group_rules)
+
+    def scope_for(self, histology: str, site: str) -> tuple[CompiledScope, ...]:
+        return self.scope_for_site.get((histology, site), self.scope)
 
     @property
     def version(self) -> str:
@@ -238,6 +249,12 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
 
     if problems:
         raise KnowledgeBaseError(problems)
+    _generate_code(defs, [
+        *compiled_defs.values(), *(x.test for x in scope), *(x.test for x in gaps),
+        *(t for _, t in group_rules),
+        *(c.test for rules in bound.values() for br in rules for c in br.cases),
+        *(br.only_if for rules in bound.values() for br in rules if br.only_if is not None),
+    ])
     kb = CompiledKB(
         data=data,
         stager=Stager(data.ajcc),
@@ -253,12 +270,54 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
         site_families=dict(cls.site_families),
         labels=dict(data.fact_labels),
     )
-    kb.rules_for_site = _partial_by_site(kb)
+    kb.rules_for_site, kb.scope_for_site = _partial_by_site(kb)
+    conds = [x.rule.when for x in (*kb.scope, *kb.gaps)] + [t.source for _, t in kb.group_rules]
+    fields: set[str] = set()
+    bands: dict[str, set[tuple[str, float]]] = {}
+    for cond in conds:
+        _collect_leaves(cond, defs, fields, bands)
+    kb.classification_fields = tuple(sorted(fields))
+    kb.classification_bands = {f: tuple(sorted(b)) for f, b in bands.items()}
     return kb
 
 
-def _partial_by_site(kb: CompiledKB) -> dict[tuple[str, str], tuple[tuple[str, Compiled], ...]]:
-    """Keep, per (histology, primary site), only the group rules not already false.
+def _collect_leaves(
+    c: Condition, defs: Mapping[str, Condition], fields: set[str], bands: dict[str, set[tuple[str, float]]]
+) -> None:
+    if c.ref is not None:
+        _collect_leaves(defs[c.ref], defs, fields, bands)
+        return
+    for kid in (*(c.all_ or ()), *(c.any_ or ()), *((c.not_,) if c.not_ else ())):
+        _collect_leaves(kid, defs, fields, bands)
+    if c.fact is not None:
+        fields.add(c.fact)
+        for op in ("gt", "ge", "lt", "le"):
+            bound = getattr(c, op)
+            if bound is not None:
+                bands.setdefault(c.fact, set()).add((op, float(bound)))
+
+
+def _generate_code(defs: Mapping[str, Condition], compiled: list[Compiled]) -> None:
+    """Swap each closure evaluator for generated straight-line code (same semantics)."""
+    gen = CodeGenerator(defs, ALL_FACTS)
+    done: set[int] = set()
+    for c in compiled:
+        if id(c) in done:
+            continue
+        done.add(id(c))
+
+        def sink(fn: Any, c: Compiled = c) -> None:
+            c.reference = c.test
+            c.test = fn
+
+        gen.add(c.source, sink)
+    gen.build()
+
+
+def _partial_by_site(
+    kb: CompiledKB,
+) -> tuple[dict[tuple[str, str], tuple[tuple[str, Compiled], ...]], dict[tuple[str, str], tuple[CompiledScope, ...]]]:
+    """Keep, per (histology, primary site), only the group and scope rules not already false.
 
     Histology and site are required facts, so a rule that is false with only them
     known is false for every patient with them: skipping it changes no result.
@@ -268,8 +327,11 @@ def _partial_by_site(kb: CompiledKB) -> dict[tuple[str, str], tuple[tuple[str, C
     hist = PatientFacts.model_fields["histology"].annotation
     site = PatientFacts.model_fields["primary_site"].annotation
     out: dict[tuple[str, str], tuple[tuple[str, Compiled], ...]] = {}
+    scope: dict[tuple[str, str], tuple[CompiledScope, ...]] = {}
     for h in getattr(hist, "__args__", ()):
         for s in getattr(site, "__args__", ()):
-            view = {"histology": h, "primary_site": s, "site_family": kb.site_families.get(s)}
+            view: dict[str, Any] = dict.fromkeys(ALL_FACTS)
+            view.update(histology=h, primary_site=s, site_family=kb.site_families.get(s))
             out[(h, s)] = tuple((g, t) for g, t in kb.group_rules if t.test(view) is not False)
-    return out
+            scope[(h, s)] = tuple(x for x in kb.scope if x.test.test(view) is not False)
+    return out, scope

@@ -6,9 +6,7 @@ contract are marked "extension" and never replace a contract field.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 

@@ -33,6 +33,7 @@ from sarcoma_cds.domain.knowledge import (
 from sarcoma_cds.domain.staging import AjccTables
 
 DEFAULT_KB_DIR = Path(__file__).parent / "data"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
 
 _DEFS = TypeAdapter(dict[str, Condition])
@@ -43,7 +44,7 @@ def _read(path: Path, problems: list[str], root: Path) -> Any:
     rel = path.relative_to(root).as_posix()
     try:
         with path.open("rb") as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_LOADER)  # a safe loader (C or Python)
     except FileNotFoundError:
         problems.append(f"{rel}: file is missing")
     except yaml.YAMLError as e:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,7 +19,7 @@ from sarcoma_cds.domain.engine import recommend as engine_recommend
 from sarcoma_cds.domain.knowledge import CompiledKB
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     json = "json"
     text = "text"
 
