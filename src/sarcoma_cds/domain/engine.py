@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts, parse_facts
-from sarcoma_cds.domain.kb_models import Group, Outcome
+from sarcoma_cds.domain.kb_models import Group, Outcome, Step
 from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, CompiledKB
 from sarcoma_cds.domain.recommendation import (
     DISCLAIMER,
@@ -136,7 +136,8 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     pathways = _personalise(kb, group, ctx)
     ref = kb.output_cache.get(("group-ref", gid))
     if ref is None:
-        ref = kb.output_cache[("group-ref", gid)] = fast(GroupRef, id=gid, label=group.label)
+        ref = kb.output_cache[("group-ref", gid)] = fast(
+            GroupRef, id=gid, label=group.label, references=tuple(group.references))
     return _result(kb, guideline, ref, [], None, stage, risks, pathways, ctx)
 
 
@@ -247,7 +248,8 @@ def _group_facts(kb: CompiledKB, gid: str) -> tuple[str, ...]:
     if hit is None:
         test = dict(kb.group_rules)[gid]
         order = (*FACT_FIELDS[:2], "stage_group", *FACT_FIELDS[2:])
-        hit = tuple(f for f in order if f in test.fields and f not in ("size_cm",))
+        read = set(test.fields) | ({"primary_site"} if "site_family" in test.fields else set())
+        hit = tuple(f for f in order if f in read and f not in ("size_cm",))
         kb.output_cache[key] = hit
     return hit
 
@@ -460,7 +462,7 @@ def _build_pathways(
                 if m is None:
                     opt = default_step.options[oi]
                 else:
-                    opt, line = _option_out(kb, group.id, (pi, si, oi), st.label, op.drugs, op.line, m)
+                    opt, line = _option_out(kb, group.id, (pi, si, oi), st, op.drugs, op.line, m)
                     if line:
                         ex.append(line)
                 best = min(best, SEVERITY[opt.status])
@@ -496,7 +498,7 @@ _DERIVED_REASON = {
 
 
 def _option_out(
-    kb: CompiledKB, gid: str, addr: tuple[int, int, int], step_label: str, drugs: tuple[str, ...],
+    kb: CompiledKB, gid: str, addr: tuple[int, int, int], step: Step, drugs: tuple[str, ...],
     line: str, m: _Mark,
 ) -> tuple[Option, str]:
     """The personalised regimen and its explanation line, memoised: outcomes repeat across patients."""
@@ -507,12 +509,13 @@ def _option_out(
     status = m.status()
     reasons = tuple(m.reasons())
     notes = tuple(m.notes)
-    refs = tuple(m.references())
+    rule_refs = tuple(m.references())
+    refs = tuple(dict.fromkeys((*step.references, *rule_refs)))
     opt = fast(Option, drugs=drugs, line=line, status=status, reasons=reasons, notes=notes, references=refs)
     text = ""
     if m.statuses:
-        text = (f"{' + '.join(drugs)} ({step_label}): {_STATUS_WORDS[status]} - " + " ".join(reasons)
-                + f" [refs {', '.join(refs)}]")
+        text = (f"{' + '.join(drugs)} ({step.label}): {_STATUS_WORDS[status]} - " + " ".join(reasons)
+                + f" [refs {', '.join(rule_refs)}]")
     if len(kb.output_cache) < 200_000:
         kb.output_cache[key] = (opt, text)
     return opt, text
@@ -529,7 +532,7 @@ def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
                  status="option", reasons=(), rationale=" ".join(st.rationale.split()),
                  references=tuple(st.references), notes=(), id=f"{group.id}/{pi + 1}/{st.treatment}",
                  options=tuple(fast(Option, drugs=op.drugs, line=op.line, status="option", reasons=(),
-                                    notes=(), references=()) for op in st.options))
+                                    notes=(), references=tuple(st.references)) for op in st.options))
             for st in pw.steps))
         for pi, pw in enumerate(group.pathways)
     )

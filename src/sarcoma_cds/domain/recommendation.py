@@ -36,6 +36,7 @@ class GuidelineRef(_Out):
 class GroupRef(_Out):
     id: str
     label: str
+    references: tuple[str, ...] = ()  # extension: the group's source reference numbers
 
 
 class OutOfScope(_Out):

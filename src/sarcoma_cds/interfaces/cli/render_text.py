@@ -9,6 +9,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.tree import Tree
 
 from sarcoma_cds.domain.kb_models import Group
@@ -40,12 +41,12 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
     if rec.missing_information:
         c.print("[bold yellow]Missing facts (please provide):[/]")
         for m in rec.missing_information:
-            c.print(f"  - [bold]{m.field}[/]: {escape(m.why)}")
+            c.print(Padding(f"- [bold]{m.field}[/]: {escape(m.why)}", (0, 0, 0, 2), expand=False))
     if rec.warnings:
         c.print("[bold red]Warnings:[/]")
         for w in rec.warnings:
             what = f" ({w.treatment})" if w.treatment else ""
-            c.print(f"  ! [bold]{w.code}[/]{what}: {escape(w.message)}")
+            c.print(Padding(f"! [bold]{w.code}[/]{what}: {escape(w.message)}", (0, 0, 0, 2), expand=False))
     if rec.missing_information or rec.warnings:
         c.print()
 
@@ -87,7 +88,7 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
     if rec.explanation:
         c.print("[bold]Why:[/]")
         for e in rec.explanation:
-            c.print(f"  - {escape(e)}")
+            c.print(Padding(f"- {escape(e)}", (0, 0, 0, 2), expand=False))
     c.print(f"[dim]Guideline {rec.guideline.id} {rec.guideline.version} ({rec.guideline.content_hash[:19]}...)[/]")
     c.print(f"[bold]{escape(rec.disclaimer)}[/]")
 
