@@ -136,7 +136,7 @@ class GistRiskCalculator:
         possible = frozenset(c[2][0] for c in cells)
         if len(cells) == 1:
             mb, sb, (cat, pct) = cells[0]
-            basis = f"{col} site, size band {sb}, mitotic band {mb}"
+            basis = f"{col.replace('_', '/')} site, size {_band_text(sb)} cm, {_band_text(mb)} mitoses per 5 mm2"
             if (mb, sb, col) in self._small:
                 basis += " (few cases in the study)"
             return RiskResult("afip_miettinen_2006", cat, possible, pct, basis)
@@ -164,11 +164,19 @@ class GistRiskCalculator:
         if cat is not None:
             sb = _band(self.nih.size_bands, size_cm)
             mb = _band(self.nih.mitotic_bands, mitoses)
-            basis = (f"{site_class.replace('_', '-')} site, size band {'/'.join(sb)}, "
-                     f"mitotic band {'/'.join(mb)}")
+            basis = (f"{site_class.replace('_', '-')} site, size {_band_text(sb[0]) if len(sb) == 1 else 'unknown'} cm, "
+                     f"{_band_text(mb[0]) if len(mb) == 1 else 'unknown'} mitoses per 5 mm2")
         else:
             basis = "not pinned by the facts: " + ", ".join(sorted(possible)) + " still possible"
         return RiskResult("nih_modified_joensuu_2008", cat, possible, None, basis)
+
+
+def _band_text(band_id: str) -> str:
+    """'le2' -> '<= 2', 'gt2_le5' -> '> 2-5', 'gt10' -> '> 10' (band ids follow this pattern)."""
+    parts = band_id.split("_")
+    if len(parts) == 2:
+        return f"> {parts[0][2:]}-{parts[1][2:]}"
+    return ("<= " if band_id.startswith("le") else "> ") + band_id[2:]
 
 
 def _fmt(x: float | None) -> str:

@@ -10,6 +10,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
+from rich.table import Table
 from rich.tree import Tree
 
 from sarcoma_cds.domain.kb_models import Group
@@ -27,7 +28,7 @@ TIER = {"first_line": "1st line", "plus": "Plus", "consider": "Consider"}
 
 
 def _console(out: TextIO) -> Console:
-    return Console(file=out, highlight=False, soft_wrap=False, width=100,
+    return Console(file=out, highlight=False, soft_wrap=False, width=110,
                    force_terminal=out.isatty() if hasattr(out, "isatty") else False)
 
 
@@ -95,13 +96,21 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
 
 def render_group_list(kb: CompiledKB, out: TextIO) -> None:
     c = _console(out)
+    sites = {"extremity": "Extremity and trunk", "retroperitoneal": "Retroperitoneal / intra-abdominal",
+             "gist": "GIST"}
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("group id", no_wrap=True)
+    table.add_column("patient group")
+    table.add_column("pathways/steps", justify="right", no_wrap=True)
     site = None
     for g in kb.data.groups:
         if g.site != site:
             site = g.site
-            c.print(f"[bold]{ {'extremity': 'Extremity and trunk', 'retroperitoneal': 'Retroperitoneal / intra-abdominal', 'gist': 'GIST'}[site]}[/]")
+            table.add_row("", f"[bold]{sites[site]}[/]", "", "")
         steps = sum(len(p.steps) for p in g.pathways)
-        c.print(f"  {g.id:<42} {escape(g.label)} [dim]({len(g.pathways)} pathway(s), {steps} step(s))[/]")
+        table.add_row(str(g.order), g.id, escape(g.label), f"{len(g.pathways)}/{steps}")
+    c.print(table)
 
 
 def render_group(kb: CompiledKB, g: Group, out: TextIO) -> None:
