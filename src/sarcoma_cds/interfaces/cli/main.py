@@ -25,7 +25,9 @@ core_commands.register(app)
 for _module in ("service_commands", "cohort_commands"):
     try:
         mod = importlib.import_module(f"sarcoma_cds.interfaces.cli.{_module}")
-    except ImportError:  # optional extra not installed
+    except ModuleNotFoundError as e:  # an optional extra is not installed: its commands are absent
+        if (e.name or "").startswith("sarcoma_cds"):
+            raise
         continue
     mod.register(app)
 
