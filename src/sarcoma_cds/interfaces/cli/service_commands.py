@@ -1,0 +1,110 @@
+"""Service CLI commands: ``serve``, ``kb export --fhir DIR``, ``audit-log export``.
+
+Heavy dependencies (FastAPI, SQLAlchemy, fhir.resources) are imported inside the
+commands so the core CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from sarcoma_cds.interfaces.cli.kb_app import kb_app
+
+
+class ExportFormat(str, Enum):  # noqa: UP042 (typer choices, as in core_commands)
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+audit_app = typer.Typer(help="The audit trail of recommendations served.", no_args_is_help=True)
+
+
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 only with API keys)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes."),
+) -> None:
+    """Run the HTTP service (REST, FHIR, CDS Hooks, web) with uvicorn."""
+    import logging
+
+    import uvicorn
+
+    from sarcoma_cds.interfaces.api.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    if settings.api_keys_file is None:
+        if host not in (None, "127.0.0.1", "localhost"):
+            sys.stderr.write("warning: no API keys configured (SARCOMA_CDS_API_KEYS); "
+                             f"refusing to bind {host}, listening on 127.0.0.1 only\n")
+        host = "127.0.0.1"
+        sys.stderr.write("warning: no API keys configured: the REST API is open to local users only\n")
+    host = host or "127.0.0.1"
+    # Run migrations once before the workers start.
+    from sarcoma_cds.store import AuditStore
+
+    AuditStore.open(settings.db_url).close()
+    uvicorn.run("sarcoma_cds.interfaces.api.asgi:app", host=host, port=port, workers=workers,
+                access_log=False, log_level="info")
+
+
+def kb_export(
+    fhir: Path = typer.Option(..., "--fhir", help="Directory to write the FHIR resources into."),
+) -> None:
+    """Export the algorithm as CPG PlanDefinitions and ActivityDefinitions (FHIR R4 JSON)."""
+    import json
+
+    from sarcoma_cds import load_kb
+    from sarcoma_cds.adapters.fhir import kb_to_fhir, validate_resource
+
+    resources = kb_to_fhir(load_kb())
+    fhir.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for res in resources:
+        try:
+            validate_resource(res)
+        except Exception as e:  # report all, write none that is invalid
+            problems.append(f"{res['resourceType']}/{res['id']}: {str(e).splitlines()[0]}")
+            continue
+        (fhir / f"{res['resourceType']}-{res['id']}.json").write_text(json.dumps(res, indent=2) + "\n")
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": r["url"], "resource": r} for r in resources]}
+    (fhir / "Bundle-sts-treatment-definitions.json").write_text(json.dumps(bundle, indent=2) + "\n")
+    for p in problems:
+        sys.stderr.write(f"error: {p}\n")
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"wrote {len(resources)} resources to {fhir}")
+
+
+def audit_export(
+    format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="csv or jsonl."),
+    out: Path | None = typer.Option(None, "--out", help="Output file (default: standard output)."),
+) -> None:
+    """Write every audit record (CSV or JSONL) from the configured database."""
+    from sarcoma_cds.interfaces.api.settings import Settings
+    from sarcoma_cds.store import AuditStore
+
+    store = AuditStore.open(Settings.from_env().db_url)
+    try:
+        if out is None:
+            n = store.export(sys.stdout, format.value)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as fh:
+                n = store.export(fh, format.value)
+    finally:
+        store.close()
+    sys.stderr.write(f"{n} records\n")
+
+
+def register(app: typer.Typer) -> None:
+    kb_app.command("export")(kb_export)
+    if not any(g.name == "kb" for g in app.registered_groups):
+        app.add_typer(kb_app, name="kb")
+    app.command("serve")(serve)
+    audit_app.command("export")(audit_export)
+    app.add_typer(audit_app, name="audit-log")

@@ -1,0 +1,314 @@
+"""Repository of the audit store: every write is one transaction, written whole or not at all.
+
+Nothing here logs patient data. Facts are reduced to a SHA-256 digest of their
+canonical JSON form unless raw storage is switched on (or a clinician saves a case).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sarcoma_cds.store.db import make_engine, migrate
+from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
+
+EXPORT_FIELDS = (
+    "seq", "id", "created_at", "request_id", "caller", "interface", "kb_version", "kb_hash",
+    "facts_digest", "group_id", "out_of_scope", "statuses", "saved", "label", "raw_facts",
+)
+_LIST_FIELDS = ("metastatic_sites", "prior_therapies", "comorbidities")
+
+
+def canonical_facts(facts: Any) -> dict[str, Any]:
+    """Facts as a canonical JSON-able dict: no nulls, list fields sorted."""
+    if hasattr(facts, "model_dump"):
+        data = facts.model_dump(mode="json", exclude_none=True)
+    else:
+        data = {k: v for k, v in dict(facts).items() if v is not None}
+    for k in _LIST_FIELDS:
+        if isinstance(data.get(k), list | tuple):
+            data[k] = sorted(data[k])
+    return data
+
+
+def facts_digest(facts: Any) -> str:
+    """``sha256:<hex>`` of the canonical JSON of the facts (sorted keys, no whitespace)."""
+    blob = json.dumps(canonical_facts(facts), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def statuses_summary(rec: Any) -> dict[str, Any]:
+    """Compact statuses of a recommendation: step and option statuses, asks and warnings."""
+    steps: dict[str, str] = {}
+    options: dict[str, str] = {}
+    for pi, p in enumerate(rec.pathways, start=1):
+        for s in p.steps:
+            key = f"{pi}/{s.treatment}"
+            steps[key] = s.status
+            for o in s.options:
+                options[f"{key}/{'+'.join(o.drugs)}"] = o.status
+    out: dict[str, Any] = {"steps": steps, "options": options}
+    if rec.missing_information:
+        out["missing"] = [m.field for m in rec.missing_information]
+    if rec.warnings:
+        out["warnings"] = [w.code for w in rec.warnings]
+    if rec.candidate_groups:
+        out["candidates"] = list(rec.candidate_groups)
+    if rec.stage is not None and rec.stage.group:
+        out["stage"] = rec.stage.group
+    return out
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def record_dict(r: AuditRecord, *, with_recommendation: bool = False) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "seq": r.seq, "id": r.id, "created_at": _utc(r.created_at).isoformat(),  # type: ignore[union-attr]
+        "request_id": r.request_id, "caller": r.caller, "interface": r.interface,
+        "kb_version": r.kb_version, "kb_hash": r.kb_hash, "facts_digest": r.facts_digest,
+        "group_id": r.group_id, "out_of_scope": r.out_of_scope, "statuses": r.statuses,
+        "saved": r.saved, "label": r.label, "raw_facts": r.raw_facts,
+    }
+    if with_recommendation:
+        d["recommendation"] = r.recommendation
+    return d
+
+
+def feedback_dict(f: Feedback) -> dict[str, Any]:
+    return {
+        "id": f.id, "created_at": _utc(f.created_at).isoformat(),  # type: ignore[union-attr]
+        "kind": f.kind, "audit_id": f.audit_id, "service_id": f.service_id,
+        "card_uuid": f.card_uuid, "outcome": f.outcome,
+        "outcome_at": _utc(f.outcome_at).isoformat() if f.outcome_at else None,
+        "override_reason": f.override_reason, "accepted_suggestions": f.accepted_suggestions,
+        "treatment": f.treatment, "note": f.note, "caller": f.caller,
+    }
+
+
+@dataclass
+class AuditStore:
+    """The audit store. Build it with :meth:`open` (creates/migrates the schema)."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, url: str, *, run_migrations: bool = True) -> AuditStore:
+        engine = make_engine(url)
+        if run_migrations:
+            migrate(engine)
+        return cls(engine, sessionmaker(engine, expire_on_commit=False))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------ writes
+    def record_recommendation(
+        self,
+        rec: Any,
+        facts: Any,
+        *,
+        interface: str,
+        caller: str,
+        request_id: str,
+        store_raw: bool = False,
+        saved: bool = False,
+        label: str | None = None,
+        card_uuids: Sequence[str] = (),
+        service_id: str | None = None,
+    ) -> str:
+        """Record one served recommendation (and its CDS cards) in one transaction; returns its id."""
+        audit_id = str(uuid.uuid4())
+        now = _now()
+        row = AuditRecord(
+            id=audit_id, created_at=now, request_id=request_id[:64], caller=caller[:200],
+            interface=interface[:20], kb_version=rec.guideline.version,
+            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts),
+            raw_facts=canonical_facts(facts) if (store_raw or saved) else None,
+            group_id=rec.patient_group.id if rec.patient_group else None,
+            out_of_scope=rec.out_of_scope is not None, statuses=statuses_summary(rec),
+            recommendation=rec.model_dump(mode="json"), saved=saved,
+            label=label[:200] if label else None,
+        )
+        with self.sessions.begin() as s:
+            s.add(row)
+            s.flush()
+            for cu in card_uuids:
+                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id or "", created_at=now))
+        return audit_id
+
+    def link_cards(self, audit_id: str, service_id: str, card_uuids: Sequence[str]) -> None:
+        """Remember which CDS cards were served for an audit record (one transaction)."""
+        if not card_uuids:
+            return
+        now = _now()
+        with self.sessions.begin() as s:
+            for cu in card_uuids:
+                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id, created_at=now))
+
+    def record_feedback(
+        self,
+        *,
+        kind: str,
+        outcome: str,
+        caller: str,
+        audit_id: str | None = None,
+        service_id: str | None = None,
+        card_uuid: str | None = None,
+        outcome_at: datetime | None = None,
+        override_reason: dict[str, Any] | None = None,
+        accepted_suggestions: list[Any] | None = None,
+        treatment: str | None = None,
+        note: str | None = None,
+    ) -> str:
+        """Record a CDS feedback outcome or a clinician decision (one transaction); returns its id."""
+        fid = str(uuid.uuid4())
+        with self.sessions.begin() as s:
+            if audit_id is None and card_uuid is not None:
+                card = s.get(CdsCard, card_uuid)
+                audit_id = card.audit_id if card else None
+            s.add(Feedback(
+                id=fid, created_at=_now(), kind=kind, audit_id=audit_id, service_id=service_id,
+                card_uuid=card_uuid, outcome=outcome[:40], outcome_at=outcome_at,
+                override_reason=override_reason, accepted_suggestions=accepted_suggestions,
+                treatment=treatment[:120] if treatment else None, note=note, caller=caller[:200],
+            ))
+        return fid
+
+    def record_decision(self, audit_id: str, *, outcome: str, caller: str,
+                        treatment: str | None = None, note: str | None = None,
+                        override_reason: dict[str, Any] | None = None) -> str:
+        """A clinician's decision on a recommendation (accepted, overridden, ...)."""
+        return self.record_feedback(kind="decision", outcome=outcome, caller=caller,
+                                    audit_id=audit_id, treatment=treatment, note=note,
+                                    override_reason=override_reason)
+
+    def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
+        """Store a JWT id; False if it was already seen (a replay). Expired ids are purged."""
+        now = _now()
+        try:
+            with self.sessions.begin() as s:
+                s.execute(delete(SeenJti).where(SeenJti.expires_at < now))
+                s.add(SeenJti(iss=iss[:300], jti=jti[:200], expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def get_record(self, audit_id: str) -> dict[str, Any] | None:
+        """One audit record with its recommendation and feedback, or None."""
+        with self.sessions() as s:
+            r = s.scalar(select(AuditRecord).where(AuditRecord.id == audit_id))
+            if r is None:
+                return None
+            d = record_dict(r, with_recommendation=True)
+            fb = s.scalars(select(Feedback).where(Feedback.audit_id == audit_id).order_by(Feedback.seq))
+            d["feedback"] = [feedback_dict(f) for f in fb]
+            return d
+
+    def audit_id_for_card(self, card_uuid: str) -> str | None:
+        with self.sessions() as s:
+            c = s.get(CdsCard, card_uuid)
+            return c.audit_id if c else None
+
+    def page(self, *, limit: int = 50, after: int = 0, interface: str | None = None,
+             saved_only: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+        """Records with ``seq > after``, oldest first; returns (items, next cursor or None)."""
+        limit = max(1, min(limit, 500))
+        with self.sessions() as s:
+            q = select(AuditRecord).where(AuditRecord.seq > after)
+            if interface:
+                q = q.where(AuditRecord.interface == interface)
+            if saved_only:
+                q = q.where(AuditRecord.saved.is_(True))
+            rows = list(s.scalars(q.order_by(AuditRecord.seq).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [record_dict(r) for r in rows], (rows[-1].seq if more and rows else None)
+
+    def list_cases(self, *, limit: int = 50, offset: int = 0, saved_only: bool = True) -> list[dict[str, Any]]:
+        """Newest first: saved cases (or every record when ``saved_only`` is False)."""
+        with self.sessions() as s:
+            q = select(AuditRecord)
+            if saved_only:
+                q = q.where(AuditRecord.saved.is_(True))
+            q = q.order_by(AuditRecord.seq.desc()).offset(max(0, offset)).limit(max(1, min(limit, 500)))
+            return [record_dict(r) for r in s.scalars(q)]
+
+    def list_feedback(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        with self.sessions() as s:
+            q = select(Feedback).order_by(Feedback.seq).limit(limit)
+            return [feedback_dict(f) for f in s.scalars(q)]
+
+    def iter_records(self, batch: int = 500) -> Iterator[dict[str, Any]]:
+        after = 0
+        while True:
+            items, _ = self.page(limit=batch, after=after)
+            if not items:
+                return
+            yield from items
+            after = items[-1]["seq"]
+
+    def count(self) -> int:
+        from sqlalchemy import func
+
+        with self.sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+    # ------------------------------------------------------------------ export
+    def export(self, out: TextIO, fmt: str = "jsonl") -> int:
+        """Write every audit record to ``out`` as CSV or JSONL; returns the number written."""
+        return write_records(self.iter_records(), out, fmt)
+
+
+def write_records(records: Iterable[dict[str, Any]], out: TextIO, fmt: str) -> int:
+    n = 0
+    if fmt == "csv":
+        w = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            row = dict(r)
+            for k in ("statuses", "raw_facts"):
+                row[k] = json.dumps(row[k], sort_keys=True) if row.get(k) is not None else ""
+            w.writerow(row)
+            n += 1
+    elif fmt == "jsonl":
+        for r in records:
+            out.write(json.dumps(r, sort_keys=True) + "\n")
+            n += 1
+    else:
+        raise ValueError(f"unknown export format {fmt!r}; expected csv or jsonl")
+    return n
+
+
+def export_string(store: AuditStore, fmt: str) -> str:
+    buf = io.StringIO()
+    store.export(buf, fmt)
+    return buf.getvalue()
