@@ -1,0 +1,62 @@
+"""The web application for clinics and sarcoma tumour boards (server-rendered pages).
+
+``mount(app, services)`` adds the pages and their static files to the FastAPI app built by
+``sarcoma_cds.interfaces.api.app.create_app``. Pages work without JavaScript; the small
+script in ``static/web.js`` only adds conveniences. See docs/web.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from sarcoma_cds.interfaces.web.adapter import WebBackend
+from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, build_router
+
+__all__ = ["create_web_app", "mount"]
+
+#: Public paths shared with the REST API: HTML requests go to the page, others to the API.
+SHARED_PREFIXES = ("/groups",)
+
+
+def _wants_html(scope: dict[str, Any]) -> bool:
+    for name, value in scope.get("headers") or ():
+        if name == b"accept":
+            accept = value.decode("latin-1").lower()
+            return "text/html" in accept
+    return False
+
+
+class _HtmlRewrite:
+    """ASGI middleware: ``GET /groups...`` from a browser (Accept: text/html) -> ``/ui/groups...``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("method") in ("GET", "HEAD"):
+            path = scope.get("path", "")
+            if any(path == p or path.startswith(p + "/") for p in SHARED_PREFIXES) and _wants_html(scope):
+                scope = dict(scope)
+                scope["path"] = UI_PREFIX + path
+                scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
+    """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
+    backend = WebBackend(services)
+    app.include_router(build_router(backend))
+    app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
+    app.add_middleware(_HtmlRewrite)
+    app.state.web = backend
+    return backend
+
+
+def create_web_app(services: Any | None = None) -> FastAPI:
+    """A stand-alone app with only the web pages (tests, or before the service exists)."""
+    app = FastAPI(title="sarcoma-cds web", docs_url=None, redoc_url=None, openapi_url=None)
+    mount(app, services)
+    return app

@@ -1,0 +1,144 @@
+"""Fixtures for the browser tests: a real uvicorn server and Debian's Chromium via Playwright.
+
+The tests are skipped (with the reason) when Chromium or Playwright is missing, unless
+SARCOMA_CDS_REQUIRE_SERVICES=1, as in CI, where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("SARCOMA_CDS_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+REQUIRED = os.environ.get("SARCOMA_CDS_REQUIRE_SERVICES") == "1"
+
+VIEWPORTS = {"laptop": {"width": 1366, "height": 900}, "tablet": {"width": 820, "height": 1180}}
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"{reason} (SARCOMA_CDS_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_app(data_dir: Path) -> Any:
+    """The real application (service + web) when it exists, else the web app alone."""
+    os.environ["SARCOMA_CDS_DATA_DIR"] = str(data_dir)
+    try:
+        from sarcoma_cds.interfaces.api.app import create_app
+    except ImportError:
+        if REQUIRED:
+            raise
+        from sarcoma_cds.interfaces.web import create_web_app
+
+        return create_web_app(None)
+    return create_app()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    app = build_app(tmp_path_factory.mktemp("web-data"))
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not t.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    t.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        _unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-dev-shm-usage"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """shot(page, name), axe(page, what) and the viewport sizes, for the tests."""
+
+    class H:
+        viewports = VIEWPORTS
+        shot = staticmethod(shot)
+        shot_element = staticmethod(shot_element)
+        axe = staticmethod(axe_check)
+
+    return H
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    ctx = browser.new_context(viewport=VIEWPORTS["laptop"], base_url=server)
+    pg = ctx.new_page()
+    pg.set_default_timeout(10_000)
+    yield pg
+    ctx.close()
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    if not full_page:
+        page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def shot_element(locator: Any, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    locator.screenshot(path=str(path))
+    return path
+
+
+def axe_check(page: Any, what: str) -> None:
+    """Run axe-core in the page; fail on serious or critical violations."""
+    if not AXE.exists():
+        _unavailable(f"axe-core not installed ({AXE}); run `npm ci` in tests/browser")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "async () => { const r = await axe.run(document, {resultTypes: ['violations']});"
+        " return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})); }"
+    )
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe-core violations on {what}: {bad}"

@@ -1,0 +1,328 @@
+"""HTTP-level tests of the web pages (FastAPI TestClient, no JavaScript involved)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sarcoma_cds import FACT_FIELDS, PatientFacts, load_kb
+from sarcoma_cds.interfaces.web.forms import _literal_values
+
+HTML = {"accept": "text/html,application/xhtml+xml"}
+FIXTURES = Path(__file__).parent / "fixtures"
+
+EXTREMITY_III = {
+    "histology": "undifferentiated_pleomorphic_sarcoma", "primary_site": "lower_extremity",
+    "size_cm": "12", "depth": "deep", "grade": "3", "nodes": "N0", "metastasis": "M0",
+    "resectability": "resectable", "disease_status": "primary",
+}
+GIST_D842V = {
+    "histology": "gist", "primary_site": "stomach", "size_cm": "8", "mitotic_rate_per_5mm2": "6",
+    "metastasis": "M0", "resectability": "unresectable", "disease_status": "primary",
+    "pdgfra_mutation": "d842v",
+}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    data_dir = tmp_path_factory.mktemp("web")
+    try:
+        from sarcoma_cds.interfaces.api.app import create_app
+        from sarcoma_cds.interfaces.api.settings import Settings
+    except ImportError:  # the service layer is optional for the pages
+        from sarcoma_cds.interfaces.web import create_web_app
+
+        return TestClient(create_web_app(None))
+    return TestClient(create_app(Settings(data_dir=data_dir)))
+
+
+def text(html: str) -> str:
+    """Visible-ish text: tags removed, whitespace collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def regimen_row(html: str, regimen: str) -> str:
+    for row in re.findall(r"<tr class=\"opt-[a-z_]+\">.*?</tr>", html, flags=re.S):
+        if re.search(rf'<td class="regimen">\s*{re.escape(regimen)}\s*(<|$)', row):
+            return text(row)
+    raise AssertionError(f"no regimen row {regimen!r}")
+
+
+# --------------------------------------------------------------------------- algorithm
+
+def test_home_lists_every_group_by_site(client: TestClient) -> None:
+    r = client.get("/", headers=HTML)
+    assert r.status_code == 200
+    kb = load_kb()
+    for g in kb.data.groups:
+        assert f'href="/groups/{g.id}"' in r.text
+    for site in ("Extremity and trunk", "Retroperitoneal and intra-abdominal", "Gastrointestinal stromal tumour (GIST)"):
+        assert site in r.text
+    assert "do not replace the judgement" in r.text  # disclaimer on every page
+    assert '<form class="search" role="search" action="/search"' in r.text
+
+
+def test_group_pages_have_linkable_steps(client: TestClient) -> None:
+    kb = load_kb()
+    for g in kb.data.groups:
+        r = client.get(f"/groups/{g.id}", headers=HTML)
+        assert r.status_code == 200, g.id
+        assert g.label in r.text
+        for pi, p in enumerate(g.pathways, start=1):
+            for s in p.steps:
+                assert f'id="step-{pi}-{s.treatment}"' in r.text
+                assert f'href="#step-{pi}-{s.treatment}"' in r.text
+        assert "Applies to all patients" in r.text
+
+
+def test_group_page_and_api_share_the_path(client: TestClient) -> None:
+    r = client.get("/groups/gist.unresectable", headers={"accept": "application/json"})
+    if r.status_code == 404:
+        pytest.skip("no REST API mounted")
+    assert r.headers["content-type"].startswith("application/json")
+    assert client.get("/groups/gist.unresectable", headers=HTML).headers["content-type"].startswith("text/html")
+
+
+def test_unknown_group_is_404(client: TestClient) -> None:
+    r = client.get("/groups/extremity.nope", headers=HTML)
+    assert r.status_code == 404
+    assert "no patient group" in r.text
+
+
+@pytest.mark.parametrize(("q", "expect"), [
+    ("avapritinib", "Targeted systemic therapy"),
+    ("neoadjuvant radiotherapy", "Neoadjuvant radiotherapy"),
+    ("retroperitoneal", "Retroperitoneal or intra-abdominal: resectable"),
+])
+def test_search(client: TestClient, q: str, expect: str) -> None:
+    r = client.get("/search", params={"q": q})
+    assert r.status_code == 200
+    assert expect in r.text
+    assert "0 results" not in r.text
+
+
+# --------------------------------------------------------------------------- form
+
+def test_form_has_a_labelled_control_for_every_fact(client: TestClient) -> None:
+    html = client.get("/patient").text
+    for name in FACT_FIELDS:
+        assert f'id="f-{name}"' in html, name
+        assert (f'for="f-{name}"' in html) or re.search(rf'id="f-{name}"[^>]*>\s*<legend>', html), name
+        values = _literal_values(PatientFacts.model_fields[name].annotation)
+        for v in values or []:
+            assert f'value="{v}"' in html, (name, v)
+    assert 'method="post" action="/patient"' in html
+    assert "cm" in html and "per 5 mm²" in html  # units shown
+
+
+def test_extremity_stage_iii(client: TestClient) -> None:
+    r = client.post("/patient", data=EXTREMITY_III)
+    assert r.status_code == 200
+    t = text(r.text)
+    assert "Extremity or trunk: stage III or nodal stage IV (any T, N1, M0), resectable" in t
+    assert "IIIB" in t and "T3" in t and "N0" in t and "M0" in t and "G3" in t
+    assert "Neoadjuvant radiotherapy or chemoradiation" in t
+    assert "badge st-option" in r.text
+    assert "<svg" in r.text and "Pathway 1 — best fit" in r.text
+    assert "do not replace the judgement" in t
+
+
+def test_gist_d842v_imatinib_not_recommended_avapritinib_preferred(client: TestClient) -> None:
+    r = client.post("/patient", data=GIST_D842V)
+    assert r.status_code == 200
+    imatinib = regimen_row(r.text, "imatinib")
+    assert "Not recommended" in imatinib and "D842V" in imatinib
+    assert "Preferred" in regimen_row(r.text, "avapritinib")
+    t = text(r.text)
+    assert "AFIP (Miettinen &amp; Lasota 2006)" in t and "Modified NIH (Joensuu 2008)" in t
+    # missing facts at the top, linked to their form fields on the same page
+    assert 'href="#f-ntrk_fusion"' in r.text and 'id="f-ntrk_fusion"' in r.text
+    assert r.text.index("Missing facts") < r.text.index("Pathways")
+
+
+def test_out_of_scope(client: TestClient) -> None:
+    r = client.post("/patient", data={"histology": "rhabdomyosarcoma", "primary_site": "lower_extremity"})
+    assert r.status_code == 200
+    t = text(r.text)
+    assert "Outside the algorithm’s scope" in t
+    assert "outside the source algorithm" in t
+    assert "pathway-result" not in r.text
+
+
+def test_validation_messages_sit_next_to_their_field(client: TestClient) -> None:
+    bad = {"histology": "gist", "primary_site": "stomach", "size_cm": "twelve", "metastasis": "M0",
+           "metastatic_burden": "disseminated", "ecog": "7"}
+    r = client.post("/patient", data=bad)
+    assert r.status_code == 422
+    for field in ("size_cm", "metastatic_burden", "ecog"):
+        m = re.search(rf'id="f-{field}".*?<p class="field-error" id="e-{field}">(.*?)</p>', r.text, flags=re.S)
+        assert m, field
+        assert 'aria-invalid="true"' in r.text
+    assert "expected a number" in r.text
+    assert "only with metastasis M1" in r.text
+    assert 'value="twelve"' in r.text  # what was typed is kept
+    assert 'href="#f-size_cm"' in r.text  # error summary links to the field
+    assert "Personalised recommendation" not in r.text
+
+
+def test_required_fields(client: TestClient) -> None:
+    r = client.post("/patient", data={"size_cm": "3"})
+    assert r.status_code == 422
+    assert re.search(r'id="e-histology">.*required field is missing', r.text, flags=re.S)
+    assert re.search(r'id="e-primary_site">.*required field is missing', r.text, flags=re.S)
+
+
+def test_prefill_from_query(client: TestClient) -> None:
+    r = client.get("/patient", params={"histology": "gist", "primary_site": "stomach", "prior_therapies": ["imatinib_standard_dose", "sunitinib"]})
+    assert '<option value="gist" selected>' in r.text
+    assert 'value="sunitinib" checked' in r.text
+
+
+# --------------------------------------------------------------------------- what-if
+
+def test_what_if_varies_missing_and_decisive_facts(client: TestClient) -> None:
+    r = client.get("/patient/what-if", params=GIST_D842V)
+    assert r.status_code == 200
+    assert 'id="wi-ntrk_fusion"' in r.text
+    assert 'id="wi-resectability"' in r.text
+    section = r.text.split('id="wi-ntrk_fusion"')[1].split("</section>")[0]
+    assert "larotrectinib" in section and "Preferred" in section
+    res = r.text.split('id="wi-resectability"')[1].split("</section>")[0]
+    assert "Group changes to" in res
+    # the same facts via POST (the form's second button), no retyping
+    assert client.post("/patient/what-if", data=GIST_D842V).status_code == 200
+
+
+# --------------------------------------------------------------------------- cases
+
+@pytest.fixture(scope="module")
+def case_url(client: TestClient) -> str:
+    r = client.post("/cases", data={**EXTREMITY_III, "case_label": "MDT 1 / case 3"}, follow_redirects=False)
+    assert r.status_code == 303
+    return str(r.headers["location"])
+
+
+def test_saved_case_reopens(client: TestClient, case_url: str) -> None:
+    r = client.get(case_url)
+    assert r.status_code == 200
+    assert "MDT 1 / case 3" in r.text
+    assert "IIIB" in r.text
+    assert "Undifferentiated pleomorphic sarcoma" in r.text  # facts kept
+    assert "MDT 1 / case 3" in client.get("/cases").text
+
+
+def test_decision_recorded_with_validation(client: TestClient, case_url: str) -> None:
+    r = client.post(case_url + "/decision", data={"outcome": "overridden", "chosen": "", "rationale": ""})
+    assert r.status_code == 422
+    assert "Name the option that was chosen" in r.text and "Give the reason" in r.text
+    r = client.post(case_url + "/decision", data={
+        "outcome": "overridden", "chosen": "excision", "rationale": "Declined radiotherapy before surgery.",
+        "clinician": "MDT chair", "next": "board"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/board")
+    board = client.get(case_url + "/board").text
+    assert "Chose another option" in board and "Declined radiotherapy before surgery." in board
+    client.post(case_url + "/decision", data={"outcome": "accepted"})
+    assert "Accepted the recommendation" in client.get(case_url).text
+
+
+def test_board_is_printable_and_downloadable(client: TestClient, case_url: str) -> None:
+    r = client.get(case_url + "/board")
+    assert "Sarcoma tumour board" in r.text and "do not replace the judgement" in r.text
+    css = client.get("/static/web/web.css").text
+    assert "@media print" in css and "@page" in css
+    pdf = client.get(case_url + "/board.pdf")
+    if pdf.status_code == 503:
+        pytest.skip("WeasyPrint not available here")
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    assert pdf.headers["content-type"] == "application/pdf"
+
+
+def test_patient_summary_is_plain(client: TestClient, case_url: str) -> None:
+    r = client.get(case_url + "/patient-summary")
+    assert r.status_code == 200
+    t = text(r.text).lower()
+    assert "discussion aid" in t and "not a treatment plan" in t
+    for jargon in ("mg", "ifosfamide", "doxorubicin", "neoadjuvant", "fnclcc", "iiib", "ajcc"):
+        assert not re.search(rf"\b{jargon}\b", t.split("skip to content")[-1].split("decision support, not an order")[0]), jargon
+
+
+def test_diagram_svg(client: TestClient, case_url: str) -> None:
+    r = client.get(case_url + "/diagram.svg")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(r.content)
+    assert root.tag.endswith("svg")
+    assert "best fit" in r.text and "Stage III" in r.text
+    assert 'stroke="#0b5d6b" stroke-width="3"' in r.text  # the taken branch is highlighted
+
+
+def test_exports(client: TestClient, case_url: str) -> None:
+    rec = client.get(case_url + "/recommendation.json").json()
+    assert rec["patient_group"]["id"] == "extremity.stage_iii_resectable"
+    assert rec["schema_version"] == "1"
+    facts = client.get(case_url + "/facts.json").json()
+    assert facts["histology"] == "undifferentiated_pleomorphic_sarcoma" and facts["size_cm"] == 12
+    fhir = client.get(case_url + "/recommendation.fhir.json")
+    if fhir.status_code == 501:
+        pytest.skip("no FHIR service layer")
+    assert fhir.json()["resourceType"] == "Bundle"
+
+
+def test_unknown_case_404(client: TestClient) -> None:
+    assert client.get("/cases/does-not-exist").status_code == 404
+
+
+# --------------------------------------------------------------------------- import
+
+def test_import_json_file(client: TestClient) -> None:
+    facts = {k: v for k, v in GIST_D842V.items()}
+    facts["size_cm"] = 8
+    facts["mitotic_rate_per_5mm2"] = 6
+    r = client.post("/import", files={"file": ("p.json", json.dumps(facts), "application/json")})
+    assert r.status_code == 200
+    assert "Imported from patient facts" in r.text
+    assert "Preferred" in regimen_row(r.text, "avapritinib")
+    wrapped = client.post("/import", data={"text": json.dumps({"facts": facts})})
+    assert wrapped.status_code == 200 and "GIST: unresectable" in wrapped.text
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "Expected a JSON object"),
+    ('{"histology": "gist", "primary_site": "stomach", "sise_cm": 3}', "Unknown fields"),
+    ("", "Choose a file"),
+])
+def test_import_errors(client: TestClient, payload: str, message: str) -> None:
+    r = client.post("/import", data={"text": payload})
+    assert r.status_code == 422
+    assert message in r.text
+
+
+def test_import_fhir_bundle(client: TestClient) -> None:
+    path = FIXTURES / "fhir" / "gist-pdgfra-d842v.json"
+    if not path.exists():
+        pytest.skip("no FHIR fixture")
+    r = client.post("/import", files={"file": (path.name, path.read_bytes(), "application/fhir+json")})
+    if "FHIR import needs the service layer" in r.text:
+        pytest.skip("no FHIR service layer")
+    assert r.status_code in (200, 422)
+    assert "Imported from FHIR / mCODE bundle" in r.text or "Please check" in r.text
+    if r.status_code == 200:
+        assert "avapritinib" in r.text
+
+
+def test_pages_without_services() -> None:
+    """The pages also work mounted without the service layer (in-memory fallback)."""
+    from sarcoma_cds.interfaces.web import create_web_app
+
+    c = TestClient(create_web_app(None))
+    assert c.get("/", headers=HTML).status_code == 200
+    r = c.post("/cases", data=GIST_D842V, follow_redirects=False)
+    assert r.status_code == 303
+    assert "GIST: unresectable" in c.get(r.headers["location"]).text
+
+
