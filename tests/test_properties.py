@@ -98,3 +98,12 @@ def test_required_fields():
 @pytest.mark.parametrize("field", ["histology", "primary_site", "kit_mutation", "pdgfra_mutation"])
 def test_vocabularies_match_the_contract(field):
     assert vocabulary(field)  # every vocabulary is a closed Literal list
+
+
+@given(valid_facts())
+def test_cli_fast_json_equals_model_json(facts):
+    """The CLI's stream serialiser gives exactly the model's JSON (same keys, same order)."""
+    from sarcoma_cds.interfaces.cli.core_commands import _to_json
+
+    rec = recommend(facts)
+    assert json.loads(_to_json(rec), object_pairs_hook=list) == json.loads(rec.model_dump_json(), object_pairs_hook=list)

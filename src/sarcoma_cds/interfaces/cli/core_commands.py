@@ -17,6 +17,7 @@ import typer
 from sarcoma_cds import InvalidFacts, KnowledgeBaseError, load_kb
 from sarcoma_cds.domain.engine import recommend as engine_recommend
 from sarcoma_cds.domain.knowledge import CompiledKB
+from sarcoma_cds.domain.recommendation import Recommendation
 
 
 class Format(StrEnum):
@@ -39,6 +40,34 @@ def _kb(kb_dir: Path | None) -> CompiledKB:
 
 def _problems(e: InvalidFacts) -> list[str]:
     return [f"error: {f}: {m}" for f, m in e.problems]
+
+
+_PATHWAYS_ADAPTER: Any = None
+_PATHWAYS_JSON: dict[int, tuple[object, str]] = {}
+
+
+def _to_json(rec: Recommendation) -> str:
+    """The contract JSON of a recommendation, fast for streams.
+
+    The engine shares pathway objects between patients with the same rule outcomes, so their
+    JSON is rendered once per object (kept alive by the cache, so ids are never reused).
+    """
+    global _PATHWAYS_ADAPTER
+    if _PATHWAYS_ADAPTER is None:
+        from pydantic import TypeAdapter
+
+        from sarcoma_cds.domain.recommendation import PathwayOut
+
+        _PATHWAYS_ADAPTER = TypeAdapter(tuple[PathwayOut, ...])
+    p = rec.pathways
+    hit = _PATHWAYS_JSON.get(id(p))
+    if hit is None or hit[0] is not p:
+        hit = (p, _PATHWAYS_ADAPTER.dump_json(p).decode())
+        if len(_PATHWAYS_JSON) < 50_000:
+            _PATHWAYS_JSON[id(p)] = hit
+    rest = rec.model_dump_json(exclude={"pathways"})
+    head, sep, tail = rest.partition(',"missing_information":')
+    return f'{head},"pathways":{hit[1]}{sep}{tail}'
 
 
 def _json_error(line_no: int, problems: list[tuple[str, str]]) -> str:
@@ -87,7 +116,7 @@ def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> N
         except InvalidFacts as e:
             raise _fail(_problems(e)) from None
         if fmt is Format.json:
-            out.write(rec.model_dump_json() + "\n")
+            out.write(_to_json(rec) + "\n")
         else:
             from sarcoma_cds.interfaces.cli.render_text import render
 
@@ -110,7 +139,7 @@ def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> N
                 write(_json_error(n, problems) + "\n")
             continue
         if fmt is Format.json:
-            write(rec.model_dump_json() + "\n")
+            write(_to_json(rec) + "\n")
         else:
             from sarcoma_cds.interfaces.cli.render_text import render
 
