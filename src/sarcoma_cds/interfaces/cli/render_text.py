@@ -32,6 +32,10 @@ def _console(out: TextIO) -> Console:
                    force_terminal=out.isatty() if hasattr(out, "isatty") else False)
 
 
+def _drugs(drugs: tuple[str, ...]) -> str:
+    return " + ".join(d.replace("_", " ") for d in drugs)
+
+
 def _badge(status: str) -> str:
     word, style = STATUS_STYLE[status]
     return f"[{style}]{word}[/]"
@@ -79,7 +83,7 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
                 node.add(f"note: {escape(n)}")
             for op in st.options:
                 line = "secondary" if op.line == "secondary" else "primary"
-                onode = node.add(f"{escape(' + '.join(op.drugs))} [dim]({line})[/] {_badge(op.status)}")
+                onode = node.add(f"{escape(_drugs(op.drugs))} [dim]({line})[/] {_badge(op.status)}")
                 for r in op.reasons:
                     onode.add(f"[italic]{escape(r)}[/]")
                 for n in op.notes:
@@ -124,6 +128,6 @@ def render_group(kb: CompiledKB, g: Group, out: TextIO) -> None:
                             f"{st.applies_to}; refs {', '.join(st.references) or '-'})[/]")
             node.add(escape(" ".join(st.rationale.split())))
             for op in st.options:
-                node.add(f"{escape(' + '.join(op.drugs))} [dim]({op.line})[/]")
+                node.add(f"{escape(_drugs(op.drugs))} [dim]({op.line})[/]")
         c.print(tree)
     c.print(f"[dim]References are the source's reference numbers. Guideline {kb.version}.[/]")
