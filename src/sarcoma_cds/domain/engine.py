@@ -146,8 +146,8 @@ _Classified = tuple[str, tuple[str, ...], str | None, tuple[tuple[str, str], ...
 
 def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -> _Classified:
     """Classification reads a few facts (numbers only through their rule thresholds): memoised on them."""
-    key = ("cls", tuple(assumed), tuple(view[f] is None for f in _DERIVED_INPUTS),
-           *(_key_value(view[f], kb.classification_bands.get(f)) for f in kb.classification_fields))
+    key = ("cls", tuple(assumed), tuple([view[f] is None for f in _DERIVED_INPUTS]),
+           kb.classification_key.key(view))
     hit = kb.output_cache.get(key)
     if hit is None:
         ctx = _Context(kb, view)
@@ -159,15 +159,6 @@ def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -
 
 
 _DERIVED_INPUTS = tuple(sorted({f for v in DERIVED_FROM.values() for f in v}))
-
-
-def _key_value(v: Any, bands: tuple[tuple[str, float], ...] | None) -> Any:
-    if bands is None or v is None:
-        return v
-    return tuple(
-        (v > b) if op == "gt" else (v >= b) if op == "ge" else (v < b) if op == "lt" else (v <= b)
-        for op, b in bands
-    )
 
 
 def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, tuple[str, ...], str | None]:
@@ -396,9 +387,26 @@ def _apply(ctx: _Context, br: BoundRule, oc: Outcome, marks: dict[Any, _Mark], g
 
 
 def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOut, ...]:
-    """Apply the group's rules. Outcomes depend only on which cases held, so the built
-    pathways, explanation lines, asks and warnings are memoised on that signature."""
+    """Apply the group's rules, memoised on the facts they read (see MemoKeySpec)."""
     view = ctx.view
+    outer = ("pers", group.id, kb.personalisation_keys[group.id].key(view))
+    hit = kb.output_cache.get(outer)
+    if hit is None:
+        hit = _personalise_uncached(kb, group, view)
+        if len(kb.output_cache) < 200_000:
+            kb.output_cache[outer] = hit
+    pathways, lines, asks, warnings = hit
+    ctx.explanation.extend(lines)
+    for f, why in asks:
+        ctx.ask(f, why)
+    for w in warnings:
+        ctx.warn(w)
+    return pathways  # type: ignore[no-any-return]
+
+
+def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) -> Any:
+    """Evaluate the group's rules. Outcomes depend only on which cases held, so the built
+    pathways, explanation lines, asks and warnings are shared per signature."""
     applied: list[tuple[BoundRule, Outcome]] = []
     signature: list[int] = []
     for i, br in enumerate(kb.bound[group.id]):
@@ -428,13 +436,7 @@ def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOu
         hit = (pathways, tuple(tmp.explanation), tuple(tmp.missing.items()), tuple(tmp.warnings))
         if len(kb.output_cache) < 200_000:
             kb.output_cache[key] = hit
-    pathways, lines, asks, warnings = hit
-    ctx.explanation.extend(lines)
-    for f, why in asks:
-        ctx.ask(f, why)
-    for w in warnings:
-        ctx.warn(w)
-    return pathways
+    return hit
 
 
 def _build_pathways(

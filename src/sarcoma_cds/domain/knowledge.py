@@ -89,6 +89,38 @@ class BoundRule:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoKeySpec:
+    """Which facts a rule set reads: the key under which its (pure) result is memoised.
+
+    Numbers enter only through the thresholds the rules compare them with, so patients who
+    differ only inside one band share an entry.
+    """
+
+    plain: tuple[str, ...]
+    banded: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
+
+    def key(self, view: Mapping[str, Any]) -> tuple[Any, ...]:
+        out: list[Any] = [view[f] for f in self.plain]
+        for f, bands in self.banded:
+            v = view[f]
+            out.append(None if v is None else tuple(
+                (v > b) if op == "gt" else (v >= b) if op == "ge" else (v < b) if op == "lt" else (v <= b)
+                for op, b in bands))
+        return tuple(out)
+
+
+def memo_spec(conditions: list[Condition], defs: Mapping[str, Condition]) -> MemoKeySpec:
+    fields: set[str] = set()
+    bands: dict[str, set[tuple[str, float]]] = {}
+    for cond in conditions:
+        _collect_leaves(cond, defs, fields, bands)
+    return MemoKeySpec(
+        plain=tuple(sorted(f for f in fields if f not in bands)),
+        banded=tuple((f, tuple(sorted(bands[f]))) for f in sorted(bands)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledScope:
     rule: ScopeRule
     test: Compiled
@@ -114,10 +146,9 @@ class CompiledKB:
     #: memoised output objects (frozen, shared); see engine.kb_defaults and engine._personalise
     output_cache: dict[Any, Any] = field(default_factory=dict)
 
-    #: facts read by scope, group and gap rules (the classification memo key), and the
-    #: thresholds through which numeric ones are read
-    classification_fields: tuple[str, ...] = ()
-    classification_bands: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    #: memo keys: facts read by scope, group and gap rules; and per group by its bound rules
+    classification_key: MemoKeySpec = field(default_factory=lambda: MemoKeySpec((), ()))
+    personalisation_keys: dict[str, MemoKeySpec] = field(default_factory=dict)
     #: out-of-scope rules that can hold for a (histology, primary site)
     scope_for_site: dict[tuple[str, str], tuple[CompiledScope, ...]] = field(default_factory=dict)
 
@@ -271,13 +302,14 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
         labels=dict(data.fact_labels),
     )
     kb.rules_for_site, kb.scope_for_site = _partial_by_site(kb)
-    conds = [x.rule.when for x in (*kb.scope, *kb.gaps)] + [t.source for _, t in kb.group_rules]
-    fields: set[str] = set()
-    bands: dict[str, set[tuple[str, float]]] = {}
-    for cond in conds:
-        _collect_leaves(cond, defs, fields, bands)
-    kb.classification_fields = tuple(sorted(fields))
-    kb.classification_bands = {f: tuple(sorted(b)) for f, b in bands.items()}
+    kb.classification_key = memo_spec(
+        [x.rule.when for x in (*kb.scope, *kb.gaps)] + [t.source for _, t in kb.group_rules], defs)
+    kb.personalisation_keys = {
+        gid: memo_spec(
+            [c.case.when for br in rules for c in br.cases] + [br.only_if.source for br in rules if br.only_if],
+            defs)
+        for gid, rules in kb.bound.items()
+    }
     return kb
 
 
