@@ -475,7 +475,7 @@ def _build_pathways(
                 derived = _BY_SEVERITY[best]
                 if SEVERITY[derived] > SEVERITY[status] or (derived == "preferred" and not (sm and sm.statuses)):
                     status = derived
-                    reasons = [*reasons, _DERIVED_REASON[derived]]
+                    reasons = [*reasons, DERIVED_REASON[derived]]
             step = fast(
                 StepOut, tier=st.tier, treatment=st.treatment, label=st.label, applies_to=st.applies_to,
                 status=status, reasons=tuple(reasons), rationale=default_step.rationale,
@@ -490,7 +490,8 @@ def _build_pathways(
 
 
 _BY_SEVERITY = {v: k for k, v in SEVERITY.items()}
-_DERIVED_REASON = {
+#: Why a drug-only step took its status from its regimens (shared with the cohort evaluator).
+DERIVED_REASON = {
     "preferred": "A regimen of this step is preferred for these facts.",
     "not_recommended": "None of this step's regimens fits these facts.",
     "conditional": "Every regimen of this step still depends on a fact that is not recorded.",

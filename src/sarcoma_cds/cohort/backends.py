@@ -1,0 +1,230 @@
+"""Three small backends for the IR: Polars expressions, DuckDB SQL, PySpark Columns.
+
+Each runs a :class:`~sarcoma_cds.cohort.ir.Plan` over the encoded cohort table and
+returns the plan's integer output columns as a Polars DataFrame sorted by ``row``.
+The libraries are imported inside the functions: the core CLI must start fast.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import Any
+
+from sarcoma_cds.cohort import ir
+
+# --------------------------------------------------------------------------- Polars
+
+
+def to_polars(e: ir.E) -> Any:
+    import polars as pl
+
+    def t(e: ir.E) -> Any:
+        if isinstance(e, ir.Col):
+            return pl.col(e.name)
+        if isinstance(e, ir.Lit):
+            dtype = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}[e.kind]
+            return pl.lit(e.value, dtype=dtype)
+        if isinstance(e, ir.And):
+            return reduce(lambda a, b: a & b, (t(x) for x in e.args))
+        if isinstance(e, ir.Or):
+            return reduce(lambda a, b: a | b, (t(x) for x in e.args))
+        if isinstance(e, ir.Not):
+            return ~t(e.arg)
+        if isinstance(e, ir.Cmp):
+            a, b = t(e.a), t(e.b)
+            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+        if isinstance(e, ir.Arith):
+            a, b = t(e.a), t(e.b)
+            if e.op == "&":
+                return a & b
+            return {"+": a + b, "-": a - b, "*": a * b, "//": a // b, "%": a % b}[e.op]
+        if isinstance(e, ir.IsNull):
+            return t(e.arg).is_null()
+        if isinstance(e, ir.Coalesce):
+            return pl.coalesce([t(x) for x in e.args])
+        if isinstance(e, ir.Case):
+            (c0, v0), *rest = e.branches
+            w = pl.when(t(c0)).then(t(v0))
+            for c, v in rest:
+                w = w.when(t(c)).then(t(v))
+            return w.otherwise(t(e.default))
+        if isinstance(e, ir.Greatest):
+            return pl.max_horizontal([t(x) for x in e.args])
+        if isinstance(e, ir.Least):
+            return pl.min_horizontal([t(x) for x in e.args])
+        if isinstance(e, ir.Lookup):
+            return t(e.index).replace_strict(
+                list(range(len(e.table))), list(e.table), default=None, return_dtype=pl.Int64)
+        raise TypeError(e)
+
+    return t(e)
+
+
+def run_polars(plan: ir.Plan, table: Any) -> Any:
+    """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``)."""
+    import polars as pl
+
+    lf = table.lazy()
+    for layer in plan.stage1:
+        lf = lf.with_columns([to_polars(e).alias(n) for n, e in layer.columns])
+    s1 = lf.collect()
+    outs = [pl.col(c).cast(pl.Int64) for c in plan.outputs]
+    parts = []
+    has = pl.col("group_idx").is_not_null() & (pl.col("n_items") > 0)
+    for g, layers in plan.stage2.items():
+        p = s1.lazy().filter((pl.col("group_idx") == g) & (pl.col("n_items") > 0))
+        for layer in layers:
+            p = p.with_columns([to_polars(e).alias(n) for n, e in layer.columns])
+        parts.append(p.select(outs))
+    rest = s1.lazy().filter(~has).with_columns([to_polars(e).alias(n) for n, e in plan.stage2_default])
+    parts.append(rest.select(outs))
+    return pl.concat(parts).sort("row").collect()
+
+
+# --------------------------------------------------------------------------- DuckDB
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def to_sql(e: ir.E, dialect: str = "duckdb") -> str:
+    """SQL text for DuckDB or Spark SQL (they differ in quoting, integer division and arrays)."""
+    spark = dialect == "spark"
+
+    def t(e: ir.E) -> str:
+        if isinstance(e, ir.Col):
+            return f"`{e.name}`" if spark else _q(e.name)
+        if isinstance(e, ir.Lit):
+            if e.value is None:
+                return {"int": "CAST(NULL AS BIGINT)", "float": "CAST(NULL AS DOUBLE)",
+                        "bool": "CAST(NULL AS BOOLEAN)"}[e.kind]
+            if e.kind == "bool":
+                return "TRUE" if e.value else "FALSE"
+            if e.kind == "float":
+                return f"CAST({float(e.value)!r} AS DOUBLE)"
+            return f"CAST({int(e.value)} AS BIGINT)"
+        if isinstance(e, ir.And):
+            return "(" + " AND ".join(t(x) for x in e.args) + ")"
+        if isinstance(e, ir.Or):
+            return "(" + " OR ".join(t(x) for x in e.args) + ")"
+        if isinstance(e, ir.Not):
+            return f"(NOT {t(e.arg)})"
+        if isinstance(e, ir.Cmp):
+            op = {"==": "=", "!=": "<>"}.get(e.op, e.op)
+            return f"({t(e.a)} {op} {t(e.b)})"
+        if isinstance(e, ir.Arith):
+            op = "div" if spark and e.op == "//" else e.op
+            return f"({t(e.a)} {op} {t(e.b)})"
+        if isinstance(e, ir.IsNull):
+            return f"({t(e.arg)} IS NULL)"
+        if isinstance(e, ir.Coalesce):
+            return "COALESCE(" + ", ".join(t(x) for x in e.args) + ")"
+        if isinstance(e, ir.Case):
+            body = " ".join(f"WHEN {t(c)} THEN {t(v)}" for c, v in e.branches)
+            return f"(CASE {body} ELSE {t(e.default)} END)"
+        if isinstance(e, ir.Greatest):
+            return "GREATEST(" + ", ".join(t(x) for x in e.args) + ")"
+        if isinstance(e, ir.Least):
+            return "LEAST(" + ", ".join(t(x) for x in e.args) + ")"
+        if isinstance(e, ir.Lookup):
+            vals = ", ".join("NULL" if v is None else str(int(v)) for v in e.table)
+            if spark:
+                return f"element_at(CAST(array({vals}) AS ARRAY<BIGINT>), CAST({t(e.index)} + 1 AS INT))"
+            return f"(CAST([{vals}] AS BIGINT[])[{t(e.index)} + 1])"
+        raise TypeError(e)
+
+    return t(e)
+
+
+def _layered_sql(source: str, layers: list[ir.Layer], where: str | None = None) -> str:
+    sql = f"SELECT * FROM {source}" + (f" WHERE {where}" if where else "")
+    for layer in layers:
+        cols = ", ".join(f"{to_sql(e)} AS {_q(n)}" for n, e in layer.columns)
+        if cols:
+            sql = f"SELECT *, {cols} FROM ({sql})"
+    return sql
+
+
+def run_duckdb(plan: ir.Plan, table: Any, threads: int | None = None) -> Any:
+    import duckdb
+    import polars as pl
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads TO {int(threads)}")
+    arrow = table.to_arrow()
+    con.register("cohort_in", arrow)
+    con.execute("CREATE TEMP TABLE s1 AS " + _layered_sql("cohort_in", plan.stage1))
+    outs = ", ".join(f"CAST({_q(c)} AS BIGINT) AS {_q(c)}" for c in plan.outputs)
+    parts = []
+    for g, layers in plan.stage2.items():
+        inner = _layered_sql("s1", layers, where=f'"group_idx" = {g} AND "n_items" > 0')
+        parts.append(f"SELECT {outs} FROM ({inner})")
+    default = ", ".join(f"{to_sql(e)} AS {_q(n)}" for n, e in plan.stage2_default)
+    rest = f'SELECT *, {default} FROM s1 WHERE NOT (COALESCE("group_idx" IS NOT NULL AND "n_items" > 0, FALSE))'
+    parts.append(f"SELECT {outs} FROM ({rest})")
+    sql = " UNION ALL ".join(parts) + ' ORDER BY "row"'
+    rel = con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    out = pl.from_arrow(fetch())
+    con.close()
+    return out
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+def to_spark(e: ir.E) -> Any:
+    """A PySpark Column. Built from Spark SQL text with ``F.expr``: one JVM call per column
+    instead of one per node (Py4J round trips dominate otherwise)."""
+    from pyspark.sql import functions as F
+
+    return F.expr(to_sql(e, "spark"))
+
+
+_SPARK: Any = None
+
+
+def spark_session(master: str = "local[2]") -> Any:
+    """One shared local session per process (tests and CLI)."""
+    global _SPARK
+    if _SPARK is None:
+        from pyspark.sql import SparkSession
+
+        _SPARK = (SparkSession.builder.master(master).appName("sarcoma-cds-cohort")
+                  .config("spark.sql.shuffle.partitions", "4")
+                  .config("spark.ui.enabled", "false")
+                  .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                  .config("spark.driver.memory", "2g")
+                  .getOrCreate())
+        _SPARK.sparkContext.setLogLevel("ERROR")
+    return _SPARK
+
+
+def run_spark(plan: ir.Plan, table: Any, spark: Any = None) -> Any:
+    import polars as pl
+    from pyspark.sql import functions as F
+
+    spark = spark or spark_session()
+    df = spark.createDataFrame(table.to_arrow())  # PySpark >= 4: Arrow in, Arrow out (no pandas)
+    for layer in plan.stage1:
+        df = df.select("*", *[to_spark(e).alias(n) for n, e in layer.columns])
+    s1 = df.cache()
+    outs = [F.col(c).cast("bigint").alias(c) for c in plan.outputs]
+    parts = []
+    for g, layers in plan.stage2.items():
+        p = s1.filter((F.col("group_idx") == g) & (F.col("n_items") > 0))
+        for layer in layers:
+            p = p.select("*", *[to_spark(e).alias(n) for n, e in layer.columns])
+        parts.append(p.select(*outs))
+    has = F.coalesce(F.col("group_idx").isNotNull() & (F.col("n_items") > 0), F.lit(False))
+    rest = s1.filter(~has).select("*", *[to_spark(e).alias(n) for n, e in plan.stage2_default])
+    parts.append(rest.select(*outs))
+    res = reduce(lambda a, b: a.unionByName(b), parts)
+    arrow = res.toArrow()
+    s1.unpersist()
+    out = pl.from_arrow(arrow)
+    if out.height == 0:
+        return pl.DataFrame({c: pl.Series([], dtype=pl.Int64) for c in plan.outputs})
+    return out.with_columns([pl.col(c).cast(pl.Int64) for c in plan.outputs]).sort("row")

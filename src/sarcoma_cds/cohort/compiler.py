@@ -1,0 +1,553 @@
+"""Translate the knowledge base (the same rule trees the per-patient engine runs) into IR.
+
+Nothing clinical is written here: every condition, table and outcome comes from the
+:class:`~sarcoma_cds.domain.knowledge.CompiledKB`; this module only knows how the
+per-patient engine combines them (classification order, case/unknown outcomes,
+status severity) and re-expresses that as column expressions.
+
+Encoded columns (produced by :mod:`sarcoma_cds.cohort.io`):
+
+* ``f_<fact>``: categorical and boolean facts as a one-bit mask (``1 << vocabulary index``),
+  list facts as the OR of their items' bits, numbers as floats; NULL = not given.
+* ``i_primary_site``: the site's vocabulary index (for table lookups).
+* ``d_0 .. d_{K-1}``: delivered items as item-vocabulary indices (-1: a valid drug
+  combination no pathway lists), NULL past the end; ``n_items``.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from sarcoma_cds.cohort.ir import (
+    FALSE,
+    NULL_BOOL,
+    NULL_INT,
+    TRUE,
+    E,
+    Layer,
+    Plan,
+    all_of,
+    any_of,
+    case,
+    col,
+    greatest,
+    is_true,
+    least,
+    lit,
+)
+from sarcoma_cds.domain.engine import DERIVED_REASON  # the engine's own texts
+from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts
+from sarcoma_cds.domain.gist_risk import AfipCategory, NihCategory
+from sarcoma_cds.domain.kb_models import Condition
+from sarcoma_cds.domain.knowledge import SEVERITY, CompiledKB
+from sarcoma_cds.domain.staging import StageGroup
+
+STATUSES = ("preferred", "option", "caution", "conditional", "not_recommended")  # by severity
+CONCORDANCE = ("not_assessable", "concordant", "concordant_conditional", "discordant")
+# reason kinds (see explain.reason_text)
+RK_NONE, RK_NOT_REC, RK_COND, RK_NOT_IN_GROUP, RK_NO_SINGLE_PATHWAY = 0, 1, 2, 3, 4
+RK_OUT_OF_SCOPE, RK_CANDIDATES, RK_NO_DELIVERED, RK_INVALID = 5, 6, 7, 8
+
+RB = 4096  # reason-id radix inside a rank
+OCC = 64  # occurrence radix inside a value
+VAL = OCC * RB
+NO_GROUP_REASON = "No patient group of the source matches these facts."
+ASSERT_SEVERITY = dict(zip(STATUSES, range(5), strict=True))
+
+
+def _literal_args(tp: Any) -> tuple[Any, ...]:
+    return tuple(typing.get_args(tp))
+
+
+def fact_schema() -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """fact -> (kind, vocabulary); kind is cat | bool | list | num | int."""
+    out: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for name in FACT_FIELDS:
+        ann = PatientFacts.model_fields[name].annotation
+        is_optional = typing.get_origin(ann) in (typing.Union, __import__("types").UnionType)
+        inner = next(a for a in typing.get_args(ann) if a is not type(None)) if is_optional else ann
+        origin = typing.get_origin(inner)
+        if origin is typing.Literal:
+            out[name] = ("cat", _literal_args(inner))
+        elif origin is tuple:
+            out[name] = ("list", _literal_args(typing.get_args(inner)[0]))
+        else:
+            base = typing.get_args(inner)[0] if typing.get_args(inner) else inner
+            if base is bool:
+                out[name] = ("bool", (False, True))
+            elif base is int:
+                out[name] = ("int", ())
+            else:
+                out[name] = ("num", ())
+    return out
+
+
+FACTS = fact_schema()
+SITES: tuple[str, ...] = FACTS["primary_site"][1]
+STAGE_VOCAB: tuple[str, ...] = typing.get_args(StageGroup)
+AFIP_VOCAB: tuple[str, ...] = typing.get_args(AfipCategory)
+NIH_VOCAB: tuple[str, ...] = typing.get_args(NihCategory)
+_UNKNOWN_VALUES = {"kit_mutation": "unknown", "pdgfra_mutation": "unknown"}  # engine.build_view
+
+
+def bit(fact: str, value: Any) -> int:
+    vocab = FACTS[fact][1]
+    return 1 << vocab.index(value)
+
+
+def mask_of(vocab: tuple[Any, ...], values: Any) -> int:
+    m = 0
+    for v in values:
+        if v in vocab:
+            m |= 1 << vocab.index(v)
+    return m
+
+
+def item_key(item: str) -> str:
+    """A delivered item in canonical form: drug combinations sorted, joined by '+'."""
+    parts = [p.strip() for p in item.split("+")]
+    return "+".join(sorted(parts)) if len(parts) > 1 else parts[0]
+
+
+@dataclass
+class Occurrence:
+    pathway: int
+    order: int  # position in the pathway's source order (step, then its options)
+    addr: tuple[int, ...]
+    item: str
+
+
+@dataclass
+class GroupInfo:
+    index: int
+    id: str
+    occurrences: list[Occurrence]
+    pathways: int
+
+
+@dataclass
+class KBCompilation:
+    """Everything the backends and the decoder need, derived from one CompiledKB."""
+
+    kb: CompiledKB
+    plan: Plan
+    groups: list[str]
+    items: list[str]  # delivered-item vocabulary: treatment ids and drug combinations
+    treatments: frozenset[str]
+    drugs: frozenset[str]
+    reasons: list[str]  # reason id -> text (0: none)
+    oos_reasons: list[str]
+    slots: int
+    group_info: list[GroupInfo] = field(default_factory=list)
+
+
+class UnsupportedCondition(ValueError):
+    pass
+
+
+class Translator:
+    """Condition trees -> IR, with the per-patient engine's semantics for every test."""
+
+    DERIVED: typing.ClassVar[dict[str, tuple[str, ...] | None]] = {
+        "site_family": None,  # vocab filled from the KB
+        "stage_group": STAGE_VOCAB,
+        "gist_risk_nih": NIH_VOCAB,
+        "gist_risk_afip": AFIP_VOCAB,
+    }
+
+    def __init__(self, kb: CompiledKB):
+        self.kb = kb
+        self.defs = dict(kb.data.definitions)
+        self.family_vocab: tuple[str, ...] = tuple(sorted(set(kb.site_families.values())))
+
+    def vocab(self, fact: str) -> tuple[Any, ...]:
+        if fact == "site_family":
+            return self.family_vocab
+        if fact in self.DERIVED:
+            return self.DERIVED[fact]  # type: ignore[return-value]
+        return FACTS[fact][1]
+
+    def kind(self, fact: str) -> str:
+        if fact in self.DERIVED:
+            return "set"
+        return FACTS[fact][0]
+
+    @staticmethod
+    def view_col(fact: str) -> E:
+        return col(f"v_{fact}")
+
+    def tr(self, c: Condition, seen: tuple[str, ...] = ()) -> E:
+        if c.ref is not None:
+            if c.ref in seen or c.ref not in self.defs:
+                raise UnsupportedCondition(f"bad definition reference {c.ref!r}")
+            return self.tr(self.defs[c.ref], (*seen, c.ref))
+        if c.all_ is not None:
+            return all_of([self.tr(k, seen) for k in c.all_])
+        if c.any_ is not None:
+            return any_of([self.tr(k, seen) for k in c.any_])
+        if c.not_ is not None:
+            return ~self.tr(c.not_, seen)
+        fact = c.fact
+        assert fact is not None
+        kind = self.kind(fact)
+        x = self.view_col(fact)
+        if c.known is not None:
+            if kind == "set":  # known only when pinned to one value (conditions.known_test)
+                known = is_true(x.not_null() & x.band(x.sub(1)).eq(0))
+            else:
+                known = x.not_null()
+            return known if c.known else ~known
+        if c.in_ is not None or c.eq is not None:
+            values = list(c.in_) if c.in_ is not None else [c.eq]
+            if kind in ("num", "int"):
+                return any_of([x.eq(float(v)) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]) if values else FALSE
+            if kind == "list":
+                raise UnsupportedCondition(f"'in'/'eq' on list fact {fact!r}")
+            vocab = self.vocab(fact)
+            if kind == "bool":
+                values = [v for v in values if isinstance(v, bool)]
+            m = mask_of(vocab, values)
+            if kind == "set":  # subset -> TRUE, disjoint -> FALSE, else unknown
+                full = (1 << len(vocab)) - 1
+                return case([(x.band(full & ~m).eq(0), TRUE), (x.band(m).eq(0), FALSE)], NULL_BOOL, "bool")
+            return x.band(m).ne(0)
+        if c.contains is not None:
+            if kind != "list":
+                raise UnsupportedCondition(f"'contains' on non-list fact {fact!r}")
+            vocab = self.vocab(fact)
+            if c.contains not in vocab:
+                return case([(x.is_null(), NULL_BOOL)], FALSE, "bool")
+            return x.band(1 << vocab.index(c.contains)).ne(0)
+        if kind not in ("num", "int"):
+            raise UnsupportedCondition(f"numeric comparison on non-numeric fact {fact!r}")
+        for op in ("gt", "ge", "lt", "le"):
+            v = getattr(c, op)
+            if v is not None:
+                return getattr(x, op)(float(v))
+        raise UnsupportedCondition(f"unsupported condition on {fact!r}")
+
+
+def _bands_index(x: E, maxes: list[float | None]) -> E:
+    """Index of the first band whose (inclusive) upper bound holds x; len(maxes) when x is NULL."""
+    branches: list[tuple[E, Any]] = [(x.is_null(), len(maxes))]
+    for i, m in enumerate(maxes):
+        if m is None:
+            branches.append((TRUE, i))
+            break
+        branches.append((x.le(float(m)), i))
+    return case(branches, len(maxes) - 1)
+
+
+def _reps(maxes: list[float | None]) -> list[float | None]:
+    """A representative value in each band, then None (unknown)."""
+    out: list[float | None] = []
+    prev = 0.0
+    for m in maxes:
+        out.append(float(m) if m is not None else prev + 1.0)
+        if m is not None:
+            prev = float(m)
+    return [*out, None]
+
+
+def _cat_index(x: E, fact: str, values: tuple[Any, ...]) -> E:
+    """Vocabulary position among ``values`` (NULL -> len(values))."""
+    return case([(x.eq(bit(fact, v)), i) for i, v in enumerate(values)], len(values))
+
+
+def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
+    tr = Translator(kb)
+    view = Layer([])
+    for name in FACT_FIELDS:
+        x: E = col(f"f_{name}")
+        if name in _UNKNOWN_VALUES:
+            x = case([(x.eq(bit(name, _UNKNOWN_VALUES[name])), NULL_INT)], x)
+        for fname, value, _why in kb.assumptions:
+            if fname == name:
+                kind = FACTS[name][0]
+                x = x.fill(mask_of(FACTS[name][1], [value]) if kind in ("cat", "bool") else value)
+        view.columns.append((f"v_{name}", x))
+
+    # ---- derived facts: the same tables, evaluated through the core's own calculators
+    site = col("i_primary_site")
+    fam = case([(site.eq(i), 1 << tr.family_vocab.index(kb.site_families[s]))
+                for i, s in enumerate(SITES) if s in kb.site_families], None)
+    is_gist = col("f_histology").eq(bit("histology", "gist"))
+    ajcc = kb.stager.tables
+    t_maxes = [b.max_cm for b in ajcc.systems[0].t_bands]
+    if any([b.max_cm for b in s.t_bands] != t_maxes for s in ajcc.systems):
+        raise UnsupportedCondition("staging systems with different T bands")
+    nodes_vals = FACTS["nodes"][1]
+    m_vals = FACTS["metastasis"][1]
+    grade_vals = FACTS["grade"][1]
+    afip, nih = kb.risk.afip, kb.risk.nih
+    afip_size = [b.max_cm for b in afip.size_bands]
+    afip_mit = [b.max for b in afip.mitotic_bands]
+    nih_size = [b.max_cm for b in nih.size_bands]
+    nih_mit = [b.max for b in nih.mitotic_bands]
+    derived = Layer([
+        ("v_site_family", fam),
+        ("x_is_gist", is_gist),
+        ("x_t", _bands_index(col("f_size_cm"), t_maxes)),
+        ("x_n", _cat_index(col("f_nodes"), "nodes", nodes_vals)),
+        ("x_m", _cat_index(col("f_metastasis"), "metastasis", m_vals)),
+        ("x_g", _cat_index(col("f_grade"), "grade", grade_vals)),
+        ("x_as", _bands_index(col("f_size_cm"), afip_size)),
+        ("x_am", _bands_index(col("f_mitotic_rate_per_5mm2"), afip_mit)),
+        ("x_ns", _bands_index(col("f_size_cm"), nih_size)),
+        ("x_nm", _bands_index(col("f_mitotic_rate_per_5mm2"), nih_mit)),
+        ("x_rup", case([(col("v_tumour_rupture").eq(bit("tumour_rupture", True)), 1),
+                        (col("v_tumour_rupture").eq(bit("tumour_rupture", False)), 0)], 2)),
+    ])
+    # tables by calling the core calculators on one representative per band
+    t_reps = _reps(t_maxes)
+    stage_table: list[int | None] = []
+    for s in SITES:
+        for t in t_reps:
+            for n in (*nodes_vals, None):
+                for m in (*m_vals, None):
+                    for g in (*grade_vals, None):
+                        res = kb.stager.stage(s, t, n, m, g)
+                        stage_table.append(None if res is None else mask_of(STAGE_VOCAB, res.possible))
+    nt, nn, nm, ng = len(t_reps), len(nodes_vals) + 1, len(m_vals) + 1, len(grade_vals) + 1
+    stage_key = (site.mul(nt * nn * nm * ng).add(col("x_t").mul(nn * nm * ng))
+                 .add(col("x_n").mul(nm * ng)).add(col("x_m").mul(ng)).add(col("x_g")))
+    afip_table: list[int | None] = []
+    for s in SITES:
+        for sz in _reps(afip_size):
+            for mi in _reps(afip_mit):
+                afip_table.append(mask_of(AFIP_VOCAB, kb.risk.afip_risk(s, sz, mi).possible))
+    a_s, a_m = len(afip_size) + 1, len(afip_mit) + 1
+    afip_key = site.mul(a_s * a_m).add(col("x_as").mul(a_m)).add(col("x_am"))
+    nih_table: list[int | None] = []
+    for s in SITES:
+        for sz in _reps(nih_size):
+            for mi in _reps(nih_mit):
+                for rup in (False, True, None):
+                    nih_table.append(mask_of(NIH_VOCAB, kb.risk.nih_risk(s, sz, mi, rup).possible))
+    n_s, n_m = len(nih_size) + 1, len(nih_mit) + 1
+    nih_key = site.mul(n_s * n_m * 3).add(col("x_ns").mul(n_m * 3)).add(col("x_nm").mul(3)).add(col("x_rup"))
+    from sarcoma_cds.cohort.ir import Lookup
+
+    tables = Layer([
+        ("v_stage_group", case([(col("x_is_gist"), NULL_INT)], Lookup(stage_key, tuple(stage_table)))),
+        ("v_gist_risk_afip", case([(col("x_is_gist"), Lookup(afip_key, tuple(afip_table)))], NULL_INT)),
+        ("v_gist_risk_nih", case([(col("x_is_gist"), Lookup(nih_key, tuple(nih_table)))], NULL_INT)),
+    ])
+
+    # ---- classification, in the engine's order
+    groups = [gid for gid, _ in kb.group_rules]
+    tris = Layer([])
+    for i, sc in enumerate(kb.scope):
+        tris.columns.append((f"c_s{i}", tr.tr(sc.test.source)))
+    for i, (_gid, t) in enumerate(kb.group_rules):
+        tris.columns.append((f"c_g{i}", tr.tr(t.source)))
+    for i, gp in enumerate(kb.gaps):
+        tris.columns.append((f"c_p{i}", tr.tr(gp.test.source)))
+    G = len(groups)
+    S = len(kb.scope)
+    gcols = [col(f"c_g{i}") for i in range(G)]
+    counts = Layer([
+        ("k_scope", case([(col(f"c_s{i}"), i) for i in range(S)], None)),
+        ("k_ntrue", _sum([case([(g, 1)], 0) for g in gcols])),
+        ("k_nunk", _sum([case([(g.is_null(), 1)], 0) for g in gcols])),
+        ("k_tmask", _sum([case([(g, 1 << i)], 0) for i, g in enumerate(gcols)])),
+        ("k_umask", _sum([case([(g.is_null(), 1 << i)], 0) for i, g in enumerate(gcols)])),
+        ("k_tidx", case([(g, i) for i, g in enumerate(gcols)], None)),
+        ("k_uidx", case([(g.is_null(), i) for i, g in enumerate(gcols)], None)),
+        ("k_gap", case([(col(f"c_p{i}"), i) for i in range(len(kb.gaps))], None)),
+        ("k_gapunk", any_of([col(f"c_p{i}").is_null() for i in range(len(kb.gaps))])),
+    ])
+    in_scope_none = col("k_scope").is_null()
+    inferred = col("k_ntrue").eq(0) & col("k_nunk").eq(1) & ~col("k_gapunk")
+    final = Layer([
+        ("group_idx", case([(~in_scope_none, None), (col("k_ntrue").eq(1), col("k_tidx")),
+                            (inferred, col("k_uidx"))], None)),
+        ("cand_mask", case([(~in_scope_none, 0), (col("k_ntrue").gt(1), col("k_tmask")),
+                            (col("k_ntrue").eq(1), 0), (inferred, 0), (col("k_gap").not_null(), 0),
+                            (col("k_nunk").eq(0), 0)], col("k_umask"))),
+        ("oos_idx", case([(~in_scope_none, col("k_scope")), (col("k_ntrue").ge(1), None), (inferred, None),
+                          (col("k_gap").not_null(), col("k_gap").add(S)), (col("k_nunk").eq(0), S + len(kb.gaps))],
+                         None)),
+        # the engine reports no stage or risk for out-of-scope patients
+        ("stage_mask", case([(~in_scope_none, None)], col("v_stage_group"))),
+        ("afip_mask", case([(~in_scope_none, None)], col("v_gist_risk_afip"))),
+        ("nih_mask", case([(~in_scope_none, None)], col("v_gist_risk_nih"))),
+    ])
+    stage1 = [view, derived, tables, tris, counts, final]
+
+    # ---- personalisation reasons, in the engine's application order
+    reasons: list[str] = [""]
+    outcome_id: dict[tuple[str, int], int] = {}  # (rule id, case index or -1 for unknown) -> reason id
+    for rule in kb.data.rules.rules:
+        for ci, cs in enumerate(rule.cases):
+            outcome_id[(rule.id, ci)] = len(reasons)
+            reasons.append(" ".join((cs.reason or "").split()))
+        outcome_id[(rule.id, -1)] = len(reasons)
+        reasons.append(" ".join(((rule.unknown.reason if rule.unknown else None) or "").split()))
+    derived_base = len(reasons)
+    for s in STATUSES:
+        reasons.append(DERIVED_REASON[s])
+    if len(reasons) >= RB:
+        raise UnsupportedCondition("too many rule outcomes for the rank encoding")
+
+    items: list[str] = []
+    treatments: set[str] = set()
+    drugs: set[str] = set()
+    for g in kb.groups.values():
+        for pw in g.pathways:
+            for st in pw.steps:
+                treatments.add(st.treatment)
+                if st.treatment not in items:
+                    items.append(st.treatment)
+                for op in st.options:
+                    drugs |= set(op.drugs)
+                    k = item_key("+".join(op.drugs))
+                    if k not in items:
+                        items.append(k)
+    item_idx = {k: i for i, k in enumerate(items)}
+
+    stage2: dict[int, list[Layer]] = {}
+    infos: list[GroupInfo] = []
+    dcols = [col(f"d_{j}") for j in range(slots)]
+    for gi, gid in enumerate(groups):
+        group = kb.groups[gid]
+        rule_layer = Layer([])
+        targets: dict[tuple[int, ...], list[E]] = {}
+        for ri, br in enumerate(kb.bound[gid]):
+            gate: E = TRUE if br.only_if is None else is_true(tr.tr(br.only_if.source))
+            tests = [tr.tr(cc.test.source) for cc in br.cases]
+            contribs: list[E] = []
+            for ci, (cc, t) in enumerate(zip(br.cases, tests, strict=True)):
+                if cc.case.status is not None:
+                    rank = SEVERITY[cc.case.status] * RB + (RB - 1 - outcome_id[(br.rule.id, ci)])
+                    contribs.append(case([(gate & t, rank)], None))
+            if br.unknown is not None and br.unknown.status is not None and tests:
+                rank = SEVERITY[br.unknown.status] * RB + (RB - 1 - outcome_id[(br.rule.id, -1)])
+                cond = gate & ~any_of([is_true(t) for t in tests]) & any_of([t.is_null() for t in tests])
+                contribs.append(case([(cond, rank)], None))
+            if not contribs:
+                continue
+            name = f"r_{ri}"
+            rule_layer.columns.append((name, greatest(contribs)))
+            for addr in (*br.steps, *br.options):
+                targets.setdefault(addr, []).append(col(name))
+        addr_layer = Layer([])
+        cover_layer = Layer([])
+        occs: list[Occurrence] = []
+        for pi, pw in enumerate(group.pathways):
+            order = 0
+            for si, st in enumerate(pw.steps):
+                addrs = [(pi, si)] + [(pi, si, oi) for oi in range(len(st.options))]
+                for a in addrs:
+                    code = greatest(targets.get(a, []))
+                    nm = _addr(a)
+                    addr_layer.columns.append((f"{nm}_c", code))
+                    if len(a) == 3 or not st.options_cover_step:
+                        addr_layer.columns.append((f"{nm}_s", case([(code.is_null(), 1)], code.div(RB))))
+                        addr_layer.columns.append((f"{nm}_r", case([(code.is_null(), 0)], lit(RB - 1).sub(code.mod(RB)))))
+                if st.options_cover_step:
+                    nm = _addr((pi, si))
+                    own = col(f"{nm}_c")
+                    own_s = case([(own.is_null(), 1)], own.div(RB))
+                    best = least([col(f"{_addr((pi, si, oi))}_s") for oi in range(len(st.options))])
+                    cover_layer.columns.append((f"{nm}_s", case(
+                        [(best.gt(own_s), best), (best.eq(0) & own.is_null(), 0)], own_s)))
+                    cover_layer.columns.append((f"{nm}_r", case(
+                        [(own.not_null(), lit(RB - 1).sub(own.mod(RB))), (best.ne(1), best.add(derived_base))], 0)))
+                occs.append(Occurrence(pi, order, (pi, si), st.treatment))
+                order += 1
+                for oi, op in enumerate(st.options):
+                    occs.append(Occurrence(pi, order, (pi, si, oi), item_key("+".join(op.drugs))))
+                    order += 1
+            if order >= OCC:
+                raise UnsupportedCondition(f"pathway {pi + 1} of {gid} has too many steps and regimens")
+        infos.append(GroupInfo(gi, gid, occs, len(group.pathways)))
+        # least severe occurrence of each item in each pathway (ties: first in source order)
+        occ_layer = Layer([])
+        per_path_items: dict[int, list[str]] = {}
+        for pi in range(len(group.pathways)):
+            its: list[str] = []
+            for o in occs:
+                if o.pathway == pi and o.item not in its:
+                    its.append(o.item)
+            per_path_items[pi] = its
+            for it in its:
+                vals = [col(f"{_addr(o.addr)}_s").mul(VAL).add(o.order * RB).add(col(f"{_addr(o.addr)}_r"))
+                        for o in occs if o.pathway == pi and o.item == it]
+                occ_layer.columns.append((f"o_{pi}_{item_idx[it]}", least(vals)))
+        slot_layer = Layer([])
+        for pi in range(len(group.pathways)):
+            for j, d in enumerate(dcols):
+                slot_layer.columns.append((f"s_{pi}_{j}", case(
+                    [(d.eq(item_idx[it]), col(f"o_{pi}_{item_idx[it]}")) for it in per_path_items[pi]], None)))
+        score_layer = Layer([])
+        for pi in range(len(group.pathways)):
+            missing = any_of([d.not_null() & col(f"s_{pi}_{j}").is_null() for j, d in enumerate(dcols)])
+            score_layer.columns.append((f"q_{pi}", case(
+                [(missing, None)], greatest([col(f"s_{pi}_{j}").div(VAL) for j in range(slots)]))))
+        for j in range(slots):
+            score_layer.columns.append((f"a_{j}", least([col(f"s_{pi}_{j}") for pi in range(len(group.pathways))])))
+        P = 8
+        best_layer = Layer([("b_best", least([col(f"q_{pi}").mul(P).add(pi) for pi in range(len(group.pathways))]))])
+        best = col("b_best")
+        chosen = best.mod(P)
+        score = best.div(P)
+        slot_val_layer = Layer([])
+        for j in range(slots):
+            slot_val_layer.columns.append((f"w_{j}", case(
+                [(best.is_null(), col(f"a_{j}"))]
+                + [(chosen.eq(pi), col(f"s_{pi}_{j}")) for pi in range(len(group.pathways))], None)))
+        w = [col(f"w_{j}") for j in range(slots)]
+        sev = [x.div(VAL) for x in w]
+        first_sev = lambda s, sev=sev: case([(sev[j].eq(s), j) for j in range(slots)], None)  # noqa: E731
+        first_absent = case([(dcols[j].not_null() & w[j].is_null(), j) for j in range(slots)], None)
+        conc = case([(best.is_null(), 3), (score.eq(4), 3), (score.eq(3), 2)], 1)
+        rkind = case([(best.is_null() & first_absent.not_null(), RK_NOT_IN_GROUP),
+                      (best.is_null(), RK_NO_SINGLE_PATHWAY), (score.eq(4), RK_NOT_REC),
+                      (score.eq(3), RK_COND)], RK_NONE)
+        out_layer = Layer([
+            ("x_fs4", first_sev(4)), ("x_fs3", first_sev(3)), ("x_fa", first_absent),
+        ])
+        rslot = case([(best.is_null() & col("x_fa").not_null(), col("x_fa")), (best.is_null(), None),
+                      (score.eq(4), col("x_fs4")), (score.eq(3), col("x_fs3"))], None)
+        final2 = Layer([
+            ("conc", conc),
+            ("rkind", rkind),
+            ("pathway", case([(best.not_null(), chosen)], None)),
+            ("rslot", rslot),
+        ] + [(f"st_{j}", sev[j]) for j in range(slots)]
+          + [(f"rs_{j}", w[j].mod(RB)) for j in range(slots)])
+        final3 = Layer([("rreason", case([(col("rslot").eq(j), col(f"rs_{j}")) for j in range(slots)], 0))])
+        stage2[gi] = [rule_layer, addr_layer, cover_layer, occ_layer, slot_layer, score_layer, best_layer,
+                      slot_val_layer, out_layer, final2, final3]
+
+    default2 = [
+        ("conc", lit(0)),
+        ("rkind", case([(col("oos_idx").not_null(), RK_OUT_OF_SCOPE), (col("cand_mask").ne(0), RK_CANDIDATES)],
+                       RK_NO_DELIVERED)),
+        ("pathway", NULL_INT),
+        ("rslot", NULL_INT),
+    ] + [(f"st_{j}", NULL_INT) for j in range(slots)] + [(f"rs_{j}", NULL_INT) for j in range(slots)] + [
+        ("rreason", lit(0)),
+    ]
+    outputs = ["row", "group_idx", "cand_mask", "oos_idx", "stage_mask", "afip_mask", "nih_mask",
+               "conc", "rkind", "pathway", "rslot", "rreason",
+               *[f"st_{j}" for j in range(slots)], *[f"rs_{j}" for j in range(slots)]]
+    plan = Plan(stage1, stage2, default2, outputs)
+    oos_reasons = [" ".join(s.rule.reason.split()) for s in kb.scope] + \
+                  [" ".join(g.rule.reason.split()) for g in kb.gaps] + [NO_GROUP_REASON]
+    return KBCompilation(kb, plan, groups, items, frozenset(treatments), frozenset(drugs), reasons,
+                         oos_reasons, slots, infos)
+
+
+def _addr(a: tuple[int, ...]) -> str:
+    return "z_" + "_".join(str(x) for x in a)
+
+
+def _sum(args: list[E]) -> E:
+    out = args[0]
+    for a in args[1:]:
+        out = out.add(a)
+    return out

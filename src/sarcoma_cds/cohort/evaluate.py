@@ -1,0 +1,300 @@
+"""Cohort evaluation end to end: read -> validate -> encode -> evaluate (an engine) -> decode.
+
+Engines: ``polars`` (default), ``duckdb``, ``spark`` (the vectorised evaluators of the
+compiled rule trees) and ``python`` (the per-patient engine, :func:`sarcoma_cds.recommend`,
+row by row: the reference implementation the others are tested against).
+
+Concordance of one patient (contract, with this project's decision for repeated items):
+an item that occurs several times in one pathway (e.g. a regimen listed in two steps)
+takes its least severe occurrence; the patient's pathway is the first of the group's
+pathways that contains every delivered item and whose worst item status is least
+severe. ``discordant`` if no pathway contains every item or the chosen pathway's worst
+status is ``not_recommended``; ``concordant_conditional`` if it is ``conditional``;
+otherwise ``concordant``. A valid row with no delivered item is ``not_assessable``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sarcoma_cds.cohort import compiler as C
+from sarcoma_cds.cohort.io import (
+    check_delivered,
+    encode,
+    facts_dict,
+    max_items,
+    normalise,
+    read_raw,
+)
+from sarcoma_cds.domain.knowledge import SEVERITY, CompiledKB
+
+ENGINES = ("polars", "duckdb", "spark", "python")
+PATIENT_COLUMNS = ["patient_id", "centre", "diagnosis_date", "year", "valid", "group", "candidates",
+                   "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
+                   "delivered", "statuses", "pathway", "concordance", "reason"]
+
+
+def reason_text(kind: int, *, group: str | None = None, item: str | None = None, why: str = "",
+                items: list[str] | None = None, oos: str | None = None, cands: list[str] | None = None,
+                pathway: int | None = None, errors: list[str] | None = None) -> str:
+    """The human-readable reason of a concordance class (one format for every engine)."""
+    if kind == C.RK_NOT_REC:
+        return f"{item} is not_recommended: {why}"
+    if kind == C.RK_COND:
+        return f"{item} is conditional: {why}"
+    if kind == C.RK_NOT_IN_GROUP:
+        return f"{item} is not in any pathway of {group}"
+    if kind == C.RK_NO_SINGLE_PATHWAY:
+        return f"no single pathway of {group} contains all of: {', '.join(items or [])}"
+    if kind == C.RK_OUT_OF_SCOPE:
+        return f"out of scope: {oos}"
+    if kind == C.RK_CANDIDATES:
+        return f"no single patient group; candidates: {', '.join(cands or [])}"
+    if kind == C.RK_NO_DELIVERED:
+        return "delivered: no treatment recorded"
+    if kind == C.RK_INVALID:
+        return "invalid row: " + "; ".join(errors or [])
+    return f"pathway {pathway} of {group}"
+
+
+@dataclass
+class Prepared:
+    norm: Any  # normalised rows with _err and items
+    comp: C.KBCompilation
+
+
+def prepare(source: str | Path | Any, kb: CompiledKB, slots: int | None = None) -> Prepared:
+    import polars as pl
+
+    raw = read_raw(source) if not isinstance(source, pl.DataFrame) else source
+    norm = normalise(raw)
+    k = slots or max_items(norm.with_columns(
+        pl.col("delivered").list.unique().alias("items")))
+    comp = C.compile_kb_plan(kb, k)
+    norm = check_delivered(norm, comp)
+    return Prepared(norm, comp)
+
+
+def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress: Any = None) -> Any:
+    """One row per input row with :data:`PATIENT_COLUMNS`."""
+    import polars as pl
+
+    norm, comp = prep.norm, prep.comp
+    valid = norm.filter(pl.col("_err").list.len() == 0)
+    if engine == "python":
+        out = _python_engine(valid, comp, progress)
+    else:
+        enc = encode(valid, comp)
+        if engine == "polars":
+            from sarcoma_cds.cohort.backends import run_polars
+            out = run_polars(comp.plan, enc)
+        elif engine == "duckdb":
+            from sarcoma_cds.cohort.backends import run_duckdb
+            out = run_duckdb(comp.plan, enc)
+        elif engine == "spark":
+            from sarcoma_cds.cohort.backends import run_spark
+            out = run_spark(comp.plan, enc, spark)
+        else:
+            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        out = decode(out, valid, comp)
+    return assemble(norm, out)
+
+
+def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for v in values:
+        if v is None:
+            continue
+        out[v] = sep.join(x for i, x in enumerate(vocab) if v >> i & 1)
+    return out
+
+
+def decode(out: Any, valid: Any, comp: C.KBCompilation) -> Any:
+    """Integer evaluator output -> the patient columns (vectorised, shared by all vectorised engines)."""
+    import polars as pl
+
+    full = out.join(valid.select("row", "items"), on="row", how="left").with_columns(
+        pl.col("items").list.join("\x1f").alias("_items_s"))
+    keys = ["group_idx", "cand_mask", "oos_idx", "stage_mask", "afip_mask", "nih_mask", "conc", "rkind", "pathway",
+            "rslot", "rreason", "_items_s", *[f"st_{j}" for j in range(comp.slots)]]
+    # strings are built once per distinct outcome, then joined back: far fewer than patients
+    df = full.select(keys).unique().with_columns(
+        pl.when(pl.col("_items_s").is_null()).then(None).otherwise(pl.col("_items_s").str.split("\x1f")
+                                                                     .list.eval(pl.element().filter(pl.element() != "")))
+        .alias("items"))
+
+    def mapped(colname: str, vocab: Any, sep: str, single: bool = False) -> Any:
+        vals = df.get_column(colname).unique().to_list()
+        m = {k: v for k, v in _mask_map(vals, vocab, sep).items() if k}
+        if single:
+            m = {k: v for k, v in m.items() if k and (k & (k - 1)) == 0}
+        keys = list(m)
+        return pl.col(colname).replace_strict(keys, [m[k] for k in keys], default=None, return_dtype=pl.Utf8)
+
+    groups = comp.groups
+    status_names = list(C.STATUSES)
+    stat_exprs = []
+    for j in range(comp.slots):
+        st = pl.col(f"st_{j}")
+        name = pl.col("items").list.get(j, null_on_oob=True)
+        stat_exprs.append(pl.when(name.is_not_null()).then(pl.concat_str(
+            name, pl.lit("="), st.replace_strict(list(range(5)), status_names, default="absent",
+                                                 return_dtype=pl.Utf8).fill_null("absent"))))
+    group = pl.col("group_idx").replace_strict(list(range(len(groups))), groups, default=None, return_dtype=pl.Utf8)
+    oos = pl.col("oos_idx").replace_strict(list(range(len(comp.oos_reasons))), comp.oos_reasons, default=None,
+                                           return_dtype=pl.Utf8)
+    cands = mapped("cand_mask", groups, ";")
+    item = pl.col("items").list.get(pl.col("rslot").fill_null(0), null_on_oob=True)
+    why = pl.col("rreason").replace_strict(list(range(len(comp.reasons))), comp.reasons, default="",
+                                           return_dtype=pl.Utf8)
+    k = pl.col("rkind")
+    reason = (
+        pl.when(k == C.RK_NOT_REC).then(pl.concat_str(item, pl.lit(" is not_recommended: "), why))
+        .when(k == C.RK_COND).then(pl.concat_str(item, pl.lit(" is conditional: "), why))
+        .when(k == C.RK_NOT_IN_GROUP).then(pl.concat_str(item, pl.lit(" is not in any pathway of "), pl.col("group")))
+        .when(k == C.RK_NO_SINGLE_PATHWAY).then(pl.concat_str(
+            pl.lit("no single pathway of "), pl.col("group"), pl.lit(" contains all of: "),
+            pl.col("items").list.join(", ")))
+        .when(k == C.RK_OUT_OF_SCOPE).then(pl.concat_str(pl.lit("out of scope: "), pl.col("out_of_scope")))
+        .when(k == C.RK_CANDIDATES).then(pl.concat_str(
+            pl.lit("no single patient group; candidates: "), pl.col("candidates").str.replace_all(";", ", ")))
+        .when(k == C.RK_NO_DELIVERED).then(pl.lit("delivered: no treatment recorded"))
+        .otherwise(pl.concat_str(pl.lit("pathway "), (pl.col("pathway") + 1).cast(pl.Utf8), pl.lit(" of "),
+                                 pl.col("group")))
+    )
+    res = df.with_columns(
+        group.alias("group"), cands.alias("candidates"), oos.alias("out_of_scope"),
+        mapped("stage_mask", C.STAGE_VOCAB, "|", single=True).alias("stage"),
+        mapped("stage_mask", C.STAGE_VOCAB, "|").alias("stage_possible"),
+        mapped("afip_mask", C.AFIP_VOCAB, "|").alias("gist_risk_afip"),
+        mapped("nih_mask", C.NIH_VOCAB, "|").alias("gist_risk_nih"),
+        pl.when(pl.col("group_idx").is_null()).then(pl.lit("")).otherwise(
+            pl.concat_list(stat_exprs).list.drop_nulls().list.join("; ")).alias("statuses"),
+        pl.col("conc").replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8).alias("concordance"),
+    ).with_columns(reason.alias("reason"), (pl.col("pathway") + 1).alias("pathway"))
+    res = res.select(*keys, "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
+                     "gist_risk_nih", "statuses", pl.col("pathway").alias("_pathway1"), "concordance", "reason")
+    res = res.with_columns((pl.col("_pathway1") - 1).alias("pathway"))
+    joined = full.select("row", *keys).join(res, on=keys, how="left", nulls_equal=True)
+    return joined.select("row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
+                         "gist_risk_nih", "statuses", pl.col("_pathway1").alias("pathway"), "concordance", "reason")
+
+
+def assemble(norm: Any, out: Any) -> Any:
+    """Join evaluated rows back to every input row; invalid rows are not_assessable with their errors."""
+    import polars as pl
+
+    base = norm.select(
+        "row", "patient_id", "centre", "diagnosis_date",
+        pl.col("diagnosis_date").dt.year().alias("year"),
+        (pl.col("_err").list.len() == 0).alias("valid"),
+        pl.col("items").list.join("; ").alias("delivered"),
+        pl.col("_err"),
+    )
+    res = base.join(out, on="row", how="left").sort("row")
+    res = res.with_columns(
+        pl.when(pl.col("valid")).then(pl.col("concordance")).otherwise(pl.lit("not_assessable")).alias("concordance"),
+        pl.when(pl.col("valid")).then(pl.col("reason"))
+        .otherwise(pl.concat_str(pl.lit("invalid row: "), pl.col("_err").list.join("; "))).alias("reason"),
+        pl.col("pathway").cast(pl.Int64),
+    )
+    return res.select(PATIENT_COLUMNS)
+
+
+# ------------------------------------------------------------------ the per-patient reference
+
+
+def oracle_row(kb: CompiledKB, facts: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """Concordance of one patient computed on ``recommend()`` output: the reference semantics."""
+    from sarcoma_cds.domain.engine import recommend
+
+    rec = recommend(kb, facts)
+    group = rec.patient_group.id if rec.patient_group else None
+    cands = list(rec.candidate_groups)
+    oos = rec.out_of_scope.reason if rec.out_of_scope else None
+    out: dict[str, Any] = {
+        "group": group, "candidates": ";".join(cands) if cands else None, "out_of_scope": oos,
+        "stage": rec.stage.group if rec.stage else None,
+        "statuses": "", "pathway": None,
+    }
+    if group is None:
+        kind = C.RK_OUT_OF_SCOPE if oos else C.RK_CANDIDATES
+        out.update(concordance="not_assessable", reason=reason_text(kind, oos=oos, cands=cands))
+        return out
+    if not items:
+        out.update(concordance="not_assessable", reason=reason_text(C.RK_NO_DELIVERED))
+        return out
+    per_path: list[dict[str, tuple[int, int, str]]] = []
+    for pw in rec.pathways:
+        occ: dict[str, tuple[int, int, str]] = {}
+        order = 0
+        for st in pw.steps:
+            cands_ = [(st.treatment, st.status, st.reasons)] + [
+                (C.item_key("+".join(o.drugs)), o.status, o.reasons) for o in st.options]
+            for key, status, reasons in cands_:
+                v = (SEVERITY[status], order, reasons[0] if reasons else "")
+                if key not in occ or v[:2] < occ[key][:2]:
+                    occ[key] = v
+                order += 1
+        per_path.append(occ)
+    best: tuple[int, int] | None = None
+    for pi, occ in enumerate(per_path):
+        if all(i in occ for i in items):
+            score = max(occ[i][0] for i in items)
+            if best is None or (score, pi) < best:
+                best = (score, pi)
+    names = list(C.STATUSES)
+    if best is None:
+        sts = []
+        for i in items:
+            sev = [occ[i][0] for occ in per_path if i in occ]
+            sts.append(f"{i}={names[min(sev)] if sev else 'absent'}")
+        out["statuses"] = "; ".join(sts)
+        absent = [i for i in items if not any(i in occ for occ in per_path)]
+        out["concordance"] = "discordant"
+        out["reason"] = (reason_text(C.RK_NOT_IN_GROUP, item=absent[0], group=group) if absent
+                         else reason_text(C.RK_NO_SINGLE_PATHWAY, group=group, items=items))
+        return out
+    score, pi = best
+    occ = per_path[pi]
+    out["statuses"] = "; ".join(f"{i}={names[occ[i][0]]}" for i in items)
+    out["pathway"] = pi + 1
+    if score == 4 or score == 3:
+        first = next(i for i in items if occ[i][0] == score)
+        kind = C.RK_NOT_REC if score == 4 else C.RK_COND
+        out["concordance"] = "discordant" if score == 4 else "concordant_conditional"
+        out["reason"] = reason_text(kind, item=first, why=occ[first][2])
+    else:
+        out["concordance"] = "concordant"
+        out["reason"] = reason_text(C.RK_NONE, pathway=pi + 1, group=group)
+    return out
+
+
+def _python_engine(valid: Any, comp: C.KBCompilation, progress: Any = None) -> Any:
+    import polars as pl
+
+    rows = []
+    kb = comp.kb
+    recs = valid.to_dicts()
+    for n, r in enumerate(recs):
+        o = oracle_row(kb, facts_dict(r), list(r["items"] or []))
+        o["row"] = r["row"]
+        rec_stage = o.pop("stage")
+        o["stage"] = rec_stage
+        rows.append(o)
+        if progress is not None and n % 1000 == 0:
+            progress(n)
+    schema = {"row": pl.Int64, "group": pl.Utf8, "candidates": pl.Utf8, "out_of_scope": pl.Utf8,
+              "stage": pl.Utf8, "statuses": pl.Utf8, "pathway": pl.Int64, "concordance": pl.Utf8,
+              "reason": pl.Utf8}
+    df = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return df.with_columns(pl.lit(None, pl.Utf8).alias("stage_possible"), pl.lit(None, pl.Utf8).alias("gist_risk_afip"),
+                           pl.lit(None, pl.Utf8).alias("gist_risk_nih")).select(
+        "row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
+        "statuses", "pathway", "concordance", "reason")
+
+
+def run_file(path: str | Path, kb: CompiledKB, engine: str = "polars") -> Any:
+    return evaluate(prepare(path, kb), engine)

@@ -1,0 +1,115 @@
+"""The human report: one self-contained HTML file (plotly.js inlined, readable offline)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from sarcoma_cds.cohort.compiler import CONCORDANCE
+from sarcoma_cds.domain.facts import FACT_FIELDS
+
+COLOURS = {"concordant": "#2e7d32", "concordant_conditional": "#f9a825", "discordant": "#c62828",
+           "not_assessable": "#9e9e9e"}
+LABELS = {"concordant": "Concordant", "concordant_conditional": "Concordant (conditional)",
+          "discordant": "Discordant", "not_assessable": "Not assessable"}
+
+
+def _stacked(counts: dict[str, dict[str, int]], title: str, horizontal: bool = True) -> Any:
+    import plotly.graph_objects as go
+
+    keys = list(counts)
+    if horizontal:
+        keys = sorted(keys, key=lambda k: -sum(counts[k].values()))[::-1]
+    fig = go.Figure()
+    for c in CONCORDANCE:
+        tot = [max(1, sum(counts[k].values())) for k in keys]
+        pct = [100 * counts[k][c] / t for k, t in zip(keys, tot, strict=True)]
+        text = [f"{counts[k][c]}" for k in keys]
+        kw = dict(x=pct, y=keys, orientation="h") if horizontal else dict(x=keys, y=pct)
+        fig.add_trace(go.Bar(name=LABELS[c], marker_color=COLOURS[c], customdata=text,
+                             hovertemplate="%{y}: %{customdata} patients (%{x:.1f}%)<extra>" + LABELS[c] + "</extra>"
+                             if horizontal else "%{x}: %{customdata} (%{y:.1f}%)<extra>" + LABELS[c] + "</extra>",
+                             **kw))
+    fig.update_layout(barmode="stack", title=title, template="plotly_white", height=max(320, 34 * len(keys) + 140),
+                      legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10, t=50, b=10))
+    if horizontal:
+        fig.update_xaxes(title="% of patients", range=[0, 100])
+    return fig
+
+
+def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guideline concordance") -> str:
+    import plotly.graph_objects as go
+    import polars as pl
+
+    figs = [
+        _stacked(summary["by_group"], "Concordance by patient group"),
+        _stacked(summary["by_centre"], "Concordance by centre"),
+    ]
+    # completeness heat map: % missing per fact and centre (valid rows)
+    df = norm.select(["row", "centre", *FACT_FIELDS]).with_columns(patients.get_column("valid").alias("_v")) \
+        .filter(pl.col("_v"))
+    centres = sorted(x for x in df.get_column("centre").unique().to_list() if x is not None)
+    facts = [f for f in FACT_FIELDS if f not in ("histology", "primary_site")]
+    agg = df.group_by("centre").agg([pl.col(f).is_null().mean().alias(f) for f in facts])
+    z = []
+    for f in facts:
+        m = dict(zip(agg.get_column("centre").to_list(), agg.get_column(f).to_list(), strict=True))
+        z.append([round(100 * (m.get(c) or 0), 1) for c in centres])
+    heat = go.Figure(go.Heatmap(z=z, x=centres, y=facts, colorscale="YlOrRd", zmin=0, zmax=100,
+                                colorbar=dict(title="% missing"),
+                                hovertemplate="%{y} at %{x}: %{z}% missing<extra></extra>"))
+    heat.update_layout(title="Data completeness: % of patients with the fact missing, by centre",
+                       template="plotly_white", height=620, margin=dict(l=10, r=10, t=50, b=10))
+    heat.update_yaxes(autorange="reversed")
+    figs.append(heat)
+    # trend
+    years = sorted(summary["by_year"])
+    trend = go.Figure()
+    for c in ("concordant", "concordant_conditional", "discordant"):
+        ys = []
+        for y in years:
+            cnt = summary["by_year"][y]
+            ass = max(1, sum(cnt.values()) - cnt["not_assessable"])
+            ys.append(100 * cnt[c] / ass)
+        trend.add_trace(go.Scatter(x=years, y=ys, name=LABELS[c], mode="lines+markers",
+                                   line=dict(color=COLOURS[c], width=3)))
+    trend.update_layout(title="Trend by year of diagnosis (% of assessable patients)", template="plotly_white",
+                        height=380, yaxis=dict(range=[0, 100], title="%"), xaxis=dict(type="category"),
+                        legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=50, b=10))
+    figs.append(trend)
+
+    parts = []
+    for i, f in enumerate(figs):
+        parts.append(f.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False}))
+    c = summary["concordance"]
+    rate = summary["concordance_rate"]
+    tiles = "".join(
+        f'<div class="tile" style="border-color:{COLOURS[k]}"><div class="n">{c[k]:,}</div>'
+        f'<div class="l">{LABELS[k]}</div></div>' for k in CONCORDANCE)
+    reasons = "".join(f"<tr><td>{r['patients']:,}</td><td>{html.escape(r['reason'])}</td></tr>"
+                      for r in summary["top_discordance_reasons"])
+    comp = "".join(
+        f"<tr><td>{html.escape(r['fact'])}</td><td>{100 * r['missing_share']:.1f}%</td>"
+        f"<td>{r['undecided_patients_missing_it']:,}</td><td>{html.escape(', '.join(list(r['blocks_groups'])[:4]))}</td></tr>"
+        for r in summary.get("completeness", [])[:8])
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;color:#222}}
+h1{{margin:0 0 4px}} .sub{{color:#555;margin-bottom:16px}} .tiles{{display:flex;gap:12px;margin:12px 0 20px}}
+.tile{{flex:1;border-left:6px solid;padding:10px 14px;background:#fafafa;border-radius:4px}}
+.tile .n{{font-size:28px;font-weight:600}} .tile .l{{color:#555}} .grid{{display:grid;grid-template-columns:1fr 1fr;gap:16px}}
+table{{border-collapse:collapse;width:100%;font-size:14px}} td,th{{border-bottom:1px solid #eee;padding:5px 8px;text-align:left;vertical-align:top}}
+.card{{background:#fff;border:1px solid #eee;border-radius:6px;padding:8px}} .note{{color:#666;font-size:13px}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<div class="sub">{summary['patients']:,} patients, {summary['assessable']:,} assessable, {summary['invalid_rows']:,} invalid rows
+(kept out of the rates). Concordance (incl. conditional) among assessable patients:
+<b>{'n/a' if rate is None else f'{100 * rate:.1f}%'}</b>.</div>
+<div class="tiles">{tiles}</div>
+<div class="grid"><div class="card">{parts[0]}</div><div class="card">{parts[1]}</div></div>
+<div class="card">{parts[3]}</div>
+<div class="grid"><div class="card"><h3>Most common discordance reasons</h3><table><tr><th>Patients</th><th>Reason</th></tr>{reasons}</table></div>
+<div class="card"><h3>Missing facts that leave the group open</h3><table><tr><th>Fact</th><th>Missing</th><th>Undecided patients missing it</th><th>Groups it blocks</th></tr>{comp}</table></div></div>
+<div class="card">{parts[2]}</div>
+<p class="note">Decision support, not orders. Concordance is computed on the knowledge base's own rules; see docs/cohort.md.</p>
+</body></html>"""

@@ -1,0 +1,72 @@
+"""``sarcoma-cds concordance``: evaluate a cohort file and write the output files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sarcoma_cds.cohort.aggregate import one_line, summary
+from sarcoma_cds.cohort.evaluate import evaluate, prepare
+from sarcoma_cds.domain.knowledge import CompiledKB
+
+
+def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, engine: str = "polars",
+                    compare_kb: CompiledKB | None = None, progress: bool = False) -> dict[str, Any]:
+    from contextlib import nullcontext
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = ["read and validate", f"evaluate ({engine})", "aggregate", "write files", "report"]
+    if compare_kb is not None:
+        steps.insert(2, "evaluate old knowledge base")
+    ctx: Any = nullcontext()
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        ctx = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True)
+    with ctx as prog:
+        if prog is not None:
+            bar = prog.add_task(steps[0], total=len(steps))
+
+        def step(i: int) -> None:
+            if prog is not None and bar is not None:
+                prog.update(bar, completed=i, description=steps[min(i, len(steps) - 1)])
+
+        prep = prepare(cohort, kb)
+        step(1)
+        patients = evaluate(prep, engine)
+        step(2)
+        changes = None
+        if compare_kb is not None:
+            from sarcoma_cds.cohort.impact import compare
+
+            old = evaluate(prepare(cohort, compare_kb), engine)
+            changes = compare(old, patients)
+            step(3)
+        s = summary(patients, prep.norm, kb=kb)
+        s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
+        s["engine"] = engine
+        if changes is not None:
+            s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
+                                     "patients_changed": changes.height}
+        step(len(steps) - 2)
+        patients.write_parquet(out / "patients.parquet")
+        patients.write_csv(out / "patients.csv")
+        import polars as pl
+
+        inval = prep.norm.filter(pl.col("_err").list.len() > 0).select(
+            "row", "patient_id", pl.col("_err").alias("problem")).explode("problem")
+        inval.with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
+            .unnest("problem").write_csv(out / "invalid_rows.csv")
+        if changes is not None:
+            changes.write_csv(out / "guideline_change.csv")
+        (out / "summary.json").write_text(json.dumps(s, indent=1, default=str))
+        step(len(steps) - 1)
+        from sarcoma_cds.cohort.report import build
+
+        (out / "report.html").write_text(build(s, patients, prep.norm), encoding="utf-8")
+        step(len(steps))
+    s["_line"] = one_line(s)
+    return s
