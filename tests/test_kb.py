@@ -118,12 +118,7 @@ def test_incomplete_stage_table_is_rejected(tmp_path):
 @given(valid_facts())
 def test_generated_code_equals_reference_semantics(facts):
     """Every compiled condition: generated straight-line code == the closure tree, on real views."""
-    f = PatientFacts.model_validate(facts)
-    view, _ = engine.build_view(KB, f)
-    if f.histology == "gist":
-        engine._gist_risk(KB, f, view, [])
-    else:
-        engine._stage(KB, f, view, [])
+    view = engine.evaluation_view(KB, PatientFacts.model_validate(facts))
     compiled = [t for _, t in KB.group_rules] + [s.test for s in (*KB.scope, *KB.gaps)]
     compiled += [c.test for rules in KB.bound.values() for br in rules for c in br.cases]
     for c in compiled:

@@ -84,12 +84,7 @@ M_BURDEN = [("M0", None), ("M1", "oligometastatic"), ("M1", "disseminated")]
 
 def classify(facts: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
     """(groups TRUE, gaps/out-of-scope TRUE, groups UNKNOWN) straight from the rule closures."""
-    f = PatientFacts.model_validate(facts)
-    view, _ = engine.build_view(KB, f)
-    if f.histology == "gist":
-        engine._gist_risk(KB, f, view, [])
-    else:
-        engine._stage(KB, f, view, [])
+    view = engine.evaluation_view(KB, PatientFacts.model_validate(facts))
     trues = [g for g, t in KB.group_rules if t.test(view) is True]
     unknown = [g for g, t in KB.group_rules if t.test(view) is None]
     stops = [s.rule.id for s in (*KB.scope, *KB.gaps) if s.test.test(view) is True]

@@ -100,6 +100,19 @@ def build_view(kb: CompiledKB, facts: PatientFacts) -> tuple[dict[str, Any], lis
     return view, assumed
 
 
+def evaluation_view(kb: CompiledKB, facts: PatientFacts) -> dict[str, Any]:
+    """The full view the rules read (assumptions applied, stage or GIST risk derived).
+
+    For tests and tools that evaluate rules directly; ``recommend`` builds the same view.
+    """
+    view, _ = build_view(kb, facts)
+    if facts.histology == "gist":
+        _gist_risk(kb, facts, view, [])
+    else:
+        _stage(kb, facts, view, [])
+    return view
+
+
 def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     """Personalised recommendation for one patient. Raises ``InvalidFacts`` on bad input."""
     facts = parse_facts(raw)
