@@ -9,10 +9,12 @@ from sarcoma_cds.domain.facts import FACT_FIELDS
 
 
 def _counts(df: Any, by: str) -> dict[str, dict[str, int]]:
+    """``df``: patients, or their counts per (..., concordance) in a ``len`` column (summed here)."""
     import polars as pl
 
     out: dict[str, dict[str, int]] = {}
-    t = df.filter(pl.col(by).is_not_null()).group_by(by, "concordance").len()
+    cnt = pl.col("len").sum() if "len" in df.columns else pl.len()
+    t = df.filter(pl.col(by).is_not_null()).group_by(by, "concordance").agg(cnt.alias("len"))
     for key, conc, n in t.iter_rows():
         out.setdefault(str(key), {c: 0 for c in CONCORDANCE})[conc] = int(n)
     return dict(sorted(out.items()))
@@ -23,14 +25,18 @@ def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = Non
     import polars as pl
 
     n = patients.height
+    # one pass over the patients: counts per (group, centre, year, concordance); the rest is small
+    cube = patients.group_by("group", "centre", pl.col("year").cast(pl.Utf8), "concordance").len()
     conc = {c: 0 for c in CONCORDANCE}
-    for c, k in patients.group_by("concordance").len().iter_rows():
+    for c, k in cube.group_by("concordance").agg(pl.col("len").sum()).iter_rows():
         conc[c] = int(k)
-    invalid = int(patients.filter(~pl.col("valid")).height)
+    invalid = int(patients.get_column("valid").not_().sum())
     assessable = n - conc["not_assessable"]
-    reasons = (patients.filter(pl.col("concordance") == "discordant")
+    # reasons are shortened once per distinct text, then counted
+    reasons = (patients.filter(pl.col("concordance") == "discordant").group_by("reason").len()
                .with_columns(pl.col("reason").str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
-               .group_by("reason").len().sort(["len", "reason"], descending=[True, False]).head(top))
+               .group_by("reason").agg(pl.col("len").sum())
+               .sort(["len", "reason"], descending=[True, False]).head(top))
     out: dict[str, Any] = {
         "patients": n,
         "assessable": assessable,
@@ -38,9 +44,9 @@ def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = Non
         "concordance": conc,
         "concordance_rate": round((conc["concordant"] + conc["concordant_conditional"]) / assessable, 4)
         if assessable else None,
-        "by_group": _counts(patients, "group"),
-        "by_centre": _counts(patients, "centre"),
-        "by_year": _counts(patients.with_columns(pl.col("year").cast(pl.Utf8)), "year"),
+        "by_group": _counts(cube, "group"),
+        "by_centre": _counts(cube, "centre"),
+        "by_year": _counts(cube, "year"),
         "top_discordance_reasons": [{"reason": r, "patients": int(k)} for r, k in reasons.iter_rows()],
     }
     if norm is not None:
@@ -74,25 +80,34 @@ def completeness(patients: Any, norm: Any, kb: Any = None) -> list[dict[str, Any
         kb = load_kb()
     deciding = _deciding_facts(kb)
 
+    valid = patients.get_column("valid")
     df = norm.select(["row", *FACT_FIELDS]).with_columns(
-        patients.get_column("valid").alias("_valid"), patients.get_column("candidates").alias("_cands"))
-    df = df.filter(pl.col("_valid"))
-    total = max(1, df.height)
-    undecided = df.filter(pl.col("_cands").is_not_null())
+        valid.alias("_valid"), patients.get_column("candidates").alias("_cands"))
+    # missing counts among valid rows in one pass; only the undecided rows are gathered
+    v = pl.col("_valid")
+    nmiss = df.select([(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS]).row(0, named=True)
+    total = max(1, int(valid.sum()))
+    # undecided valid rows: missing counts per (distinct candidate set, fact), then small Python sums
+    per_cands = df.filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
+        [pl.col(f).is_null().sum().alias(f) for f in FACT_FIELDS]).rows(named=True)
     rows = []
     for f in FACT_FIELDS:
-        miss = df.get_column(f).null_count()
-        masks = {c for c in undecided.get_column("_cands").unique().to_list()
-                 if any(f in deciding.get(g, set()) for g in c.split(";"))}
-        blocked = undecided.filter(pl.col(f).is_null() & pl.col("_cands").is_in(list(masks)))
-        groups = (blocked.select(pl.col("_cands").str.split(";").explode())
-                  .filter(pl.col("_cands").is_in([g for g, fs in deciding.items() if f in fs]))
-                  .group_by("_cands").len()
-                  .sort(["len", "_cands"], descending=[True, False]))
+        miss = nmiss[f]
+        blocked = 0
+        counts: dict[str, int] = {}
+        for r in per_cands:
+            k = int(r[f])
+            cands = r["_cands"].split(";")
+            if not k or not any(f in deciding.get(g, set()) for g in cands):
+                continue
+            blocked += k
+            for g in cands:
+                if f in deciding.get(g, set()):
+                    counts[g] = counts.get(g, 0) + k
         rows.append({
             "fact": f, "missing": int(miss), "missing_share": round(miss / total, 4),
-            "undecided_patients_missing_it": int(blocked.height),
-            "blocks_groups": {g: int(k) for g, k in groups.iter_rows()},
+            "undecided_patients_missing_it": blocked,
+            "blocks_groups": dict(sorted(counts.items(), key=lambda gk: (-gk[1], gk[0]))),
         })
     return sorted(rows, key=lambda r: (-r["undecided_patients_missing_it"], -r["missing"], r["fact"]))
 

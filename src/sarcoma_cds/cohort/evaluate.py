@@ -22,7 +22,7 @@ from typing import Any
 from sarcoma_cds.cohort import compiler as C
 from sarcoma_cds.cohort.io import (
     check_delivered,
-    encode,
+    encode_with_items,
     facts_dict,
     max_items,
     normalise,
@@ -86,7 +86,7 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
     if engine == "python":
         out = _python_engine(valid, comp, progress)
     else:
-        enc = encode(valid, comp)
+        enc, codes, vocab = encode_with_items(valid, comp)
         if engine == "polars":
             from sarcoma_cds.cohort.backends import run_polars
             out = run_polars(comp.plan, enc)
@@ -98,7 +98,7 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
             out = run_spark(comp.plan, enc, spark)
         else:
             raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-        out = decode(out, valid, comp)
+        out = decode(out, codes, vocab, comp)
     return assemble(norm, out)
 
 
@@ -111,19 +111,30 @@ def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep:
     return out
 
 
-def decode(out: Any, valid: Any, comp: C.KBCompilation) -> Any:
-    """Integer evaluator output -> the patient columns (vectorised, shared by all vectorised engines)."""
+def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation) -> Any:
+    """Integer evaluator output -> the patient columns (vectorised, shared by all vectorised engines).
+
+    ``codes``: ``row`` and the item codes ``x_j`` into ``vocab`` (see
+    :func:`~sarcoma_cds.cohort.io.encode_with_items`): a row's items without touching strings.
+    """
     import polars as pl
 
-    full = out.join(valid.select("row", "items"), on="row", how="left").with_columns(
-        pl.col("items").list.join("\x1f").alias("_items_s"))
+    dcols = [f"x_{j}" for j in range(comp.slots)]
+    if out.height == codes.height and out.get_column("row").equals(codes.get_column("row")):
+        full = out.hstack(codes.drop("row"))  # both in row order (the usual case): no join
+    else:
+        full = out.join(codes, on="row", how="left")
     keys = ["group_idx", "cand_mask", "oos_idx", "stage_mask", "afip_mask", "nih_mask", "conc", "rkind", "pathway",
-            "rslot", "rreason", "_items_s", *[f"st_{j}" for j in range(comp.slots)]]
-    # strings are built once per distinct outcome, then joined back: far fewer than patients
-    df = full.select(keys).unique().with_columns(
-        pl.when(pl.col("_items_s").is_null()).then(None).otherwise(pl.col("_items_s").str.split("\x1f")
-                                                                     .list.eval(pl.element().filter(pl.element() != "")))
-        .alias("items"))
+            "rslot", "rreason", *dcols, *[f"st_{j}" for j in range(comp.slots)]]
+    # strings are built once per distinct outcome, then joined back: far fewer than patients.
+    # The outcome's integer columns are packed exactly into a few 63-bit words (the key of both steps).
+    words = _pack(full, keys)
+    full = full.select("row", *keys, *words)
+    wnames = [w.meta.output_name() for w in words]
+    df = full.unique(subset=wnames).drop("row").with_columns(
+        pl.concat_list([pl.col(d).replace_strict(list(range(len(vocab))), vocab, default=None,
+                                                 return_dtype=pl.Utf8) for d in dcols])
+        .list.drop_nulls().alias("items"))
 
     def mapped(colname: str, vocab: Any, sep: str, single: bool = False) -> Any:
         vals = df.get_column(colname).unique().to_list()
@@ -174,12 +185,37 @@ def decode(out: Any, valid: Any, comp: C.KBCompilation) -> Any:
             pl.concat_list(stat_exprs).list.drop_nulls().list.join("; ")).alias("statuses"),
         pl.col("conc").replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8).alias("concordance"),
     ).with_columns(reason.alias("reason"), (pl.col("pathway") + 1).alias("pathway"))
-    res = res.select(*keys, "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
+    res = res.select(*keys, *wnames, "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
                      "gist_risk_nih", "statuses", pl.col("pathway").alias("_pathway1"), "concordance", "reason")
     res = res.with_columns((pl.col("_pathway1") - 1).alias("pathway"))
-    joined = full.select("row", *keys).join(res, on=keys, how="left", nulls_equal=True)
+    joined = full.select("row", *wnames).join(res.select(*wnames, *[c for c in res.columns if c not in keys
+                                                                     and c not in wnames]),
+                                              on=wnames, how="left", maintain_order="left")
     return joined.select("row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
                          "gist_risk_nih", "statuses", pl.col("_pathway1").alias("pathway"), "concordance", "reason")
+
+
+def _pack(df: Any, cols: list[str]) -> list[Any]:
+    """Expressions packing the integer columns ``cols`` exactly (null included) into as few Int64
+    words as their observed ranges allow: equal words <=> equal values in every column."""
+    import polars as pl
+
+    stats = df.select([pl.col(c).min().alias(f"lo{i}") for i, c in enumerate(cols)]
+                      + [pl.col(c).max().alias(f"hi{i}") for i, c in enumerate(cols)]).row(0)
+    words: list[list[Any]] = []
+    used = 63
+    for i, c in enumerate(cols):
+        lo, hi = stats[i], stats[len(cols) + i]
+        lo = 0 if lo is None else lo
+        hi = lo if hi is None else hi
+        bits = (hi - lo + 1).bit_length()  # values 1..hi-lo+1, 0 for null
+        if used + bits > 63:
+            words.append([])
+            used = 0
+        v = (pl.col(c) - lo + 1).fill_null(0)
+        words[-1].append(v * (1 << used) if used else v)
+        used += bits
+    return [pl.sum_horizontal(w).cast(pl.Int64).alias(f"_w{k}") for k, w in enumerate(words)]
 
 
 def assemble(norm: Any, out: Any) -> Any:
@@ -193,7 +229,9 @@ def assemble(norm: Any, out: Any) -> Any:
         pl.col("items").list.join("; ").alias("delivered"),
         pl.col("_err"),
     )
-    res = base.join(out, on="row", how="left").sort("row")
+    res = base.join(out, on="row", how="left", maintain_order="left")
+    if not base.get_column("row").is_sorted():
+        res = res.sort("row")
     res = res.with_columns(
         pl.when(pl.col("valid")).then(pl.col("concordance")).otherwise(pl.lit("not_assessable")).alias("concordance"),
         pl.when(pl.col("valid")).then(pl.col("reason"))

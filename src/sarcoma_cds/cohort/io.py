@@ -19,6 +19,29 @@ COHORT_COLUMNS = ("patient_id", "centre", "diagnosis_date", "delivered")
 LIST_FIELDS = tuple(f for f in FACT_FIELDS if FACTS[f][0] == "list")
 
 
+def _ranges() -> dict[str, tuple[Any, bool, Any]]:
+    """fact -> (lower bound, lower bound inclusive, upper bound), from the contract's Field constraints."""
+    from sarcoma_cds.domain.facts import PatientFacts
+
+    out: dict[str, tuple[Any, bool, Any]] = {}
+    for name in FACT_FIELDS:
+        lo: Any = None
+        lo_ok, hi = True, None
+        for c in PatientFacts.model_fields[name].metadata:
+            if getattr(c, "gt", None) is not None:
+                lo, lo_ok = c.gt, False
+            elif getattr(c, "ge", None) is not None:
+                lo, lo_ok = c.ge, True
+            elif getattr(c, "le", None) is not None:
+                hi = c.le
+        if lo is not None and hi is not None:
+            out[name] = (lo, lo_ok, hi)
+    return out
+
+
+RANGES = _ranges()
+
+
 class CohortError(ValueError):
     """The file as a whole cannot be read (format, unknown columns, no patient_id)."""
 
@@ -80,13 +103,19 @@ def normalise(df: Any) -> Any:
     cols: list[Any] = [pl.int_range(0, n, dtype=pl.Int64).alias("row")]
     errs: list[Any] = []
 
-    def err(cond: Any, msg: Any) -> None:
-        errs.append((cond, msg))
+    def err(cond: Any, msg: Any, flag: Any = None) -> None:
+        """``cond``/``msg``: the problem and its text, evaluated on flagged rows only; ``flag``: a
+        cheaper whole-column test that is true at least where ``cond`` is (default: ``cond``)."""
+        errs.append((cond, msg, cond if flag is None else flag))
 
     pid = pl.col("patient_id").cast(pl.Utf8)
     cols.append(pid.alias("patient_id"))
     err(pid.is_null() | (pid.str.strip_chars() == ""), pl.lit("patient_id: required field is missing"))
-    err(pid.is_not_null() & pid.is_duplicated(), pl.lit("patient_id: duplicated in the cohort"))
+    # exact duplicates are found among the rows whose id hash repeats (every copy of a repeated id
+    # is such a row, so is_duplicated over the flagged rows is the whole cohort's answer)
+    dup_possible = (df.select(pid.hash().n_unique()).item() != n) if n else False
+    err(pid.is_not_null() & pid.is_duplicated(), pl.lit("patient_id: duplicated in the cohort"),
+        (pid.is_not_null() & pid.hash().is_duplicated()) if dup_possible else pl.lit(False))
     cols.append((pl.col("centre").cast(pl.Utf8) if "centre" in df.columns else pl.lit(None, pl.Utf8)).alias("centre"))
     if "diagnosis_date" in df.columns:
         raw = pl.col("diagnosis_date").cast(pl.Utf8)
@@ -136,8 +165,7 @@ def normalise(df: Any) -> Any:
             if kind == "int":
                 err(x.is_not_null() & (x != x.floor()),
                     pl.concat_str(pl.lit(f"{name}: expected a whole number, got "), x.cast(pl.Utf8)))
-            lo, lo_ok, hi = {"size_cm": (0, False, 100), "mitotic_rate_per_5mm2": (0, True, 10000),
-                             "age_years": (0, True, 120), "ecog": (0, True, 4)}.get(name, (None, True, None))
+            lo, lo_ok, hi = RANGES.get(name, (None, True, None))
             if lo is not None:
                 below = (x < lo) if lo_ok else (x <= lo)
                 err(x.is_not_null() & (below | (x > hi)),
@@ -149,53 +177,62 @@ def normalise(df: Any) -> Any:
             if present:
                 bad = lst.list.eval(pl.element().filter(~pl.element().is_in(list(vocab)))).list.join(", ")
                 err(lst.is_not_null() & (bad != ""),
-                    pl.concat_str(pl.lit(f"{name}: not allowed: "), bad, pl.lit(f"; expected items of {', '.join(vocab)}")))
+                    pl.concat_str(pl.lit(f"{name}: not allowed: "), bad, pl.lit(f"; expected items of {', '.join(vocab)}")),
+                    lst.list.eval(~pl.element().is_in(list(vocab))).list.any())
                 err(lst.is_not_null() & (lst.list.len() != lst.list.unique().list.len()),
-                    pl.lit(f"{name}: a value is listed twice"))
+                    pl.lit(f"{name}: a value is listed twice"), lst.list.len() != lst.list.n_unique())
     cols.append((_as_list(df, "delivered") if "delivered" in df.columns
                  else pl.lit(None, dtype=pl.List(pl.Utf8))).alias("delivered"))
-    out = df.select(cols)
-    # contradictions (facts.contradictions)
+    # one pass over the whole table: canonical columns and "has a field problem" (cheap flags)
+    flags = [pl.coalesce(f, pl.lit(False)) for _, _, f in errs]
+    # (lazy: common subexpressions such as the parsed date are computed once)
+    out = df.lazy().select([*cols, (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("_bad")]).collect()
+    # contradictions (facts.contradictions), on the canonical columns
     m = pl.col("metastasis")
-    cerr = [
-        pl.when(pl.col("metastatic_burden").is_not_null() & (m == "M0"))
-        .then(pl.lit("metastatic_burden: given only with metastasis M1 (metastasis is M0)")),
-        pl.when((pl.col("metastatic_sites").list.len() > 0) & (m == "M0"))
-        .then(pl.lit("metastatic_sites: metastatic sites are listed but metastasis is M0")),
-        pl.when(pl.col("progression_extent").is_not_null()
-                & (pl.col("disease_status").fill_null("") != "progressive"))
-        .then(pl.lit("progression_extent: given only with disease_status progressive")),
+    contra = [
+        (pl.col("metastatic_burden").is_not_null() & (m == "M0"),
+         "metastatic_burden: given only with metastasis M1 (metastasis is M0)"),
+        ((pl.col("metastatic_sites").list.len() > 0) & (m == "M0"),
+         "metastatic_sites: metastatic sites are listed but metastasis is M0"),
+        (pl.col("progression_extent").is_not_null() & (pl.col("disease_status").fill_null("") != "progressive"),
+         "progression_extent: given only with disease_status progressive"),
     ]
-    # messages are built only for the rows that have a problem (usually few): cheap on big cohorts
-    conds = [pl.coalesce(c, pl.lit(False)) for c, _ in errs]
-    bad_field = df.select(pl.any_horizontal(conds).alias("b")).to_series() if conds else pl.Series([False] * n)
-    out = out.with_columns(pl.concat_list(cerr).list.drop_nulls().alias("_cerr"))
-    bad_rows = bad_field | (out.get_column("_cerr").list.len() > 0)
-    if bad_rows.any():
-        sub = df.with_row_index("row").filter(bad_rows)
-        msgs = sub.select(pl.col("row").cast(pl.Int64), pl.concat_list(
-            [pl.when(c).then(m).cast(pl.Utf8) for c, m in errs]).list.drop_nulls().alias("_ferr"))
-        out = out.join(msgs, on="row", how="left")
-    else:
-        out = out.with_columns(pl.lit(None, dtype=pl.List(pl.Utf8)).alias("_ferr"))
-    out = out.with_columns(pl.col("_ferr").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
-    out = out.with_columns(pl.concat_list(["_ferr", "_cerr"]).list.drop_nulls().alias("_err")).drop("_ferr", "_cerr")
-    return out
+    bad_rows = out.select(pl.col("_bad") | pl.any_horizontal([pl.coalesce(c, pl.lit(False)) for c, _ in contra])) \
+        .to_series()
+    out = out.drop("_bad")
+    empty = pl.lit([], dtype=pl.List(pl.Utf8))
+    if not bad_rows.any():
+        return out.with_columns(empty.alias("_err"))
+    # messages only for the flagged rows (usually few): field problems, then contradictions
+    sub = df.filter(bad_rows)
+    ferr = sub.select(pl.concat_list([pl.when(c).then(msg).cast(pl.Utf8) for c, msg, _ in errs])
+                      .list.drop_nulls().alias("_ferr")) if errs else None
+    csub = out.filter(bad_rows)
+    cerr = csub.select(pl.concat_list([pl.when(c).then(pl.lit(msg)) for c, msg in contra])
+                       .list.drop_nulls().alias("_cerr"))
+    msgs = pl.concat([csub.select("row"), *( [ferr] if ferr is not None else []), cerr], how="horizontal")
+    msgs = msgs.select("row", (pl.concat_list(["_ferr", "_cerr"]) if ferr is not None else pl.col("_cerr"))
+                       .list.drop_nulls().alias("_err"))
+    # (joined on the narrow row column, then placed beside the wide table: rows stay in order)
+    errs_col = out.select("row").join(msgs, on="row", how="left", maintain_order="left").get_column("_err")
+    return out.with_columns(errs_col.fill_null(empty).alias("_err"))
 
 
 def check_delivered(norm: Any, comp: KBCompilation) -> Any:
     """Add ``items`` (canonical delivered items, de-duplicated) and their problems to ``_err``."""
     import polars as pl
 
-    # canonical items per distinct delivered list (few distinct lists), joined back
-    key = pl.col("delivered").list.join("\x1f")
-    distinct = norm.select(key.alias("_dk"), "delivered").unique("_dk").with_columns(
-        pl.col("delivered").list.eval(
-            pl.element().str.split("+").list.eval(pl.element().str.strip_chars()).list.sort().list.join("+")
-        ).list.unique(maintain_order=True).alias("items")).drop("delivered")
-    norm = norm.with_columns(key.alias("_dk")).join(distinct, on="_dk", how="left", nulls_equal=True).drop("_dk")
-    uniq = norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
-    bad = [u for u in uniq if not _known_item(u, comp)]
+    # canonical form per distinct delivered element (few distinct elements), mapped over the lists
+    # (the same Polars string expression as before, on the distinct elements only)
+    elems = norm.select(pl.col("delivered").explode().drop_nulls().unique()).with_columns(
+        pl.col("delivered").str.split("+").list.eval(pl.element().str.strip_chars()).list.sort().list.join("+")
+        .alias("canon"))
+    canon = dict(zip(elems.get_column("delivered").to_list(), elems.get_column("canon").to_list(), strict=True))
+    # (every non-null element is a key, so the non-strict replace is exact; replace_strict inside
+    # list.eval takes a slow path on some list layouts)
+    items = pl.col("delivered").list.eval(pl.element().replace(list(canon), list(canon.values())))
+    norm = norm.with_columns(items.list.unique(maintain_order=True).alias("items"))
+    bad = sorted({u for u in canon.values() if not _known_item(u, comp)})
     if bad:
         flag = pl.col("items").list.eval(pl.element().filter(pl.element().is_in(bad))).list.join(", ")
         norm = norm.with_columns(
@@ -215,6 +252,18 @@ def _known_item(item: str, comp: KBCompilation) -> bool:
 
 def encode(norm: Any, comp: KBCompilation) -> Any:
     """Encoded columns for the evaluators (valid rows only): see :mod:`sarcoma_cds.cohort.compiler`."""
+    return encode_with_items(norm, comp)[0]
+
+
+def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[str]]:
+    """:func:`encode`, plus item codes ``x_j`` into ``vocab`` (``comp.items`` then any other known
+    item of these rows) for the decoder: a row's items without going back to strings."""
+    enc, vocab = _encode_items(norm, comp, encode_facts(norm))
+    xcols = [f"x_{j}" for j in range(comp.slots)]
+    return enc.drop(xcols), enc.select("row", *xcols), vocab
+
+
+def encode_facts(norm: Any) -> list[Any]:
     import polars as pl
 
     cols: list[Any] = [pl.col("row")]
@@ -227,19 +276,38 @@ def encode(norm: Any, comp: KBCompilation) -> Any:
         elif kind == "bool":
             cols.append(pl.when(c).then(2).when(~c).then(1).cast(pl.Int64).alias(f"f_{name}"))
         elif kind == "list":
-            bits = c.list.eval(pl.element().replace_strict(
-                list(vocab), [1 << i for i in range(len(vocab))], default=0, return_dtype=pl.Int64)).list.sum()
+            # (replace_strict inside list.eval takes a slow path on some list layouts: text
+            # replace + cast, exact for vocabulary items, 0 for anything else)
+            e = pl.element()
+            bits = c.list.eval(pl.when(e.is_in(list(vocab))).then(
+                e.replace(list(vocab), [str(1 << i) for i in range(len(vocab))]).cast(pl.Int64, strict=False))
+                .otherwise(pl.lit(0, pl.Int64))).list.sum()
             cols.append(pl.when(c.is_null()).then(None).otherwise(bits).cast(pl.Int64).alias(f"f_{name}"))
         else:
             cols.append(c.cast(pl.Float64).alias(f"f_{name}"))
     cols.append(pl.col("primary_site").replace_strict(list(SITES), list(range(len(SITES))), default=None,
                                                       return_dtype=pl.Int64).alias("i_primary_site"))
-    idx = pl.col("items").list.eval(pl.element().replace_strict(
-        comp.items, list(range(len(comp.items))), default=-1, return_dtype=pl.Int64))
-    cols.append(pl.col("items").list.len().fill_null(0).cast(pl.Int64).alias("n_items"))
+    return cols
+
+
+def _encode_items(norm: Any, comp: KBCompilation, cols: list[Any]) -> tuple[Any, list[str]]:
+    """``d_j``: index of the row's j-th item in ``comp.items`` (-1: not there); ``x_j``: index in
+    ``comp.items`` + the other items present (for decoding)."""
+    import polars as pl
+
+    known = set(comp.items)
+    extra = sorted(x for x in norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
+                   if x not in known)
+    vocab = [*comp.items, *extra]
+    n = len(comp.items)
+    cols = [*cols, pl.col("items").list.len().fill_null(0).cast(pl.Int64).alias("n_items")]
     for j in range(comp.slots):
-        cols.append(idx.list.get(j, null_on_oob=True).alias(f"d_{j}"))
-    return norm.select(cols)
+        cols.append(pl.col("items").list.get(j, null_on_oob=True).replace_strict(
+            vocab, list(range(len(vocab))), default=None, return_dtype=pl.Int64).alias(f"x_{j}"))
+    enc = norm.select(cols)
+    return enc.with_columns(
+        pl.when(pl.col(f"x_{j}") < n).then(pl.col(f"x_{j}")).when(pl.col(f"x_{j}").is_not_null()).then(-1)
+        .alias(f"d_{j}") for j in range(comp.slots)), vocab
 
 
 def max_items(norm: Any) -> int:

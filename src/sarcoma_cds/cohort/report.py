@@ -46,11 +46,15 @@ def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guide
         _stacked(summary["by_centre"], "Concordance by centre"),
     ]
     # completeness heat map: % missing per fact and centre (valid rows)
-    df = norm.select(["row", "centre", *FACT_FIELDS]).with_columns(patients.get_column("valid").alias("_v")) \
-        .filter(pl.col("_v"))
-    centres = sorted(x for x in df.get_column("centre").unique().to_list() if x is not None)
+    # (per centre over its valid rows: a share of missing values; no wide filter of the cohort)
     facts = [f for f in FACT_FIELDS if f not in ("histology", "primary_site")]
-    agg = df.group_by("centre").agg([pl.col(f).is_null().mean().alias(f) for f in facts])
+    v = pl.col("_v")
+    agg = norm.select(["centre", *facts]).with_columns(patients.get_column("valid").alias("_v")) \
+        .group_by("centre").agg(v.sum().alias("_n"),
+                                *[(pl.col(f).is_null() & v).sum().alias(f) for f in facts]) \
+        .filter(pl.col("_n") > 0) \
+        .with_columns([(pl.col(f) / pl.col("_n")).alias(f) for f in facts])
+    centres = sorted(x for x in agg.get_column("centre").to_list() if x is not None)
     z = []
     for f in facts:
         m = dict(zip(agg.get_column("centre").to_list(), agg.get_column(f).to_list(), strict=True))

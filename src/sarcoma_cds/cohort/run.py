@@ -45,6 +45,12 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             old = evaluate(prepare(cohort, compare_kb), engine)
             changes = compare(old, patients)
             step(3)
+        # the patient files are written on a worker thread (Polars releases the GIL) while the
+        # summary and the report (mostly Python: plotly) are built
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
+        written = pool.submit(_write_patients, patients, out)
         s = summary(patients, prep.norm, kb=kb)
         s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
         s["engine"] = engine
@@ -52,8 +58,6 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
                                      "patients_changed": changes.height}
         step(len(steps) - 2)
-        patients.write_parquet(out / "patients.parquet")
-        patients.write_csv(out / "patients.csv")
         import polars as pl
 
         inval = prep.norm.filter(pl.col("_err").list.len() > 0).select(
@@ -67,6 +71,13 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         from sarcoma_cds.cohort.report import build
 
         (out / "report.html").write_text(build(s, patients, prep.norm), encoding="utf-8")
+        written.result()
+        pool.shutdown()
         step(len(steps))
     s["_line"] = one_line(s)
     return s
+
+
+def _write_patients(patients: Any, out: Path) -> None:
+    patients.write_parquet(out / "patients.parquet")
+    patients.write_csv(out / "patients.csv")
