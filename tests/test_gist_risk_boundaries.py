@@ -240,3 +240,15 @@ def test_no_gist_risk_for_non_gist() -> None:
     rec = recommend({"histology": "leiomyosarcoma", "primary_site": "stomach", "size_cm": 6.0,
                      "mitotic_rate_per_5mm2": 8, "metastasis": "M0", "resectability": "resectable"})
     assert rec.model_dump(mode="json")["gist_risk"] == []
+
+
+def test_risk_is_flagged_as_information_only_outside_localised_groups() -> None:
+    base = {"histology": "gist", "primary_site": "stomach", "size_cm": 6.0, "mitotic_rate_per_5mm2": 3,
+            "kit_mutation": "exon_11", "tumour_rupture": False, "resection_status": "R0"}
+    note = "shown for information only"
+    local = recommend({**base, "metastasis": "M0", "resectability": "resectable", "disease_status": "primary"})
+    assert local.patient_group.id == "gist.resectable_minimal_morbidity"
+    assert not any(note in e for e in local.explanation)
+    metastatic = recommend({**base, "metastasis": "M1", "metastatic_burden": "disseminated", "disease_status": "primary"})
+    assert metastatic.patient_group.id == "gist.recurrent_or_metastatic"
+    assert any(note in e for e in metastatic.explanation)

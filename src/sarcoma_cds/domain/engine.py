@@ -146,6 +146,9 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
                        stage, risks, [], ctx)
     gid = ids[0]
     group = kb.groups[gid]
+    tables = kb.data.gist_risk
+    if risks and tables.outside_note and gid not in tables.applies_to_groups:
+        ctx.explanation.append(" ".join(tables.outside_note.split()))
     pathways = _personalise(kb, group, ctx)
     ref = kb.output_cache.get(("group-ref", gid))
     if ref is None:

@@ -85,6 +85,8 @@ class NihTable(_T):
 
 
 class GistRiskTables(_T):
+    applies_to_groups: tuple[str, ...] = ()
+    outside_note: str = ""
     afip_miettinen_2006: AfipTable
     nih_modified_joensuu_2008: NihTable
 

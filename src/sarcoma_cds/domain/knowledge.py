@@ -223,6 +223,9 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
     for fam in set(cls.site_families.values()):
         if not fam.replace("_", "").isalpha():
             problems.append(f"classification.yaml: site_families: bad family {fam!r}")
+    for gid in data.gist_risk.applies_to_groups:
+        if gid not in groups:
+            problems.append(f"tables/gist_risk.yaml: applies_to_groups: unknown group {gid!r}")
     for a in cls.assumptions:
         if a.field not in FACT_FIELDS:
             problems.append(f"classification.yaml: assumptions: unknown fact {a.field!r}")
