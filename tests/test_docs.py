@@ -41,3 +41,10 @@ def test_readme_quickstart_is_two_commands():
     lines = [ln for ln in block.strip().splitlines() if ln.strip()]
     assert [ln.split()[0] for ln in lines] == ["scripts/run", "scripts/test"]
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_readme_links_resolve():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)#\s]+)", readme):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), target
