@@ -26,7 +26,9 @@ def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = Non
 
     n = patients.height
     # one pass over the patients: counts per (group, centre, year, concordance); the rest is small
-    cube = patients.group_by("group", "centre", pl.col("year").cast(pl.Utf8), "concordance").len()
+    # (grouped on the integer year, cast to text on the small result: no per-patient string)
+    cube = patients.group_by("group", "centre", "year", "concordance").len() \
+        .with_columns(pl.col("year").cast(pl.Utf8))
     conc = {c: 0 for c in CONCORDANCE}
     for c, k in cube.group_by("concordance").agg(pl.col("len").sum()).iter_rows():
         conc[c] = int(k)
@@ -88,8 +90,10 @@ def completeness(patients: Any, norm: Any, kb: Any = None) -> list[dict[str, Any
     nmiss = df.select([(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS]).row(0, named=True)
     total = max(1, int(valid.sum()))
     # undecided valid rows: missing counts per (distinct candidate set, fact), then small Python sums
-    per_cands = df.filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
-        [pl.col(f).is_null().sum().alias(f) for f in FACT_FIELDS]).rows(named=True)
+    # (lazy: the filter reads the candidate sets and null flags only, never the wide fact columns)
+    per_cands = df.lazy().select("_cands", v, *[pl.col(f).is_null() for f in FACT_FIELDS]) \
+        .filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
+        [pl.col(f).sum().alias(f) for f in FACT_FIELDS]).collect().rows(named=True)
     rows = []
     for f in FACT_FIELDS:
         miss = nmiss[f]

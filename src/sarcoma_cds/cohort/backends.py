@@ -15,15 +15,36 @@ from sarcoma_cds.cohort import ir
 # --------------------------------------------------------------------------- Polars
 
 
-def to_polars(e: ir.E) -> Any:
+_POLARS_LITS: dict[tuple[str, type, str], Any] = {}
+
+
+def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
+    """A Polars expression. ``memo`` (node id -> (node, expression)), shared across the calls of one
+    plan, translates a subtree shared by several columns once (Polars expressions are immutable).
+    Literals are cached for the process: building ``pl.lit(value, dtype)`` is slow in Python."""
     import polars as pl
 
+    if memo is None:
+        memo = {}
+
     def t(e: ir.E) -> Any:
+        hit = memo.get(id(e))
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        out = _t(e)
+        memo[id(e)] = (e, out)  # (the node is kept alive with its entry: its id cannot be reused)
+        return out
+
+    def _t(e: ir.E) -> Any:
         if isinstance(e, ir.Col):
             return pl.col(e.name)
         if isinstance(e, ir.Lit):
-            dtype = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}[e.kind]
-            return pl.lit(e.value, dtype=dtype)
+            key = (e.kind, type(e.value), repr(e.value))  # (repr: -0.0 and 0.0 stay apart)
+            lit = _POLARS_LITS.get(key)
+            if lit is None:
+                dtype = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}[e.kind]
+                lit = _POLARS_LITS[key] = pl.lit(e.value, dtype=dtype)
+            return lit
         if isinstance(e, ir.And):
             return reduce(lambda a, b: a & b, (t(x) for x in e.args))
         if isinstance(e, ir.Or):
@@ -64,9 +85,10 @@ def run_polars(plan: ir.Plan, table: Any) -> Any:
     """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``)."""
     import polars as pl
 
+    memo: dict[int, tuple[ir.E, Any]] = {}
     lf = table.lazy()
     for layer in plan.stage1:
-        lf = lf.with_columns([to_polars(e).alias(n) for n, e in layer.columns])
+        lf = lf.with_columns([to_polars(e, memo).alias(n) for n, e in layer.columns])
     s1 = lf.collect()
     outs = [pl.col(c).cast(pl.Int64) for c in plan.outputs]
     parts = []
@@ -74,9 +96,9 @@ def run_polars(plan: ir.Plan, table: Any) -> Any:
     for g, layers in plan.stage2.items():
         p = s1.lazy().filter((pl.col("group_idx") == g) & (pl.col("n_items") > 0))
         for layer in layers:
-            p = p.with_columns([to_polars(e).alias(n) for n, e in layer.columns])
+            p = p.with_columns([to_polars(e, memo).alias(n) for n, e in layer.columns])
         parts.append(p.select(outs))
-    rest = s1.lazy().filter(~has).with_columns([to_polars(e).alias(n) for n, e in plan.stage2_default])
+    rest = s1.lazy().filter(~has).with_columns([to_polars(e, memo).alias(n) for n, e in plan.stage2_default])
     parts.append(rest.select(outs))
     return pl.concat(parts).sort("row").collect()
 
