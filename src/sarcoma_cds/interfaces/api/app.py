@@ -340,6 +340,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return JSONResponse({"error": "unauthorized"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    def cds_caller(service_id: str, request: Request) -> Any:
+        """The verified JWT claims of a CDS client calling a known service, or the error response."""
+        if service_id not in (cds_hooks.TREATMENT, cds_hooks.ORDER_CHECK):
+            return problem(404, f"no CDS service {service_id!r}", request_id=rid(request))
+        return jwt_or_401(request)
+
     @app.get("/cds-services", tags=["CDS Hooks"], summary="CDS Hooks discovery")
     def cds_discovery() -> dict[str, Any]:
         return cds_hooks.discovery()
@@ -350,9 +356,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                          404: {"description": "Unknown service"}, 400: {"description": "Bad request"},
                          412: {"description": "Data neither prefetched nor fetchable"}, 413: {"description": "Too large"}})
     async def cds_call(service_id: str, request: Request) -> Any:
-        if service_id not in (cds_hooks.TREATMENT, cds_hooks.ORDER_CHECK):
-            return problem(404, f"no CDS service {service_id!r}", request_id=rid(request))
-        claims = jwt_or_401(request)
+        claims = cds_caller(service_id, request)
         if isinstance(claims, JSONResponse):
             return claims
         body = await json_body(request)
@@ -375,9 +379,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
               responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
                          401: {"description": "Unauthorized"}, 404: {"description": "Unknown service"}})
     async def cds_feedback(service_id: str, request: Request) -> Any:
-        if service_id not in (cds_hooks.TREATMENT, cds_hooks.ORDER_CHECK):
-            return problem(404, f"no CDS service {service_id!r}", request_id=rid(request))
-        claims = jwt_or_401(request)
+        claims = cds_caller(service_id, request)
         if isinstance(claims, JSONResponse):
             return claims
         body = await json_body(request)
