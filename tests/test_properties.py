@@ -107,3 +107,13 @@ def test_cli_fast_json_equals_model_json(facts):
 
     rec = recommend(facts)
     assert json.loads(_to_json(rec), object_pairs_hook=list) == json.loads(rec.model_dump_json(), object_pairs_hook=list)
+
+
+def test_unchecked_scope_is_said_not_assumed():
+    """Age is optional; when absent the adult-only scope cannot be checked, and the output says so."""
+    without = recommend({"histology": "leiomyosarcoma", "primary_site": "trunk"})
+    assert any("scope check on age could not be made" in e for e in without.explanation)
+    with_age = recommend({"histology": "leiomyosarcoma", "primary_site": "trunk", "age_years": 40})
+    assert not any("scope check" in e for e in with_age.explanation)
+    child = recommend({"histology": "leiomyosarcoma", "primary_site": "trunk", "age_years": 12})
+    assert child.out_of_scope is not None and child.patient_group is None

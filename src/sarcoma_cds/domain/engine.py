@@ -181,12 +181,19 @@ def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, t
     """Out of scope, one group, candidate groups or a stated gap -- in three-valued logic."""
     view = ctx.view
     ex = ctx.explanation
+    undecided: list[str] = []
     for sc in kb.scope_for(view["histology"], view["primary_site"]):
-        if sc.test.test(view) is True:
+        r = sc.test.test(view)
+        if r is True:
             ex.append(f"Out of scope: {' '.join(sc.rule.reason.split())}")
             if sc.rule.warning:
                 ctx.warn(_warning(sc.rule.warning.code, sc.rule.warning.treatment, sc.rule.warning.message, ()))
             return "scope", (), " ".join(sc.rule.reason.split())
+        if r is None:
+            undecided.extend(f for f in FACT_FIELDS if f in sc.test.unknown_fields(view))
+    if undecided:  # e.g. age not given: the adult-only scope cannot be checked -- say so, do not hide it
+        ex.append("Not given, so the scope check on " + ", ".join(kb.label(f) for f in dict.fromkeys(undecided))
+                  + " could not be made; the source covers adults with soft-tissue sarcoma or GIST.")
 
     trues: list[str] = []
     unknown: list[str] = []

@@ -179,9 +179,3 @@ def _band_text(band_id: str) -> str:
     if len(parts) == 2:
         return f"> {parts[0][2:]}-{parts[1][2:]}"
     return ("<= " if band_id.startswith("le") else "> ") + band_id[2:]
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"{x:g}"
