@@ -1,7 +1,8 @@
-"""Cohort commands: ``concordance``, ``synth`` and ``kb diff``.
+"""Cohort commands: ``concordance``, ``synth``, ``kb diff`` and ``kb archive``.
 
 Polars, DuckDB, PySpark and Plotly are imported inside the commands only, so the
-core CLI starts fast and works without the ``cohort`` extra.
+core CLI starts fast and works without the ``cohort`` extra. An old knowledge base for
+``--compare-kb`` and ``kb diff`` is a directory or a version (packaged or archived, ADR 0303).
 """
 
 from __future__ import annotations
@@ -12,20 +13,36 @@ import typer
 
 from sarcoma_cds.interfaces.cli.kb_app import kb_app
 
+_ARCHIVE_HELP = "Archive of released knowledge-base versions (default: $SARCOMA_CDS_KB_ARCHIVE, else ./data/kb-archive)."
 
-def _load(path: Path | None):  # type: ignore[no-untyped-def]
-    from sarcoma_cds import load_kb
 
-    return load_kb(path) if path is not None else load_kb()
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _load(ref: str | Path | None, archive: Path | None = None):  # type: ignore[no-untyped-def]
+    """A knowledge base from a directory or a version; a bad reference or KB exits 2, no traceback."""
+    from sarcoma_cds import KnowledgeBaseError
+    from sarcoma_cds.kb.archive import KbArchiveError, load_ref
+
+    try:
+        return load_ref(None if ref is None else str(ref), archive)
+    except KbArchiveError as e:
+        raise _fail(str(e)) from None
+    except KnowledgeBaseError as e:
+        raise _fail(f"knowledge base {ref}: " + "; ".join(e.problems)) from None
 
 
 def concordance(
     cohort: Path = typer.Argument(..., help="Cohort file: .csv, .parquet or .jsonl, one patient a row."),
     out: Path = typer.Option(Path("concordance-out"), "--out", help="Output directory."),
     engine: str = typer.Option("polars", "--engine", help="polars | duckdb | spark | python (per patient)."),
-    compare_kb: Path | None = typer.Option(None, "--compare-kb", help="An older knowledge-base directory: "
-                                           "list the patients whose group or statuses change, and why."),
+    compare_kb: str | None = typer.Option(None, "--compare-kb", help="An older knowledge base, a directory or a "
+                                          "version (packaged or archived, e.g. 1.0.0): list the patients whose "
+                                          "group or statuses change, and why."),
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory (default: the packaged one)."),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Guideline concordance of the treatment given to a cohort (patients.csv/.parquet, summary.json, report.html)."""
     from sarcoma_cds.cohort.evaluate import ENGINES
@@ -36,12 +53,14 @@ def concordance(
         raise typer.Exit(2)
     from sarcoma_cds.cohort.run import run_concordance
 
+    if kb is not None and not kb.is_dir():
+        raise _fail(f"--kb: {kb} is not a directory")
+    new = _load(kb)
+    old = _load(compare_kb, kb_archive) if compare_kb is not None else None
     try:
-        old = _load(compare_kb) if compare_kb is not None else None
-        s = run_concordance(cohort, out, _load(kb), engine=engine, compare_kb=old, progress=True)
+        s = run_concordance(cohort, out, new, engine=engine, compare_kb=old, progress=True)
     except CohortError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+        raise _fail(str(e)) from e
     line = s["_line"]
     if "guideline_change" in s:
         line += f"; {s['guideline_change']['patients_changed']} patients change vs {s['guideline_change']['from_version']}"
@@ -64,19 +83,47 @@ def synth_cmd(
 
 
 def kb_diff_cmd(
-    old: Path = typer.Argument(..., help="Old knowledge-base directory."),
-    new: Path = typer.Argument(None, help="New knowledge-base directory (default: the packaged one)."),
+    old: str = typer.Argument(..., help="Old knowledge base: a directory or a version (packaged or archived)."),
+    new: str | None = typer.Argument(None, help="New knowledge base: a directory or a version "
+                                     "(default: the packaged one)."),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
     """What changed in the algorithm: groups, classification, steps, regimens, rules."""
     from sarcoma_cds.cohort.impact import kb_diff
 
-    for line in kb_diff(_load(old), _load(new)):
+    for line in kb_diff(_load(old, kb_archive), _load(new, kb_archive)):
         typer.echo(line)
+
+
+def kb_archive_cmd(
+    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory to archive (default: the packaged one)."),
+    to: Path | None = typer.Option(None, "--to", help=_ARCHIVE_HELP),
+) -> None:
+    """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later."""
+    from sarcoma_cds import KnowledgeBaseError
+    from sarcoma_cds.kb.archive import KbArchiveError, archive_kb
+
+    if kb is not None and not kb.is_dir():
+        raise _fail(f"--kb: {kb} is not a directory")
+    try:
+        a = archive_kb(kb, to)
+    except KbArchiveError as e:
+        raise _fail(str(e)) from None
+    except KnowledgeBaseError as e:
+        raise _fail(f"knowledge base {kb}: " + "; ".join(e.problems)) from None
+    except OSError as e:
+        raise _fail(f"cannot write the archive: {e}") from None
+    if a.created:
+        typer.echo(f"archived knowledge base {a.version} ({a.content_hash[:19]}) -> {a.path}")
+    else:
+        typer.echo(f"knowledge base {a.version} is already archived in {a.path} with the same content "
+                   f"({a.content_hash[:19]}); nothing to do")
 
 
 def register(app: typer.Typer) -> None:
     app.command("concordance")(concordance)
     app.command("synth")(synth_cmd)
     kb_app.command("diff")(kb_diff_cmd)
+    kb_app.command("archive")(kb_archive_cmd)
     if not any(g.name == "kb" for g in app.registered_groups):
         app.add_typer(kb_app, name="kb")

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 import typer
 
-kb_app = typer.Typer(help="Knowledge-base tools (export, diff).", no_args_is_help=True)
+kb_app = typer.Typer(help="Knowledge-base tools (export, diff, archive).", no_args_is_help=True)
