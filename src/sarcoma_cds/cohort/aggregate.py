@@ -36,7 +36,7 @@ def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = Non
     assessable = n - conc["not_assessable"]
     # reasons are shortened once per distinct text, then counted
     reasons = (patients.filter(pl.col("concordance") == "discordant").group_by("reason").len()
-               .with_columns(pl.col("reason").str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
+               .with_columns(pl.col("reason").cast(pl.Utf8).str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
                .group_by("reason").agg(pl.col("len").sum())
                .sort(["len", "reason"], descending=[True, False]).head(top))
     out: dict[str, Any] = {

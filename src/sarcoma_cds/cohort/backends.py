@@ -81,16 +81,21 @@ def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
     return t(e)
 
 
-def run_polars(plan: ir.Plan, table: Any) -> Any:
-    """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``)."""
+def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = (), in_row_order: bool = True) -> Any:
+    """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``); ``keep``: its
+    columns to pass through. Rows are evaluated group by group: ``in_row_order=False`` leaves them
+    in that order (the decoder puts a narrow key in row order instead of every output column)."""
     import polars as pl
 
     memo: dict[int, tuple[ir.E, Any]] = {}
     lf = table.lazy()
     for layer in plan.stage1:
         lf = lf.with_columns([to_polars(e, memo).alias(n) for n, e in layer.columns])
-    s1 = lf.collect()
-    outs = [pl.col(c).cast(pl.Int64) for c in plan.outputs]
+    # only what stage 2 reads is materialised (a fraction of the columns); the streaming engine
+    # computes the rest per batch (row-wise columns only: it keeps row order)
+    need = ir.stage2_inputs(plan) | set(keep)
+    s1 = lf.select([c for c in lf.collect_schema().names() if c in need]).collect(engine="streaming")
+    outs = [*(pl.col(c).cast(pl.Int64) for c in plan.outputs), *(pl.col(c) for c in keep)]
     parts = []
     has = pl.col("group_idx").is_not_null() & (pl.col("n_items") > 0)
     for g, layers in plan.stage2.items():
@@ -100,7 +105,8 @@ def run_polars(plan: ir.Plan, table: Any) -> Any:
         parts.append(p.select(outs))
     rest = s1.lazy().filter(~has).with_columns([to_polars(e, memo).alias(n) for n, e in plan.stage2_default])
     parts.append(rest.select(outs))
-    return pl.concat(parts).sort("row").collect()
+    res = pl.concat(parts)
+    return (res.sort("row") if in_row_order else res).collect()
 
 
 # --------------------------------------------------------------------------- DuckDB

@@ -256,6 +256,33 @@ def _cat_index(x: E, fact: str, values: tuple[Any, ...]) -> E:
     return case([(x.eq(bit(fact, v)), i) for i, v in enumerate(values)], len(values))
 
 
+@dataclass(frozen=True)
+class ItemVocabulary:
+    """What a delivered item may name: the pathways' treatments and regimens, and their drugs."""
+
+    items: tuple[str, ...]  # treatments and regimen keys, in pathway order
+    treatments: frozenset[str]
+    drugs: frozenset[str]
+
+
+def item_vocabulary(kb: CompiledKB) -> ItemVocabulary:
+    items: list[str] = []
+    treatments: set[str] = set()
+    drugs: set[str] = set()
+    for g in kb.groups.values():
+        for pw in g.pathways:
+            for st in pw.steps:
+                treatments.add(st.treatment)
+                if st.treatment not in items:
+                    items.append(st.treatment)
+                for op in st.options:
+                    drugs |= set(op.drugs)
+                    k = item_key("+".join(op.drugs))
+                    if k not in items:
+                        items.append(k)
+    return ItemVocabulary(tuple(items), frozenset(treatments), frozenset(drugs))
+
+
 def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
     tr = Translator(kb)
     view = Layer([])
@@ -392,20 +419,8 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
     if len(reasons) >= RB:
         raise UnsupportedCondition("too many rule outcomes for the rank encoding")
 
-    items: list[str] = []
-    treatments: set[str] = set()
-    drugs: set[str] = set()
-    for g in kb.groups.values():
-        for pw in g.pathways:
-            for st in pw.steps:
-                treatments.add(st.treatment)
-                if st.treatment not in items:
-                    items.append(st.treatment)
-                for op in st.options:
-                    drugs |= set(op.drugs)
-                    k = item_key("+".join(op.drugs))
-                    if k not in items:
-                        items.append(k)
+    voc = item_vocabulary(kb)
+    items, treatments, drugs = list(voc.items), voc.treatments, voc.drugs
     item_idx = {k: i for i, k in enumerate(items)}
 
     stage2: dict[int, list[Layer]] = {}

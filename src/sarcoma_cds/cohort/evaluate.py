@@ -31,6 +31,8 @@ from sarcoma_cds.cohort.io import (
 from sarcoma_cds.domain.knowledge import SEVERITY, CompiledKB
 
 ENGINES = ("polars", "duckdb", "spark", "python")
+TEXT_COLUMNS = ("group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
+                "delivered", "statuses", "concordance", "reason")
 PATIENT_COLUMNS = ["patient_id", "centre", "diagnosis_date", "year", "valid", "group", "candidates",
                    "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
                    "delivered", "statuses", "pathway", "concordance", "reason"]
@@ -69,11 +71,8 @@ def prepare(source: str | Path | Any, kb: CompiledKB, slots: int | None = None) 
     import polars as pl
 
     raw = read_raw(source) if not isinstance(source, pl.DataFrame) else source
-    norm = normalise(raw)
-    k = slots or max_items(norm.with_columns(
-        pl.col("delivered").list.unique().alias("items")))
-    comp = C.compile_kb_plan(kb, k)
-    norm = check_delivered(norm, comp)
+    norm = check_delivered(normalise(raw), C.item_vocabulary(kb))
+    comp = C.compile_kb_plan(kb, slots or max_items(norm))  # (one slot per delivered item)
     return Prepared(norm, comp)
 
 
@@ -89,7 +88,9 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
         enc, codes, vocab = encode_with_items(valid, comp)
         if engine == "polars":
             from sarcoma_cds.cohort.backends import run_polars
-            out = run_polars(comp.plan, enc)
+            xcols = tuple(c for c in codes.columns if c != "row")
+            out = run_polars(comp.plan, enc.hstack(codes.drop("row")), keep=xcols, in_row_order=False)
+            codes = None  # (carried through the evaluation)
         elif engine == "duckdb":
             from sarcoma_cds.cohort.backends import run_duckdb
             out = run_duckdb(comp.plan, enc)
@@ -112,15 +113,19 @@ def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep:
 
 
 def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation) -> Any:
-    """Integer evaluator output -> the patient columns (vectorised, shared by all vectorised engines).
+    """Integer evaluator output -> the patient columns in row order (vectorised, shared by all
+    vectorised engines).
 
     ``codes``: ``row`` and the item codes ``x_j`` into ``vocab`` (see
-    :func:`~sarcoma_cds.cohort.io.encode_with_items`): a row's items without touching strings.
+    :func:`~sarcoma_cds.cohort.io.encode_with_items`): a row's items without touching strings;
+    ``None`` when ``out`` already carries them (its rows may then be in any order).
     """
     import polars as pl
 
     dcols = [f"x_{j}" for j in range(comp.slots)]
-    if out.height == codes.height and out.get_column("row").equals(codes.get_column("row")):
+    if codes is None:
+        full = out
+    elif out.height == codes.height and out.get_column("row").equals(codes.get_column("row")):
         full = out.hstack(codes.drop("row"))  # both in row order (the usual case): no join
     else:
         full = out.join(codes, on="row", how="left")
@@ -185,10 +190,15 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation) -> Any
             pl.concat_list(stat_exprs).list.drop_nulls().list.join("; ")).alias("statuses"),
         pl.col("conc").replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8).alias("concordance"),
     ).with_columns(reason.alias("reason"), (pl.col("pathway") + 1).alias("pathway"))
-    res = res.select(*keys, *wnames, "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
-                     "gist_risk_nih", "statuses", pl.col("pathway").alias("_pathway1"), "concordance", "reason")
+    # Categorical: each distinct text is stored once and rows carry a small code (the join below,
+    # the aggregates and the Parquet writer's dictionary then work on codes, not on strings)
+    res = res.select(*keys, *wnames, *[pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS if c != "delivered"],
+                     pl.col("pathway").alias("_pathway1"))
     res = res.with_columns((pl.col("_pathway1") - 1).alias("pathway"))
-    joined = full.select("row", *wnames).join(res.select(*wnames, *[c for c in res.columns if c not in keys
+    key = full.select("row", *wnames)
+    if codes is None and not key.get_column("row").is_sorted():
+        key = key.sort("row")
+    joined = key.join(res.select(*wnames, *[c for c in res.columns if c not in keys
                                                                      and c not in wnames]),
                                               on=wnames, how="left", maintain_order="left")
     return joined.select("row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
@@ -235,12 +245,14 @@ def assemble(norm: Any, out: Any) -> Any:
         res = base.join(out, on="row", how="left", maintain_order="left")
     if not base.get_column("row").is_sorted():
         res = res.sort("row")
-    res = res.with_columns(
-        pl.when(pl.col("valid")).then(pl.col("concordance")).otherwise(pl.lit("not_assessable")).alias("concordance"),
-        pl.when(pl.col("valid")).then(pl.col("reason"))
-        .otherwise(pl.concat_str(pl.lit("invalid row: "), pl.col("_err").list.join("; "))).alias("reason"),
-        pl.col("pathway").cast(pl.Int64),
-    )
+    cat = pl.Categorical
+    if not res.get_column("valid").all():
+        res = res.with_columns(
+            pl.when(pl.col("valid")).then(pl.col("concordance").cast(cat))
+            .otherwise(pl.lit("not_assessable", cat)).alias("concordance"),
+            pl.when(pl.col("valid")).then(pl.col("reason").cast(cat))
+            .otherwise(pl.concat_str(pl.lit("invalid row: "), pl.col("_err").list.join("; ")).cast(cat)).alias("reason"))
+    res = res.with_columns(pl.col("pathway").cast(pl.Int64), *[pl.col(c).cast(cat) for c in TEXT_COLUMNS])
     return res.select(PATIENT_COLUMNS)
 
 

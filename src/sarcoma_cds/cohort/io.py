@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sarcoma_cds.cohort.compiler import FACTS, SITES, KBCompilation
+from sarcoma_cds.cohort.compiler import FACTS, SITES, ItemVocabulary, KBCompilation
 from sarcoma_cds.domain.facts import FACT_FIELDS
 
 COHORT_COLUMNS = ("patient_id", "centre", "diagnosis_date", "delivered")
@@ -132,11 +132,14 @@ def normalise(df: Any) -> Any:
         c = pl.col(name)
         if kind == "cat":
             if not present:
-                cols.append(pl.lit(None, pl.Utf8).alias(name))
+                cols.append(pl.lit(None, pl.Enum(list(vocab))).alias(name))
             else:
+                # (an Enum of the vocabulary: one lookup validates the value and gives the code
+                # the evaluators use; a value outside the vocabulary becomes NULL and is flagged)
                 s = c.cast(pl.Utf8)
-                cols.append(s.alias(name))
-                err(s.is_not_null() & ~s.is_in(list(vocab)),
+                e = s.cast(pl.Enum(list(vocab)), strict=False)
+                cols.append(e.alias(name))
+                err(s.is_not_null() & e.is_null(),
                     pl.concat_str(pl.lit(f"{name}: '"), s, pl.lit(f"' is not allowed; expected one of {', '.join(vocab)}")))
             if name in ("histology", "primary_site"):
                 err(c.is_null() if present else pl.lit(True), pl.lit(f"{name}: required field is missing"))
@@ -186,7 +189,8 @@ def normalise(df: Any) -> Any:
     # one pass over the whole table: canonical columns and "has a field problem" (cheap flags)
     flags = [pl.coalesce(f, pl.lit(False)) for _, _, f in errs]
     # (lazy: common subexpressions such as the parsed date are computed once)
-    out = df.lazy().select([*cols, (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("_bad")]).collect()
+    out = df.lazy().select([*cols, (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("_bad")]) \
+        .collect(engine="streaming")
     # contradictions (facts.contradictions), on the canonical columns
     m = pl.col("metastasis")
     contra = [
@@ -194,7 +198,7 @@ def normalise(df: Any) -> Any:
          "metastatic_burden: given only with metastasis M1 (metastasis is M0)"),
         ((pl.col("metastatic_sites").list.len() > 0) & (m == "M0"),
          "metastatic_sites: metastatic sites are listed but metastasis is M0"),
-        (pl.col("progression_extent").is_not_null() & (pl.col("disease_status").fill_null("") != "progressive"),
+        (pl.col("progression_extent").is_not_null() & (pl.col("disease_status") != "progressive").fill_null(True),
          "progression_extent: given only with disease_status progressive"),
     ]
     bad_rows = out.select(pl.col("_bad") | pl.any_horizontal([pl.coalesce(c, pl.lit(False)) for c, _ in contra])) \
@@ -218,7 +222,7 @@ def normalise(df: Any) -> Any:
     return out.with_columns(errs_col.fill_null(empty).alias("_err"))
 
 
-def check_delivered(norm: Any, comp: KBCompilation) -> Any:
+def check_delivered(norm: Any, comp: KBCompilation | ItemVocabulary) -> Any:
     """Add ``items`` (canonical delivered items, de-duplicated) and their problems to ``_err``."""
     import polars as pl
 
@@ -243,7 +247,7 @@ def check_delivered(norm: Any, comp: KBCompilation) -> Any:
     return norm
 
 
-def _known_item(item: str, comp: KBCompilation) -> bool:
+def _known_item(item: str, comp: KBCompilation | ItemVocabulary) -> bool:
     if item in comp.treatments:
         return True
     parts = item.split("+")
@@ -264,6 +268,7 @@ def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[st
 
 
 def encode_facts(norm: Any) -> list[Any]:
+    """Expressions over ``norm`` (a DataFrame: the codes depend on its column types)."""
     import polars as pl
 
     cols: list[Any] = [pl.col("row")]
@@ -271,8 +276,12 @@ def encode_facts(norm: Any) -> list[Any]:
         kind, vocab = FACTS[name]
         c = pl.col(name)
         if kind == "cat":
-            cols.append(c.replace_strict(list(vocab), [1 << i for i in range(len(vocab))], default=None,
-                                         return_dtype=pl.Int64).alias(f"f_{name}"))
+            if norm.schema[name] == pl.Enum(list(vocab)):  # (normalise's columns: code -> bit, no strings)
+                bits = pl.lit(pl.Series([1 << i for i in range(len(vocab))], dtype=pl.Int64))
+                cols.append(bits.gather(c.to_physical()).alias(f"f_{name}"))
+            else:
+                cols.append(c.cast(pl.Utf8).replace_strict(list(vocab), [1 << i for i in range(len(vocab))],
+                                                           default=None, return_dtype=pl.Int64).alias(f"f_{name}"))
         elif kind == "bool":
             cols.append(pl.when(c).then(2).when(~c).then(1).cast(pl.Int64).alias(f"f_{name}"))
         elif kind == "list":
@@ -285,7 +294,11 @@ def encode_facts(norm: Any) -> list[Any]:
             cols.append(pl.when(c.is_null()).then(None).otherwise(bits).cast(pl.Int64).alias(f"f_{name}"))
         else:
             cols.append(c.cast(pl.Float64).alias(f"f_{name}"))
-    cols.append(pl.col("primary_site").replace_strict(list(SITES), list(range(len(SITES))), default=None,
+    site = pl.col("primary_site")
+    if norm.schema["primary_site"] == pl.Enum(list(SITES)):
+        cols.append(site.to_physical().cast(pl.Int64).alias("i_primary_site"))
+    else:
+        cols.append(site.cast(pl.Utf8).replace_strict(list(SITES), list(range(len(SITES))), default=None,
                                                       return_dtype=pl.Int64).alias("i_primary_site"))
     return cols
 

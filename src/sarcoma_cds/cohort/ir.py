@@ -231,3 +231,32 @@ class Plan:
     stage2: dict[int, list[Layer]]  # group index -> layers, run on rows of that group only
     stage2_default: list[tuple[str, E]]  # columns for rows in no group
     outputs: list[str]
+
+
+def columns_read(exprs: list[E]) -> set[str]:
+    """Names of the columns the expressions read (each shared subtree visited once)."""
+    seen: set[int] = set()
+    out: set[str] = set()
+    stack: list[Any] = list(exprs)
+    while stack:
+        e = stack.pop()
+        if isinstance(e, tuple):
+            stack.extend(e)
+            continue
+        if not isinstance(e, E) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, Col):
+            out.add(e.name)
+        else:
+            stack.extend(getattr(e, f) for f in e.__dataclass_fields__)  # type: ignore[attr-defined]
+    return out
+
+
+def stage2_inputs(plan: Plan) -> set[str]:
+    """The stage-1 columns stage 2 and the outputs need (the rest are intermediate)."""
+    exprs = [e for layers in plan.stage2.values() for layer in layers for _, e in layer.columns]
+    exprs += [e for _, e in plan.stage2_default]
+    made = {n for layers in plan.stage2.values() for layer in layers for n, _ in layer.columns}
+    made |= {n for n, _ in plan.stage2_default}
+    return (columns_read(exprs) | set(plan.outputs) | {"group_idx", "n_items", "row"}) - made

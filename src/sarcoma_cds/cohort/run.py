@@ -45,12 +45,13 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             old = evaluate(prepare(cohort, compare_kb), engine)
             changes = compare(old, patients)
             step(3)
-        # the patient files are written on a worker thread (Polars releases the GIL) while the
-        # summary and the report (mostly Python: plotly) are built
+        # the patient files are written on two worker threads (Polars releases the GIL) while
+        # the summary and the report (mostly Python: plotly) are built
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(1)
-        written = pool.submit(_write_patients, patients, out)
+        pool = ThreadPoolExecutor(2)
+        written = [pool.submit(patients.write_parquet, out / "patients.parquet"),
+                   pool.submit(patients.write_csv, out / "patients.csv", batch_size=8192)]
         s = summary(patients, prep.norm, kb=kb)
         s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
         s["engine"] = engine
@@ -71,13 +72,9 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         from sarcoma_cds.cohort.report import build
 
         (out / "report.html").write_text(build(s, patients, prep.norm), encoding="utf-8")
-        written.result()
+        for w in written:
+            w.result()
         pool.shutdown()
         step(len(steps))
     s["_line"] = one_line(s)
     return s
-
-
-def _write_patients(patients: Any, out: Path) -> None:
-    patients.write_parquet(out / "patients.parquet")
-    patients.write_csv(out / "patients.csv")
