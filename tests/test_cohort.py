@@ -214,3 +214,27 @@ def test_cli_concordance_outputs(tmp_path: Path) -> None:
     bad.write_text("patient_id,histology,primary_site,colour\n1,gist,stomach,red\n")
     r = runner.invoke(app, ["concordance", str(bad), "--out", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "colour" in r.output
+
+
+def test_per_patient_engine_reports_progress_per_row() -> None:
+    """The per-patient engine takes minutes on big cohorts: it reports rows done, up to all of them."""
+    prep = prepare(synth(2500, seed=8, invalid_rate=0.02, kb=KB), KB)
+    seen: list[int] = []
+    evaluate(prep, "python", progress=seen.append)
+    valid = prep.norm.filter(pl.col("_err").list.len() == 0).height
+    assert seen[0] == 0 and seen[-1] == valid and seen == sorted(seen) and len(seen) >= 3
+
+
+def test_outputs_are_categorical_and_identical_in_csv_and_parquet(tmp_path: Path) -> None:
+    """Text columns are Categorical (each distinct text stored once); both files hold the same rows."""
+    from sarcoma_cds.cohort.evaluate import TEXT_COLUMNS
+    from sarcoma_cds.cohort.run import run_concordance
+
+    src = tmp_path / "c.parquet"
+    synth(800, seed=9, invalid_rate=0.05, kb=KB).write_parquet(src)
+    run_concordance(src, tmp_path / "o", KB)
+    pq = pl.read_parquet(tmp_path / "o" / "patients.parquet")
+    assert all(pq.schema[c] == pl.Categorical for c in TEXT_COLUMNS)
+    csv = pl.read_csv(tmp_path / "o" / "patients.csv", infer_schema=False)
+    as_text = pq.with_columns(pl.all().cast(pl.Utf8))
+    assert csv.equals(as_text)

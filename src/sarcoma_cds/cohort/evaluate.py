@@ -133,10 +133,10 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation) -> Any
             "rslot", "rreason", *dcols, *[f"st_{j}" for j in range(comp.slots)]]
     # strings are built once per distinct outcome, then joined back: far fewer than patients.
     # The outcome's integer columns are packed exactly into a few 63-bit words (the key of both steps).
-    words = _pack(full, keys)
-    full = full.select("row", *keys, *words)
+    words, unpack = _pack(full, keys)
+    full = full.select("row", *words)
     wnames = [w.meta.output_name() for w in words]
-    df = full.unique(subset=wnames).drop("row").with_columns(
+    df = full.select(wnames).unique().with_columns(unpack).with_columns(
         pl.concat_list([pl.col(d).replace_strict(list(range(len(vocab))), vocab, default=None,
                                                  return_dtype=pl.Utf8) for d in dcols])
         .list.drop_nulls().alias("items"))
@@ -205,14 +205,16 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation) -> Any
                          "gist_risk_nih", "statuses", pl.col("_pathway1").alias("pathway"), "concordance", "reason")
 
 
-def _pack(df: Any, cols: list[str]) -> list[Any]:
+def _pack(df: Any, cols: list[str]) -> tuple[list[Any], list[Any]]:
     """Expressions packing the integer columns ``cols`` exactly (null included) into as few Int64
-    words as their observed ranges allow: equal words <=> equal values in every column."""
+    words as their observed ranges allow (equal words <=> equal values in every column), and the
+    expressions that unpack the words into the columns again."""
     import polars as pl
 
     stats = df.select([pl.col(c).min().alias(f"lo{i}") for i, c in enumerate(cols)]
                       + [pl.col(c).max().alias(f"hi{i}") for i, c in enumerate(cols)]).row(0)
     words: list[list[Any]] = []
+    unpack: list[Any] = []
     used = 63
     for i, c in enumerate(cols):
         lo, hi = stats[i], stats[len(cols) + i]
@@ -224,8 +226,10 @@ def _pack(df: Any, cols: list[str]) -> list[Any]:
             used = 0
         v = (pl.col(c) - lo + 1).fill_null(0)
         words[-1].append(v * (1 << used) if used else v)
+        field = (pl.col(f"_w{len(words) - 1}") // (1 << used)) % (1 << bits)
+        unpack.append(pl.when(field == 0).then(None).otherwise(field - 1 + lo).cast(pl.Int64).alias(c))
         used += bits
-    return [pl.sum_horizontal(w).cast(pl.Int64).alias(f"_w{k}") for k, w in enumerate(words)]
+    return [pl.sum_horizontal(w).cast(pl.Int64).alias(f"_w{k}") for k, w in enumerate(words)], unpack
 
 
 def assemble(norm: Any, out: Any) -> Any:
@@ -339,6 +343,8 @@ def _python_engine(valid: Any, comp: C.KBCompilation, progress: Any = None) -> A
         rows.append(o)
         if progress is not None and n % 1000 == 0:
             progress(n)
+    if progress is not None:
+        progress(len(recs))
     schema = {"row": pl.Int64, "group": pl.Utf8, "candidates": pl.Utf8, "out_of_scope": pl.Utf8,
               "stage": pl.Utf8, "statuses": pl.Utf8, "pathway": pl.Int64, "concordance": pl.Utf8,
               "reason": pl.Utf8}

@@ -36,7 +36,15 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
 
         prep = prepare(cohort, kb)
         step(1)
-        patients = evaluate(prep, engine)
+        per_row = None
+        if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
+            import polars as pl
+
+            rows_task = prog.add_task("patients", total=prep.norm.filter(pl.col("_err").list.len() == 0).height)
+
+            def per_row(n: int) -> None:
+                prog.update(rows_task, completed=n)
+        patients = evaluate(prep, engine, progress=per_row)
         step(2)
         changes = None
         if compare_kb is not None:
