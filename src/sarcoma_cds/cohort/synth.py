@@ -4,24 +4,30 @@ Distributions (see docs/cohort.md for the table): histology (GIST 20 %, adult-ty
 soft-tissue sarcoma 77 %, out-of-scope histologies 3 %), site by histology, size
 log-normal (median ~6.7 cm), FNCLCC grade, nodes, metastasis (M1 17 %), resectability,
 disease status, GIST mitotic rate and genotype (KIT exon 11 65 %, ...), NTRK/SDH/BRAF/NF1
-status mostly untested, per-fact missingness, 8 centres, diagnosis 2015-2024.
+status mostly untested, per-fact missingness, 9 centres, diagnosis 2015-2024.
 
 Delivered treatment: with probability ``1 - discordance_rate`` the first-line step (or
 one of its regimens when the step is drug-only) of one of the patient's group's pathways,
 sometimes with the next step; otherwise a random treatment or regimen of the whole
 knowledge base. The patient group comes from evaluating the knowledge base on the
 generated facts (vectorised engine), so "concordant by construction" follows the
-current rules. Only Python's ``random.Random(seed)`` draws numbers: same seed, same cohort.
+current rules.
+
+Every column is drawn whole with NumPy (``Generator(PCG64(seed))`` is the only source of
+randomness: same seed, same cohort) and values are gathered by code, because a per-patient
+Python loop made a million patients take a minute; most of the remaining time is the
+knowledge-base evaluation that assigns the groups.
 """
 
 from __future__ import annotations
 
-import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sarcoma_cds.domain.knowledge import CompiledKB
 
+# Weights (relative; a None key is "not recorded"). These dictionaries are the documentation.
 HISTOLOGY = {
     "gist": 20, "liposarcoma_well_differentiated": 6, "liposarcoma_dedifferentiated": 7,
     "liposarcoma_myxoid": 5, "liposarcoma_pleomorphic": 2, "liposarcoma": 2, "leiomyosarcoma": 14,
@@ -33,27 +39,36 @@ SITE_GIST = {"stomach": 55, "small_intestine": 26, "duodenum": 5, "rectum": 4, "
              "other_gi": 3, "intra_abdominal": 3, "retroperitoneum": 1}
 SITE_STS = {"lower_extremity": 40, "upper_extremity": 12, "trunk": 15, "retroperitoneum": 16,
             "intra_abdominal": 6, "small_intestine": 1, "colon": 1, "head_neck": 5, "other": 4}
-GRADE = {"1": 20, "2": 30, "3": 45, "X": 5}
+GRADE = {"1": 20, "2": 30, "3": 45, "X": 5}  # non-GIST only
 NODES = {"N0": 84, "N1": 4, "NX": 12}
 METASTASIS = {"M0": 81, "M1": 17, None: 2}
-BURDEN = {"oligometastatic": 40, "disseminated": 60}
+BURDEN = {"oligometastatic": 40, "disseminated": 60}  # M1 only
 MET_SITES = {"lung": 40, "lung;bone": 10, "liver": 20, "liver;peritoneum": 12, "peritoneum": 8, "bone": 6,
-             "lung;liver": 4}
+             "lung;liver": 4}  # M1 only; ';' separates list items
 RESECTABILITY = {"resectable": 64, "resectable_significant_morbidity": 14, "unresectable": 16, None: 6}
 DISEASE = {"primary": 80, "recurrent": 11, "progressive": 5, None: 4}
-RESECTION = {"not_resected": 70, "R0": 20, "R1": 6, "R2": 2, None: 2}
+EXTENT = {"limited": 50, "widespread": 50}  # progression extent, progressive disease only
+RESECTION = {"not_resected": 70, "R0": 20, "R1": 6, "R2": 2, None: 2}  # GIST only
+RUPTURE = {True: 5, False: 70, None: 25}  # GIST only
 KIT = {"exon_11": 65, "exon_9": 9, "exon_13": 1, "exon_17": 1, "none": 13, "unknown": 5, None: 6}
 PDGFRA = {"none": 72, "d842v": 6, "exon_18_sensitive": 2, "exon_12": 1, "exon_14": 1, "unknown": 6, None: 12}
 TRI = {"gist_sdh": {True: 4, False: 56, None: 40}, "gist_braf": {True: 1, False: 49, None: 50},
        "gist_nf1": {True: 2, False: 38, None: 60}, "ntrk": {True: 1, False: 39, None: 60}}
+# prior therapies ('' = recorded, none); GIST with progressive disease: imatinib when recorded
+PRIOR = {None: 50, "anthracycline": 10, "radiotherapy;surgery": 5, "": 35}
+PRIOR_GIST_PROGRESSIVE = "imatinib_standard_dose"
+COMORBIDITIES = {None: 60, "heart_failure": 3, "uncorrectable_coagulopathy": 1, "": 36}
+ECOG = {0: 40, 1: 40, 2: 15, 3: 5}
+DEPTH = {"deep": 80, "superficial": 20}
 CENTRES = {"Amsterdam": 14, "Berlin": 16, "Copenhagen": 8, "Dublin": 7, "Edinburgh": 10, "Florence": 13,
            "Geneva": 9, "Helsinki": 6, "Lyon": 17}
+SIZE_CM = (1.9, 0.65, 0.3, 60.0)  # log-normal mu, sigma; rounded to 0.1 cm, clipped to min-max
+MITOSES_MEAN = 5.0  # per 5 mm2, exponential, rounded to whole mitoses; GIST only
+AGE_YEARS = (58.0, 15.0, 5, 95)  # normal mean, sd; truncated to whole years, clipped to min-max
+DIAGNOSIS_YEARS = (2015, 2024)  # uniform year, then day 1-365 of it
 MISSING = {"size_cm": 0.06, "grade": 0.07, "nodes": 0.05, "mitotic_rate_per_5mm2": 0.10, "age_years": 0.03,
            "ecog": 0.2, "depth": 0.15}
-
-
-def _pick(rng: random.Random, dist: dict[Any, int], n: int) -> list[Any]:
-    return rng.choices(list(dist), weights=list(dist.values()), k=n)
+INVALID_GRADE = "grade_4"  # what an invalid row (share ``invalid_rate``) carries: outside the vocabulary
 
 
 def concordant_choices(kb: CompiledKB) -> dict[str, list[list[str]]]:
@@ -84,101 +99,151 @@ def all_items(kb: CompiledKB) -> list[str]:
     return items
 
 
+def _generator(seed: int) -> Any:
+    """NumPy's PCG64 stream for ``seed``; PCG64 takes no negative seed, so those get their own stream."""
+    from numpy.random import PCG64, Generator, SeedSequence
+
+    return Generator(PCG64(seed if seed >= 0 else SeedSequence([-seed, 1])))
+
+
+class _Draw:
+    """Whole-column draws from one generator, in call order (the order fixes the cohort for a seed)."""
+
+    def __init__(self, seed: int, n: int) -> None:
+        self.rng, self.n = _generator(seed), n
+
+    def u(self) -> Any:
+        return self.rng.random(self.n)
+
+    def codes(self, dist: dict[Any, int]) -> Any:
+        """Per patient an index into ``list(dist)``, drawn with the dictionary's weights.
+
+        The weights are whole numbers: a uniform integer below their sum, looked up in a table
+        where key k fills weight-k slots, gives exactly those odds (and is faster than ``choice``).
+        """
+        import numpy as np
+
+        slots = np.repeat(np.arange(len(dist)), list(dist.values()))
+        return slots[self.rng.integers(0, len(slots), self.n)]
+
+
+def _gather(keys: Iterable[Any], codes: Any, dtype: Any, null: Any = None) -> Any:
+    """``list(keys)[code]`` per patient, null where ``null`` (a boolean array) is set.
+
+    Gathering from a Series of the few distinct values builds a column without a Python loop;
+    list columns split their keys on ';' (``''`` is the empty list).
+    """
+    import numpy as np
+    import polars as pl
+
+    vals = list(keys)
+    if isinstance(dtype, pl.List):
+        vals = [None if k is None else [x for x in k.split(";") if x] for k in vals]
+    if null is not None:
+        codes = np.where(null, len(vals), codes)  # the trailing null
+    return pl.Series([*vals, None], dtype=dtype).gather(codes)
+
+
+def _num(x: Any, null: Any, dtype: Any) -> Any:
+    """A numeric Series from ``x``, null where ``null`` is set."""
+    import numpy as np
+    import polars as pl
+
+    return pl.Series(np.where(null, np.nan, x)).fill_nan(None).cast(dtype)
+
+
 def synth(n: int, seed: int = 0, discordance_rate: float = 0.15, kb: CompiledKB | None = None,
           invalid_rate: float = 0.0) -> Any:
     """A synthetic cohort as a Polars DataFrame (lists as list columns)."""
+    import numpy as np
     import polars as pl
 
     from sarcoma_cds.kb.loader import load_kb
 
     kb = kb or load_kb()
-    rng = random.Random(seed)
-    u = lambda: [rng.random() for _ in range(n)]  # noqa: E731
-    hist = _pick(rng, HISTOLOGY, n)
-    site_g, site_s = _pick(rng, SITE_GIST, n), _pick(rng, SITE_STS, n)
-    df = pl.DataFrame({
-        "patient_id": [f"P{seed}-{i:07d}" for i in range(n)],
-        "centre": _pick(rng, CENTRES, n),
-        "year": [2015 + int(x * 10) for x in u()],
-        "doy": [1 + int(x * 365) for x in u()],
-        "histology": hist,
-        "_sg": site_g, "_ss": site_s,
-        "size_cm": [min(60.0, max(0.3, round(rng.lognormvariate(1.9, 0.65), 1))) for _ in range(n)],
-        "grade": _pick(rng, GRADE, n), "nodes": _pick(rng, NODES, n),
-        "metastasis": _pick(rng, METASTASIS, n), "metastatic_burden": _pick(rng, BURDEN, n),
-        "_ms": _pick(rng, MET_SITES, n),
-        "resectability": _pick(rng, RESECTABILITY, n), "disease_status": _pick(rng, DISEASE, n),
-        "_pe": [("limited" if x < 0.5 else "widespread") for x in u()],
-        "mitotic_rate_per_5mm2": [round(rng.expovariate(1 / 5.0), 0) for _ in range(n)],
-        "_rup": u(), "resection_status": _pick(rng, RESECTION, n),
-        "kit_mutation": _pick(rng, KIT, n), "pdgfra_mutation": _pick(rng, PDGFRA, n),
-        "sdh_deficient": _pick(rng, TRI["gist_sdh"], n), "braf_v600e": _pick(rng, TRI["gist_braf"], n),
-        "nf1_mutation": _pick(rng, TRI["gist_nf1"], n), "ntrk_fusion": _pick(rng, TRI["ntrk"], n),
-        "_pt": u(), "_cm": u(),
-        "age_years": [max(5, min(95, int(rng.gauss(58, 15)))) for _ in range(n)],
-        "ecog": _pick(rng, {0: 40, 1: 40, 2: 15, 3: 5}, n),
-        "depth": _pick(rng, {"deep": 80, "superficial": 20}, n),
-        "_disc": u(), "_pick": u(), "_bad": u(),
-        **{f"_m_{k}": u() for k in MISSING},
-    }, schema_overrides={"metastasis": pl.Utf8, "resectability": pl.Utf8, "disease_status": pl.Utf8,
-                         "resection_status": pl.Utf8, "kit_mutation": pl.Utf8, "pdgfra_mutation": pl.Utf8,
-                         "sdh_deficient": pl.Boolean, "braf_v600e": pl.Boolean, "nf1_mutation": pl.Boolean,
-                         "ntrk_fusion": pl.Boolean})
-    gist = pl.col("histology") == "gist"
-    m1 = pl.col("metastasis") == "M1"
-    prior = (pl.when(pl.col("_pt") < 0.5).then(None)
-             .when(gist & (pl.col("disease_status") == "progressive")).then(pl.lit("imatinib_standard_dose"))
-             .when(pl.col("_pt") < 0.6).then(pl.lit("anthracycline"))
-             .when(pl.col("_pt") < 0.65).then(pl.lit("radiotherapy;surgery"))
-             .otherwise(pl.lit("")))
-    df = df.with_columns(
-        pl.when(gist).then(pl.col("_sg")).otherwise(pl.col("_ss")).alias("primary_site"),
-        pl.date(pl.col("year"), 1, 1).dt.offset_by(pl.format("{}d", pl.col("doy") - 1)).cast(pl.Utf8)
-        .alias("diagnosis_date"),
-        pl.when(gist).then(None).otherwise(pl.col("grade")).alias("grade"),
-        pl.when(m1).then(pl.col("metastatic_burden")).otherwise(None).alias("metastatic_burden"),
-        pl.when(m1).then(pl.col("_ms")).otherwise(None).str.split(";").alias("metastatic_sites"),
-        pl.when(pl.col("disease_status") == "progressive").then(pl.col("_pe")).otherwise(None)
-        .alias("progression_extent"),
-        pl.when(gist).then(pl.col("mitotic_rate_per_5mm2")).otherwise(None).alias("mitotic_rate_per_5mm2"),
-        pl.when(~gist).then(None).when(pl.col("_rup") < 0.05).then(True).when(pl.col("_rup") < 0.75)
-        .then(False).otherwise(None).alias("tumour_rupture"),
-        pl.when(gist).then(pl.col("resection_status")).otherwise(None).alias("resection_status"),
-        *[pl.when(gist).then(pl.col(c)).otherwise(None).alias(c)
-          for c in ("kit_mutation", "pdgfra_mutation", "sdh_deficient", "braf_v600e", "nf1_mutation")],
-        prior.str.split(";").list.eval(pl.element().filter(pl.element() != "")).alias("prior_therapies"),
-        pl.when(pl.col("_cm") < 0.6).then(None).when(pl.col("_cm") < 0.63).then(pl.lit(["heart_failure"]))
-        .when(pl.col("_cm") < 0.64).then(pl.lit(["uncorrectable_coagulopathy"]))
-        .otherwise(pl.lit([], dtype=pl.List(pl.Utf8))).alias("comorbidities"),
-    ).with_columns(
-        *[pl.when(pl.col(f"_m_{k}") < p).then(None).otherwise(pl.col(k)).alias(k) for k, p in MISSING.items()],
-    )
-    facts_cols = ["patient_id", "centre", "diagnosis_date", "histology", "primary_site", "size_cm", "depth",
-                  "grade", "nodes", "metastasis", "metastatic_burden", "metastatic_sites", "resectability",
-                  "disease_status", "progression_extent", "mitotic_rate_per_5mm2", "tumour_rupture",
-                  "resection_status", "kit_mutation", "pdgfra_mutation", "sdh_deficient", "nf1_mutation",
-                  "braf_v600e", "ntrk_fusion", "prior_therapies", "comorbidities", "age_years", "ecog"]
-    facts = df.select(facts_cols).with_columns(pl.col("age_years").cast(pl.Int64), pl.col("ecog").cast(pl.Int64))
+    d = _Draw(seed, n)
+    s, b, i64, f64 = pl.Utf8, pl.Boolean, pl.Int64, pl.Float64
+    ls = pl.List(pl.Utf8)
+    # every draw is for all n patients (then masked), so one fact's rule never shifts another's stream
+    hist = d.codes(HISTOLOGY)
+    gist = hist == list(HISTOLOGY).index("gist")
+    site_g, site_s = d.codes(SITE_GIST), d.codes(SITE_STS)
+    centre = d.codes(CENTRES)
+    year = d.rng.integers(DIAGNOSIS_YEARS[0], DIAGNOSIS_YEARS[1] + 1, n)
+    day = d.rng.integers(0, 365, n)  # days after 1 January (31 December only in non-leap years)
+    mu, sigma, lo, hi = SIZE_CM
+    size = np.clip(np.round(d.rng.lognormal(mu, sigma, n), 1), lo, hi)
+    grade, nodes = d.codes(GRADE), d.codes(NODES)
+    meta, burden, sites = d.codes(METASTASIS), d.codes(BURDEN), d.codes(MET_SITES)
+    m1 = meta == list(METASTASIS).index("M1")
+    resect, disease, extent = d.codes(RESECTABILITY), d.codes(DISEASE), d.codes(EXTENT)
+    progressive = disease == list(DISEASE).index("progressive")
+    mitoses = np.round(d.rng.exponential(MITOSES_MEAN, n))
+    rupture, resection = d.codes(RUPTURE), d.codes(RESECTION)
+    kit, pdgfra = d.codes(KIT), d.codes(PDGFRA)
+    sdh, braf, nf1, ntrk = (d.codes(TRI[k]) for k in ("gist_sdh", "gist_braf", "gist_nf1", "ntrk"))
+    prior, comorb = d.codes(PRIOR), d.codes(COMORBIDITIES)
+    amean, asd, amin, amax = AGE_YEARS
+    age = np.clip(np.trunc(d.rng.normal(amean, asd, n)), amin, amax)
+    ecog, depth = d.codes(ECOG), d.codes(DEPTH)
+    disc, pick, bad = d.u(), d.u(), d.u()
+    miss = {k: d.u() < p for k, p in MISSING.items()}
+
+    recorded = np.array([k is not None for k in PRIOR])[prior]
+    prior = np.where(gist & progressive & recorded, len(PRIOR), prior)
+    dates = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]") + day
+    facts = pl.DataFrame([
+        pl.select(pl.concat_str(pl.lit(f"P{seed}-"), pl.int_range(n, dtype=pl.Int64).cast(s).str.zfill(7)))
+        .to_series().alias("patient_id"),
+        _gather(CENTRES, centre, s).alias("centre"),
+        pl.Series(dates, dtype=pl.Date).cast(s).alias("diagnosis_date"),
+        _gather(HISTOLOGY, hist, s).alias("histology"),
+        _gather([*SITE_GIST, *SITE_STS], np.where(gist, site_g, len(SITE_GIST) + site_s), s).alias("primary_site"),
+        _num(size, miss["size_cm"], f64).alias("size_cm"),
+        _gather(DEPTH, depth, s, miss["depth"]).alias("depth"),
+        _gather(GRADE, grade, s, gist | miss["grade"]).alias("grade"),
+        _gather(NODES, nodes, s, miss["nodes"]).alias("nodes"),
+        _gather(METASTASIS, meta, s).alias("metastasis"),
+        _gather(BURDEN, burden, s, ~m1).alias("metastatic_burden"),
+        _gather(MET_SITES, sites, ls, ~m1).alias("metastatic_sites"),
+        _gather(RESECTABILITY, resect, s).alias("resectability"),
+        _gather(DISEASE, disease, s).alias("disease_status"),
+        _gather(EXTENT, extent, s, ~progressive).alias("progression_extent"),
+        _num(mitoses, ~gist | miss["mitotic_rate_per_5mm2"], f64).alias("mitotic_rate_per_5mm2"),
+        _gather(RUPTURE, rupture, b, ~gist).alias("tumour_rupture"),
+        _gather(RESECTION, resection, s, ~gist).alias("resection_status"),
+        _gather(KIT, kit, s, ~gist).alias("kit_mutation"),
+        _gather(PDGFRA, pdgfra, s, ~gist).alias("pdgfra_mutation"),
+        _gather(TRI["gist_sdh"], sdh, b, ~gist).alias("sdh_deficient"),
+        _gather(TRI["gist_nf1"], nf1, b, ~gist).alias("nf1_mutation"),
+        _gather(TRI["gist_braf"], braf, b, ~gist).alias("braf_v600e"),
+        _gather(TRI["ntrk"], ntrk, b).alias("ntrk_fusion"),
+        _gather([*PRIOR, PRIOR_GIST_PROGRESSIVE], prior, ls).alias("prior_therapies"),
+        _gather(COMORBIDITIES, comorb, ls).alias("comorbidities"),
+        _num(age, miss["age_years"], i64).alias("age_years"),
+        _gather(ECOG, ecog, i64, miss["ecog"]).alias("ecog"),
+    ])
+
     # delivered treatment, from the patient's group (the knowledge base decides the group)
     from sarcoma_cds.cohort.evaluate import evaluate, prepare
 
-    res = evaluate(prepare(facts.with_columns(pl.lit(None, pl.List(pl.Utf8)).alias("delivered")), kb, slots=1))
-    choices = concordant_choices(kb)
+    res = evaluate(prepare(facts.with_columns(pl.lit(None, ls).alias("delivered")), kb, slots=1))
     items = all_items(kb)
-    groups = res.get_column("group").to_list()
-    disc = df.get_column("_disc").to_list()
-    pick = df.get_column("_pick").to_list()
-    delivered: list[list[str]] = []
-    for g, d, p in zip(groups, disc, pick, strict=True):
-        if g is None or d < discordance_rate:
-            delivered.append([items[int(p * len(items))]])
-        else:
-            ch = choices[g]
-            delivered.append(list(ch[int(p * len(ch))]))
-    out = facts.with_columns(pl.Series("delivered", delivered, dtype=pl.List(pl.Utf8)))
+    table = [[it] for it in items]  # rows 0..len(items)-1: the random item; then each group's choices
+    start: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for g, ch in concordant_choices(kb).items():
+        start[g], count[g] = len(table), len(ch)
+        table.extend(ch)
+    group = res.get_column("group").cast(s)
+    g_start = group.replace_strict(start, return_dtype=i64).fill_null(-1).to_numpy()
+    g_count = group.replace_strict(count, return_dtype=i64).fill_null(0).to_numpy()
+    follows = (g_start >= 0) & ~(disc < discordance_rate)
+    idx = np.where(follows, g_start + (pick * g_count).astype(np.int64), (pick * len(items)).astype(np.int64))
+    out = facts.with_columns(pl.Series("delivered", table, dtype=ls).gather(idx))
     if invalid_rate > 0:
-        bad = df.get_column("_bad") < invalid_rate
-        out = out.with_columns(pl.when(bad).then(pl.lit("grade_4")).otherwise(pl.col("grade")).alias("grade"))
+        out = out.with_columns(pl.when(pl.Series(bad < invalid_rate)).then(pl.lit(INVALID_GRADE))
+                               .otherwise(pl.col("grade")).alias("grade"))
     return out
 
 
