@@ -12,6 +12,8 @@ summary.json and report.html.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -21,6 +23,12 @@ from sarcoma_cds import load_kb
 from sarcoma_cds.cohort.evaluate import evaluate, prepare
 from sarcoma_cds.cohort.run import run_concordance
 from sarcoma_cds.cohort.synth import synth
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -40,15 +48,18 @@ def main() -> None:
     print(f"synthesised {a.n:,} patients in {synth_s:.1f} s (written in {time.perf_counter() - t - synth_s:.1f} s) "
           f"-> {cohort}")
 
-    times = []
+    times, cpus = [], []
     for i in range(a.runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         s = run_concordance(cohort, tmp / f"out{i}", kb, engine=a.engine)
         times.append(time.perf_counter() - t)
-        print(f"  run {i + 1}: {times[-1]:.2f} s  ({s['_line']})")
+        cpus.append(_cpu() - c)
+        print(f"  run {i + 1}: {times[-1]:.2f} s, {cpus[-1]:.2f} CPU s  ({s['_line']})")
     vec = statistics.median(times)
+    cpu = statistics.median(cpus)
     print(f"vectorised ({a.engine}) end to end, {a.n:,} patients: median {vec:.2f} s "
-          f"= {a.n / vec:,.0f} patients/s")
+          f"= {a.n / vec:,.0f} patients/s; median {cpu:.2f} CPU s (all threads) = {cpu / vec:.1f} of "
+          f"{os.cpu_count()} cores busy")
 
     etimes = []
     for _ in range(a.runs):

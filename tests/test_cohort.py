@@ -238,3 +238,17 @@ def test_outputs_are_categorical_and_identical_in_csv_and_parquet(tmp_path: Path
     csv = pl.read_csv(tmp_path / "o" / "patients.csv", infer_schema=False)
     as_text = pq.with_columns(pl.all().cast(pl.Utf8))
     assert csv.equals(as_text)
+
+
+def test_same_cohort_same_files_byte_for_byte(tmp_path: Path) -> None:
+    """An audit is reproducible: the same cohort and knowledge base give identical files."""
+    from sarcoma_cds.cohort.run import run_concordance
+
+    src = tmp_path / "c.parquet"
+    synth(600, seed=10, invalid_rate=0.05, kb=KB).write_parquet(src)
+    run_concordance(src, tmp_path / "a", KB)
+    run_concordance(src, tmp_path / "b", KB)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert {"patients.csv", "patients.parquet", "summary.json", "report.html", "invalid_rows.csv"} <= set(names)
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -84,7 +84,9 @@ def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guide
 
     parts = []
     for i, f in enumerate(figs):
-        parts.append(f.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False}))
+        # (fixed element ids: the same cohort gives the same report, byte for byte)
+        parts.append(f.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"figure-{i + 1}",
+                               config={"displaylogo": False}))
     c = summary["concordance"]
     rate = summary["concordance_rate"]
     tiles = "".join(

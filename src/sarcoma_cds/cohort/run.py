@@ -23,9 +23,12 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
     ctx: Any = nullcontext()
     bar = None
     if progress:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        ctx = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True)
+        # on stderr: stdout carries only the result line (scripts read it)
+        ctx = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True,
+                       console=Console(stderr=True))
     with ctx as prog:
         if prog is not None:
             bar = prog.add_task(steps[0], total=len(steps))
