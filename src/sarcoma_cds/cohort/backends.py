@@ -94,17 +94,29 @@ def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = (), in_row_ord
     # only what stage 2 reads is materialised (a fraction of the columns); the streaming engine
     # computes the rest per batch (row-wise columns only: it keeps row order)
     need = ir.stage2_inputs(plan) | set(keep)
-    s1 = lf.select([c for c in lf.collect_schema().names() if c in need]).collect(engine="streaming")
+    stage1 = lf.select([c for c in lf.collect_schema().names() if c in need])
+
+    def stage2_exprs() -> tuple[list[tuple[int, list[list[Any]]]], list[Any]]:
+        per_group = [(g, [[to_polars(e, memo).alias(n) for n, e in layer.columns] for layer in layers])
+                     for g, layers in plan.stage2.items()]
+        return per_group, [to_polars(e, memo).alias(n) for n, e in plan.stage2_default]
+
+    # stage 2's expressions are built (Python) while stage 1 runs (Polars, GIL released)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        built = pool.submit(stage2_exprs)
+        s1 = stage1.collect(engine="streaming")
+        per_group, default = built.result()
     outs = [*(pl.col(c).cast(pl.Int64) for c in plan.outputs), *(pl.col(c) for c in keep)]
     parts = []
     has = pl.col("group_idx").is_not_null() & (pl.col("n_items") > 0)
-    for g, layers in plan.stage2.items():
+    for g, layers_exprs in per_group:
         p = s1.lazy().filter((pl.col("group_idx") == g) & (pl.col("n_items") > 0))
-        for layer in layers:
-            p = p.with_columns([to_polars(e, memo).alias(n) for n, e in layer.columns])
+        for exprs in layers_exprs:
+            p = p.with_columns(exprs)
         parts.append(p.select(outs))
-    rest = s1.lazy().filter(~has).with_columns([to_polars(e, memo).alias(n) for n, e in plan.stage2_default])
-    parts.append(rest.select(outs))
+    parts.append(s1.lazy().filter(~has).with_columns(default).select(outs))
     res = pl.concat(parts)
     return (res.sort("row") if in_row_order else res).collect()
 

@@ -78,10 +78,21 @@ def prepare(source: str | Path | Any, kb: CompiledKB, slots: int | None = None) 
 
 def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress: Any = None) -> Any:
     """One row per input row with :data:`PATIENT_COLUMNS`."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import polars as pl
 
     norm, comp = prep.norm, prep.comp
     valid = norm.filter(pl.col("_err").list.len() == 0)
+    with ThreadPoolExecutor(1) as pool:
+        # the per-row input columns of the output are built on a worker thread while the rules
+        # run (the evaluators leave part of the second core idle)
+        base = pool.submit(_base_columns, norm)
+        out = _evaluate_valid(valid, comp, engine, spark, progress)
+        return assemble(norm, out, base.result())
+
+
+def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, progress: Any) -> Any:
     if engine == "python":
         out = _python_engine(valid, comp, progress)
     else:
@@ -100,7 +111,7 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
         else:
             raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
         out = decode(out, codes, vocab, comp)
-    return assemble(norm, out)
+    return out
 
 
 def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep: str) -> dict[int, str]:
@@ -232,17 +243,26 @@ def _pack(df: Any, cols: list[str]) -> tuple[list[Any], list[Any]]:
     return [pl.sum_horizontal(w).cast(pl.Int64).alias(f"_w{k}") for k, w in enumerate(words)], unpack
 
 
-def assemble(norm: Any, out: Any) -> Any:
-    """Join evaluated rows back to every input row; invalid rows are not_assessable with their errors."""
+def _base_columns(norm: Any) -> Any:
+    """The output columns that come from the input row itself."""
     import polars as pl
 
-    base = norm.select(
+    return norm.lazy().select(
         "row", "patient_id", "centre", "diagnosis_date",
         pl.col("diagnosis_date").dt.year().alias("year"),
         (pl.col("_err").list.len() == 0).alias("valid"),
-        pl.col("items").list.join("; ").alias("delivered"),
+        pl.col("items").list.join("; ").cast(pl.Categorical).alias("delivered"),
         pl.col("_err"),
-    )
+    ).collect(engine="streaming")
+
+
+def assemble(norm: Any, out: Any, base: Any = None) -> Any:
+    """Join evaluated rows back to every input row; invalid rows are not_assessable with their errors.
+    ``base``: :func:`_base_columns` of ``norm`` when already built."""
+    import polars as pl
+
+    if base is None:
+        base = _base_columns(norm)
     if out.height == base.height and out.get_column("row").equals(base.get_column("row")):
         res = base.hstack(out.drop("row"))  # every row evaluated, in the same order (the usual case): no join
     else:
