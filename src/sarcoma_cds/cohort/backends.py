@@ -65,7 +65,7 @@ def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
             return pl.coalesce([t(x) for x in e.args])
         if isinstance(e, ir.Case):
             (c0, v0), *rest = e.branches
-            w = pl.when(t(c0)).then(t(v0))
+            w: Any = pl.when(t(c0)).then(t(v0))
             for c, v in rest:
                 w = w.when(t(c)).then(t(v))
             return w.otherwise(t(e.default))
@@ -264,7 +264,7 @@ def run_spark(plan: ir.Plan, table: Any, spark: Any = None) -> Any:
     res = reduce(lambda a, b: a.unionByName(b), parts)
     arrow = res.toArrow()
     s1.unpersist()
-    out = pl.from_arrow(arrow)
+    out = pl.DataFrame(pl.from_arrow(arrow))
     if out.height == 0:
         return pl.DataFrame({c: pl.Series([], dtype=pl.Int64) for c in plan.outputs})
     return out.with_columns([pl.col(c).cast(pl.Int64) for c in plan.outputs]).sort("row")

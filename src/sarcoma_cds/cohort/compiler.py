@@ -225,7 +225,8 @@ class Translator:
         for op in ("gt", "ge", "lt", "le"):
             v = getattr(c, op)
             if v is not None:
-                return getattr(x, op)(float(v))
+                cmp: E = getattr(x, op)(float(v))
+                return cmp
         raise UnsupportedCondition(f"unsupported condition on {fact!r}")
 
 
@@ -331,15 +332,15 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
     t_reps = _reps(t_maxes)
     stage_table: list[int | None] = []
     for s in SITES:
-        for t in t_reps:
+        for t_rep in t_reps:
             for n in (*nodes_vals, None):
                 for m in (*m_vals, None):
                     for g in (*grade_vals, None):
-                        res = kb.stager.stage(s, t, n, m, g)
+                        res = kb.stager.stage(s, t_rep, n, m, g)
                         stage_table.append(None if res is None else mask_of(STAGE_VOCAB, res.possible))
-    nt, nn, nm, ng = len(t_reps), len(nodes_vals) + 1, len(m_vals) + 1, len(grade_vals) + 1
-    stage_key = (site.mul(nt * nn * nm * ng).add(col("x_t").mul(nn * nm * ng))
-                 .add(col("x_n").mul(nm * ng)).add(col("x_m").mul(ng)).add(col("x_g")))
+    nt, nn, n_m, ng = len(t_reps), len(nodes_vals) + 1, len(m_vals) + 1, len(grade_vals) + 1
+    stage_key = (site.mul(nt * nn * n_m * ng).add(col("x_t").mul(nn * n_m * ng))
+                 .add(col("x_n").mul(n_m * ng)).add(col("x_m").mul(ng)).add(col("x_g")))
     afip_table: list[int | None] = []
     for s in SITES:
         for sz in _reps(afip_size):
@@ -368,8 +369,8 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
     tris = Layer([])
     for i, sc in enumerate(kb.scope):
         tris.columns.append((f"c_s{i}", tr.tr(sc.test.source)))
-    for i, (_gid, t) in enumerate(kb.group_rules):
-        tris.columns.append((f"c_g{i}", tr.tr(t.source)))
+    for i, (_gid, rule_test) in enumerate(kb.group_rules):
+        tris.columns.append((f"c_g{i}", tr.tr(rule_test.source)))
     for i, gp in enumerate(kb.gaps):
         tris.columns.append((f"c_p{i}", tr.tr(gp.test.source)))
     G = len(groups)
@@ -434,13 +435,13 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
             gate: E = TRUE if br.only_if is None else is_true(tr.tr(br.only_if.source))
             tests = [tr.tr(cc.test.source) for cc in br.cases]
             contribs: list[E] = []
-            for ci, (cc, t) in enumerate(zip(br.cases, tests, strict=True)):
+            for ci, (cc, test) in enumerate(zip(br.cases, tests, strict=True)):
                 if cc.case.status is not None:
                     rank = SEVERITY[cc.case.status] * RB + (RB - 1 - outcome_id[(br.rule.id, ci)])
-                    contribs.append(case([(gate & t, rank)], None))
+                    contribs.append(case([(gate & test, rank)], None))
             if br.unknown is not None and br.unknown.status is not None and tests:
                 rank = SEVERITY[br.unknown.status] * RB + (RB - 1 - outcome_id[(br.rule.id, -1)])
-                cond = gate & ~any_of([is_true(t) for t in tests]) & any_of([t.is_null() for t in tests])
+                cond = gate & ~any_of([is_true(test) for test in tests]) & any_of([test.is_null() for test in tests])
                 contribs.append(case([(cond, rank)], None))
             if not contribs:
                 continue
@@ -516,7 +517,8 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
                 + [(chosen.eq(pi), col(f"s_{pi}_{j}")) for pi in range(len(group.pathways))], None)))
         w = [col(f"w_{j}") for j in range(slots)]
         sev = [x.div(VAL) for x in w]
-        first_sev = lambda s, sev=sev: case([(sev[j].eq(s), j) for j in range(slots)], None)  # noqa: E731
+        def first_sev(s: int, sev: list[E] = sev) -> E:
+            return case([(sev[j].eq(s), j) for j in range(slots)], None)
         first_absent = case([(dcols[j].not_null() & w[j].is_null(), j) for j in range(slots)], None)
         conc = case([(best.is_null(), 3), (score.eq(4), 3), (score.eq(3), 2)], 1)
         rkind = case([(best.is_null() & first_absent.not_null(), RK_NOT_IN_GROUP),

@@ -74,14 +74,14 @@ def kb_diff(old: CompiledKB, new: CompiledKB) -> list[str]:
             for f in ("tier", "applies_to", "options_cover_step", "references"):
                 if getattr(a, f) != getattr(b, f):
                     out.append(f"~ {label}: {f} {getattr(a, f)!r} -> {getattr(b, f)!r}")
-    for key in sorted(set(oo) | set(no)):
-        label = f"{key[0]} pathway {key[1]}: {key[2]} regimen {key[3]}"
-        if key not in oo:
+    for okey in sorted(set(oo) | set(no)):
+        label = f"{okey[0]} pathway {okey[1]}: {okey[2]} regimen {okey[3]}"
+        if okey not in oo:
             out.append(f"+ {label}")
-        elif key not in no:
+        elif okey not in no:
             out.append(f"- {label}")
-        elif oo[key].line != no[key].line:
-            out.append(f"~ {label}: line {oo[key].line} -> {no[key].line}")
+        elif oo[okey].line != no[okey].line:
+            out.append(f"~ {label}: line {oo[okey].line} -> {no[okey].line}")
     orr = {r.id: r for r in old.data.rules.rules}
     nrr = {r.id: r for r in new.data.rules.rules}
     for rid in sorted(set(orr) | set(nrr)):
