@@ -252,3 +252,20 @@ def test_same_cohort_same_files_byte_for_byte(tmp_path: Path) -> None:
     assert {"patients.csv", "patients.parquet", "summary.json", "report.html", "invalid_rows.csv"} <= set(names)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_report_heat_map_is_dark_where_facts_are_missing(tmp_path: Path) -> None:
+    """The completeness heat map's scale runs from pale yellow (nothing missing) to dark red."""
+    import re
+
+    from sarcoma_cds.cohort.run import run_concordance
+
+    src = tmp_path / "c.parquet"
+    synth(300, seed=12, kb=KB).write_parquet(src)
+    run_concordance(src, tmp_path / "o", KB)
+    page = (tmp_path / "o" / "report.html").read_text()
+    trace = page[page.index('"type":"heatmap","z"'):]  # (the trace, not the template's defaults)
+    scale = re.search(r'"colorscale":(\[\[.*?\]\])', trace)
+    assert scale is not None
+    stops = json.loads(scale.group(1))
+    assert stops[0] == [0.0, "rgb(255,255,204)"] and stops[-1] == [1.0, "rgb(128,0,38)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 from typing import Any
 
 from sarcoma_cds.cohort.compiler import CONCORDANCE
@@ -14,31 +15,37 @@ LABELS = {"concordant": "Concordant", "concordant_conditional": "Concordant (con
           "discordant": "Discordant", "not_assessable": "Not assessable"}
 
 
-def _stacked(counts: dict[str, dict[str, int]], title: str, horizontal: bool = True) -> Any:
-    import plotly.graph_objects as go
+@lru_cache(maxsize=1)
+def _template() -> dict[str, Any]:
+    """plotly_white as a plain dict, built once (plotly validates and copies it on every use of
+    ``template="plotly_white"``: most of the report's time before)."""
+    import plotly.io as pio
 
-    keys = list(counts)
-    if horizontal:
-        keys = sorted(keys, key=lambda k: -sum(counts[k].values()))[::-1]
-    fig = go.Figure()
+    out: dict[str, Any] = pio.templates["plotly_white"].to_plotly_json()
+    return out
+
+
+def _layout(**kw: Any) -> dict[str, Any]:
+    return {"template": _template(), "margin": {"l": 10, "r": 10, "t": 50, "b": 10}, **kw}
+
+
+def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
+    """Horizontal stacked bars of the four classes, in % of each row's patients."""
+    keys = sorted(counts, key=lambda k: -sum(counts[k].values()))[::-1]
+    tot = [max(1, sum(counts[k].values())) for k in keys]
+    data = []
     for c in CONCORDANCE:
-        tot = [max(1, sum(counts[k].values())) for k in keys]
-        pct = [100 * counts[k][c] / t for k, t in zip(keys, tot, strict=True)]
-        text = [f"{counts[k][c]}" for k in keys]
-        kw = dict(x=pct, y=keys, orientation="h") if horizontal else dict(x=keys, y=pct)
-        fig.add_trace(go.Bar(name=LABELS[c], marker_color=COLOURS[c], customdata=text,
-                             hovertemplate="%{y}: %{customdata} patients (%{x:.1f}%)<extra>" + LABELS[c] + "</extra>"
-                             if horizontal else "%{x}: %{customdata} (%{y:.1f}%)<extra>" + LABELS[c] + "</extra>",
-                             **kw))
-    fig.update_layout(barmode="stack", title=title, template="plotly_white", height=max(320, 34 * len(keys) + 140),
-                      legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10, t=50, b=10))
-    if horizontal:
-        fig.update_xaxes(title="% of patients", range=[0, 100])
-    return fig
+        data.append({"type": "bar", "orientation": "h", "name": LABELS[c], "marker": {"color": COLOURS[c]},
+                     "x": [100 * counts[k][c] / t for k, t in zip(keys, tot, strict=True)], "y": keys,
+                     "customdata": [f"{counts[k][c]}" for k in keys],
+                     "hovertemplate": "%{y}: %{customdata} patients (%{x:.1f}%)<extra>" + LABELS[c] + "</extra>"})
+    return {"data": data, "layout": _layout(
+        barmode="stack", title={"text": title}, height=max(320, 34 * len(keys) + 140),
+        legend={"orientation": "h", "y": -0.15}, xaxis={"title": {"text": "% of patients"}, "range": [0, 100]})}
 
 
 def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guideline concordance") -> str:
-    import plotly.graph_objects as go
+    import plotly.io as pio
     import polars as pl
 
     figs = [
@@ -59,34 +66,38 @@ def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guide
     for f in facts:
         m = dict(zip(agg.get_column("centre").to_list(), agg.get_column(f).to_list(), strict=True))
         z.append([round(100 * (m.get(c) or 0), 1) for c in centres])
-    heat = go.Figure(go.Heatmap(z=z, x=centres, y=facts, colorscale="YlOrRd", zmin=0, zmax=100,
-                                colorbar=dict(title="% missing"),
-                                hovertemplate="%{y} at %{x}: %{z}% missing<extra></extra>"))
-    heat.update_layout(title="Data completeness: % of patients with the fact missing, by centre",
-                       template="plotly_white", height=620, margin=dict(l=10, r=10, t=50, b=10))
-    heat.update_yaxes(autorange="reversed")
-    figs.append(heat)
+    # (the stops themselves: plotly.js reads the name "YlOrRd" the other way round from plotly.py)
+    import plotly.colors
+
+    ylorrd = plotly.colors.sequential.YlOrRd
+    scale = [[i / (len(ylorrd) - 1), c] for i, c in enumerate(ylorrd)]
+    figs.append({"data": [{"type": "heatmap", "z": z, "x": centres, "y": facts, "colorscale": scale,
+                           "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% missing"}},
+                           "hovertemplate": "%{y} at %{x}: %{z}% missing<extra></extra>"}],
+                 "layout": _layout(title={"text": "Data completeness: % of patients with the fact missing, by centre"},
+                                   height=620, yaxis={"autorange": "reversed"})})
     # trend
     years = sorted(summary["by_year"])
-    trend = go.Figure()
+    trend = []
     for c in ("concordant", "concordant_conditional", "discordant"):
         ys = []
         for y in years:
             cnt = summary["by_year"][y]
             ass = max(1, sum(cnt.values()) - cnt["not_assessable"])
             ys.append(100 * cnt[c] / ass)
-        trend.add_trace(go.Scatter(x=years, y=ys, name=LABELS[c], mode="lines+markers",
-                                   line=dict(color=COLOURS[c], width=3)))
-    trend.update_layout(title="Trend by year of diagnosis (% of assessable patients)", template="plotly_white",
-                        height=380, yaxis=dict(range=[0, 100], title="%"), xaxis=dict(type="category"),
-                        legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=50, b=10))
-    figs.append(trend)
+        trend.append({"type": "scatter", "x": years, "y": ys, "name": LABELS[c], "mode": "lines+markers",
+                      "line": {"color": COLOURS[c], "width": 3}})
+    figs.append({"data": trend, "layout": _layout(
+        title={"text": "Trend by year of diagnosis (% of assessable patients)"}, height=380,
+        yaxis={"range": [0, 100], "title": {"text": "%"}}, xaxis={"type": "category"},
+        legend={"orientation": "h", "y": -0.2})})
 
     parts = []
-    for i, f in enumerate(figs):
-        # (fixed element ids: the same cohort gives the same report, byte for byte)
-        parts.append(f.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"figure-{i + 1}",
-                               config={"displaylogo": False}))
+    for i, fig in enumerate(figs):
+        # fixed element ids: the same cohort gives the same report, byte for byte; plain figure
+        # dicts, not validated again (they are built here, from fixed shapes)
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"figure-{i + 1}",
+                                 config={"displaylogo": False}, validate=False))
     c = summary["concordance"]
     rate = summary["concordance_rate"]
     tiles = "".join(
