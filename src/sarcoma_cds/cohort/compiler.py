@@ -552,7 +552,9 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
     outputs = ["row", "group_idx", "cand_mask", "oos_idx", "stage_mask", "afip_mask", "nih_mask",
                "conc", "rkind", "pathway", "rslot", "rreason",
                *[f"st_{j}" for j in range(slots)], *[f"rs_{j}" for j in range(slots)]]
-    plan = Plan(stage1, stage2, default2, outputs)
+    from sarcoma_cds.cohort.fold import fold_plan
+
+    plan = fold_plan(Plan(stage1, stage2, default2, outputs))  # (constants computed once, here)
     oos_reasons = [" ".join(s.rule.reason.split()) for s in kb.scope] + \
                   [" ".join(g.rule.reason.split()) for g in kb.gaps] + [NO_GROUP_REASON]
     return KBCompilation(kb, plan, groups, items, frozenset(treatments), frozenset(drugs), reasons,
