@@ -230,11 +230,20 @@ def spark_session(master: str = "local[2]") -> Any:
     """One shared local session per process (tests and CLI)."""
     global _SPARK
     if _SPARK is None:
+        import os
+        import sys
+
         from pyspark.sql import SparkSession
+
+        # Python workers run this interpreter (its packages: Polars, this project) unless the
+        # cluster says otherwise
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
         _SPARK = (SparkSession.builder.master(master).appName("sarcoma-cds-cohort")
                   .config("spark.sql.shuffle.partitions", "4")
                   .config("spark.ui.enabled", "false")
+                  .config("spark.ui.showConsoleProgress", "false")
+                  .config("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
                   .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                   .config("spark.driver.memory", "2g")
                   .getOrCreate())
@@ -244,14 +253,27 @@ def spark_session(master: str = "local[2]") -> Any:
 
 def run_spark(plan: ir.Plan, table: Any, spark: Any = None) -> Any:
     import polars as pl
-    from pyspark.sql import functions as F
 
     spark = spark or spark_session()
     df = spark.createDataFrame(table.to_arrow())  # PySpark >= 4: Arrow in, Arrow out (no pandas)
+    res, s1 = spark_rules(plan, df)
+    arrow = res.toArrow()
+    s1.unpersist()
+    out = pl.DataFrame(pl.from_arrow(arrow))
+    if out.height == 0:
+        return pl.DataFrame({c: pl.Series([], dtype=pl.Int64) for c in plan.outputs})
+    return out.with_columns([pl.col(c).cast(pl.Int64) for c in plan.outputs]).sort("row")
+
+
+def spark_rules(plan: ir.Plan, df: Any, keep: tuple[str, ...] = ()) -> tuple[Any, Any]:
+    """The plan over a Spark DataFrame of encoded columns: (the outputs plus ``keep``, the cached
+    stage-1 frame to unpersist once the result has been used)."""
+    from pyspark.sql import functions as F
+
     for layer in plan.stage1:
         df = df.select("*", *[to_spark(e).alias(n) for n, e in layer.columns])
     s1 = df.cache()
-    outs = [F.col(c).cast("bigint").alias(c) for c in plan.outputs]
+    outs = [*(F.col(c).cast("bigint").alias(c) for c in plan.outputs), *(F.col(c) for c in keep)]
     parts = []
     for g, layers in plan.stage2.items():
         p = s1.filter((F.col("group_idx") == g) & (F.col("n_items") > 0))
@@ -261,10 +283,4 @@ def run_spark(plan: ir.Plan, table: Any, spark: Any = None) -> Any:
     has = F.coalesce(F.col("group_idx").isNotNull() & (F.col("n_items") > 0), F.lit(False))
     rest = s1.filter(~has).select("*", *[to_spark(e).alias(n) for n, e in plan.stage2_default])
     parts.append(rest.select(*outs))
-    res = reduce(lambda a, b: a.unionByName(b), parts)
-    arrow = res.toArrow()
-    s1.unpersist()
-    out = pl.DataFrame(pl.from_arrow(arrow))
-    if out.height == 0:
-        return pl.DataFrame({c: pl.Series([], dtype=pl.Int64) for c in plan.outputs})
-    return out.with_columns([pl.col(c).cast(pl.Int64) for c in plan.outputs]).sort("row")
+    return reduce(lambda a, b: a.unionByName(b), parts), s1

@@ -61,6 +61,20 @@ def reason_text(kind: int, *, group: str | None = None, item: str | None = None,
     return f"pathway {pathway} of {group}"
 
 
+@dataclass(frozen=True)
+class DecodeSpec:
+    """What :func:`decode` needs of a compilation (small and picklable: Spark ships it to executors)."""
+
+    slots: int
+    groups: list[str]
+    oos_reasons: list[str]
+    reasons: list[str]
+
+    @classmethod
+    def of(cls, comp: C.KBCompilation) -> DecodeSpec:
+        return cls(comp.slots, list(comp.groups), list(comp.oos_reasons), list(comp.reasons))
+
+
 @dataclass
 class Prepared:
     norm: Any  # normalised rows with _err and items
@@ -123,7 +137,7 @@ def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep:
     return out
 
 
-def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation) -> Any:
+def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | DecodeSpec) -> Any:
     """Integer evaluator output -> the patient columns in row order (vectorised, shared by all
     vectorised engines).
 

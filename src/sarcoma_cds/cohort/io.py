@@ -92,15 +92,18 @@ def _as_list(df: Any, name: str) -> Any:
     return pl.when(s.is_null()).then(None).otherwise(lst)
 
 
-def normalise(df: Any) -> Any:
+def normalise(df: Any, row: str | None = None, duplicated: str | None = None) -> Any:
     """Every fact column in a canonical type (text, float, int, bool, list of text) plus ``_err``.
 
     ``_err`` lists the row's problems as ``field: problem`` strings (empty when valid).
+    ``row`` / ``duplicated``: columns of ``df`` holding the row number and the "patient_id occurs
+    more than once in the whole cohort" flag, when ``df`` is one batch of a bigger cohort (Spark);
+    by default they are computed from ``df`` itself.
     """
     import polars as pl
 
     n = df.height
-    cols: list[Any] = [pl.int_range(0, n, dtype=pl.Int64).alias("row")]
+    cols: list[Any] = [(pl.col(row).cast(pl.Int64) if row else pl.int_range(0, n, dtype=pl.Int64)).alias("row")]
     errs: list[Any] = []
 
     def err(cond: Any, msg: Any, flag: Any = None) -> None:
@@ -113,9 +116,12 @@ def normalise(df: Any) -> Any:
     err(pid.is_null() | (pid.str.strip_chars() == ""), pl.lit("patient_id: required field is missing"))
     # exact duplicates are found among the rows whose id hash repeats (every copy of a repeated id
     # is such a row, so is_duplicated over the flagged rows is the whole cohort's answer)
-    dup_possible = (df.select(pid.hash().n_unique()).item() != n) if n else False
-    err(pid.is_not_null() & pid.is_duplicated(), pl.lit("patient_id: duplicated in the cohort"),
-        (pid.is_not_null() & pid.hash().is_duplicated()) if dup_possible else pl.lit(False))
+    if duplicated:
+        err(pid.is_not_null() & pl.col(duplicated), pl.lit("patient_id: duplicated in the cohort"))
+    else:
+        dup_possible = (df.select(pid.hash().n_unique()).item() != n) if n else False
+        err(pid.is_not_null() & pid.is_duplicated(), pl.lit("patient_id: duplicated in the cohort"),
+            (pid.is_not_null() & pid.hash().is_duplicated()) if dup_possible else pl.lit(False))
     cols.append((pl.col("centre").cast(pl.Utf8) if "centre" in df.columns else pl.lit(None, pl.Utf8)).alias("centre"))
     if "diagnosis_date" in df.columns:
         raw = pl.col("diagnosis_date").cast(pl.Utf8)
@@ -303,24 +309,34 @@ def encode_facts(norm: Any) -> list[Any]:
     return cols
 
 
+def item_vocab(items: list[str] | tuple[str, ...], present: list[str]) -> list[str]:
+    """The decoder's item codes: the knowledge base's items, then the other items present, sorted."""
+    known = set(items)
+    return [*items, *sorted({x for x in present if x not in known})]
+
+
 def _encode_items(norm: Any, comp: KBCompilation, cols: list[Any]) -> tuple[Any, list[str]]:
-    """``d_j``: index of the row's j-th item in ``comp.items`` (-1: not there); ``x_j``: index in
-    ``comp.items`` + the other items present (for decoding)."""
     import polars as pl
 
-    known = set(comp.items)
-    extra = sorted(x for x in norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
-                   if x not in known)
-    vocab = [*comp.items, *extra]
-    n = len(comp.items)
+    present = norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
+    vocab = item_vocab(comp.items, present)
+    return encode_items(norm, comp.items, comp.slots, vocab, cols), vocab
+
+
+def encode_items(norm: Any, items: list[str] | tuple[str, ...], slots: int, vocab: list[str], cols: list[Any]) -> Any:
+    """``cols`` plus ``n_items``; ``d_j``: index of the row's j-th item in ``items`` (-1: not
+    there); ``x_j``: its index in ``vocab`` (for decoding)."""
+    import polars as pl
+
+    n = len(items)
     cols = [*cols, pl.col("items").list.len().fill_null(0).cast(pl.Int64).alias("n_items")]
-    for j in range(comp.slots):
+    for j in range(slots):
         cols.append(pl.col("items").list.get(j, null_on_oob=True).replace_strict(
             vocab, list(range(len(vocab))), default=None, return_dtype=pl.Int64).alias(f"x_{j}"))
     enc = norm.select(cols)
     return enc.with_columns(
         pl.when(pl.col(f"x_{j}") < n).then(pl.col(f"x_{j}")).when(pl.col(f"x_{j}").is_not_null()).then(-1)
-        .alias(f"d_{j}") for j in range(comp.slots)), vocab
+        .alias(f"d_{j}") for j in range(slots))
 
 
 def max_items(norm: Any) -> int:

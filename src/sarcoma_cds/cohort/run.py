@@ -37,23 +37,34 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             if prog is not None and bar is not None:
                 prog.update(bar, completed=i, description=steps[min(i, len(steps) - 1)])
 
-        prep = prepare(cohort, kb)
-        step(1)
-        per_row = None
-        if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
-            import polars as pl
+        if engine == "spark":  # read, validated and evaluated on the cluster (spark_pipeline)
+            from sarcoma_cds.cohort.spark_pipeline import evaluate_file
 
-            rows_task = prog.add_task("patients", total=prep.norm.filter(pl.col("_err").list.len() == 0).height)
+            res = evaluate_file(cohort, kb)
+            norm, patients = res.norm, res.patients
+            step(2)
+        else:
+            prep = prepare(cohort, kb)
+            norm = prep.norm
+            step(1)
+            per_row = None
+            if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
+                import polars as pl
 
-            def per_row(n: int) -> None:
-                prog.update(rows_task, completed=n)
-        patients = evaluate(prep, engine, progress=per_row)
-        step(2)
+                rows_task = prog.add_task("patients", total=norm.filter(pl.col("_err").list.len() == 0).height)
+
+                def per_row(n: int) -> None:
+                    prog.update(rows_task, completed=n)
+            patients = evaluate(prep, engine, progress=per_row)
+            step(2)
         changes = None
         if compare_kb is not None:
             from sarcoma_cds.cohort.impact import compare
 
-            old = evaluate(prepare(cohort, compare_kb), engine)
+            if engine == "spark":
+                old = evaluate_file(cohort, compare_kb).patients
+            else:
+                old = evaluate(prepare(cohort, compare_kb), engine)
             changes = compare(old, patients)
             step(3)
         # the patient files are written on two worker threads (Polars releases the GIL) while
@@ -63,7 +74,7 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         pool = ThreadPoolExecutor(2)
         written = [pool.submit(patients.write_parquet, out / "patients.parquet"),
                    pool.submit(patients.write_csv, out / "patients.csv", batch_size=8192)]
-        s = summary(patients, prep.norm, kb=kb)
+        s = summary(patients, norm, kb=kb)
         s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
         s["engine"] = engine
         if changes is not None:
@@ -72,7 +83,7 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         step(len(steps) - 2)
         import polars as pl
 
-        inval = prep.norm.filter(pl.col("_err").list.len() > 0).select(
+        inval = norm.filter(pl.col("_err").list.len() > 0).select(
             "row", "patient_id", pl.col("_err").alias("problem")).explode("problem")
         inval.with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
             .unnest("problem").write_csv(out / "invalid_rows.csv")
@@ -82,7 +93,7 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         step(len(steps) - 1)
         from sarcoma_cds.cohort.report import build
 
-        (out / "report.html").write_text(build(s, patients, prep.norm), encoding="utf-8")
+        (out / "report.html").write_text(build(s, patients, norm), encoding="utf-8")
         for w in written:
             w.result()
         pool.shutdown()
