@@ -63,12 +63,17 @@ def read_raw(path: str | Path) -> Any:
             raise CohortError(f"{p.name}: unsupported file type (use .csv, .parquet or .jsonl)")
     except (OSError, pl.exceptions.PolarsError) as e:
         raise CohortError(f"{p.name}: cannot read: {e}") from e
-    unknown = [c for c in df.columns if c not in FACT_FIELDS and c not in COHORT_COLUMNS]
+    check_columns(df.columns)
+    return df
+
+
+def check_columns(columns: list[str]) -> None:
+    """A misspelt column must never be silently ignored; every cohort needs patient_id."""
+    unknown = [c for c in columns if c not in FACT_FIELDS and c not in COHORT_COLUMNS]
     if unknown:
         raise CohortError("unknown column(s) (not contract facts; check the spelling): " + ", ".join(unknown))
-    if "patient_id" not in df.columns:
+    if "patient_id" not in columns:
         raise CohortError("the cohort needs a patient_id column")
-    return df
 
 
 def _as_list(df: Any, name: str) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sarcoma_cds.cohort import compiler as C
-from sarcoma_cds.cohort.io import COHORT_COLUMNS, CohortError
+from sarcoma_cds.cohort.io import CohortError, check_columns
 from sarcoma_cds.domain.facts import FACT_FIELDS
 from sarcoma_cds.domain.knowledge import CompiledKB
 
@@ -83,11 +83,7 @@ def read(spark: Any, path: str | Path) -> Any:
         raise
     except Exception as e:  # (Spark raises its own analysis errors for unreadable files)
         raise CohortError(f"{p.name}: cannot read: {str(e).splitlines()[0]}") from e
-    unknown = [c for c in df.columns if c not in FACT_FIELDS and c not in COHORT_COLUMNS]
-    if unknown:
-        raise CohortError("unknown column(s) (not contract facts; check the spelling): " + ", ".join(unknown))
-    if "patient_id" not in df.columns:
-        raise CohortError("the cohort needs a patient_id column")
+    check_columns(df.columns)
     return df
 
 
