@@ -250,6 +250,7 @@ def test_same_cohort_same_files_byte_for_byte(tmp_path: Path) -> None:
     run_concordance(src, tmp_path / "b", KB)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert {"patients.csv", "patients.parquet", "summary.json", "report.html", "invalid_rows.csv"} <= set(names)
+    assert not [n for n in names if n.endswith(".partial")]  # (written under a temporary name, then renamed)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

@@ -1,7 +1,8 @@
 """Three small backends for the IR: Polars expressions, DuckDB SQL, PySpark Columns.
 
 Each runs a :class:`~sarcoma_cds.cohort.ir.Plan` over the encoded cohort table and
-returns the plan's integer output columns as a Polars DataFrame sorted by ``row``.
+returns the plan's integer output columns as a Polars DataFrame (DuckDB and Spark sorted by
+``row``; Polars in group order, see :func:`run_polars`).
 The libraries are imported inside the functions: the core CLI must start fast.
 """
 
@@ -81,10 +82,10 @@ def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
     return t(e)
 
 
-def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = (), in_row_order: bool = True) -> Any:
+def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = ()) -> Any:
     """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``); ``keep``: its
-    columns to pass through. Rows are evaluated group by group: ``in_row_order=False`` leaves them
-    in that order (the decoder puts a narrow key in row order instead of every output column)."""
+    columns to pass through. Rows come out group by group, not in row order (the decoder puts a
+    narrow key in row order instead of sorting every output column)."""
     import polars as pl
 
     memo: dict[int, tuple[ir.E, Any]] = {}
@@ -117,8 +118,7 @@ def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = (), in_row_ord
             p = p.with_columns(exprs)
         parts.append(p.select(outs))
     parts.append(s1.lazy().filter(~has).with_columns(default).select(outs))
-    res = pl.concat(parts)
-    return (res.sort("row") if in_row_order else res).collect()
+    return pl.concat(parts).collect()
 
 
 # --------------------------------------------------------------------------- DuckDB

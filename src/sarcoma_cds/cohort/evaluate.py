@@ -79,15 +79,26 @@ class DecodeSpec:
 class Prepared:
     norm: Any  # normalised rows with _err and items
     comp: C.KBCompilation
+    unchecked: Any = None  # the normalised rows before the delivered items were checked
 
 
 def prepare(source: str | Path | Any, kb: CompiledKB, slots: int | None = None) -> Prepared:
     import polars as pl
 
     raw = read_raw(source) if not isinstance(source, pl.DataFrame) else source
-    norm = check_delivered(normalise(raw), C.item_vocabulary(kb))
+    return _with_kb(normalise(raw), kb, slots)
+
+
+def prepare_for(prep: Prepared, kb: CompiledKB) -> Prepared:
+    """The same rows under another knowledge base: only the delivered items depend on it, so the
+    file is not read or validated again (guideline-change impact)."""
+    return _with_kb(prep.unchecked, kb)
+
+
+def _with_kb(unchecked: Any, kb: CompiledKB, slots: int | None = None) -> Prepared:
+    norm = check_delivered(unchecked, C.item_vocabulary(kb))
     comp = C.compile_kb_plan(kb, slots or max_items(norm))  # (one slot per delivered item)
-    return Prepared(norm, comp)
+    return Prepared(norm, comp, unchecked)
 
 
 def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress: Any = None) -> Any:
@@ -114,7 +125,7 @@ def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, 
         if engine == "polars":
             from sarcoma_cds.cohort.backends import run_polars
             xcols = tuple(c for c in codes.columns if c != "row")
-            out = run_polars(comp.plan, enc.hstack(codes.drop("row")), keep=xcols, in_row_order=False)
+            out = run_polars(comp.plan, enc.hstack(codes.drop("row")), keep=xcols)
             codes = None  # (carried through the evaluation)
         elif engine == "duckdb":
             from sarcoma_cds.cohort.backends import run_duckdb

@@ -265,14 +265,10 @@ def _known_item(item: str, comp: KBCompilation | ItemVocabulary) -> bool:
     return all(p in comp.drugs for p in parts) and len(parts) > 0
 
 
-def encode(norm: Any, comp: KBCompilation) -> Any:
-    """Encoded columns for the evaluators (valid rows only): see :mod:`sarcoma_cds.cohort.compiler`."""
-    return encode_with_items(norm, comp)[0]
-
-
 def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[str]]:
-    """:func:`encode`, plus item codes ``x_j`` into ``vocab`` (``comp.items`` then any other known
-    item of these rows) for the decoder: a row's items without going back to strings."""
+    """Encoded columns for the evaluators (valid rows only: see :mod:`sarcoma_cds.cohort.compiler`),
+    and item codes ``x_j`` into ``vocab`` (``comp.items`` then any other known item of these rows)
+    for the decoder: a row's items without going back to strings."""
     enc, vocab = _encode_items(norm, comp, encode_facts(norm))
     xcols = [f"x_{j}" for j in range(comp.slots)]
     return enc.drop(xcols), enc.select("row", *xcols), vocab

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sarcoma_cds.cohort.aggregate import one_line, summary
-from sarcoma_cds.cohort.evaluate import evaluate, prepare
+from sarcoma_cds.cohort.evaluate import evaluate, prepare, prepare_for
 from sarcoma_cds.domain.knowledge import CompiledKB
 
 
 def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, engine: str = "polars",
                     compare_kb: CompiledKB | None = None, progress: bool = False) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
     from contextlib import nullcontext
+
+    import polars as pl
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,8 +54,6 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             step(1)
             per_row = None
             if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
-                import polars as pl
-
                 rows_task = prog.add_task("patients", total=norm.filter(pl.col("_err").list.len() == 0).height)
 
                 def per_row(n: int) -> None:
@@ -64,39 +67,56 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             if engine == "spark":
                 old = evaluate_file(cohort, compare_kb).patients
             else:
-                old = evaluate(prepare(cohort, compare_kb), engine)
+                old = evaluate(prepare_for(prep, compare_kb), engine)
             changes = compare(old, patients)
             step(3)
         # the patient files are written on two worker threads (Polars releases the GIL) while
         # the summary and the report (mostly Python: plotly) are built
-        from concurrent.futures import ThreadPoolExecutor
-
         pool = ThreadPoolExecutor(2)
-        written = [pool.submit(patients.write_parquet, out / "patients.parquet"),
-                   pool.submit(patients.write_csv, out / "patients.csv", batch_size=8192)]
-        s = summary(patients, norm, kb=kb)
-        s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
-        s["engine"] = engine
-        if changes is not None:
-            s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
-                                     "patients_changed": changes.height}
-        step(len(steps) - 2)
-        import polars as pl
-
-        inval = norm.filter(pl.col("_err").list.len() > 0).select(
-            "row", "patient_id", pl.col("_err").alias("problem")).explode("problem")
-        inval.with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
-            .unnest("problem").write_csv(out / "invalid_rows.csv")
-        if changes is not None:
-            changes.write_csv(out / "guideline_change.csv")
-        (out / "summary.json").write_text(json.dumps(s, indent=1, default=str))
-        step(len(steps) - 1)
-        from sarcoma_cds.cohort.report import build
-
-        (out / "report.html").write_text(build(s, patients, norm), encoding="utf-8")
-        for w in written:
-            w.result()
-        pool.shutdown()
+        written = [pool.submit(_atomic, out / "patients.parquet", patients.write_parquet),
+                   pool.submit(_atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192))]
+        try:
+            s = _summary_and_report(patients, norm, kb, engine, compare_kb, changes, out, step, len(steps))
+            for w in written:
+                w.result()
+        finally:
+            pool.shutdown(wait=True)
         step(len(steps))
     s["_line"] = one_line(s)
+    return s
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write to a temporary name, then rename: an interrupted run never leaves half a file in
+    place of the previous one."""
+    tmp = path.with_name(path.name + ".partial")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _summary_and_report(patients: Any, norm: Any, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
+                        changes: Any, out: Path, step: Callable[[int], None], n_steps: int) -> dict[str, Any]:
+    import polars as pl
+
+    from sarcoma_cds.cohort.report import build
+
+    s = summary(patients, norm, kb=kb)
+    s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
+    s["engine"] = engine
+    if changes is not None:
+        s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
+                                 "patients_changed": changes.height}
+    step(n_steps - 2)
+    inval = norm.filter(pl.col("_err").list.len() > 0).select(
+        "row", "patient_id", pl.col("_err").alias("problem")).explode("problem") \
+        .with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
+        .unnest("problem")
+    _atomic(out / "invalid_rows.csv", inval.write_csv)
+    if changes is not None:
+        _atomic(out / "guideline_change.csv", changes.write_csv)
+    summary_text = json.dumps(s, indent=1, default=str)
+    _atomic(out / "summary.json", lambda p: p.write_text(summary_text))
+    step(n_steps - 1)
+    report = build(s, patients, norm)
+    _atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
     return s

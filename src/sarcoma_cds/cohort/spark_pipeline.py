@@ -116,8 +116,8 @@ def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None, partition
     raw_schema = raw.schema
 
     def validated(batch: Any) -> Any:
-        norm = check_delivered(normalise(batch, row="_row", duplicated="_dup"), voc)
-        return _plain(norm.drop("delivered"))
+        rows = check_delivered(normalise(batch, row="_row", duplicated="_dup"), voc)
+        return _plain(rows.drop("delivered"))
 
     # the output schema: validate an empty batch of the same columns
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -186,7 +186,7 @@ def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None, partition
                                                                    return_dtype=pl.Int64))
     else:
         out_pl = pl.DataFrame(schema=dec_schema)
-    out_pl = out_pl.sort("row").with_columns(pl.col(pl.Utf8).exclude("row").cast(pl.Categorical))
+    out_pl = out_pl.sort("row").with_columns(pl.col(pl.Utf8).cast(pl.Categorical))
     patients = assemble(base_pl.with_columns(pl.col("_err").fill_null([])), out_pl)
     facts = [pl.when((pl.col("_missing") // (1 << i)) % 2 == 1).then(None).otherwise(True).alias(f)
              for i, f in enumerate(FACT_FIELDS)]
