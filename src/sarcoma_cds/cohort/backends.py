@@ -2,7 +2,7 @@
 
 Each runs a :class:`~sarcoma_cds.cohort.ir.Plan` over the encoded cohort table and
 returns the plan's integer output columns as a Polars DataFrame (DuckDB and Spark sorted by
-``row``; Polars in group order, see :func:`run_polars`).
+``row``; Polars once per distinct stage-2 key, see :func:`run_polars`).
 The libraries are imported inside the functions: the core CLI must start fast.
 """
 
@@ -82,43 +82,71 @@ def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
     return t(e)
 
 
-def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = ()) -> Any:
+def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``); ``keep``: its
-    columns to pass through. Rows come out group by group, not in row order (the decoder puts a
-    narrow key in row order instead of sorting every output column)."""
+    columns to pass through.
+
+    Stage 1 runs on every row. Stage 2 runs once per distinct *stage-2 key*: the group, the
+    columns that group's stage 2 reads (:func:`~sarcoma_cds.cohort.ir.stage2_reads`; the others
+    are set to NULL in the key), the stage-1 outputs and ``keep`` (a cohort has far fewer
+    distinct keys than patients). Returns ``(rows, outcomes)``: ``outcomes`` has the plan's
+    outputs and ``keep`` once per distinct key, its ``row`` being the key's index (in no
+    particular order); ``rows`` has ``row`` (the input row, in table order) and ``outcome``
+    (the index of its key in ``outcomes``).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import polars as pl
+
+    from sarcoma_cds.cohort.pack import pack
 
     memo: dict[int, tuple[ir.E, Any]] = {}
     lf = table.lazy()
     for layer in plan.stage1:
         lf = lf.with_columns([to_polars(e, memo).alias(n) for n, e in layer.columns])
-    # only what stage 2 reads is materialised (a fraction of the columns); the streaming engine
-    # computes the rest per batch (row-wise columns only: it keeps row order)
-    need = ir.stage2_inputs(plan) | set(keep)
-    stage1 = lf.select([c for c in lf.collect_schema().names() if c in need])
+    per_group, default_reads = ir.stage2_reads(plan)
+    made = {n for layers in plan.stage2.values() for layer in layers for n, _ in layer.columns}
+    made |= {n for n, _ in plan.stage2_default}
+    always = ({c for c in plan.outputs if c not in made} | set(keep) | {"group_idx", "n_items"}) - {"row"}
+    in_group = pl.col("group_idx").is_not_null() & (pl.col("n_items") > 0)
+    key_exprs = [pl.col(c) for c in sorted(always)]
+    for c in sorted(set().union(*per_group.values(), default_reads) - always - {"row"}):
+        # (NULL where the row's stage 2 does not read the column: it cannot change the outcome)
+        groups = [g for g, cols in per_group.items() if c in cols]
+        reads = in_group & pl.col("group_idx").is_in(groups) if groups else pl.lit(False)
+        if c in default_reads:
+            reads = reads | ~in_group
+        key_exprs.append(pl.when(reads).then(pl.col(c)).alias(c))
+    key_cols = [e.meta.output_name() for e in key_exprs]
 
     def stage2_exprs() -> tuple[list[tuple[int, list[list[Any]]]], list[Any]]:
-        per_group = [(g, [[to_polars(e, memo).alias(n) for n, e in layer.columns] for layer in layers])
-                     for g, layers in plan.stage2.items()]
-        return per_group, [to_polars(e, memo).alias(n) for n, e in plan.stage2_default]
+        per = [(g, [[to_polars(e, memo).alias(n) for n, e in layer.columns] for layer in layers])
+               for g, layers in plan.stage2.items()]
+        return per, [to_polars(e, memo).alias(n) for n, e in plan.stage2_default]
 
-    # stage 2's expressions are built (Python) while stage 1 runs (Polars, GIL released)
-    from concurrent.futures import ThreadPoolExecutor
-
+    # stage 2's expressions are built (Python) while stage 1 runs (Polars, GIL released); only
+    # the key columns are materialised (the streaming engine keeps row order)
     with ThreadPoolExecutor(1) as pool:
         built = pool.submit(stage2_exprs)
-        s1 = stage1.collect(engine="streaming")
-        per_group, default = built.result()
+        s1 = lf.select("row", *key_exprs).collect(engine="streaming")
+        words, unpack = pack(s1, key_cols, wide=True)
+        keyed = s1.select("row", *words)
+        wnames = [w.meta.output_name() for w in words]
+        # (sorted: the same cohort gives the same outcome order, run after run)
+        keys = keyed.select(wnames).unique().sort(wnames).with_row_index("outcome")
+        distinct = unpack(keys).with_columns(pl.col("outcome").cast(pl.Int64).alias("row"))
+        per, default = built.result()
     outs = [*(pl.col(c).cast(pl.Int64) for c in plan.outputs), *(pl.col(c) for c in keep)]
     parts = []
-    has = pl.col("group_idx").is_not_null() & (pl.col("n_items") > 0)
-    for g, layers_exprs in per_group:
-        p = s1.lazy().filter((pl.col("group_idx") == g) & (pl.col("n_items") > 0))
+    for g, layers_exprs in per:
+        p = distinct.lazy().filter((pl.col("group_idx") == g) & (pl.col("n_items") > 0))
         for exprs in layers_exprs:
             p = p.with_columns(exprs)
         parts.append(p.select(outs))
-    parts.append(s1.lazy().filter(~has).with_columns(default).select(outs))
-    return pl.concat(parts).collect()
+    parts.append(distinct.lazy().filter(~in_group).with_columns(default).select(outs))
+    outcomes = pl.concat(parts).collect()
+    rows = keyed.join(keys, on=wnames, how="left", maintain_order="left").select("row", "outcome")
+    return rows, outcomes
 
 
 # --------------------------------------------------------------------------- DuckDB

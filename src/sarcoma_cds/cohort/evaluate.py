@@ -28,6 +28,7 @@ from sarcoma_cds.cohort.io import (
     normalise,
     read_raw,
 )
+from sarcoma_cds.cohort.pack import pack
 from sarcoma_cds.domain.knowledge import SEVERITY, CompiledKB
 
 ENGINES = ("polars", "duckdb", "spark", "python")
@@ -112,7 +113,7 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
     with ThreadPoolExecutor(1) as pool:
         # the per-row input columns of the output are built on a worker thread while the rules
         # run (the evaluators leave part of the second core idle)
-        base = pool.submit(_base_columns, norm)
+        base = pool.submit(_base_columns, norm, engine == "python")
         out = _evaluate_valid(valid, comp, engine, spark, progress)
         return assemble(norm, out, base.result())
 
@@ -125,8 +126,11 @@ def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, 
         if engine == "polars":
             from sarcoma_cds.cohort.backends import run_polars
             xcols = tuple(c for c in codes.columns if c != "row")
-            out = run_polars(comp.plan, enc.hstack(codes.drop("row")), keep=xcols)
-            codes = None  # (carried through the evaluation)
+            rows, outcomes = run_polars(comp.plan, enc.hstack(codes.drop("row")), keep=xcols)
+            # decoded once per distinct outcome (its row: the outcome's index), then given to
+            # every row with that outcome
+            texts = decode(outcomes, None, vocab, comp).drop("row")
+            return texts[rows.get_column("outcome")].insert_column(0, rows.get_column("row"))
         elif engine == "duckdb":
             from sarcoma_cds.cohort.backends import run_duckdb
             out = run_duckdb(comp.plan, enc)
@@ -169,10 +173,10 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
             "rslot", "rreason", *dcols, *[f"st_{j}" for j in range(comp.slots)]]
     # strings are built once per distinct outcome, then joined back: far fewer than patients.
     # The outcome's integer columns are packed exactly into a few 63-bit words (the key of both steps).
-    words, unpack = _pack(full, keys)
+    words, unpack = pack(full, keys)
     full = full.select("row", *words)
     wnames = [w.meta.output_name() for w in words]
-    df = full.select(wnames).unique().with_columns(unpack).with_columns(
+    df = unpack(full.select(wnames).unique()).with_columns(
         pl.concat_list([pl.col(d).replace_strict(list(range(len(vocab))), vocab, default=None,
                                                  return_dtype=pl.Utf8) for d in dcols])
         .list.drop_nulls().alias("items"))
@@ -225,10 +229,11 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
         pl.when(pl.col("group_idx").is_null()).then(pl.lit("")).otherwise(
             pl.concat_list(stat_exprs).list.drop_nulls().list.join("; ")).alias("statuses"),
         pl.col("conc").replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8).alias("concordance"),
+        pl.col("items").list.join("; ").alias("delivered"),
     ).with_columns(reason.alias("reason"), (pl.col("pathway") + 1).alias("pathway"))
     # Categorical: each distinct text is stored once and rows carry a small code (the join below,
     # the aggregates and the Parquet writer's dictionary then work on codes, not on strings)
-    res = res.select(*keys, *wnames, *[pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS if c != "delivered"],
+    res = res.select(*keys, *wnames, *[pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS],
                      pl.col("pathway").alias("_pathway1"))
     res = res.with_columns((pl.col("_pathway1") - 1).alias("pathway"))
     key = full.select("row", *wnames)
@@ -238,45 +243,27 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
                                                                      and c not in wnames]),
                                               on=wnames, how="left", maintain_order="left")
     return joined.select("row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
-                         "gist_risk_nih", "statuses", pl.col("_pathway1").alias("pathway"), "concordance", "reason")
+                         "gist_risk_nih", "delivered", "statuses", pl.col("_pathway1").alias("pathway"), "concordance",
+                         "reason")
 
 
-def _pack(df: Any, cols: list[str]) -> tuple[list[Any], list[Any]]:
-    """Expressions packing the integer columns ``cols`` exactly (null included) into as few Int64
-    words as their observed ranges allow (equal words <=> equal values in every column), and the
-    expressions that unpack the words into the columns again."""
+def _delivered_text() -> Any:
     import polars as pl
 
-    stats = df.select([pl.col(c).min().alias(f"lo{i}") for i, c in enumerate(cols)]
-                      + [pl.col(c).max().alias(f"hi{i}") for i, c in enumerate(cols)]).row(0)
-    words: list[list[Any]] = []
-    unpack: list[Any] = []
-    used = 63
-    for i, c in enumerate(cols):
-        lo, hi = stats[i], stats[len(cols) + i]
-        lo = 0 if lo is None else lo
-        hi = lo if hi is None else hi
-        bits = (hi - lo + 1).bit_length()  # values 1..hi-lo+1, 0 for null
-        if used + bits > 63:
-            words.append([])
-            used = 0
-        v = (pl.col(c) - lo + 1).fill_null(0)
-        words[-1].append(v * (1 << used) if used else v)
-        field = (pl.col(f"_w{len(words) - 1}") // (1 << used)) % (1 << bits)
-        unpack.append(pl.when(field == 0).then(None).otherwise(field - 1 + lo).cast(pl.Int64).alias(c))
-        used += bits
-    return [pl.sum_horizontal(w).cast(pl.Int64).alias(f"_w{k}") for k, w in enumerate(words)], unpack
+    return pl.col("items").list.join("; ").cast(pl.Categorical).alias("delivered")
 
 
-def _base_columns(norm: Any) -> Any:
-    """The output columns that come from the input row itself."""
+def _base_columns(norm: Any, delivered: bool = True) -> Any:
+    """The output columns that come from the input row itself. ``delivered=False``: the
+    evaluated rows bring their ``delivered`` text (the decoder builds it once per distinct
+    outcome; joining 1M item lists is slower); rows without items are flagged instead."""
     import polars as pl
 
     return norm.lazy().select(
         "row", "patient_id", "centre", "diagnosis_date",
         pl.col("diagnosis_date").dt.year().alias("year"),
         (pl.col("_err").list.len() == 0).alias("valid"),
-        pl.col("items").list.join("; ").cast(pl.Categorical).alias("delivered"),
+        _delivered_text() if delivered else pl.col("items").is_null().alias("_no_items"),
         pl.col("_err"),
     ).collect(engine="streaming")
 
@@ -287,7 +274,7 @@ def assemble(norm: Any, out: Any, base: Any = None) -> Any:
     import polars as pl
 
     if base is None:
-        base = _base_columns(norm)
+        base = _base_columns(norm, "delivered" not in out.columns)
     if out.height == base.height and out.get_column("row").equals(base.get_column("row")):
         res = base.hstack(out.drop("row"))  # every row evaluated, in the same order (the usual case): no join
     else:
@@ -295,7 +282,13 @@ def assemble(norm: Any, out: Any, base: Any = None) -> Any:
     if not base.get_column("row").is_sorted():
         res = res.sort("row")
     cat = pl.Categorical
-    if not res.get_column("valid").all():
+    all_valid = res.get_column("valid").all()
+    if "_no_items" in res.columns:  # (the evaluated rows' text; none without items)
+        res = res.with_columns(pl.when(~pl.col("_no_items")).then(pl.col("delivered")).alias("delivered"))
+        if not all_valid:  # invalid rows were not evaluated: their text from their items
+            invalid = norm.lazy().filter(pl.col("_err").list.len() > 0).select("row", _delivered_text()).collect()
+            res = res.update(invalid, on="row", how="left")
+    if not all_valid:
         res = res.with_columns(
             pl.when(pl.col("valid")).then(pl.col("concordance").cast(cat))
             .otherwise(pl.lit("not_assessable", cat)).alias("concordance"),

@@ -260,3 +260,17 @@ def stage2_inputs(plan: Plan) -> set[str]:
     made = {n for layers in plan.stage2.values() for layer in layers for n, _ in layer.columns}
     made |= {n for n, _ in plan.stage2_default}
     return (columns_read(exprs) | set(plan.outputs) | {"group_idx", "n_items", "row"}) - made
+
+
+def stage2_reads(plan: Plan) -> tuple[dict[int, set[str]], set[str]]:
+    """The stage-1 columns each group's stage 2 reads, and those the rows in no group read.
+
+    Stage 2 is a function of these columns only, so rows that agree on them (and on the
+    group) get the same stage-2 outputs: the Polars evaluator runs it once per distinct value.
+    """
+    per_group: dict[int, set[str]] = {}
+    for g, layers in plan.stage2.items():
+        made = {n for layer in layers for n, _ in layer.columns}
+        per_group[g] = columns_read([e for layer in layers for _, e in layer.columns]) - made
+    made = {n for n, _ in plan.stage2_default}
+    return per_group, columns_read([e for _, e in plan.stage2_default]) - made
