@@ -22,6 +22,7 @@ from typing import Any
 from sarcoma_cds.cohort import compiler as C
 from sarcoma_cds.cohort.io import (
     check_delivered,
+    encode_lazy,
     encode_with_items,
     facts_dict,
     max_items,
@@ -120,27 +121,26 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
 
 def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, progress: Any) -> Any:
     if engine == "python":
-        out = _python_engine(valid, comp, progress)
+        return _python_engine(valid, comp, progress)
+    if engine == "polars":
+        from sarcoma_cds.cohort.backends import run_polars
+
+        table, vocab = encode_lazy(valid, comp)
+        rows, outcomes = run_polars(comp.plan, table, keep=tuple(f"x_{j}" for j in range(comp.slots)))
+        # decoded once per distinct outcome (its row: the outcome's index), then given to every
+        # row with that outcome
+        texts = decode(outcomes, None, vocab, comp).drop("row")
+        return texts[rows.get_column("outcome")].insert_column(0, rows.get_column("row"))
+    if engine not in ("duckdb", "spark"):
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    enc, codes, vocab = encode_with_items(valid, comp)
+    if engine == "duckdb":
+        from sarcoma_cds.cohort.backends import run_duckdb
+        out = run_duckdb(comp.plan, enc)
     else:
-        enc, codes, vocab = encode_with_items(valid, comp)
-        if engine == "polars":
-            from sarcoma_cds.cohort.backends import run_polars
-            xcols = tuple(c for c in codes.columns if c != "row")
-            rows, outcomes = run_polars(comp.plan, enc.hstack(codes.drop("row")), keep=xcols)
-            # decoded once per distinct outcome (its row: the outcome's index), then given to
-            # every row with that outcome
-            texts = decode(outcomes, None, vocab, comp).drop("row")
-            return texts[rows.get_column("outcome")].insert_column(0, rows.get_column("row"))
-        elif engine == "duckdb":
-            from sarcoma_cds.cohort.backends import run_duckdb
-            out = run_duckdb(comp.plan, enc)
-        elif engine == "spark":
-            from sarcoma_cds.cohort.backends import run_spark
-            out = run_spark(comp.plan, enc, spark)
-        else:
-            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-        out = decode(out, codes, vocab, comp)
-    return out
+        from sarcoma_cds.cohort.backends import run_spark
+        out = run_spark(comp.plan, enc, spark)
+    return decode(out, codes, vocab, comp)
 
 
 def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep: str) -> dict[int, str]:

@@ -244,9 +244,14 @@ def check_delivered(norm: Any, comp: KBCompilation | ItemVocabulary) -> Any:
         .alias("canon"))
     canon = dict(zip(elems.get_column("delivered").to_list(), elems.get_column("canon").to_list(), strict=True))
     # (every non-null element is a key, so the non-strict replace is exact; replace_strict inside
-    # list.eval takes a slow path on some list layouts)
-    items = pl.col("delivered").list.eval(pl.element().replace(list(canon), list(canon.values())))
-    norm = norm.with_columns(items.list.unique(maintain_order=True).alias("items"))
+    # list.eval takes a slow path on some list layouts). Both steps are skipped when they would
+    # change nothing: elements already canonical (the usual case), no item listed twice.
+    items = pl.col("delivered")
+    if any(k != v for k, v in canon.items()):
+        items = items.list.eval(pl.element().replace(list(canon), list(canon.values())))
+    norm = norm.with_columns(items.alias("items"))
+    if norm.select((pl.col("items").list.len() != pl.col("items").list.n_unique()).any()).item():
+        norm = norm.with_columns(pl.col("items").list.unique(maintain_order=True))
     bad = sorted({u for u in canon.values() if not _known_item(u, comp)})
     if bad:
         flag = pl.col("items").list.eval(pl.element().filter(pl.element().is_in(bad))).list.join(", ")
@@ -269,21 +274,30 @@ def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[st
     """Encoded columns for the evaluators (valid rows only: see :mod:`sarcoma_cds.cohort.compiler`),
     and item codes ``x_j`` into ``vocab`` (``comp.items`` then any other known item of these rows)
     for the decoder: a row's items without going back to strings."""
-    enc, vocab = _encode_items(norm, comp, encode_facts(norm))
+    vocab = _vocab(norm, comp)
+    enc = encode_items(norm, comp.items, comp.slots, vocab, encode_facts(norm))
     xcols = [f"x_{j}" for j in range(comp.slots)]
     return enc.drop(xcols), enc.select("row", *xcols), vocab
+
+
+def encode_lazy(norm: Any, comp: KBCompilation) -> tuple[Any, list[str]]:
+    """The encoded columns and the item codes ``x_j`` as one LazyFrame (the evaluator computes
+    them as it streams, nothing wide is materialised), and ``vocab``."""
+    vocab = _vocab(norm, comp)
+    return encode_items(norm.lazy(), comp.items, comp.slots, vocab, encode_facts(norm)), vocab
 
 
 def encode_facts(norm: Any) -> list[Any]:
     """Expressions over ``norm`` (a DataFrame: the codes depend on its column types)."""
     import polars as pl
 
+    schema = norm.collect_schema() if hasattr(norm, "collect_schema") else norm.schema
     cols: list[Any] = [pl.col("row")]
     for name in FACT_FIELDS:
         kind, vocab = FACTS[name]
         c = pl.col(name)
         if kind == "cat":
-            if norm.schema[name] == pl.Enum(list(vocab)):  # (normalise's columns: code -> bit, no strings)
+            if schema[name] == pl.Enum(list(vocab)):  # (normalise's columns: code -> bit, no strings)
                 bits = pl.lit(pl.Series([1 << i for i in range(len(vocab))], dtype=pl.Int64))
                 cols.append(bits.gather(c.to_physical()).alias(f"f_{name}"))
             else:
@@ -302,7 +316,7 @@ def encode_facts(norm: Any) -> list[Any]:
         else:
             cols.append(c.cast(pl.Float64).alias(f"f_{name}"))
     site = pl.col("primary_site")
-    if norm.schema["primary_site"] == pl.Enum(list(SITES)):
+    if schema["primary_site"] == pl.Enum(list(SITES)):
         cols.append(site.to_physical().cast(pl.Int64).alias("i_primary_site"))
     else:
         cols.append(site.cast(pl.Utf8).replace_strict(list(SITES), list(range(len(SITES))), default=None,
@@ -316,17 +330,16 @@ def item_vocab(items: list[str] | tuple[str, ...], present: list[str]) -> list[s
     return [*items, *sorted({x for x in present if x not in known})]
 
 
-def _encode_items(norm: Any, comp: KBCompilation, cols: list[Any]) -> tuple[Any, list[str]]:
+def _vocab(norm: Any, comp: KBCompilation) -> list[str]:
     import polars as pl
 
     present = norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
-    vocab = item_vocab(comp.items, present)
-    return encode_items(norm, comp.items, comp.slots, vocab, cols), vocab
+    return item_vocab(comp.items, present)
 
 
 def encode_items(norm: Any, items: list[str] | tuple[str, ...], slots: int, vocab: list[str], cols: list[Any]) -> Any:
     """``cols`` plus ``n_items``; ``d_j``: index of the row's j-th item in ``items`` (-1: not
-    there); ``x_j``: its index in ``vocab`` (for decoding)."""
+    there); ``x_j``: its index in ``vocab`` (for decoding). ``norm``: a DataFrame or LazyFrame."""
     import polars as pl
 
     n = len(items)

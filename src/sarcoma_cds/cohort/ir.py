@@ -233,23 +233,36 @@ class Plan:
     outputs: list[str]
 
 
+def _children(e: E) -> tuple[E, ...]:
+    if isinstance(e, (Col, Lit)):
+        return ()
+    if isinstance(e, (Cmp, Arith)):
+        return (e.a, e.b)
+    if isinstance(e, (Not, IsNull)):
+        return (e.arg,)
+    if isinstance(e, Case):
+        return (*(x for br in e.branches for x in br), e.default)
+    if isinstance(e, Lookup):
+        return (e.index,)
+    if isinstance(e, (And, Or, Coalesce, Greatest, Least)):
+        return e.args
+    raise TypeError(e)
+
+
 def columns_read(exprs: list[E]) -> set[str]:
     """Names of the columns the expressions read (each shared subtree visited once)."""
     seen: set[int] = set()
     out: set[str] = set()
-    stack: list[Any] = list(exprs)
+    stack: list[E] = list(exprs)
     while stack:
         e = stack.pop()
-        if isinstance(e, tuple):
-            stack.extend(e)
-            continue
-        if not isinstance(e, E) or id(e) in seen:
+        if id(e) in seen:
             continue
         seen.add(id(e))
         if isinstance(e, Col):
             out.add(e.name)
         else:
-            stack.extend(getattr(e, f) for f in e.__dataclass_fields__)  # type: ignore[attr-defined]
+            stack.extend(_children(e))
     return out
 
 
