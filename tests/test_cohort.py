@@ -270,3 +270,48 @@ def test_report_heat_map_is_dark_where_facts_are_missing(tmp_path: Path) -> None
     assert scale is not None
     stops = json.loads(scale.group(1))
     assert stops[0] == [0.0, "rgb(255,255,204)"] and stops[-1] == [1.0, "rgb(128,0,38)"]
+
+
+def _text(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(pl.col(pl.Categorical).cast(pl.Utf8))
+
+
+def test_typed_parquet_gives_the_same_patients_as_text(tmp_path: Path) -> None:
+    """synth's Parquet types categorical facts as the contract's Enum and the date as a date; an
+    Enum in another order, a Categorical or a Datetime are accepted too. Every form gives the
+    same patients as the all-text file, invalid rows included."""
+    from sarcoma_cds.cohort.compiler import FACTS
+    from sarcoma_cds.cohort.synth import typed, write
+
+    df = synth(3000, seed=11, kb=KB, invalid_rate=0.03)
+    text = tmp_path / "text.parquet"
+    df.write_parquet(text)
+    want = _text(evaluate(prepare(text, KB)))
+    assert (~want["valid"]).sum() > 0
+
+    written = tmp_path / "typed.parquet"
+    write(df, written)
+    schema = pl.read_parquet_schema(written)
+    assert schema["histology"] == pl.Enum(list(FACTS["histology"][1]))
+    assert schema["diagnosis_date"] == pl.Date
+    assert schema["grade"] == pl.Utf8  # (holds the deliberately invalid values: stays text)
+    assert _text(evaluate(prepare(written, KB))).equals(want)
+
+    cats = [c for c, (kind, _) in FACTS.items() if kind == "cat" and c in df.columns and c != "grade"]
+    other = [
+        df.with_columns(pl.col(c).cast(pl.Enum(sorted(FACTS[c][1]))) for c in cats),
+        df.with_columns(pl.col(c).cast(pl.Categorical) for c in cats),
+        typed(df).with_columns(pl.col("diagnosis_date").cast(pl.Datetime)),
+    ]
+    for frame in other:
+        assert _text(evaluate(prepare(frame, KB))).equals(want)
+
+
+def test_enum_input_outside_the_vocabulary_is_an_invalid_row() -> None:
+    """A Categorical or Enum column is still checked value by value unless its type *is* the
+    contract's vocabulary."""
+    df = hand_frame().with_columns(pl.col("grade").cast(pl.Categorical))
+    res = evaluate(prepare(df, KB))
+    row = res.filter(pl.col("patient_id") == "c9").row(0, named=True)
+    assert row["valid"] is False
+    assert "grade: '4' is not allowed" in str(row["reason"])

@@ -176,10 +176,12 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
     words, unpack = pack(full, keys)
     full = full.select("row", *words)
     wnames = [w.meta.output_name() for w in words]
+    # (the item names as one text column per slot, not a list column: list operations cost
+    # more than the strings here; a row's items fill the first slots, so NULLs only trail)
+    items = [pl.col(f"_item{j}") for j in range(comp.slots)]
     df = unpack(full.select(wnames).unique()).with_columns(
-        pl.concat_list([pl.col(d).replace_strict(list(range(len(vocab))), vocab, default=None,
-                                                 return_dtype=pl.Utf8) for d in dcols])
-        .list.drop_nulls().alias("items"))
+        pl.col(d).replace_strict(list(range(len(vocab))), vocab, default=None, return_dtype=pl.Utf8)
+        .alias(f"_item{j}") for j, d in enumerate(dcols))
 
     def mapped(colname: str, vocab: Any, sep: str, single: bool = False) -> Any:
         vals = df.get_column(colname).unique().to_list()
@@ -194,7 +196,7 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
     stat_exprs = []
     for j in range(comp.slots):
         st = pl.col(f"st_{j}")
-        name = pl.col("items").list.get(j, null_on_oob=True)
+        name = items[j]
         stat_exprs.append(pl.when(name.is_not_null()).then(pl.concat_str(
             name, pl.lit("="), st.replace_strict(list(range(5)), status_names, default="absent",
                                                  return_dtype=pl.Utf8).fill_null("absent"))))
@@ -202,7 +204,10 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
     oos = pl.col("oos_idx").replace_strict(list(range(len(comp.oos_reasons))), comp.oos_reasons, default=None,
                                            return_dtype=pl.Utf8)
     cands = mapped("cand_mask", groups, ";")
-    item = pl.col("items").list.get(pl.col("rslot").fill_null(0), null_on_oob=True)
+    slot = pl.col("rslot").fill_null(0)
+    item: Any = pl.lit(None, pl.Utf8)
+    for j in reversed(range(comp.slots)):
+        item = pl.when(slot == j).then(items[j]).otherwise(item)
     why = pl.col("rreason").replace_strict(list(range(len(comp.reasons))), comp.reasons, default="",
                                            return_dtype=pl.Utf8)
     k = pl.col("rkind")
@@ -212,10 +217,10 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
         .when(k == C.RK_NOT_IN_GROUP).then(pl.concat_str(item, pl.lit(" is not in any pathway of "), pl.col("group")))
         .when(k == C.RK_NO_SINGLE_PATHWAY).then(pl.concat_str(
             pl.lit("no single pathway of "), pl.col("group"), pl.lit(" contains all of: "),
-            pl.col("items").list.join(", ")))
+            pl.concat_str(items, separator=", ", ignore_nulls=True)))
         .when(k == C.RK_OUT_OF_SCOPE).then(pl.concat_str(pl.lit("out of scope: "), pl.col("out_of_scope")))
         .when(k == C.RK_CANDIDATES).then(pl.concat_str(
-            pl.lit("no single patient group; candidates: "), pl.col("candidates").str.replace_all(";", ", ")))
+            pl.lit("no single patient group; candidates: "), pl.col("candidates").str.replace_all(";", ", ", literal=True)))
         .when(k == C.RK_NO_DELIVERED).then(pl.lit("delivered: no treatment recorded"))
         .otherwise(pl.concat_str(pl.lit("pathway "), (pl.col("pathway") + 1).cast(pl.Utf8), pl.lit(" of "),
                                  pl.col("group")))
@@ -227,9 +232,9 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
         mapped("afip_mask", C.AFIP_VOCAB, "|").alias("gist_risk_afip"),
         mapped("nih_mask", C.NIH_VOCAB, "|").alias("gist_risk_nih"),
         pl.when(pl.col("group_idx").is_null()).then(pl.lit("")).otherwise(
-            pl.concat_list(stat_exprs).list.drop_nulls().list.join("; ")).alias("statuses"),
+            pl.concat_str(stat_exprs, separator="; ", ignore_nulls=True)).alias("statuses"),
         pl.col("conc").replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8).alias("concordance"),
-        pl.col("items").list.join("; ").alias("delivered"),
+        pl.concat_str(items, separator="; ", ignore_nulls=True).alias("delivered"),
     ).with_columns(reason.alias("reason"), (pl.col("pathway") + 1).alias("pathway"))
     # Categorical: each distinct text is stored once and rows carry a small code (the join below,
     # the aggregates and the Parquet writer's dictionary then work on codes, not on strings)

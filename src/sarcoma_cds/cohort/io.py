@@ -128,7 +128,12 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
         err(pid.is_not_null() & pid.is_duplicated(), pl.lit("patient_id: duplicated in the cohort"),
             (pid.is_not_null() & pid.hash().is_duplicated()) if dup_possible else pl.lit(False))
     cols.append((pl.col("centre").cast(pl.Utf8) if "centre" in df.columns else pl.lit(None, pl.Utf8)).alias("centre"))
-    if "diagnosis_date" in df.columns:
+    date_type = df.schema.get("diagnosis_date")
+    if date_type == pl.Date:  # (typed input: nothing to parse)
+        cols.append(pl.col("diagnosis_date"))
+    elif isinstance(date_type, pl.Datetime):
+        cols.append(pl.col("diagnosis_date").dt.date())
+    elif "diagnosis_date" in df.columns:
         raw = pl.col("diagnosis_date").cast(pl.Utf8)
         parsed = raw.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
         cols.append(parsed.alias("diagnosis_date"))
@@ -144,6 +149,8 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
         if kind == "cat":
             if not present:
                 cols.append(pl.lit(None, pl.Enum(list(vocab))).alias(name))
+            elif df.schema[name] == pl.Enum(list(vocab)):  # typed as the vocabulary: every value is in it
+                cols.append(c)
             else:
                 # (an Enum of the vocabulary: one lookup validates the value and gives the code
                 # the evaluators use; a value outside the vocabulary becomes NULL and is flagged)

@@ -258,8 +258,25 @@ def write(df: Any, path: str | Path) -> None:
         df.with_columns([pl.when(pl.col(c).list.len() == 0).then(pl.lit("[]")).otherwise(pl.col(c).list.join(";"))
                          .alias(c) for c in lists]).write_csv(p)
     elif suffix in (".parquet", ".pq"):
-        df.write_parquet(p)
+        typed(df).write_parquet(p)
     elif suffix in (".jsonl", ".ndjson"):
         df.write_ndjson(p)
     else:
         raise ValueError(f"{p.name}: use .csv, .parquet or .jsonl")
+
+
+def typed(df: Any) -> Any:
+    """The cohort with Parquet's own types: each categorical fact as the contract's vocabulary
+    (an Enum, stored dictionary-encoded) when every value is in it, and the diagnosis date as a
+    date. Readers get typed columns, and ``concordance`` need not check values the type already
+    guarantees. Columns with a value outside the vocabulary (``invalid_rate``) stay text."""
+    import polars as pl
+
+    from sarcoma_cds.cohort.compiler import FACTS
+
+    cats = [name for name, (kind, _) in FACTS.items() if kind == "cat" and df.schema.get(name) == pl.Utf8]
+    inside = df.select([(pl.col(c).is_in(list(FACTS[c][1])) | pl.col(c).is_null()).all() for c in cats]).row(0)
+    out = [pl.col(c).cast(pl.Enum(list(FACTS[c][1]))) for c, ok in zip(cats, inside, strict=True) if ok]
+    if df.schema.get("diagnosis_date") == pl.Utf8:
+        out.append(pl.col("diagnosis_date").str.to_date("%Y-%m-%d"))
+    return df.with_columns(out)
