@@ -21,7 +21,7 @@ from typing import Any
 
 from sarcoma_cds.cohort import compiler as C
 from sarcoma_cds.cohort.io import (
-    check_delivered,
+    check_delivered_items,
     encode_lazy,
     encode_with_items,
     facts_dict,
@@ -82,6 +82,7 @@ class Prepared:
     norm: Any  # normalised rows with _err and items
     comp: C.KBCompilation
     unchecked: Any = None  # the normalised rows before the delivered items were checked
+    items: list[str] | None = None  # every distinct delivered item (canonical)
 
 
 def prepare(source: str | Path | Any, kb: CompiledKB, slots: int | None = None) -> Prepared:
@@ -98,9 +99,9 @@ def prepare_for(prep: Prepared, kb: CompiledKB) -> Prepared:
 
 
 def _with_kb(unchecked: Any, kb: CompiledKB, slots: int | None = None) -> Prepared:
-    norm = check_delivered(unchecked, C.item_vocabulary(kb))
+    norm, items = check_delivered_items(unchecked, C.item_vocabulary(kb))
     comp = C.compile_kb_plan(kb, slots or max_items(norm))  # (one slot per delivered item)
-    return Prepared(norm, comp, unchecked)
+    return Prepared(norm, comp, unchecked, items)
 
 
 def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress: Any = None) -> Any:
@@ -115,17 +116,18 @@ def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress
         # the per-row input columns of the output are built on a worker thread while the rules
         # run (the evaluators leave part of the second core idle)
         base = pool.submit(_base_columns, norm, engine == "python")
-        out = _evaluate_valid(valid, comp, engine, spark, progress)
+        out = _evaluate_valid(valid, comp, engine, spark, progress, prep.items)
         return assemble(norm, out, base.result())
 
 
-def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, progress: Any) -> Any:
+def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, progress: Any,
+                    items: list[str] | None = None) -> Any:
     if engine == "python":
         return _python_engine(valid, comp, progress)
     if engine == "polars":
         from sarcoma_cds.cohort.backends import run_polars
 
-        table, vocab = encode_lazy(valid, comp)
+        table, vocab = encode_lazy(valid, comp, items)
         rows, outcomes = run_polars(comp.plan, table, keep=tuple(f"x_{j}" for j in range(comp.slots)))
         # decoded once per distinct outcome (its row: the outcome's index), then given to every
         # row with that outcome

@@ -242,6 +242,12 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
 
 def check_delivered(norm: Any, comp: KBCompilation | ItemVocabulary) -> Any:
     """Add ``items`` (canonical delivered items, de-duplicated) and their problems to ``_err``."""
+    return check_delivered_items(norm, comp)[0]
+
+
+def check_delivered_items(norm: Any, comp: KBCompilation | ItemVocabulary) -> tuple[Any, list[str]]:
+    """:func:`check_delivered`, and every distinct item of the cohort (the decoder's vocabulary
+    comes from it without reading the lists again)."""
     import polars as pl
 
     # canonical form per distinct delivered element (few distinct elements), mapped over the lists
@@ -267,7 +273,7 @@ def check_delivered(norm: Any, comp: KBCompilation | ItemVocabulary) -> Any:
             .then(pl.col("_err").list.concat(pl.concat_list(pl.concat_str(
                 pl.lit("delivered: unknown treatment or drug: "), flag))))
             .otherwise(pl.col("_err")).alias("_err"))
-    return norm
+    return norm, sorted(set(canon.values()))
 
 
 def _known_item(item: str, comp: KBCompilation | ItemVocabulary) -> bool:
@@ -287,10 +293,11 @@ def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[st
     return enc.drop(xcols), enc.select("row", *xcols), vocab
 
 
-def encode_lazy(norm: Any, comp: KBCompilation) -> tuple[Any, list[str]]:
+def encode_lazy(norm: Any, comp: KBCompilation, present: list[str] | None = None) -> tuple[Any, list[str]]:
     """The encoded columns and the item codes ``x_j`` as one LazyFrame (the evaluator computes
-    them as it streams, nothing wide is materialised), and ``vocab``."""
-    vocab = _vocab(norm, comp)
+    them as it streams, nothing wide is materialised), and ``vocab``. ``present``: the items
+    that occur (at least those of ``norm``), when known."""
+    vocab = _vocab(norm, comp) if present is None else item_vocab(comp.items, present)
     return encode_items(norm.lazy(), comp.items, comp.slots, vocab, encode_facts(norm)), vocab
 
 
