@@ -124,7 +124,7 @@ def test_spark_pipeline_reads_validates_and_writes_what_polars_does(spark, tmp_p
     import json
 
     from sarcoma_cds.cohort.run import run_concordance
-    from sarcoma_cds.cohort.spark_pipeline import evaluate_file
+    from sarcoma_cds.cohort.spark_pipeline import evaluate_file, write_outputs
     from sarcoma_cds.cohort.synth import write
 
     df = synth(1500, seed=21, invalid_rate=0.05, kb=KB, discordance_rate=0.3)
@@ -149,3 +149,15 @@ def test_spark_pipeline_reads_validates_and_writes_what_polars_does(spark, tmp_p
             assert (a / name).read_bytes() == (b / name).read_bytes(), name
         sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
         assert sa.pop("engine") == "polars" and sb.pop("engine") == "spark" and sa == sb
+        pa_, pb = (pl.read_parquet(d / "patients.parquet") for d in (a, b))
+        assert pb.schema == pa_.schema and pb.equals(pa_)
+    # the driver takes the finished rows range by range: in 4 ranges, the same files
+    c = tmp_path / "spark-chunked"
+    c.mkdir()
+    agg = write_outputs(tmp_path / "cohort.parquet", c, KB, spark, partitions=3, rows_per_chunk=400)
+    assert agg.patients == 1500
+    d = tmp_path / "polars-parquet"
+    for name in ("patients.csv", "invalid_rows.csv"):
+        assert (c / name).read_bytes() == (d / name).read_bytes(), name
+    assert pl.read_parquet(c / "patients.parquet").equals(pl.read_parquet(d / "patients.parquet"))
+    assert not [p for p in c.iterdir() if p.name.startswith("sarcoma-cds-spark-")]  # (temporary files removed)

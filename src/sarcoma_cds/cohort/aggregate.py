@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sarcoma_cds.cohort.compiler import CONCORDANCE
@@ -20,29 +21,70 @@ def _counts(df: Any, by: str) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items()))
 
 
-def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = None) -> dict[str, Any]:
-    """The contract's summary.json, plus invalid rows, rates, top discordance reasons, completeness."""
+@dataclass
+class Aggregates:
+    """Everything the summary and the report read, as small tables (a few thousand rows at most
+    whatever the cohort's size): built by Polars from the patient rows (:func:`aggregates`) or by
+    Spark on the cluster (:mod:`sarcoma_cds.cohort.spark_pipeline`)."""
+
+    patients: int
+    invalid: int
+    cube: Any  # group, centre, year (text), concordance, len
+    reasons: Any  # reason (text), len: discordant patients only
+    missing_by_centre: Any  # centre, _n (valid rows), one column per fact: valid rows missing it
+    missing_by_candidates: Any  # _cands, one column per fact: valid undecided rows missing it
+
+
+def aggregates(patients: Any, norm: Any | None = None) -> Aggregates:
+    """:class:`Aggregates` of evaluated patients (``norm``: their normalised facts, same rows)."""
     import polars as pl
 
-    n = patients.height
     # one pass over the patients: counts per (group, centre, year, concordance); the rest is small
     # (grouped on the integer year, cast to text on the small result: no per-patient string)
     cube = patients.group_by("group", "centre", "year", "concordance").len() \
-        .with_columns(pl.col("year").cast(pl.Utf8))
+        .with_columns(pl.col("year").cast(pl.Utf8), pl.col("group").cast(pl.Utf8),
+                      pl.col("concordance").cast(pl.Utf8))
+    reasons = patients.filter(pl.col("concordance") == "discordant").group_by("reason").len() \
+        .with_columns(pl.col("reason").cast(pl.Utf8))
+    by_centre = by_cands = None
+    if norm is not None:
+        v = pl.col("_v")
+        df = norm.select(["centre", *FACT_FIELDS]).with_columns(
+            patients.get_column("valid").alias("_v"), patients.get_column("candidates").alias("_cands"))
+        by_centre = df.group_by("centre").agg(v.sum().alias("_n"),
+                                              *[(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS])
+        # (lazy: the filter reads the candidate sets and null flags only, never the wide fact columns)
+        by_cands = df.lazy().select(pl.col("_cands").cast(pl.Utf8), v, *[pl.col(f).is_null() for f in FACT_FIELDS]) \
+            .filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
+            [pl.col(f).sum().alias(f) for f in FACT_FIELDS]).collect()
+    return Aggregates(patients.height, int(patients.get_column("valid").not_().sum()), cube, reasons,
+                      by_centre, by_cands)
+
+
+def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = None) -> dict[str, Any]:
+    """The contract's summary.json, plus invalid rows, rates, top discordance reasons, completeness."""
+    return summary_of(aggregates(patients, norm), top, kb)
+
+
+def summary_of(agg: Aggregates, top: int = 10, kb: Any = None) -> dict[str, Any]:
+    """:func:`summary` from :class:`Aggregates`."""
+    import polars as pl
+
+    n = agg.patients
+    cube = agg.cube
     conc = {c: 0 for c in CONCORDANCE}
     for c, k in cube.group_by("concordance").agg(pl.col("len").sum()).iter_rows():
         conc[c] = int(k)
-    invalid = int(patients.get_column("valid").not_().sum())
     assessable = n - conc["not_assessable"]
     # reasons are shortened once per distinct text, then counted
-    reasons = (patients.filter(pl.col("concordance") == "discordant").group_by("reason").len()
-               .with_columns(pl.col("reason").cast(pl.Utf8).str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
+    reasons = (agg.reasons
+               .with_columns(pl.col("reason").str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
                .group_by("reason").agg(pl.col("len").sum())
                .sort(["len", "reason"], descending=[True, False]).head(top))
     out: dict[str, Any] = {
         "patients": n,
         "assessable": assessable,
-        "invalid_rows": invalid,
+        "invalid_rows": agg.invalid,
         "concordance": conc,
         "concordance_rate": round((conc["concordant"] + conc["concordant_conditional"]) / assessable, 4)
         if assessable else None,
@@ -51,8 +93,8 @@ def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = Non
         "by_year": _counts(cube, "year"),
         "top_discordance_reasons": [{"reason": r, "patients": int(k)} for r, k in reasons.iter_rows()],
     }
-    if norm is not None:
-        out["completeness"] = completeness(patients, norm, kb)
+    if agg.missing_by_centre is not None:
+        out["completeness"] = _completeness(agg, kb)
     return out
 
 
@@ -74,26 +116,20 @@ def _deciding_facts(kb: Any) -> dict[str, set[str]]:
 def completeness(patients: Any, norm: Any, kb: Any = None) -> list[dict[str, Any]]:
     """Per fact: share missing among valid rows, and -- for patients left with candidate groups --
     how often it is missing *and* read by a candidate group's rule, and which groups it blocks."""
-    import polars as pl
+    return _completeness(aggregates(patients, norm), kb)
 
+
+def _completeness(agg: Aggregates, kb: Any = None) -> list[dict[str, Any]]:
     if kb is None:
         from sarcoma_cds.kb.loader import load_kb
 
         kb = load_kb()
     deciding = _deciding_facts(kb)
-
-    valid = patients.get_column("valid")
-    df = norm.select(["row", *FACT_FIELDS]).with_columns(
-        valid.alias("_valid"), patients.get_column("candidates").alias("_cands"))
-    # missing counts among valid rows in one pass; only the undecided rows are gathered
-    v = pl.col("_valid")
-    nmiss = df.select([(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS]).row(0, named=True)
-    total = max(1, int(valid.sum()))
+    by_centre = agg.missing_by_centre
+    nmiss = {f: int(by_centre.get_column(f).sum()) for f in FACT_FIELDS}
+    total = max(1, int(by_centre.get_column("_n").sum()))
     # undecided valid rows: missing counts per (distinct candidate set, fact), then small Python sums
-    # (lazy: the filter reads the candidate sets and null flags only, never the wide fact columns)
-    per_cands = df.lazy().select("_cands", v, *[pl.col(f).is_null() for f in FACT_FIELDS]) \
-        .filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
-        [pl.col(f).sum().alias(f) for f in FACT_FIELDS]).collect().rows(named=True)
+    per_cands = agg.missing_by_candidates.rows(named=True)
     rows = []
     for f in FACT_FIELDS:
         miss = nmiss[f]

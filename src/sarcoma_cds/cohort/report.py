@@ -44,7 +44,8 @@ def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
         legend={"orientation": "h", "y": -0.15}, xaxis={"title": {"text": "% of patients"}, "range": [0, 100]})}
 
 
-def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guideline concordance") -> str:
+def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance") -> str:
+    """``agg``: the cohort's :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
     import plotly.io as pio
     import polars as pl
 
@@ -53,18 +54,13 @@ def build(summary: dict[str, Any], patients: Any, norm: Any, title: str = "Guide
         _stacked(summary["by_centre"], "Concordance by centre"),
     ]
     # completeness heat map: % missing per fact and centre (valid rows)
-    # (per centre over its valid rows: a share of missing values; no wide filter of the cohort)
     facts = [f for f in FACT_FIELDS if f not in ("histology", "primary_site")]
-    v = pl.col("_v")
-    agg = norm.select(["centre", *facts]).with_columns(patients.get_column("valid").alias("_v")) \
-        .group_by("centre").agg(v.sum().alias("_n"),
-                                *[(pl.col(f).is_null() & v).sum().alias(f) for f in facts]) \
-        .filter(pl.col("_n") > 0) \
+    by_centre = agg.missing_by_centre.filter(pl.col("_n") > 0) \
         .with_columns([(pl.col(f) / pl.col("_n")).alias(f) for f in facts])
-    centres = sorted(x for x in agg.get_column("centre").to_list() if x is not None)
+    centres = sorted(x for x in by_centre.get_column("centre").to_list() if x is not None)
     z = []
     for f in facts:
-        m = dict(zip(agg.get_column("centre").to_list(), agg.get_column(f).to_list(), strict=True))
+        m = dict(zip(by_centre.get_column("centre").to_list(), by_centre.get_column(f).to_list(), strict=True))
         z.append([round(100 * (m.get(c) or 0), 1) for c in centres])
     # (the stops themselves: plotly.js reads the name "YlOrRd" the other way round from plotly.py)
     import plotly.colors

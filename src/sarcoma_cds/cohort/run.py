@@ -8,14 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sarcoma_cds.cohort.aggregate import one_line, summary
+from sarcoma_cds.cohort.aggregate import aggregates, one_line, summary_of
 from sarcoma_cds.cohort.evaluate import evaluate, prepare, prepare_for
 from sarcoma_cds.domain.knowledge import CompiledKB
 
 
 def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, engine: str = "polars",
                     compare_kb: CompiledKB | None = None, progress: bool = False) -> dict[str, Any]:
-    from concurrent.futures import ThreadPoolExecutor
     from contextlib import nullcontext
 
     import polars as pl
@@ -42,48 +41,73 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             if prog is not None and bar is not None:
                 prog.update(bar, completed=i, description=steps[min(i, len(steps) - 1)])
 
-        if engine == "spark":  # read, validated and evaluated on the cluster (spark_pipeline)
-            from sarcoma_cds.cohort.spark_pipeline import evaluate_file
+        if engine == "spark":  # read, validated, evaluated and aggregated on the cluster (spark_pipeline)
+            from sarcoma_cds.cohort.spark_pipeline import evaluate_file, write_outputs
 
-            res = evaluate_file(cohort, kb)
-            norm, patients = res.norm, res.patients
+            agg = write_outputs(cohort, out, kb)
             step(2)
+            changes = None
+            if compare_kb is not None:  # (both versions' patients on the driver)
+                from sarcoma_cds.cohort.impact import compare
+
+                new = pl.read_parquet(out / "patients.parquet")
+                changes = compare(evaluate_file(cohort, compare_kb).patients, new)
+                step(3)
+            s = _summary_and_report(agg, kb, engine, compare_kb, changes, out, step, len(steps))
         else:
-            prep = prepare(cohort, kb)
-            norm = prep.norm
-            step(1)
-            per_row = None
-            if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
-                rows_task = prog.add_task("patients", total=norm.filter(pl.col("_err").list.len() == 0).height)
-
-                def per_row(n: int) -> None:
-                    prog.update(rows_task, completed=n)
-            patients = evaluate(prep, engine, progress=per_row)
-            step(2)
-        changes = None
-        if compare_kb is not None:
-            from sarcoma_cds.cohort.impact import compare
-
-            if engine == "spark":
-                old = evaluate_file(cohort, compare_kb).patients
-            else:
-                old = evaluate(prepare_for(prep, compare_kb), engine)
-            changes = compare(old, patients)
-            step(3)
-        # the patient files are written on two worker threads (Polars releases the GIL) while
-        # the summary and the report (mostly Python: plotly) are built
-        pool = ThreadPoolExecutor(2)
-        written = [pool.submit(_atomic, out / "patients.parquet", lambda p: patients.write_parquet(p, **PARQUET)),
-                   pool.submit(_atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192))]
-        try:
-            s = _summary_and_report(patients, norm, kb, engine, compare_kb, changes, out, step, len(steps))
-            for w in written:
-                w.result()
-        finally:
-            pool.shutdown(wait=True)
+            s = _in_process(cohort, out, kb, engine, compare_kb, prog, step, steps)
         step(len(steps))
     s["_line"] = one_line(s)
     return s
+
+
+def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
+                prog: Any, step: Callable[[int], None], steps: list[str]) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import polars as pl
+
+    prep = prepare(cohort, kb)
+    norm = prep.norm
+    step(1)
+    per_row = None
+    if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
+        rows_task = prog.add_task("patients", total=norm.filter(pl.col("_err").list.len() == 0).height)
+
+        def per_row(n: int) -> None:
+            prog.update(rows_task, completed=n)
+    patients = evaluate(prep, engine, progress=per_row)
+    step(2)
+    changes = None
+    if compare_kb is not None:
+        from sarcoma_cds.cohort.impact import compare
+
+        changes = compare(evaluate(prepare_for(prep, compare_kb), engine), patients)
+        step(3)
+    # the patient files are written on two worker threads (Polars releases the GIL) while
+    # the summary and the report (mostly Python: plotly) are built
+    pool = ThreadPoolExecutor(2)
+    written = [pool.submit(atomic, out / "patients.parquet", lambda p: patients.write_parquet(p, **PARQUET)),
+               pool.submit(atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192))]
+    try:
+        atomic(out / "invalid_rows.csv", invalid_rows(norm).write_csv)
+        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, changes, out, step,
+                                len(steps))
+        for w in written:
+            w.result()
+    finally:
+        pool.shutdown(wait=True)
+    return s
+
+
+def invalid_rows(norm: Any) -> Any:
+    """One row per problem of each invalid row: row, patient_id, field, message."""
+    import polars as pl
+
+    return norm.filter(pl.col("_err").list.len() > 0).select(
+        "row", "patient_id", pl.col("_err").alias("problem")).explode("problem") \
+        .with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
+        .unnest("problem")
 
 
 # zstd level 1 (the same size as the default level here, less CPU); no min/max statistics: rows
@@ -93,7 +117,7 @@ PARQUET: dict[str, Any] = {"compression": "zstd", "compression_level": 1,
                            "statistics": {"min": False, "max": False, "distinct_count": False, "null_count": True}}
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+def atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write to a temporary name, then rename: an interrupted run never leaves half a file in
     place of the previous one."""
     tmp = path.with_name(path.name + ".partial")
@@ -101,29 +125,22 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
-def _summary_and_report(patients: Any, norm: Any, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
+def _summary_and_report(agg: Any, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
                         changes: Any, out: Path, step: Callable[[int], None], n_steps: int) -> dict[str, Any]:
-    import polars as pl
-
     from sarcoma_cds.cohort.report import build
 
-    s = summary(patients, norm, kb=kb)
+    s = summary_of(agg, kb=kb)
     s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
     s["engine"] = engine
     if changes is not None:
         s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
                                  "patients_changed": changes.height}
     step(n_steps - 2)
-    inval = norm.filter(pl.col("_err").list.len() > 0).select(
-        "row", "patient_id", pl.col("_err").alias("problem")).explode("problem") \
-        .with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
-        .unnest("problem")
-    _atomic(out / "invalid_rows.csv", inval.write_csv)
     if changes is not None:
-        _atomic(out / "guideline_change.csv", changes.write_csv)
+        atomic(out / "guideline_change.csv", changes.write_csv)
     summary_text = json.dumps(s, indent=1, default=str)
-    _atomic(out / "summary.json", lambda p: p.write_text(summary_text))
+    atomic(out / "summary.json", lambda p: p.write_text(summary_text))
     step(n_steps - 1)
-    report = build(s, patients, norm)
-    _atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
+    report = build(s, agg)
+    atomic(out / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
     return s

@@ -1,12 +1,14 @@
-"""``--engine spark`` end to end on the cluster: the driver never holds the input or the facts.
+"""``--engine spark`` end to end on the cluster: the driver never holds the input, the facts or
+the whole table of results.
 
 Spark reads the file; each batch is validated, encoded and decoded on the executors by the
 same Polars functions the other engines use (``mapInArrow``), so there is one validation and
 one decoding definition; the rules run as Spark SQL (the same IR). The only cross-row facts
 are computed by Spark: duplicated ``patient_id`` (a window count), the number of item slots and
-the items outside the knowledge base's list (small, collected). The driver receives the
-finished patient rows and one "which facts are missing" bitmask per row, for the files, the
-summary and the report.
+the items outside the knowledge base's list (small, collected). The finished patient rows
+stay on the cluster: Spark computes the summary's and the report's small tables
+(:func:`aggregates`), and the driver fetches the rows one range of row numbers at a time to
+write the patient files (:func:`write_outputs`).
 """
 
 from __future__ import annotations
@@ -88,7 +90,29 @@ def read(spark: Any, path: str | Path) -> Any:
 
 
 def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None, partitions: int | None = None) -> Result:
-    """Patients and the missing-fact pattern of ``path``, evaluated with Spark."""
+    """Patients and the missing-fact pattern of ``path``, evaluated with Spark and collected on
+    the driver (for tests, small cohorts and ``--compare-kb``; :func:`write_outputs` does not
+    collect)."""
+    import polars as pl
+
+    from sarcoma_cds.cohort.evaluate import PATIENT_COLUMNS, TEXT_COLUMNS
+
+    finished, done = finished_rows(path, kb, spark, partitions)
+    try:
+        rows = pl.DataFrame(pl.from_arrow(finished.toArrow())).sort("row")
+    finally:
+        done()
+    patients = rows.select(PATIENT_COLUMNS).with_columns(pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS)
+    facts = [pl.when((pl.col("_missing") // (1 << i)) % 2 == 1).then(None).otherwise(True).alias(f)
+             for i, f in enumerate(FACT_FIELDS)]
+    return Result(patients, rows.select("row", "patient_id", "centre", pl.col("_err").fill_null([]), "items", *facts))
+
+
+def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
+                  partitions: int | None = None) -> tuple[Any, Any]:
+    """The finished patient rows of ``path`` as a Spark DataFrame, cached on the cluster: ``row``
+    (0.. in input order), the patient columns (text), ``_err``, ``items`` and ``_missing`` (bit i
+    set: ``FACT_FIELDS[i]`` is missing). Returns it with a function that releases the caches."""
     import polars as pl
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -171,23 +195,138 @@ def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None, partition
     # (the rules' union has a partition per group and input partition: decode in as many
     # batches as the input had partitions)
     out = rules.coalesce(max(1, norm.rdd.getNumPartitions())).mapInArrow(decode_arrow, _ddl(dec_schema))
-    # to the driver: the finished rows, and per row a bitmask of the facts that are missing
+    # per row, a bitmask of the facts that are missing (for the completeness figures)
     miss = sum((F.col(f).isNull().cast("bigint") * (1 << i) for i, f in enumerate(FACT_FIELDS)), F.lit(0))
     base = norm.select("row", "patient_id", "centre", "diagnosis_date", "_err", "items", miss.alias("_missing"))
-    base_pl = pl.DataFrame(pl.from_arrow(base.toArrow())).sort("row")
-    out_pl = pl.DataFrame(pl.from_arrow(out.toArrow()))
-    s1.unpersist()
-    norm.unpersist()
-    # rows numbered 0.. in input order, like the other engines
-    old_rows = base_pl.get_column("row")
-    base_pl = base_pl.with_columns(pl.int_range(0, base_pl.height, dtype=pl.Int64).alias("row"))
-    if out_pl.height:
-        out_pl = out_pl.with_columns(pl.col("row").replace_strict(old_rows, base_pl.get_column("row"),
-                                                                   return_dtype=pl.Int64))
-    else:
-        out_pl = pl.DataFrame(schema=dec_schema)
-    out_pl = out_pl.sort("row").with_columns(pl.col(pl.Utf8).cast(pl.Categorical))
-    patients = assemble(base_pl.with_columns(pl.col("_err").fill_null([])), out_pl)
-    facts = [pl.when((pl.col("_missing") // (1 << i)) % 2 == 1).then(None).otherwise(True).alias(f)
-             for i, f in enumerate(FACT_FIELDS)]
-    return Result(patients, base_pl.select("row", "patient_id", "centre", "_err", "items", *facts))
+    # rows numbered 0.. in input order, like the other engines: monotonically_increasing_id is
+    # (input partition << 33) + position in it, so a row's number is the rows of the earlier
+    # partitions plus its position (one small count per partition, no global sort)
+    counts = dict(base.groupBy(F.shiftright("row", 33).alias("p")).count().collect())
+    offsets, total = [], 0
+    for p in range(max(counts, default=-1) + 1):
+        offsets.append(total)
+        total += counts.get(p, 0)
+    number = (F.element_at(F.array(*[F.lit(o) for o in offsets] or [F.lit(0)]),
+                           F.shiftright("row", 33).cast("int") + 1)
+              + F.col("row").bitwiseAND((1 << 33) - 1))
+    joined = base.join(out, on="row", how="left").withColumn("row", number.cast("bigint"))
+    joined_schema = pl.Schema({**dict(norm_schema.items()), "_missing": pl.Int64, **dict(dec_schema.items())})
+    base_cols = ["row", "patient_id", "centre", "diagnosis_date", "_err", "items"]
+
+    def finished(df: Any) -> Any:
+        df = df.sort("row")
+        rows = df.select(*base_cols).with_columns(pl.col("_err").fill_null([]))
+        out_rows = df.filter(pl.col("concordance").is_not_null()).select(list(dec_schema))
+        pat = assemble(rows, out_rows)
+        return _plain(pat.insert_column(0, df.get_column("row"))
+                      .with_columns(rows.get_column("_err"), df.get_column("items"), df.get_column("_missing")))
+
+    fin_schema = finished(pl.DataFrame(schema={c: joined_schema[c] for c in
+                                               [*base_cols, "_missing", *dec_schema] if c in joined_schema})).schema
+
+    def finish_arrow(batches: Any) -> Any:
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            df = pl.DataFrame(pl.from_arrow(b))
+            yield from _batches(finished(df.cast({c: t for c, t in joined_schema.items() if c in df.columns})))
+
+    rows = joined.mapInArrow(finish_arrow, _ddl(fin_schema)).cache()
+
+    def done() -> None:
+        rows.unpersist()
+        s1.unpersist()
+        norm.unpersist()
+
+    return rows, done
+
+
+def aggregates(rows: Any) -> Any:
+    """The summary's and the report's small tables, computed by Spark (nothing per patient
+    reaches the driver)."""
+    import polars as pl
+    from pyspark.sql import functions as F
+
+    from sarcoma_cds.cohort.aggregate import Aggregates
+
+    def collect(df: Any) -> Any:
+        return pl.DataFrame(pl.from_arrow(df.toArrow()))
+
+    valid = F.col("valid")
+
+    def missing(i: int) -> Any:
+        return F.shiftright("_missing", i).bitwiseAND(1) == 1
+
+    n = rows.count()
+    invalid = rows.where(~valid).count()
+    cube = collect(rows.groupBy("group", "centre", F.col("year").cast("string").alias("year"), "concordance")
+                   .agg(F.count(F.lit(1)).alias("len")))
+    reasons = collect(rows.where(F.col("concordance") == "discordant").groupBy("reason")
+                      .agg(F.count(F.lit(1)).alias("len")))
+    by_centre = collect(rows.groupBy("centre").agg(
+        F.sum(valid.cast("bigint")).alias("_n"),
+        *[F.sum((valid & missing(i)).cast("bigint")).alias(f) for i, f in enumerate(FACT_FIELDS)]))
+    by_cands = collect(rows.where(valid & F.col("candidates").isNotNull())
+                       .groupBy(F.col("candidates").alias("_cands"))
+                       .agg(*[F.sum(missing(i).cast("bigint")).alias(f) for i, f in enumerate(FACT_FIELDS)]))
+    return Aggregates(n, invalid, cube, reasons, by_centre, by_cands)
+
+
+def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None, partitions: int | None = None,
+                  rows_per_chunk: int = 250_000) -> Any:
+    """Evaluate ``path`` on the cluster and write patients.parquet, patients.csv and
+    invalid_rows.csv into ``out``; return the :class:`~sarcoma_cds.cohort.aggregate.Aggregates`
+    for the summary and the report.
+
+    The driver holds one chunk of finished rows at a time (about ``rows_per_chunk``): Spark
+    sorts the rows into ranges of row numbers, the driver fetches one range after another
+    (``toLocalIterator``) and appends it to Arrow files on local disk; Polars' streaming engine
+    then writes the two patient files from those, in the same format as the other engines.
+    """
+    import io
+    import shutil
+    import tempfile
+
+    import polars as pl
+
+    from sarcoma_cds.cohort.evaluate import PATIENT_COLUMNS, TEXT_COLUMNS
+    from sarcoma_cds.cohort.run import PARQUET, atomic, invalid_rows
+
+    rows, done = finished_rows(path, kb, spark, partitions)
+    tmp = Path(tempfile.mkdtemp(prefix="sarcoma-cds-spark-", dir=out))
+    try:
+        agg = aggregates(rows)
+        ranges = max(1, -(-agg.patients // rows_per_chunk))
+        ordered = rows.repartitionByRange(ranges, "row").sortWithinPartitions("row")
+
+        def to_ipc(batches: Any) -> Any:
+            import pyarrow as pa
+
+            for b in batches:
+                if b.num_rows:
+                    sink = io.BytesIO()
+                    pl.DataFrame(pl.from_arrow(b)).write_ipc(sink)
+                    yield pa.record_batch([pa.array([sink.getvalue()], pa.binary())], names=["ipc"])
+
+        chunks: list[Path] = []
+        with open(tmp / "invalid_rows.csv", "wb") as inval:
+            for r in ordered.mapInArrow(to_ipc, "ipc binary").toLocalIterator():
+                chunk = pl.read_ipc(io.BytesIO(r["ipc"]))
+                chunks.append(tmp / f"{len(chunks):08d}.arrow")
+                chunk.select(PATIENT_COLUMNS).write_ipc(chunks[-1])
+                invalid_rows(chunk.with_columns(pl.col("_err").fill_null([]))).write_csv(
+                    inval, include_header=inval.tell() == 0)
+        if not chunks:  # (an empty cohort: the files with their columns only)
+            empty = pl.DataFrame(schema={"row": pl.Int64, "patient_id": pl.Utf8, "_err": pl.List(pl.Utf8)})
+            invalid_rows(empty).write_csv(tmp / "invalid_rows.csv")
+            types = {"diagnosis_date": pl.Date, "year": pl.Int32, "valid": pl.Boolean, "pathway": pl.Int64}
+            pl.DataFrame(schema={c: types.get(c, pl.Utf8) for c in PATIENT_COLUMNS}).write_ipc(tmp / "empty.arrow")
+            chunks.append(tmp / "empty.arrow")
+        atomic(out / "invalid_rows.csv", lambda p: shutil.move(tmp / "invalid_rows.csv", p))
+        lf = pl.scan_ipc(chunks).with_columns(pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS)
+        atomic(out / "patients.csv", lambda p: lf.sink_csv(p, batch_size=8192))
+        atomic(out / "patients.parquet", lambda p: lf.sink_parquet(p, **PARQUET))
+        return agg
+    finally:
+        done()
+        shutil.rmtree(tmp, ignore_errors=True)
