@@ -257,10 +257,11 @@ def aggregates(rows: Any) -> Any:
     def missing(i: int) -> Any:
         return F.shiftright("_missing", i).bitwiseAND(1) == 1
 
-    n = rows.count()
-    invalid = rows.where(~valid).count()
-    cube = collect(rows.groupBy("group", "centre", F.col("year").cast("string").alias("year"), "concordance")
-                   .agg(F.count(F.lit(1)).alias("len")))
+    cube = collect(rows.groupBy("group", "centre", F.col("year").cast("string").alias("year"), "concordance",
+                                "valid").agg(F.count(F.lit(1)).alias("len")))
+    n = int(cube.get_column("len").sum())
+    invalid = int(cube.filter(~pl.col("valid")).get_column("len").sum())
+    cube = cube.group_by("group", "centre", "year", "concordance").agg(pl.col("len").sum())
     reasons = collect(rows.where(F.col("concordance") == "discordant").groupBy("reason")
                       .agg(F.count(F.lit(1)).alias("len")))
     by_centre = collect(rows.groupBy("centre").agg(
