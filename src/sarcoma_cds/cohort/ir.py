@@ -266,15 +266,6 @@ def columns_read(exprs: list[E]) -> set[str]:
     return out
 
 
-def stage2_inputs(plan: Plan) -> set[str]:
-    """The stage-1 columns stage 2 and the outputs need (the rest are intermediate)."""
-    exprs = [e for layers in plan.stage2.values() for layer in layers for _, e in layer.columns]
-    exprs += [e for _, e in plan.stage2_default]
-    made = {n for layers in plan.stage2.values() for layer in layers for n, _ in layer.columns}
-    made |= {n for n, _ in plan.stage2_default}
-    return (columns_read(exprs) | set(plan.outputs) | {"group_idx", "n_items", "row"}) - made
-
-
 def stage2_reads(plan: Plan) -> tuple[dict[int, set[str]], set[str]]:
     """The stage-1 columns each group's stage 2 reads, and those the rows in no group read.
 
