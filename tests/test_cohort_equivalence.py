@@ -161,3 +161,29 @@ def test_spark_pipeline_reads_validates_and_writes_what_polars_does(spark, tmp_p
         assert (c / name).read_bytes() == (d / name).read_bytes(), name
     assert pl.read_parquet(c / "patients.parquet").equals(pl.read_parquet(d / "patients.parquet"))
     assert not [p for p in c.iterdir() if p.name.startswith("sarcoma-cds-spark-")]  # (temporary files removed)
+
+
+@pytest.mark.spark
+def test_spark_pipeline_on_empty_and_all_invalid_cohorts(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No rows at all, and no valid row: the Spark pipeline still writes the files the Polars
+    pipeline writes (header-only patient files, every row in invalid_rows.csv)."""
+    import json
+
+    from sarcoma_cds.cohort.run import run_concordance
+
+    df = synth(40, seed=4, kb=KB)
+    cohorts = {"empty": df.head(0), "all-invalid": df.with_columns(pl.lit("9").alias("grade"))}
+    for name, frame in cohorts.items():
+        src = tmp_path / f"{name}.parquet"
+        frame.write_parquet(src)
+        a, b = tmp_path / f"polars-{name}", tmp_path / f"spark-{name}"
+        run_concordance(src, a, KB)
+        run_concordance(src, b, KB, engine="spark")
+        for f in ("patients.csv", "invalid_rows.csv", "report.html"):
+            assert (a / f).read_bytes() == (b / f).read_bytes(), (name, f)
+        sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+        sa.pop("engine"), sb.pop("engine")
+        assert sa == sb, name
+        assert pl.read_parquet(b / "patients.parquet").height == frame.height
+    bad = pl.read_csv(tmp_path / "spark-all-invalid" / "invalid_rows.csv")
+    assert bad.filter(pl.col("field") == "grade").get_column("row").n_unique() == 40
