@@ -113,12 +113,6 @@ def _deciding_facts(kb: Any) -> dict[str, set[str]]:
     return out
 
 
-def completeness(patients: Any, norm: Any, kb: Any = None) -> list[dict[str, Any]]:
-    """Per fact: share missing among valid rows, and -- for patients left with candidate groups --
-    how often it is missing *and* read by a candidate group's rule, and which groups it blocks."""
-    return _completeness(aggregates(patients, norm), kb)
-
-
 def _completeness(agg: Aggregates, kb: Any = None) -> list[dict[str, Any]]:
     if kb is None:
         from sarcoma_cds.kb.loader import load_kb

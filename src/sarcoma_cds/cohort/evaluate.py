@@ -135,7 +135,7 @@ def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, 
         return texts[rows.get_column("outcome")].insert_column(0, rows.get_column("row"))
     if engine not in ("duckdb", "spark"):
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    enc, codes, vocab = encode_with_items(valid, comp)
+    enc, codes, vocab = encode_with_items(valid, comp, items)
     if engine == "duckdb":
         from sarcoma_cds.cohort.backends import run_duckdb
         out = run_duckdb(comp.plan, enc)

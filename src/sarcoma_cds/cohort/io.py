@@ -283,11 +283,13 @@ def _known_item(item: str, comp: KBCompilation | ItemVocabulary) -> bool:
     return all(p in comp.drugs for p in parts) and len(parts) > 0
 
 
-def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[str]]:
+def encode_with_items(norm: Any, comp: KBCompilation,
+                      present: list[str] | None = None) -> tuple[Any, Any, list[str]]:
     """Encoded columns for the evaluators (valid rows only: see :mod:`sarcoma_cds.cohort.compiler`),
     and item codes ``x_j`` into ``vocab`` (``comp.items`` then any other known item of these rows)
-    for the decoder: a row's items without going back to strings."""
-    vocab = _vocab(norm, comp)
+    for the decoder: a row's items without going back to strings. ``present``: the items that
+    occur (at least those of ``norm``), when known."""
+    vocab = _vocab(norm, comp, present)
     enc = encode_items(norm, comp.items, comp.slots, vocab, encode_facts(norm))
     xcols = [f"x_{j}" for j in range(comp.slots)]
     return enc.drop(xcols), enc.select("row", *xcols), vocab
@@ -295,9 +297,9 @@ def encode_with_items(norm: Any, comp: KBCompilation) -> tuple[Any, Any, list[st
 
 def encode_lazy(norm: Any, comp: KBCompilation, present: list[str] | None = None) -> tuple[Any, list[str]]:
     """The encoded columns and the item codes ``x_j`` as one LazyFrame (the evaluator computes
-    them as it streams, nothing wide is materialised), and ``vocab``. ``present``: the items
-    that occur (at least those of ``norm``), when known."""
-    vocab = _vocab(norm, comp) if present is None else item_vocab(comp.items, present)
+    them as it streams, nothing wide is materialised), and ``vocab`` (``present``: as for
+    :func:`encode_with_items`)."""
+    vocab = _vocab(norm, comp, present)
     return encode_items(norm.lazy(), comp.items, comp.slots, vocab, encode_facts(norm)), vocab
 
 
@@ -344,10 +346,11 @@ def item_vocab(items: list[str] | tuple[str, ...], present: list[str]) -> list[s
     return [*items, *sorted({x for x in present if x not in known})]
 
 
-def _vocab(norm: Any, comp: KBCompilation) -> list[str]:
+def _vocab(norm: Any, comp: KBCompilation, present: list[str] | None = None) -> list[str]:
     import polars as pl
 
-    present = norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
+    if present is None:
+        present = norm.select(pl.col("items").explode().drop_nulls().unique()).to_series().to_list()
     return item_vocab(comp.items, present)
 
 

@@ -13,6 +13,7 @@ write the patient files (:func:`write_outputs`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,19 @@ def _batches(df: Any) -> Any:
     tbl = df.to_arrow()
     tbl = tbl.cast(pa.schema([pa.field(f.name, _small(f.type)) for f in tbl.schema]))
     return tbl.to_batches()
+
+
+def _per_batch(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A ``mapInArrow`` function: the Polars function ``f`` on each non-empty Arrow batch."""
+
+    def run(batches: Any) -> Any:
+        import polars as pl
+
+        for b in batches:
+            if b.num_rows:
+                yield from _batches(f(pl.DataFrame(pl.from_arrow(b))))
+
+    return run
 
 
 def read(spark: Any, path: str | Path) -> Any:
@@ -149,13 +163,7 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     empty = pl.DataFrame(pl.from_arrow(to_arrow_schema(raw_schema).empty_table()))
     norm_schema = validated(empty).schema
 
-    def validate_arrow(batches: Any) -> Any:
-        for b in batches:
-            if b.num_rows == 0:
-                continue
-            yield from _batches(validated(pl.DataFrame(pl.from_arrow(b))).cast(dict(norm_schema)))
-
-    norm = raw.mapInArrow(validate_arrow, _ddl(norm_schema)).cache()
+    norm = raw.mapInArrow(_per_batch(lambda df: validated(df).cast(dict(norm_schema))), _ddl(norm_schema)).cache()
     valid = norm.filter(F.size("_err") == 0)
     stats = valid.agg(F.max(F.size("items")).alias("k")).collect()[0]
     slots = max(1, int(stats["k"] or 0))
@@ -169,15 +177,9 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
 
     enc_schema = encoded(pl.DataFrame(schema=norm_schema)).schema
 
-    def encode_arrow(batches: Any) -> Any:
-        for b in batches:
-            if b.num_rows == 0:
-                continue
-            df = pl.DataFrame(pl.from_arrow(b)).cast(dict(norm_schema))
-            yield from _batches(encoded(df))
-
     xcols = tuple(f"x_{j}" for j in range(slots))
-    rules, s1 = spark_rules(comp.plan, valid.mapInArrow(encode_arrow, _ddl(enc_schema)), keep=xcols)
+    enc = valid.mapInArrow(_per_batch(lambda df: encoded(df.cast(dict(norm_schema)))), _ddl(enc_schema))
+    rules, s1 = spark_rules(comp.plan, enc, keep=xcols)
     rules_schema = pl.Schema({c: pl.Int64 for c in (*comp.plan.outputs, *xcols)})
 
     def decoded(df: Any) -> Any:
@@ -185,16 +187,10 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
 
     dec_schema = decoded(pl.DataFrame(schema=rules_schema)).schema
 
-    def decode_arrow(batches: Any) -> Any:
-        for b in batches:
-            if b.num_rows == 0:
-                continue
-            df = pl.DataFrame(pl.from_arrow(b)).select(list(rules_schema)).cast(rules_schema)
-            yield from _batches(decoded(df))
-
     # (the rules' union has a partition per group and input partition: decode in as many
     # batches as the input had partitions)
-    out = rules.coalesce(max(1, norm.rdd.getNumPartitions())).mapInArrow(decode_arrow, _ddl(dec_schema))
+    out = rules.coalesce(max(1, norm.rdd.getNumPartitions())).mapInArrow(
+        _per_batch(lambda df: decoded(df.select(list(rules_schema)).cast(rules_schema))), _ddl(dec_schema))
     # per row, a bitmask of the facts that are missing (for the completeness figures)
     miss = sum((F.col(f).isNull().cast("bigint") * (1 << i) for i, f in enumerate(FACT_FIELDS)), F.lit(0))
     base = norm.select("row", "patient_id", "centre", "diagnosis_date", "_err", "items", miss.alias("_missing"))
@@ -224,14 +220,9 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     fin_schema = finished(pl.DataFrame(schema={c: joined_schema[c] for c in
                                                [*base_cols, "_missing", *dec_schema] if c in joined_schema})).schema
 
-    def finish_arrow(batches: Any) -> Any:
-        for b in batches:
-            if b.num_rows == 0:
-                continue
-            df = pl.DataFrame(pl.from_arrow(b))
-            yield from _batches(finished(df.cast({c: t for c, t in joined_schema.items() if c in df.columns})))
-
-    rows = joined.mapInArrow(finish_arrow, _ddl(fin_schema)).cache()
+    rows = joined.mapInArrow(
+        _per_batch(lambda df: finished(df.cast({c: t for c, t in joined_schema.items() if c in df.columns}))),
+        _ddl(fin_schema)).cache()
 
     def done() -> None:
         rows.unpersist()
