@@ -143,7 +143,7 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     oos = fast(OutOfScope, reason=reason) if reason is not None else None
     if kind != "group":
         return _result(kb, guideline, None, list(ids) if kind in ("candidates", "conflict") else [], oos,
-                       stage, risks, [], ctx)
+                       stage, risks, [], ctx, facts)
     gid = ids[0]
     group = kb.groups[gid]
     tables = kb.data.gist_risk
@@ -154,7 +154,7 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     if ref is None:
         ref = kb.output_cache[("group-ref", gid)] = fast(
             GroupRef, id=gid, label=group.label, references=tuple(group.references))
-    return _result(kb, guideline, ref, [], None, stage, risks, pathways, ctx)
+    return _result(kb, guideline, ref, [], None, stage, risks, pathways, ctx, facts)
 
 
 _Classified = tuple[str, tuple[str, ...], str | None, tuple[tuple[str, str], ...], tuple[Warning, ...], tuple[str, ...]]
@@ -576,13 +576,22 @@ def _missing_info(kb: CompiledKB, field_name: str, why: str) -> MissingInfo:
     return hit
 
 
+def _informative(facts: PatientFacts, name: str) -> bool:
+    v = getattr(facts, name, None)
+    return v is not None and v != _UNKNOWN_VALUES.get(name) and not (name == "grade" and v == "X")
+
+
 def _result(
     kb: CompiledKB, guideline: GuidelineRef, group: GroupRef | None, candidates: list[str],
     oos: OutOfScope | None, stage: Stage | None, risks: list[GistRisk],
     pathways: list[PathwayOut] | tuple[PathwayOut, ...],
     ctx: _Context,
+    facts: PatientFacts,
 ) -> Recommendation:
-    missing = tuple(_missing_info(kb, f, w) for f, w in ctx.missing.items())
+    # a fact that was given is not missing, whatever rule asked for it (a rule's "unknown" case
+    # lists every input of a derived fact, e.g. size and mitotic rate for the GIST risk);
+    # values that say "not known" (KIT/PDGFRA 'unknown', grade X: not assessable) are still asked
+    missing = tuple(_missing_info(kb, f, w) for f, w in ctx.missing.items() if not _informative(facts, f))
     return fast(
         Recommendation,
         schema_version="1", guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),
