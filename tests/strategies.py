@@ -6,7 +6,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from hypothesis import strategies as st
 
-from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts
+from sarcoma_cds.domain.facts import FACT_FIELDS, LIST_FIELDS, PatientFacts
 
 
 def vocabulary(name: str) -> list[Any]:
@@ -22,7 +22,7 @@ def vocabulary(name: str) -> list[Any]:
     return []
 
 
-LISTS = ("metastatic_sites", "prior_therapies", "comorbidities")
+LISTS = LIST_FIELDS
 BOOLS = ("tumour_rupture", "sdh_deficient", "nf1_mutation", "braf_v600e", "ntrk_fusion")
 
 

@@ -37,7 +37,7 @@ def test_single_json_file_one_line() -> None:
     lines = p.stdout.splitlines()
     assert len(lines) == 1
     rec = json.loads(lines[0])
-    assert rec["schema_version"] == "1"
+    assert rec["schema_version"] == "1.1"
     assert rec["patient_group"]["id"] == "extremity.stage_iii_resectable"
     assert rec["stage"]["group"] == "IIIA"
     assert rec["guideline"]["content_hash"].startswith("sha256:")

@@ -263,7 +263,7 @@ def test_diagram_svg(client: TestClient, case_url: str) -> None:
 def test_exports(client: TestClient, case_url: str) -> None:
     rec = client.get(case_url + "/recommendation.json").json()
     assert rec["patient_group"]["id"] == "extremity.stage_iii_resectable"
-    assert rec["schema_version"] == "1"
+    assert rec["schema_version"] == "1.1"
     facts = client.get(case_url + "/facts.json").json()
     assert facts["histology"] == "undifferentiated_pleomorphic_sarcoma" and facts["size_cm"] == 12
     fhir = client.get(case_url + "/recommendation.fhir.json")

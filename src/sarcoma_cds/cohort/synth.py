@@ -57,6 +57,10 @@ TRI = {"gist_sdh": {True: 4, False: 56, None: 40}, "gist_braf": {True: 1, False:
 # prior therapies ('' = recorded, none); GIST with progressive disease: imatinib when recorded
 PRIOR = {None: 50, "anthracycline": 10, "radiotherapy;surgery": 5, "": 35}
 PRIOR_GIST_PROGRESSIVE = "imatinib_standard_dose"
+# contract 1.1 treatment history: failure (progressed on) and intolerance; GIST with
+# progressive disease progressed on standard-dose imatinib when recorded
+PROGRESSED_ON = {None: 70, "": 22, "anthracycline": 8}
+INTOLERANT_OF = {None: 80, "": 17, "anthracycline": 2, "imatinib_standard_dose": 1}
 COMORBIDITIES = {None: 60, "heart_failure": 3, "uncorrectable_coagulopathy": 1, "": 36}
 ECOG = {0: 40, 1: 40, 2: 15, 3: 5}
 DEPTH = {"deep": 80, "superficial": 20}
@@ -188,9 +192,14 @@ def synth(n: int, seed: int = 0, discordance_rate: float = 0.15, kb: CompiledKB 
     ecog, depth = d.codes(ECOG), d.codes(DEPTH)
     disc, pick, bad = d.u(), d.u(), d.u()
     miss = {k: d.u() < p for k, p in MISSING.items()}
+    progressed, intolerant = d.codes(PROGRESSED_ON), d.codes(INTOLERANT_OF)
 
     recorded = np.array([k is not None for k in PRIOR])[prior]
     prior = np.where(gist & progressive & recorded, len(PRIOR), prior)
+    progressed = np.where(gist & ~progressive & (np.array(list(PROGRESSED_ON))[progressed] == "anthracycline"),
+                          list(PROGRESSED_ON).index(""), progressed)  # anthracycline failure: not GIST
+    progressed = np.where(gist & progressive & (progressed != list(PROGRESSED_ON).index(None)),
+                          len(PROGRESSED_ON), progressed)
     dates = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]") + day
     facts = pl.DataFrame([
         pl.select(pl.concat_str(pl.lit(f"P{seed}-"), pl.int_range(n, dtype=pl.Int64).cast(s).str.zfill(7)))
@@ -222,6 +231,8 @@ def synth(n: int, seed: int = 0, discordance_rate: float = 0.15, kb: CompiledKB 
         _gather(COMORBIDITIES, comorb, ls).alias("comorbidities"),
         _num(age, miss["age_years"], i64).alias("age_years"),
         _gather(ECOG, ecog, i64, miss["ecog"]).alias("ecog"),
+        _gather([*PROGRESSED_ON, PRIOR_GIST_PROGRESSIVE], progressed, ls).alias("progressed_on"),
+        _gather(INTOLERANT_OF, intolerant, ls).alias("intolerant_of"),
     ])
 
     # delivered treatment, from the patient's group (the knowledge base decides the group)

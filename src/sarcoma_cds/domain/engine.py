@@ -15,6 +15,7 @@ from sarcoma_cds.domain.kb_models import Group, Outcome, Step
 from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, CompiledKB
 from sarcoma_cds.domain.recommendation import (
     DISCLAIMER,
+    SCHEMA_VERSION,
     GistRisk,
     GroupRef,
     GuidelineRef,
@@ -594,8 +595,8 @@ def _result(
     missing = tuple(_missing_info(kb, f, w) for f, w in ctx.missing.items() if not _informative(facts, f))
     return fast(
         Recommendation,
-        schema_version="1", guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),
+        schema_version=SCHEMA_VERSION, guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),
         out_of_scope=oos, stage=stage, gist_risk=tuple(risks), pathways=tuple(pathways),
         missing_information=missing, warnings=tuple(ctx.warnings), explanation=tuple(ctx.explanation),
-        disclaimer=DISCLAIMER,
+        across_candidates=(), disclaimer=DISCLAIMER,
     )

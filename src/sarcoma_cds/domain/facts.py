@@ -7,7 +7,7 @@ fixing a record wants the whole list at once, not one error per attempt.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
@@ -77,6 +77,30 @@ PriorTherapy = Literal[
     "ripretinib",
     "radiotherapy",
     "surgery",
+    # contract 1.1
+    "ifosfamide",
+    "pazopanib",
+    "trabectedin",
+    "eribulin",
+    "trk_inhibitor",
+    "dabrafenib_trametinib",
+]
+#: Contract 1.1: systemic therapies a patient can progress on (``prior_therapies`` less
+#: surgery and radiotherapy).
+SystemicTherapy = Literal[
+    "anthracycline",
+    "imatinib_standard_dose",
+    "imatinib_high_dose",
+    "avapritinib",
+    "sunitinib",
+    "regorafenib",
+    "ripretinib",
+    "ifosfamide",
+    "pazopanib",
+    "trabectedin",
+    "eribulin",
+    "trk_inhibitor",
+    "dabrafenib_trametinib",
 ]
 Comorbidity = Literal[
     "heart_failure",
@@ -92,6 +116,7 @@ FACT_FIELDS: tuple[str, ...] = (
     "progression_extent", "mitotic_rate_per_5mm2", "tumour_rupture", "resection_status",
     "kit_mutation", "pdgfra_mutation", "sdh_deficient", "nf1_mutation", "braf_v600e",
     "ntrk_fusion", "prior_therapies", "comorbidities", "age_years", "ecog",
+    "progressed_on", "intolerant_of",  # contract 1.1
 )
 
 OUT_OF_SCOPE_HISTOLOGIES: frozenset[str] = frozenset(
@@ -138,6 +163,20 @@ class PatientFacts(BaseModel):
     comorbidities: tuple[Comorbidity, ...] | None = None
     age_years: StrictInt | None = Field(default=None, ge=0, le=120)
     ecog: StrictInt | None = Field(default=None, ge=0, le=4)
+    #: contract 1.1: treatment failure (progression or recurrence on, or within 6 months of, a
+    #: therapy); each item also counts as a prior therapy
+    progressed_on: tuple[SystemicTherapy, ...] | None = None
+    #: contract 1.1: therapies not tolerated or that must not be given (toxicity, contraindication)
+    intolerant_of: tuple[PriorTherapy, ...] | None = None
+
+
+def _is_list_field(name: str) -> bool:
+    ann = PatientFacts.model_fields[name].annotation
+    return any(get_origin(a) is tuple for a in (ann, *get_args(ann)))
+
+
+#: List-valued facts (JSON arrays; ``;``-separated in cohort files), derived from the model.
+LIST_FIELDS: tuple[str, ...] = tuple(n for n in FACT_FIELDS if _is_list_field(n))
 
 
 def contradictions(f: dict[str, Any]) -> list[tuple[str, str]]:
@@ -153,7 +192,7 @@ def contradictions(f: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("metastatic_sites", "metastatic sites are listed but metastasis is M0"))
     if f.get("progression_extent") is not None and f.get("disease_status") != "progressive":
         out.append(("progression_extent", "given only with disease_status progressive"))
-    for name in ("metastatic_sites", "prior_therapies", "comorbidities"):
+    for name in LIST_FIELDS:
         v = f.get(name)
         if isinstance(v, list | tuple):
             try:

@@ -100,8 +100,21 @@ class Warning(_Out):
     references: tuple[str, ...] = ()  # extension
 
 
+class AcrossCandidate(_Out):
+    """Contract 1.1: a regimen whose status is the same in every candidate group that lists it."""
+
+    drugs: tuple[str, ...]
+    status: Status
+    groups: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+#: The output schema version (contract 1.1 adds ``across_candidates`` and the treatment history).
+SCHEMA_VERSION = "1.1"
+
+
 class Recommendation(_Out):
-    schema_version: Literal["1"] = "1"
+    schema_version: Literal["1.1"] = SCHEMA_VERSION
     guideline: GuidelineRef
     patient_group: GroupRef | None
     candidate_groups: tuple[str, ...]
@@ -112,6 +125,8 @@ class Recommendation(_Out):
     missing_information: tuple[MissingInfo, ...]
     warnings: tuple[Warning, ...]
     explanation: tuple[str, ...]
+    #: contract 1.1: always present; [] when a group is pinned or the patient is out of scope
+    across_candidates: tuple[AcrossCandidate, ...] = ()
     disclaimer: str = DISCLAIMER  # extension: shown wherever clinicians see the output
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sarcoma_cds.domain.facts import LIST_FIELDS
 from sarcoma_cds.store.db import make_engine, migrate
 from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
 
@@ -27,7 +28,6 @@ EXPORT_FIELDS = (
     "seq", "id", "created_at", "request_id", "caller", "interface", "kb_version", "kb_hash",
     "facts_digest", "group_id", "out_of_scope", "statuses", "saved", "label", "raw_facts",
 )
-_LIST_FIELDS = ("metastatic_sites", "prior_therapies", "comorbidities")
 
 
 def canonical_facts(facts: Any) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def canonical_facts(facts: Any) -> dict[str, Any]:
         data = facts.model_dump(mode="json", exclude_none=True)
     else:
         data = {k: v for k, v in dict(facts).items() if v is not None}
-    for k in _LIST_FIELDS:
+    for k in LIST_FIELDS:
         if isinstance(data.get(k), list | tuple):
             data[k] = sorted(data[k])
     return data

@@ -24,7 +24,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("gist", "GIST: mitoses, rupture and molecular results",
      ("mitotic_rate_per_5mm2", "tumour_rupture", "kit_mutation", "pdgfra_mutation",
       "sdh_deficient", "nf1_mutation", "braf_v600e", "ntrk_fusion")),
-    ("prior", "Prior therapy", ("prior_therapies",)),
+    ("prior", "Treatment history", ("prior_therapies", "progressed_on", "intolerant_of")),
     ("patient", "Patient and comorbidities", ("age_years", "ecog", "comorbidities")),
 )
 
@@ -40,6 +40,9 @@ HINTS: dict[str, str] = {
     "ntrk_fusion": "Also relevant outside GIST.",
     "resection_status": "After surgery, if any.",
     "ecog": "0 (fully active) to 4 (completely disabled).",
+    "prior_therapies": "Given, e.g. completed adjuvant treatment; neither a failure nor an intolerance.",
+    "progressed_on": "Treatment failure: progression or recurrence during, or within 6 months of, the therapy. Counts as given too.",
+    "intolerant_of": "Not tolerated, or must not be given (toxicity, contraindication).",
 }
 
 BOOL_CHOICES = (("", "Not tested / unknown"), ("true", "Yes / positive"), ("false", "No / negative"))
