@@ -39,24 +39,24 @@ def _leftovers(archive: Path) -> list[str]:
 
 
 def test_packaged_version_resolves_with_or_without_v(tmp_path: Path) -> None:
-    assert KB.version == "1.0.0"
-    assert resolve_kb("1.0.0", tmp_path / "none") == DEFAULT_KB_DIR
-    assert resolve_kb("v1.0.0", tmp_path / "none") == DEFAULT_KB_DIR
+    assert KB.version == "1.1.0"
+    assert resolve_kb("1.1.0", tmp_path / "none") == DEFAULT_KB_DIR
+    assert resolve_kb("v1.1.0", tmp_path / "none") == DEFAULT_KB_DIR
     assert resolve_kb(str(tmp_path)) == tmp_path  # an existing directory is taken as it is
-    r = CliRunner().invoke(app, ["kb", "diff", "1.0.0", "v1.0.0", "--kb-archive", str(tmp_path / "none")])
+    r = CliRunner().invoke(app, ["kb", "diff", "1.1.0", "v1.1.0", "--kb-archive", str(tmp_path / "none")])
     assert r.exit_code == 0, r.output
-    assert "1.0.0" in r.output and "no change" in r.output
+    assert "1.1.0" in r.output and "no change" in r.output
 
 
 def test_unknown_version_lists_what_is_available(tmp_path: Path) -> None:
-    with pytest.raises(KbReferenceError, match=r"'9\.9\.9'.*1\.0\.0 \(packaged\)"):
+    with pytest.raises(KbReferenceError, match=r"'9\.9\.9'.*1\.1\.0 \(packaged\)"):
         resolve_kb("9.9.9", tmp_path)
     with pytest.raises(ValueError):  # callers may catch it as a plain ValueError
         resolve_kb(str(tmp_path / "no" / "such" / "dir"), tmp_path)
     r = CliRunner().invoke(app, ["kb", "diff", "9.9.9", "--kb-archive", str(tmp_path / "none")])
     assert r.exit_code == 2
     assert r.stderr.startswith("error: knowledge base '9.9.9' is neither a directory nor a known version")
-    assert "1.0.0 (packaged)" in r.stderr and "no archive at" in r.stderr
+    assert "1.1.0 (packaged)" in r.stderr and "no archive at" in r.stderr
     assert "Traceback" not in r.output
 
 
@@ -65,26 +65,26 @@ def test_archive_round_trip_kb_diff_and_concordance(tmp_path: Path) -> None:
     arch = tmp_path / "arch"
     r = runner.invoke(app, ["kb", "archive", "--to", str(arch)])
     assert r.exit_code == 0, r.output
-    assert f"archived knowledge base 1.0.0 ({KB.content_hash[:19]})" in r.output
-    assert content_hash(arch / "1.0.0") == KB.content_hash
-    assert load_kb(arch / "1.0.0").content_hash == KB.content_hash
+    assert f"archived knowledge base 1.1.0 ({KB.content_hash[:19]})" in r.output
+    assert content_hash(arch / "1.1.0") == KB.content_hash
+    assert load_kb(arch / "1.1.0").content_hash == KB.content_hash
 
-    new_dir = _kb_copy(tmp_path, "kb_new", "1.0.1")
+    new_dir = _kb_copy(tmp_path, "kb_new", "1.1.1")
     r = runner.invoke(app, ["kb", "archive", "--kb", str(new_dir), "--to", str(arch)])
     assert r.exit_code == 0, r.output
-    assert content_hash(arch / "1.0.1") == load_kb(new_dir).content_hash
+    assert content_hash(arch / "1.1.1") == load_kb(new_dir).content_hash
     assert _leftovers(arch) == []
 
-    r = runner.invoke(app, ["kb", "diff", "1.0.0", "1.0.1", "--kb-archive", str(arch)])
+    r = runner.invoke(app, ["kb", "diff", "1.1.0", "1.1.1", "--kb-archive", str(arch)])
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("knowledge base 1.0.0 (")
+    assert r.output.startswith("knowledge base 1.1.0 (")
     assert any("rule gist_imatinib_genotype" in x and "preferred -> caution" in x for x in r.output.splitlines())
     # the archive can also come from the environment; a version may be mixed with a directory
-    r = runner.invoke(app, ["kb", "diff", "v1.0.1", str(DEFAULT_KB_DIR)], env={"SARCOMA_CDS_KB_ARCHIVE": str(arch)})
+    r = runner.invoke(app, ["kb", "diff", "v1.1.1", str(DEFAULT_KB_DIR)], env={"SARCOMA_CDS_KB_ARCHIVE": str(arch)})
     assert r.exit_code == 0, r.output
     assert "caution -> preferred" in r.output
-    r = runner.invoke(app, ["kb", "diff", "1.0.2", "--kb-archive", str(arch)])
-    assert r.exit_code == 2 and "1.0.0 (packaged), 1.0.1 (archived)" in r.stderr
+    r = runner.invoke(app, ["kb", "diff", "1.1.2", "--kb-archive", str(arch)])
+    assert r.exit_code == 2 and "1.1.0 (packaged), 1.1.1 (archived)" in r.stderr
 
     pytest.importorskip("polars")
     rows = [{**GIST_M1, "patient_id": "e9", "kit_mutation": "exon_9", "delivered": "imatinib"},
@@ -93,31 +93,31 @@ def test_archive_round_trip_kb_diff_and_concordance(tmp_path: Path) -> None:
     cohort.write_text("".join(json.dumps(x) + "\n" for x in rows))
     out = tmp_path / "out"
     r = runner.invoke(app, ["concordance", str(cohort), "--out", str(out), "--engine", "python",
-                            "--compare-kb", "1.0.1", "--kb-archive", str(arch)])
+                            "--compare-kb", "1.1.1", "--kb-archive", str(arch)])
     assert r.exit_code == 0, r.output
-    assert "1 patients change vs 1.0.1" in r.output
+    assert "1 patients change vs 1.1.1" in r.output
     s = json.loads((out / "summary.json").read_text())
     assert s["guideline_change"]["patients_changed"] == 1
-    assert s["guideline_change"]["from_version"] == "1.0.1"
+    assert s["guideline_change"]["from_version"] == "1.1.1"
     changed = (out / "guideline_change.csv").read_text()
     assert "e9," in changed and "imatinib=caution -> imatinib=preferred" in changed and "e11," not in changed
 
     r = runner.invoke(app, ["concordance", str(cohort), "--out", str(tmp_path / "out2"),
                             "--compare-kb", "0.9.0", "--kb-archive", str(arch)])
-    assert r.exit_code == 2 and "'0.9.0'" in r.stderr and "1.0.1 (archived)" in r.stderr
+    assert r.exit_code == 2 and "'0.9.0'" in r.stderr and "1.1.1 (archived)" in r.stderr
 
 
 def test_same_version_other_content_is_refused(tmp_path: Path) -> None:
     runner = CliRunner()
     arch = tmp_path / "arch"
-    first = _kb_copy(tmp_path, "a", "1.0.1", status="caution")
+    first = _kb_copy(tmp_path, "a", "1.1.1", status="caution")
     assert runner.invoke(app, ["kb", "archive", "--kb", str(first), "--to", str(arch)]).exit_code == 0
-    kept = content_hash(arch / "1.0.1")
-    other = _kb_copy(tmp_path, "b", "1.0.1", status="not_recommended")
+    kept = content_hash(arch / "1.1.1")
+    other = _kb_copy(tmp_path, "b", "1.1.1", status="not_recommended")
     r = runner.invoke(app, ["kb", "archive", "--kb", str(other), "--to", str(arch)])
     assert r.exit_code == 2
-    assert "version 1.0.1 is already archived" in r.stderr and "bump `version`" in r.stderr
-    assert content_hash(arch / "1.0.1") == kept
+    assert "version 1.1.1 is already archived" in r.stderr and "bump `version`" in r.stderr
+    assert content_hash(arch / "1.1.1") == kept
     assert _leftovers(arch) == []
 
 
@@ -125,7 +125,7 @@ def test_same_content_is_a_no_op(tmp_path: Path) -> None:
     runner = CliRunner()
     arch = tmp_path / "arch"
     assert runner.invoke(app, ["kb", "archive"], env={"SARCOMA_CDS_KB_ARCHIVE": str(arch)}).exit_code == 0
-    marker = arch / "1.0.0" / "guideline.yaml"
+    marker = arch / "1.1.0" / "guideline.yaml"
     before = marker.stat().st_mtime_ns, sorted(os.listdir(arch))
     r = runner.invoke(app, ["kb", "archive", "--to", str(arch)])
     assert r.exit_code == 0, r.output
@@ -144,6 +144,6 @@ def test_failed_copy_leaves_no_half_version(tmp_path: Path) -> None:
 
 def test_archived_copy_must_hold_the_version_it_is_filed_under(tmp_path: Path) -> None:
     arch = tmp_path / "arch"
-    shutil.copytree(_kb_copy(tmp_path, "kb", "1.0.1"), arch / "1.0.5")
+    shutil.copytree(_kb_copy(tmp_path, "kb", "1.1.1"), arch / "1.0.5")
     r = CliRunner().invoke(app, ["kb", "diff", "1.0.5", "--kb-archive", str(arch)])
-    assert r.exit_code == 2 and "is version 1.0.1, not 1.0.5" in r.stderr
+    assert r.exit_code == 2 and "is version 1.1.1, not 1.0.5" in r.stderr

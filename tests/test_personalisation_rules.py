@@ -97,6 +97,8 @@ NTRK_GIST_GROUPS = ["gist.resectable_significant_morbidity", "gist.unresectable"
 @pytest.mark.parametrize("group", NTRK_STS_GROUPS + NTRK_GIST_GROUPS)
 @pytest.mark.parametrize("value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")])
 def test_ntrk(group: str, value: bool | None, status: str) -> None:
+    if value is True and not group.startswith("gist"):
+        status = "option"  # soft-tissue sarcoma: the source says TRK inhibitors "may be used" (issue 10)
     extra = {} if value is None else {"ntrk_fusion": value}
     if group.startswith("gist"):
         extra |= {"kit_mutation": "exon_11", "pdgfra_mutation": "none"}
@@ -140,8 +142,9 @@ def test_imatinib_by_genotype(group: str, kit: str, pdgfra: str, status: str) ->
     assert "kit_mutation" not in missing(rec)
 
 
-@pytest.mark.parametrize("group", IMATINIB_GROUPS)
+@pytest.mark.parametrize("group", ["gist.unresectable", "gist.recurrent_or_metastatic"])
 def test_imatinib_kit_exon9_high_dose_note(group: str) -> None:
+    """Only where the source gives the note: unresectable and metastatic GIST (issue 10)."""
     exon9 = option(rec_for(group, kit_mutation="exon_9", pdgfra_mutation="none"), ["imatinib"])
     exon11 = option(rec_for(group, kit_mutation="exon_11", pdgfra_mutation="none"), ["imatinib"])
     assert "high-dose" in notes_text(exon9) and "exon 9" in notes_text(exon9)
@@ -177,7 +180,7 @@ def test_avapritinib_by_pdgfra(group: str, pdgfra: str | None, status: str) -> N
 
 
 # ================================================================== GIST genotype: SDH
-@pytest.mark.parametrize("value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")])
+@pytest.mark.parametrize("value,status", [(True, "option"), (False, "not_recommended"), (None, "conditional")])
 def test_sdh_neoadjuvant_sunitinib(value: bool | None, status: str) -> None:
     extra: dict[str, Any] = {"kit_mutation": "none", "pdgfra_mutation": "none"}
     if value is not None:
@@ -193,7 +196,7 @@ SDH_ADVANCED = [["sunitinib"], ["regorafenib"], ["pazopanib"], ["imatinib", "bin
 
 
 @pytest.mark.parametrize("group", ["gist.unresectable", "gist.recurrent_or_metastatic"])
-@pytest.mark.parametrize("value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")])
+@pytest.mark.parametrize("value,status", [(True, "option"), (False, "not_recommended"), (None, "conditional")])
 def test_sdh_advanced_options(group: str, value: bool | None, status: str) -> None:
     extra: dict[str, Any] = {"kit_mutation": "none", "pdgfra_mutation": "none"}
     if value is not None:
@@ -207,13 +210,15 @@ def test_sdh_advanced_options(group: str, value: bool | None, status: str) -> No
 def test_sdh_deficient_wild_type_imatinib_alone_not_recommended() -> None:
     rec = rec_for("gist.recurrent_or_metastatic", kit_mutation="none", pdgfra_mutation="none", sdh_deficient=True)
     assert option(rec, ["imatinib"])["status"] == "not_recommended"
-    assert option(rec, ["imatinib", "binimetinib"])["status"] == "preferred"
+    assert option(rec, ["imatinib", "binimetinib"])["status"] == "option"  # "options for SDH-deficient GIST"
 
 
 # ================================================================== GIST genotype: BRAF
 @pytest.mark.parametrize("group", IMATINIB_GROUPS)
 @pytest.mark.parametrize("value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")])
 def test_braf_dabrafenib_trametinib(group: str, value: bool | None, status: str) -> None:
+    if value is True and group != "gist.resectable_significant_morbidity":
+        status = "option"  # "recommended" only before surgery; "is treated with" otherwise (issue 10)
     extra: dict[str, Any] = {"kit_mutation": "none", "pdgfra_mutation": "none"}
     if value is not None:
         extra["braf_v600e"] = value
@@ -339,10 +344,12 @@ def test_progression_systemic_notes(extent: str, phrase: str, absent: str) -> No
 
 @pytest.mark.parametrize("prior,status", [
     (["imatinib_standard_dose"], "option"),
-    (["imatinib_high_dose"], "not_recommended"),
-    (["imatinib_standard_dose", "imatinib_high_dose"], "not_recommended"),
-    (["surgery"], "not_recommended"),
-    ([], "not_recommended"),
+    # after high dose: no escalation, but continuation or re-introduction for palliation (issue 10)
+    (["imatinib_high_dose"], "caution"),
+    (["imatinib_standard_dose", "imatinib_high_dose"], "caution"),
+    # a progressive GIST that never had a TKI is not denied imatinib (issue 10)
+    (["surgery"], "option"),
+    ([], "option"),
     (None, "conditional"),
 ])
 def test_progression_imatinib_escalation(prior: list[str] | None, status: str) -> None:
@@ -361,7 +368,8 @@ def test_progression_imatinib_escalation_insensitive_genotype() -> None:
 @pytest.mark.parametrize("prior,status,switch_reason", [
     (["imatinib_standard_dose"], "option", True),
     (["imatinib_high_dose"], "option", True),
-    (["avapritinib"], "option", False),
+    # the switch to sunitinib is described after imatinib only (issue 10)
+    (["avapritinib"], "not_recommended", False),
     (None, "conditional", False),
 ])
 def test_progression_sunitinib_switch(prior: list[str] | None, status: str, switch_reason: bool) -> None:
@@ -369,7 +377,7 @@ def test_progression_sunitinib_switch(prior: list[str] | None, status: str, swit
                   **({} if prior is None else {"prior_therapies": prior}))
     op = option(rec, ["sunitinib"])
     assert op["status"] == status
-    assert any("progression on imatinib" in r.lower() for r in op["reasons"]) is switch_reason
+    assert any("progression after imatinib" in r.lower() for r in op["reasons"]) is switch_reason
 
 
 # ================================================================== after anthracycline
@@ -390,8 +398,9 @@ SECOND_LINE = ["pazopanib", "trabectedin", "eribulin"]
                                "eribulin": "not_recommended"}),
 ])
 def test_second_line_after_anthracycline(histology: str, grade: str, expected: dict[str, str]) -> None:
+    # contract 1.1: failure (progressed_on) opens the second line; "given" alone is asked (issue 10)
     rec = rec_for("extremity.stage_iv_disseminated", histology=histology, grade=grade,
-                  prior_therapies=["anthracycline"])
+                  prior_therapies=["anthracycline"], progressed_on=["anthracycline"])
     got = {d: option(rec, [d])["status"] for d in SECOND_LINE}
     assert got == expected
     for d in SECOND_LINE:
@@ -415,9 +424,9 @@ def test_second_line_prior_therapy_unknown_conditional() -> None:
 
 
 def test_pazopanib_palette_note_only_non_adipocytic() -> None:
-    lms = option(rec_for("extremity.stage_iv_disseminated", prior_therapies=["anthracycline"]), ["pazopanib"])
+    lms = option(rec_for("extremity.stage_iv_disseminated", progressed_on=["anthracycline"]), ["pazopanib"])
     lps = option(rec_for("extremity.stage_iv_disseminated", histology="liposarcoma",
-                         prior_therapies=["anthracycline"]), ["pazopanib"])
+                         progressed_on=["anthracycline"]), ["pazopanib"])
     assert "palette" in notes_text(lms)
     assert "palette" not in notes_text(lps)
     assert any("adipocytic" in r.lower() for r in lps["reasons"])
@@ -425,7 +434,7 @@ def test_pazopanib_palette_note_only_non_adipocytic() -> None:
 
 def test_eribulin_grade_missing_conditional() -> None:
     rec = rec_for("extremity.stage_iv_disseminated", drop=("grade",), histology="liposarcoma",
-                  prior_therapies=["anthracycline"])
+                  progressed_on=["anthracycline"])
     assert option(rec, ["eribulin"])["status"] == "conditional"
     assert "grade" in missing(rec)
 
@@ -435,7 +444,7 @@ def test_eribulin_grade_missing_conditional() -> None:
     ("3", "N0", "option"),
     ("2", "N0", "not_recommended"),
     ("1", "N1", "caution"),
-    ("X", "N1", "caution"),
+    ("X", "N1", "conditional"),  # grade X is unknown, not low (issue 10)
     (None, "N1", "conditional"),
 ])
 def test_adjuvant_chemotherapy_by_grade(grade: str | None, nodes: str, status: str) -> None:
@@ -446,13 +455,17 @@ def test_adjuvant_chemotherapy_by_grade(grade: str | None, nodes: str, status: s
     assert st["reasons"]
     for op in st["options"]:
         assert op["status"] == status
-    assert ("grade" in missing(rec)) is (grade is None)
+    assert ("grade" in missing(rec)) is (grade in (None, "X"))
 
 
-def test_adjuvant_chemotherapy_rule_only_touches_adjuvant_step() -> None:
+def test_adjuvant_chemotherapy_rule_only_touches_adjuvant_steps() -> None:
+    """The Plus step keeps its status (radiotherapy still applies); its chemotherapy regimens
+    follow the adjuvant grade rule, so one regimen never disagrees across pathways (issue 10)."""
     rec = rec_for("extremity.stage_iii_resectable", grade="2")
     assert step(rec, "neoadjuvant_systemic_therapy")["status"] == "option"
-    assert step(rec, "adjuvant_radiotherapy_or_chemoradiation", pathway=1)["status"] == "option"
+    plus = step(rec, "adjuvant_radiotherapy_or_chemoradiation", pathway=1)
+    assert plus["status"] == "option"
+    assert {op["status"] for op in plus["options"]} == {"not_recommended"}
 
 
 # ================================================================== extremity local treatment notes
@@ -477,8 +490,9 @@ def test_radiotherapy_wide_margin_observation_note(resection: str, noted: bool) 
 ])
 @pytest.mark.parametrize("resection,noted", [("R1", True), ("R2", True), ("R0", False), ("not_resected", False)])
 def test_margin_notes(group: str, neo_step: str, adj_step: str, resection: str, noted: bool) -> None:
-    rec = rec_for(group, resection_status=resection)
-    assert ("boost" in notes_text(step(rec, neo_step))) is noted
+    # the "observation or boost" note is for R1 after neoadjuvant radiotherapy only (issue 10)
+    rec = rec_for(group, resection_status=resection, prior_therapies=["radiotherapy", "surgery"])
+    assert ("boost" in notes_text(step(rec, neo_step))) is (resection == "R1")
     assert ("radiation oncologist" in notes_text(step(rec, adj_step))) is noted
 
 

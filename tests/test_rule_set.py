@@ -91,11 +91,20 @@ def classify(facts: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
     return trues, stops, unknown
 
 
+#: Treatment history read by the classification (contract 1.1): a GIST that recurred on a TKI is
+#: progressive. One representative per class: none given; imatinib given; imatinib failed.
+HISTORIES = [{"prior_therapies": [], "progressed_on": []},
+             {"prior_therapies": ["imatinib_standard_dose"], "progressed_on": []},
+             {"prior_therapies": ["imatinib_standard_dose"], "progressed_on": ["imatinib_standard_dose"]}]
+
+
 def complete_combinations():
     keys = list(CLASSIFYING)
     for h, s, size, (m, burden) in itertools.product(HISTOLOGIES, SITES, SIZES, M_BURDEN):
-        for values in itertools.product(*(CLASSIFYING[k] for k in keys)):
-            facts = {"histology": h, "primary_site": s, "size_cm": size, "metastasis": m, **dict(zip(keys, values, strict=True))}
+        histories = HISTORIES if h == "gist" else HISTORIES[:1]  # only GIST groups read the history
+        for values, history in itertools.product(itertools.product(*(CLASSIFYING[k] for k in keys)), histories):
+            facts = {"histology": h, "primary_site": s, "size_cm": size, "metastasis": m,
+                     **dict(zip(keys, values, strict=True)), **history}
             if burden:
                 facts["metastatic_burden"] = burden
             yield facts
@@ -152,6 +161,7 @@ def test_missing_facts_give_sound_answers():
         full["disease_status"] = rng.choice(["primary", "recurrent", "progressive"])
         full["tumour_rupture"] = False
         full["resection_status"] = "not_resected"
+        full.update(rng.choice(HISTORIES))
         full.pop("age_years", None)
         missing = rng.sample(optional, rng.randint(1, 3))
         partial = {k: v for k, v in full.items() if k not in missing}

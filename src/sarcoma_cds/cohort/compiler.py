@@ -220,6 +220,13 @@ class Translator:
             if c.contains not in vocab:
                 return case([(x.is_null(), NULL_BOOL)], FALSE, "bool")
             return x.band(1 << vocab.index(c.contains)).ne(0)
+        if c.count_ge is not None:
+            if kind != "list":
+                raise UnsupportedCondition(f"'count_ge' on non-list fact {fact!r}")
+            count: E = lit(0)
+            for i in range(len(self.vocab(fact))):
+                count = count.add(case([(x.band(1 << i).ne(0), 1)], 0))
+            return case([(x.is_null(), NULL_BOOL)], count.ge(int(c.count_ge)), "bool")
         if kind not in ("num", "int"):
             raise UnsupportedCondition(f"numeric comparison on non-numeric fact {fact!r}")
         for op in ("gt", "ge", "lt", "le"):

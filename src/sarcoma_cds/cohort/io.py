@@ -329,8 +329,8 @@ def encode_facts(norm: Any) -> list[Any]:
                 e.replace(list(vocab), [str(1 << i) for i in range(len(vocab))]).cast(pl.Int64, strict=False))
                 .otherwise(pl.lit(0, pl.Int64))).list.sum()
             cols.append(pl.when(c.is_null()).then(None).otherwise(bits).cast(pl.Int64).alias(f"f_{name}"))
-        else:
-            cols.append(c.cast(pl.Float64).alias(f"f_{name}"))
+        else:  # whole-number facts stay integers: stage 2 may key on them (cohort/pack.py packs integers)
+            cols.append(c.cast(pl.Int64 if kind == "int" else pl.Float64).alias(f"f_{name}"))
     site = pl.col("primary_site")
     if schema["primary_site"] == pl.Enum(list(SITES)):
         cols.append(site.to_physical().cast(pl.Int64).alias("i_primary_site"))

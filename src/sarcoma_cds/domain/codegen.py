@@ -67,6 +67,10 @@ class _Gen:
             k = self.const(c.contains)
             lines.append(f"{out} = None if x is None else ({k} in x)")
             return lines
+        if c.count_ge is not None:
+            k = self.const(int(c.count_ge))
+            lines.append(f"{out} = None if x is None else (len(x) >= {k})")
+            return lines
         op, bound = next((o, getattr(c, o)) for o in ("gt", "ge", "lt", "le") if getattr(c, o) is not None)
         sym = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
         k = self.const(float(bound))

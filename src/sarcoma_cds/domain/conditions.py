@@ -127,6 +127,9 @@ def _compile(
     elif c.contains is not None:
         item = c.contains
         fn = lambda v: item in v  # noqa: E731
+    elif c.count_ge is not None:
+        n = c.count_ge
+        fn = lambda v: len(v) >= n  # noqa: E731
     elif c.known is not None:
         want = c.known
 

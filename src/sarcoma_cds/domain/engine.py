@@ -16,6 +16,7 @@ from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, Comp
 from sarcoma_cds.domain.recommendation import (
     DISCLAIMER,
     SCHEMA_VERSION,
+    AcrossCandidate,
     GistRisk,
     GroupRef,
     GuidelineRef,
@@ -50,9 +51,14 @@ class _Mark:
         return max(self.statuses, key=lambda s: s[0])[1]
 
     def reasons(self) -> list[str]:
+        """Reasons, most restrictive first. When the regimen is ruled out, the reasons that argued
+        for it (preferred/option) are left out: one drug never shows reasons that contradict."""
         ordered = sorted(self.statuses, key=lambda s: -s[0])
+        ruled_out = bool(ordered) and ordered[0][1] == "not_recommended"
         seen: list[str] = []
-        for _, _, reason, _, _ in ordered:
+        for _, status, reason, _, _ in ordered:
+            if ruled_out and status in ("preferred", "option"):
+                continue
             if reason not in seen:
                 seen.append(reason)
         return seen
@@ -143,8 +149,9 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
         ctx.warn(w)
     oos = fast(OutOfScope, reason=reason) if reason is not None else None
     if kind != "group":
-        return _result(kb, guideline, None, list(ids) if kind in ("candidates", "conflict") else [], oos,
-                       stage, risks, [], ctx, facts)
+        cands = list(ids) if kind in ("candidates", "conflict") else []
+        across = _across_candidates(kb, cands, view) if cands else ()
+        return _result(kb, guideline, None, cands, oos, stage, risks, [], ctx, facts, across)
     gid = ids[0]
     group = kb.groups[gid]
     tables = kb.data.gist_risk
@@ -371,11 +378,15 @@ def _gist_risk(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: li
     view["gist_risk_afip"] = afip.category if afip.category is not None else afip.possible
     view["gist_risk_nih"] = nih.category if nih.category is not None else nih.possible
     out: list[GistRisk] = []
-    afip_cat = afip.category if afip.category is not None else "insufficient_data"
-    out.append(fast(GistRisk, scheme=afip.scheme, category=afip_cat,
-                                        progression_percent=afip.progression_percent, basis=afip.basis))
-    pct = f", {afip.progression_percent:g}% progression in the study" if afip.progression_percent is not None else ""
-    ex.append(f"GIST risk, AFIP (Miettinen & Lasota 2006): {afip_cat.replace('_', ' ')}{pct} ({afip.basis}).")
+    if afip.category is not None:
+        # 'insufficient_data' only where the study has no data (an empty cell, or a site without
+        # a column); a missing fact gives no category (the fact is asked where it matters)
+        out.append(fast(GistRisk, scheme=afip.scheme, category=afip.category,
+                        progression_percent=afip.progression_percent, basis=afip.basis))
+        pct = f", {afip.progression_percent:g}% progression in the study" if afip.progression_percent is not None else ""
+        ex.append(f"GIST risk, AFIP (Miettinen & Lasota 2006): {afip.category.replace('_', ' ')}{pct} ({afip.basis}).")
+    else:
+        ex.append(f"GIST risk, AFIP (Miettinen & Lasota 2006): cannot be computed; {afip.basis}.")
     if nih.category is not None:
         out.append(fast(GistRisk, scheme=nih.scheme, category=nih.category, progression_percent=None,
                                             basis=nih.basis))
@@ -426,6 +437,38 @@ def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOu
     for w in warnings:
         ctx.warn(w)
     return pathways  # type: ignore[no-any-return]
+
+
+def _across_candidates(kb: CompiledKB, gids: list[str], view: dict[str, Any]) -> tuple[AcrossCandidate, ...]:
+    """Contract 1.1: regimens whose status is the same in every candidate group that lists them.
+
+    Each candidate group is personalised on the facts as given (missing facts unknown, so a
+    status that depends on them is 'conditional' there); a status shared by every group that
+    lists the regimen therefore holds whatever the missing facts turn out to be.
+    """
+    key = ("across", tuple(gids), tuple(kb.personalisation_keys[g].key(view) for g in gids))
+    hit: tuple[AcrossCandidate, ...] | None = kb.output_cache.get(key)
+    if hit is not None:
+        return hit
+    found: dict[frozenset[str], tuple[tuple[str, ...], set[str], list[str], list[str]]] = {}
+    for gid in gids:
+        pathways = _personalise_uncached(kb, kb.groups[gid], view)[0]
+        for pw in pathways:
+            for st in pw.steps:
+                for op in st.options:
+                    _, statuses, groups, reasons = found.setdefault(frozenset(op.drugs), (op.drugs, set(), [], []))
+                    statuses.add(op.status)
+                    if gid not in groups:
+                        groups.append(gid)
+                    reasons.extend(r for r in op.reasons if r not in reasons)
+    hit = tuple(
+        fast(AcrossCandidate, drugs=drugs, status=next(iter(statuses)), groups=tuple(groups),
+             reasons=tuple(reasons))
+        for drugs, statuses, groups, reasons in found.values() if len(statuses) == 1
+    )
+    if len(kb.output_cache) < 200_000:
+        kb.output_cache[key] = hit
+    return hit
 
 
 def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) -> Any:
@@ -588,6 +631,7 @@ def _result(
     pathways: list[PathwayOut] | tuple[PathwayOut, ...],
     ctx: _Context,
     facts: PatientFacts,
+    across: tuple[AcrossCandidate, ...] = (),
 ) -> Recommendation:
     # a fact that was given is not missing, whatever rule asked for it (a rule's "unknown" case
     # lists every input of a derived fact, e.g. size and mitotic rate for the GIST risk);
@@ -598,5 +642,5 @@ def _result(
         schema_version=SCHEMA_VERSION, guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),
         out_of_scope=oos, stage=stage, gist_risk=tuple(risks), pathways=tuple(pathways),
         missing_information=missing, warnings=tuple(ctx.warnings), explanation=tuple(ctx.explanation),
-        across_candidates=(), disclaimer=DISCLAIMER,
+        across_candidates=across, disclaimer=DISCLAIMER,
     )

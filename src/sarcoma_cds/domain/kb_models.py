@@ -146,7 +146,7 @@ class Condition(BaseModel):
     Exactly one form per node:
     ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}``, ``{fact: F, in: [...]}``,
     ``{fact: F, eq: v}``, ``{fact: F, gt|ge|lt|le: n}``, ``{fact: F, contains: v}``,
-    ``{fact: F, known: bool}``.
+    ``{fact: F, known: bool}``, ``{fact: F, count_ge: n}`` (a list fact with at least n items).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -163,13 +163,14 @@ class Condition(BaseModel):
     le: float | None = None
     contains: str | None = None
     known: bool | None = None
+    count_ge: int | None = Field(default=None, ge=1, description="list facts: at least this many items")
     ref: str | None = Field(default=None, description="a named condition from 'definitions'")
 
     @model_validator(mode="after")
     def _one_form(self) -> Condition:
         logical = [x for x in (self.all_, self.any_, self.not_, self.ref) if x is not None]
         tests = [
-            k for k in ("in_", "eq", "gt", "ge", "lt", "le", "contains", "known")
+            k for k in ("in_", "eq", "gt", "ge", "lt", "le", "contains", "known", "count_ge")
             if getattr(self, k) is not None
         ]
         if logical:
@@ -179,7 +180,7 @@ class Condition(BaseModel):
         if self.fact is None:
             raise ValueError("a condition needs 'fact' or one of all/any/not")
         if len(tests) != 1:
-            raise ValueError(f"fact {self.fact!r}: exactly one test of in/eq/gt/ge/lt/le/contains/known")
+            raise ValueError(f"fact {self.fact!r}: exactly one test of in/eq/gt/ge/lt/le/contains/known/count_ge")
         return self
 
 
@@ -221,12 +222,17 @@ class Targets(_Strict):
     step_options: bool = Field(default=False, description="also every regimen of the targeted steps")
     modalities: tuple[str, ...] = Field(default=(), description="steps that include these procedures")
     options: tuple[tuple[str, ...], ...] = Field(default=(), description="drug combinations, in any step")
+    drugs: tuple[str, ...] = Field(
+        default=(), description="every regimen (in any step) that contains one of these drugs")
+    options_of_steps: tuple[str, ...] = Field(
+        default=(), description="every regimen of these steps (treatment ids), the steps themselves untouched")
     group: bool = Field(default=False, description="the recommendation as a whole (warnings, asks)")
 
     @model_validator(mode="after")
     def _nonempty(self) -> Targets:
-        if not (self.steps or self.options or self.group or self.modalities):
-            raise ValueError("a rule targets steps, modalities, options or the group")
+        if not (self.steps or self.options or self.group or self.modalities or self.drugs
+                or self.options_of_steps):
+            raise ValueError("a rule targets steps, modalities, options, drugs or the group")
         if self.step_options and not self.steps:
             raise ValueError("step_options needs steps")
         return self
@@ -293,6 +299,13 @@ class FactLabel(_Strict):
     label: str
     values: dict[str, str] = {}
     unit: str | None = None
+
+
+class NamedSource(_Strict):
+    """A public source beyond the source algorithm (a drug label, a trial, a guideline)."""
+
+    citation: str = Field(min_length=10)
+    kind: Literal["drug_label", "trial", "guideline", "staging", "risk_table"]
 
 
 class GuidelineMeta(_Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sarcoma_cds.domain.codegen import CodeGenerator
 from sarcoma_cds.domain.conditions import Compiled, compile_condition
@@ -22,6 +22,7 @@ from sarcoma_cds.domain.kb_models import (
     FactLabel,
     Group,
     GuidelineMeta,
+    NamedSource,
     Outcome,
     Rule,
     Rules,
@@ -67,6 +68,8 @@ class KnowledgeBaseData:
     fact_labels: Mapping[str, FactLabel]
     content_hash: str
     files: tuple[str, ...] = ()
+    #: named public sources beyond the source algorithm (``sources.yaml``), by id
+    sources: Mapping[str, NamedSource] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,23 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
         if a.field not in FACT_FIELDS:
             problems.append(f"classification.yaml: assumptions: unknown fact {a.field!r}")
 
+    vocab = fact_vocabularies(cls.site_families)
+    treatments = {st.treatment for g in groups.values() for pw in g.pathways for st in pw.steps} | {
+        m for g in groups.values() for pw in g.pathways for st in pw.steps for m in st.modalities}
+    for name, cond in defs.items():
+        problems.extend(f"definitions.yaml: {name}: {m}" for m in condition_vocabulary_problems(cond, vocab))
+    for sc in (*cls.out_of_scope, *cls.gaps):
+        problems.extend(f"classification.yaml: {sc.id}: {m}" for m in condition_vocabulary_problems(sc.when, vocab))
+    for gr in cls.groups:
+        problems.extend(f"classification.yaml: group {gr.group}: {m}"
+                        for m in condition_vocabulary_problems(gr.when, vocab))
+    problems.extend(f"classification.yaml: asks: {ask.field!r} is not a contract fact"
+                    for ask in cls.asks if ask.field not in FACT_FIELDS)
+    for a2 in cls.assumptions:
+        allowed = vocab.get(a2.field)
+        if allowed is not None and allowed and a2.value not in allowed:
+            problems.append(f"classification.yaml: assumptions: {a2.field}: value {a2.value!r} is not in its vocabulary")
+
     bound: dict[str, list[BoundRule]] = {gid: [] for gid in groups}
     rule_ids: set[str] = set()
     for rule in data.rules.rules:
@@ -247,39 +267,56 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
         found_steps: set[str] = set()
         found_options: set[tuple[str, ...]] = set()
         found_modalities: set[str] = set()
+        found_drugs: set[str] = set()
+        found_option_steps: set[str] = set()
+        tg = rule.targets
+        want_options = {frozenset(o) for o in tg.options}
+        want_drugs = set(tg.drugs)
         for gid in rule.groups or tuple(groups):
             if gid not in groups:
                 continue
             g = groups[gid]
             steps: list[tuple[int, int]] = []
             options: list[tuple[int, int, int]] = []
-            want_options = {frozenset(o) for o in rule.targets.options}
             for pi, pw in enumerate(g.pathways):
                 for si, st in enumerate(pw.steps):
-                    step_hit = st.treatment in rule.targets.steps or bool(
-                        set(st.modalities) & set(rule.targets.modalities)
-                    )
+                    step_hit = st.treatment in tg.steps or bool(set(st.modalities) & set(tg.modalities))
                     if step_hit:
                         steps.append((pi, si))
                         found_steps.add(st.treatment)
-                        found_modalities |= set(st.modalities) & set(rule.targets.modalities)
+                        found_modalities |= set(st.modalities) & set(tg.modalities)
+                    if st.treatment in tg.options_of_steps and st.options:
+                        found_option_steps.add(st.treatment)
                     for oi, op in enumerate(st.options):
-                        if frozenset(op.drugs) in want_options or (
-                            rule.targets.step_options and st.treatment in rule.targets.steps
-                        ):
+                        drug_hit = want_drugs & set(op.drugs)
+                        found_drugs |= drug_hit
+                        if frozenset(op.drugs) in want_options or drug_hit or (
+                            tg.step_options and st.treatment in tg.steps
+                        ) or st.treatment in tg.options_of_steps:
                             options.append((pi, si, oi))
                             found_options.add(tuple(sorted(op.drugs)))
-            if steps or options or rule.targets.group:
-                bound[gid].append(BoundRule(rule, only_if, cases, rule.unknown, tuple(steps), tuple(options), rule.targets.group))
-        for s in rule.targets.steps:
+            if steps or options or tg.group:
+                bound[gid].append(BoundRule(rule, only_if, cases, rule.unknown, tuple(steps), tuple(options), tg.group))
+        for s in tg.steps:
             if s not in found_steps:
                 problems.append(f"{where}: targets.steps: {s!r} is not a step of the rule's groups")
-        for o in rule.targets.options:
+        for o in tg.options:
             if tuple(sorted(o)) not in found_options:
                 problems.append(f"{where}: targets.options: {list(o)} is not a regimen of the rule's groups")
-        for m in rule.targets.modalities:
+        for m in tg.modalities:
             if m not in found_modalities:
                 problems.append(f"{where}: targets.modalities: no step of the rule's groups includes {m!r}")
+        for d in tg.drugs:
+            if d not in found_drugs:
+                problems.append(f"{where}: targets.drugs: no regimen of the rule's groups contains {d!r}")
+        for s in tg.options_of_steps:
+            if s not in found_option_steps:
+                problems.append(f"{where}: targets.options_of_steps: {s!r} is not a step with regimens in the rule's groups")
+        problems.extend(f"{where}: {msg}" for msg in _rule_vocabulary_problems(rule, vocab, treatments))
+        for ref in rule.references:
+            if not ref.isdigit() and ref not in data.sources:
+                problems.append(f"{where}: references: {ref!r} is neither a source reference number "
+                                "nor a named source in sources.yaml")
 
     if problems:
         raise KnowledgeBaseError(problems)
@@ -314,6 +351,101 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
         for gid, rules in kb.bound.items()
     }
     return kb
+
+
+def fact_vocabularies(site_families: Mapping[str, str]) -> dict[str, tuple[Any, ...] | None]:
+    """Every fact a rule may read -> its allowed values (``()`` for numbers, ``None`` when free).
+
+    Contract facts take their vocabulary from the facts model, derived facts from their tables,
+    so a misspelt value in a rule (``exon_99``, ``imatinibb``) is caught at load, not at a patient.
+    """
+    from typing import get_args, get_origin
+
+    from sarcoma_cds.domain.facts import PatientFacts
+    from sarcoma_cds.domain.gist_risk import AfipCategory, NihCategory
+    from sarcoma_cds.domain.staging import StageGroup
+
+    out: dict[str, tuple[Any, ...] | None] = {}
+    for name in FACT_FIELDS:
+        ann = PatientFacts.model_fields[name].annotation
+        if get_origin(ann) is Literal:
+            out[name] = tuple(get_args(ann))
+            continue
+        inner = next(a for a in get_args(ann) if a is not type(None))
+        if get_origin(inner) is tuple:
+            inner = get_args(inner)[0]
+        if get_origin(inner) is Literal:
+            out[name] = tuple(get_args(inner))
+        elif inner is bool or bool in get_args(inner):
+            out[name] = (True, False)
+        else:
+            out[name] = ()
+    out["site_family"] = tuple(sorted(set(site_families.values())))
+    out["stage_group"] = tuple(get_args(StageGroup))
+    out["gist_risk_afip"] = tuple(get_args(AfipCategory))
+    out["gist_risk_nih"] = tuple(get_args(NihCategory))
+    return out
+
+
+#: Kinds of facts, for checking that each test suits its fact.
+def _kind(fact: str, vocab: Mapping[str, tuple[Any, ...] | None]) -> str:
+    from sarcoma_cds.domain.facts import LIST_FIELDS
+
+    if fact in LIST_FIELDS:
+        return "list"
+    values = vocab.get(fact)
+    if values == ():
+        return "number"
+    if values == (True, False):
+        return "bool"
+    return "category"
+
+
+def condition_vocabulary_problems(c: Condition, vocab: Mapping[str, tuple[Any, ...] | None]) -> list[str]:
+    """Values outside a fact's vocabulary and tests that do not suit the fact (e.g. ``lt`` on grade)."""
+    out: list[str] = []
+    for kid in (*(c.all_ or ()), *(c.any_ or ()), *((c.not_,) if c.not_ else ())):
+        out.extend(condition_vocabulary_problems(kid, vocab))
+    fact = c.fact
+    if fact is None or fact not in vocab:
+        return out
+    kind = _kind(fact, vocab)
+    allowed = vocab[fact] or ()
+    values = list(c.in_) if c.in_ is not None else [c.eq] if c.eq is not None else []
+    if values and kind == "list":
+        out.append(f"fact {fact!r} is a list: use 'contains' or 'count_ge', not 'in'/'eq'")
+    elif values and kind == "number":
+        out.extend(f"fact {fact!r}: {v!r} is not a number" for v in values
+                   if not isinstance(v, int | float) or isinstance(v, bool))
+    elif values:
+        out.extend(f"fact {fact!r}: value {v!r} is not in its vocabulary ({', '.join(map(str, allowed))})"
+                   for v in values if v not in allowed)
+    if c.contains is not None:
+        if kind != "list":
+            out.append(f"fact {fact!r} is not a list: 'contains' needs a list fact")
+        elif c.contains not in allowed:
+            out.append(f"fact {fact!r}: value {c.contains!r} is not in its vocabulary ({', '.join(allowed)})")
+    if c.count_ge is not None and kind != "list":
+        out.append(f"fact {fact!r} is not a list: 'count_ge' needs a list fact")
+    if any(getattr(c, op) is not None for op in ("gt", "ge", "lt", "le")) and kind != "number":
+        out.append(f"fact {fact!r} is not a number: comparisons (gt/ge/lt/le) need a numeric fact")
+    return out
+
+
+def _rule_vocabulary_problems(rule: Rule, vocab: Mapping[str, tuple[Any, ...] | None],
+                              treatments: set[str]) -> list[str]:
+    """Conditions, asks and warning targets of one rule checked against the vocabularies."""
+    out: list[str] = []
+    conds = [c.when for c in rule.cases] + ([rule.only_if] if rule.only_if else [])
+    for cond in conds:
+        out.extend(condition_vocabulary_problems(cond, vocab))
+    outcomes: list[Outcome] = [*rule.cases, *([rule.unknown] if rule.unknown else [])]
+    for oc in outcomes:
+        out.extend(f"ask: {a.field!r} is not a contract fact" for a in oc.ask if a.field not in FACT_FIELDS)
+        w = oc.warning
+        if w is not None and w.treatment is not None and w.treatment not in treatments:
+            out.append(f"warning.treatment: {w.treatment!r} is not a treatment id or modality of the knowledge base")
+    return out
 
 
 def _collect_leaves(

@@ -110,7 +110,7 @@ class AcrossCandidate(_Out):
 
 
 #: The output schema version (contract 1.1 adds ``across_candidates`` and the treatment history).
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION: Literal["1.1"] = "1.1"
 
 
 class Recommendation(_Out):

@@ -22,6 +22,7 @@ from sarcoma_cds.domain.kb_models import (
     FactLabel,
     Group,
     GuidelineMeta,
+    NamedSource,
     Rules,
 )
 from sarcoma_cds.domain.knowledge import (
@@ -38,6 +39,7 @@ M = TypeVar("M", bound=BaseModel)
 
 _DEFS = TypeAdapter(dict[str, Condition])
 _LABELS = TypeAdapter(dict[str, FactLabel])
+_SOURCES = TypeAdapter(dict[str, NamedSource])
 
 
 def _read(path: Path, problems: list[str], root: Path) -> Any:
@@ -93,6 +95,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
     rules = one("rules/personalisation.yaml", Rules)
     ajcc = one("tables/ajcc8.yaml", AjccTables)
     risk = one("tables/gist_risk.yaml", GistRiskTables)
+    sources = one("sources.yaml", _SOURCES) if (root / "sources.yaml").exists() else {}
 
     groups: list[Group] = []
     group_files = sorted((root / "groups").glob("*.yaml"))
@@ -125,6 +128,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
         fact_labels=labels,
         content_hash=content_hash(root),
         files=tuple(p.relative_to(root).as_posix() for p in sorted(root.rglob("*.yaml"))),
+        sources=sources or {},
     )
 
 

@@ -63,6 +63,12 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
         c.print("[bold]Patient group: cannot tell yet.[/] Possible groups:")
         for gid in rec.candidate_groups:
             c.print(f"  - {escape(kb.groups[gid].label)} [dim]({gid})[/]")
+        firm = [a for a in rec.across_candidates if a.status != "conditional"]
+        if firm:
+            c.print("[bold]Holds whatever the missing facts turn out to be:[/]")
+            for a in firm:
+                why = f": {escape(a.reasons[0])}" if a.reasons else ""
+                c.print(f"  - {' + '.join(a.drugs)} {_badge(a.status)}{why}")
     if rec.stage is not None:
         s = rec.stage
         grp = s.group or ("not pinned: " + " or ".join(s.possible_groups))
