@@ -333,7 +333,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     def cds_caller(service_id: str, request: Request) -> Any:
         """The verified JWT claims of a CDS client calling a known service, or the error response."""
-        if service_id not in (cds_hooks.TREATMENT, cds_hooks.ORDER_CHECK):
+        if service_id not in cds_hooks.HOOKS:
             return problem(404, f"no CDS service {service_id!r}", request_id=rid(request))
         return jwt_or_401(request)
 
