@@ -339,11 +339,12 @@ class _Reader:
             return
         code = res.get("code")
         when = when_of(res)
-        if _has_any(code, C.ECOG_CODES):
+        kind = next((_OBS_KIND[(s, c)] for s, c, _ in codings(code) if (s, c) in _OBS_KIND), None)
+        if kind == "ecog":
             return _ecog(m, res, ref, when)
-        if _has_any(code, C.COMORBIDITY_CODES):
+        if kind == "comorbidity":
             return _comorbidity_obs(m, res, ref, self.index)
-        if not any(_has_any(code, t) for t in _CANCER_OBS):
+        if kind is None:
             m.gap(ref, "code", f"{code_str(code)}: observation not used by the guideline")
             return
         owner, why = self.cancers.owner(ref, self._site_hint(res))
@@ -413,6 +414,12 @@ def _stage_group(cc: Any) -> str | None:
 
 _CANCER_OBS = (C.TNM_N_CODES, C.TNM_M_CODES, C.TNM_T_CODES, C.STAGE_GROUP_CODES, C.TUMOR_SIZE_CODES,
                C.GRADE_CODES, C.HISTOLOGY_OBS_CODES, C.DISEASE_STATUS_CODES, C.VARIANT_CODES, RESIDUAL_CODES)
+
+
+# (system, code) -> what an observation code is, looked up once per observation.
+_OBS_KIND: dict[tuple[str, str], str] = {
+    **{k: "cancer" for t in _CANCER_OBS for k in t}, **{k: "ecog" for k in C.ECOG_CODES},
+    **{k: "comorbidity" for k in C.COMORBIDITY_CODES}}
 
 
 def _cancer_observation(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
