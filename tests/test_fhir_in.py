@@ -180,3 +180,16 @@ def test_fuzz_partial_own_bundles(name: str, data: st.DataObject) -> None:
     res = facts_from_bundle({"resourceType": "Bundle", "entry": [entries[i] for i in keep]}, today=TODAY)
     with contextlib.suppress(InvalidFacts):
         recommend(res.facts)
+
+
+def test_resource_about_another_patient_is_not_used() -> None:
+    b, _ = own_bundles()["extremity-stage-i"]
+    b = json.loads(json.dumps(b))
+    intruder = {"resourceType": "Observation", "id": "x", "status": "final",
+                "subject": {"reference": "Patient/somebody-else"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "21900-6"}]},
+                "valueCodeableConcept": {"text": "pN1"}, "effectiveDateTime": "2099-01-01"}
+    b["entry"].append({"resource": intruder})
+    res = facts_from_bundle(b, today=TODAY)
+    assert res.facts.get("nodes") != "N1"
+    assert any("somebody-else" in g["problem"] for g in res.gaps)
