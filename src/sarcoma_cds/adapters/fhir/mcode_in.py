@@ -617,6 +617,8 @@ def facts_from_bundle(bundle: Any, today: date | None = None) -> MappingResult:
         _guard(m, ref, lambda ref=ref, res=res: _dispatch(r, ref, res))
     finish(m, r.drug_seen)
     m.resolve()
+    if len(r.patients) == 1:  # the subject of the answer's CPG resources
+        m.res.reported["patient"] = next(iter(r.patients))
     _after(m, r)
     return m.res
 

@@ -292,7 +292,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return JSONResponse({
             "audit_id": audit_id, "facts": ans.facts, "provenance": ans.provenance, "gaps": ans.gaps,
             "recommendation": rec.model_dump(mode="json"),
-            "fhir": services.recommendation_to_fhir(rec, ans.facts, audit_id=audit_id),
+            "fhir": services.recommendation_to_fhir(rec, ans.facts, audit_id=audit_id,
+                                                    patient_ref=ans.reported.get("patient")),
             "disclaimer": services.disclaimer,
         }, headers={"X-Audit-ID": audit_id})
 

@@ -186,9 +186,10 @@ class Services:
         return ans
 
     def recommendation_to_fhir(self, rec: Recommendation, facts: dict[str, Any] | None = None,
-                               audit_id: str | None = None) -> dict[str, Any]:
-        """The recommendation as a CPG-on-FHIR Bundle (CarePlan, RequestGroup, requests)."""
+                               audit_id: str | None = None, patient_ref: str | None = None) -> dict[str, Any]:
+        """The recommendation as a CPG-on-FHIR Bundle (CarePlan, RequestGroup, requests);
+        ``patient_ref`` (e.g. ``Patient/123``) becomes their subject."""
         from sarcoma_cds.adapters.fhir import recommendation_to_bundle
 
         return recommendation_to_bundle(rec, self.kb, facts=facts, audit_id=audit_id,
-                                        base_url=self.settings.base_url)
+                                        base_url=self.settings.base_url, patient_ref=patient_ref)
