@@ -117,7 +117,8 @@ STAGE_GROUP_CODES = {(LOINC, "21908-9"): "clinical", (LOINC, "21902-2"): "pathol
 TUMOR_SIZE_CODES = {(LOINC, "21889-1"), (LOINC, "33728-7")}
 TUMOR_SIZE_MAX_DIM = (LOINC, "33728-7")
 TUMOR_SIZE_OTHER_DIMS = {(LOINC, "33729-5"), (LOINC, "33730-3")}
-GRADE_CODES = {(NCIT, "C18000"), (LOINC, "21858-6"), (LOINC, "33732-9")}
+GRADE_CODES = {(NCIT, "C18000"), (LOINC, "21858-6"), (LOINC, "33732-9"),
+               (SNOMED, "371469007")}  # Histologic grade (observable entity)
 HISTOLOGY_OBS_CODES = {(LOINC, "31206-6")}
 ECOG_CODES = {(LOINC, "89247-1")}
 DISEASE_STATUS_CODES = {(LOINC, "97509-4")}
@@ -129,7 +130,9 @@ SNOMED_TNM_VALUE: dict[str, str] = {
     "1229967007": "cN0", "1229947003": "pN0", "1229901006": "cM0", "1229903009": "cM1",
 }
 # mCODE HistologicGradeVS -> FNCLCC grade (three-tier: low = 1, intermediate = 2, high = 3).
-SNOMED_GRADE: dict[str, str] = {"1155708003": "1", "1286893008": "2", "1155707008": "3"}
+SNOMED_GRADE: dict[str, str] = {"1155708003": "1", "1286893008": "2", "1155707008": "3",
+                                 # AJCC G grades (SNOMED CT findings; AJCC 8 soft tissue grades by FNCLCC)
+                                 "54102005": "1", "1663004": "2", "61026006": "3", "12619005": "X"}
 # LOINC LL529-9 ECOG answers.
 LOINC_ECOG: dict[str, int] = {"LA9622-7": 0, "LA9623-5": 1, "LA9624-3": 2, "LA9625-0": 3, "LA9626-8": 4}
 # mCODE ConditionStatusTrendVS.

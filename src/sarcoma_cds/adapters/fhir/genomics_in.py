@@ -63,7 +63,7 @@ def _genes(m: Mapper, ref: str, cc: Any) -> list[str]:
         if sys_ != T.HGNC:
             m.gap(ref, "component[gene-studied]", f"gene code system {sys_!r} is not HGNC")
             continue
-        gene = T.hgnc_gene(c)
+        gene = T.hgnc_gene(c) or (c.strip().upper() if c.strip().upper() in T.gene_symbols() else None)
         if gene is None:
             m.gap(ref, "component[gene-studied]", f"{c} ({display or 'no display'}): gene not used by the guideline")
             continue

@@ -96,6 +96,11 @@ class Cancers:
             return
         for t in _refs(res.get("focus")) + _refs(res.get("reasonReference")):
             self.claim(ref, t)
+        if rt == "BodyStructure":  # an mCODE tumour names its cancer in an extension
+            for e in _l(res.get("extension")):
+                if str(_d(e).get("url", "")).endswith(("related-condition", "condition-related")):
+                    for t in _refs(_d(e).get("valueReference")):
+                        self.claim(ref, t)
         for t in _refs(res.get("hasMember")) + _refs(res.get("derivedFrom")) + _refs(res.get("result")):
             self.link(ref, t)
 

@@ -508,14 +508,14 @@ def _size(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
     code = res.get("code")
     sizes: list[float] = []
     other = False
-    if _has_any(code, {C.TUMOR_SIZE_MAX_DIM}) and res.get("valueQuantity") is not None:
+    components = [d_(c) for c in l_(res.get("component"))]
+    if res.get("valueQuantity") is not None and (_has_any(code, {C.TUMOR_SIZE_MAX_DIM}) or not components):
         cm = _quantity_cm(res.get("valueQuantity"))
         if cm is None:
             m.gap(ref, "valueQuantity", "tumour size without a usable value and unit (cm or mm)")
         else:
             sizes.append(cm)
-    for comp in l_(res.get("component")):
-        comp = d_(comp)
+    for comp in components:
         if _has_any(comp.get("code"), {C.TUMOR_SIZE_MAX_DIM} | C.TUMOR_SIZE_OTHER_DIMS):
             cm = _quantity_cm(comp.get("valueQuantity"))
             if cm is None:
