@@ -463,3 +463,12 @@ def test_end_to_end_imatinib_on_incomplete_d842v_record_warns(service_app: TestC
                                               if e["resource"]["id"] == "primary"]
     cards = call(service_app, signer, SIGN, req).json()["cards"]
     assert _warned(cards, "imatinib")
+
+
+def test_patient_view_warns_on_an_active_dangerous_order(service_app: TestClient, signer: Signer) -> None:
+    req = hook_request("patient-view")
+    active = {**_order("imatinib 400 mg", "active-1"), "status": "active"}
+    req["prefetch"]["medicationRequests"] = {"resourceType": "Bundle", "type": "searchset",
+                                             "entry": [{"resource": active}]}
+    cards = call(service_app, signer, TREAT, req).json()["cards"]
+    assert _warned(cards, "imatinib")

@@ -342,6 +342,14 @@ def draft_orders(ctx: dict[str, Any], service_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def active_orders(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's active medication orders (what the patient-view hook checks)."""
+    return [e["resource"] for e in bundle.get("entry", [])
+            if e["resource"].get("resourceType") == "MedicationRequest"
+            and e["resource"].get("status") in ("active", "on-hold", "draft")
+            and e["resource"].get("intent") in ("order", "original-order", "instance-order", None)]
+
+
 def _replace_suggestions(order: dict[str, Any], drug: str, alts: list[tuple[str, ...]],
                          patient_id: str) -> list[dict[str, Any]]:
     out = []
@@ -462,7 +470,8 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
         raise BadHookRequest("hookInstance is required")
     ctx = req.get("context") if isinstance(req.get("context"), dict) else {}
     bundle, fetch_gaps = gather_bundle(req, services.settings.fhir_timeout_s)
-    orders = draft_orders(ctx, service_id) if service_id != TREATMENT else []
+    # patient-view checks the record's active orders too: a dangerous one is never passed over
+    orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
     meds = _medications(req, bundle)
     ans = services.answer_bundle(bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id)
     gaps = fetch_gaps + ans.gaps
@@ -474,6 +483,8 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     patient_id = ctx.get("patientId", "")
     if service_id == TREATMENT:
         cards = treatment_cards(services, rec, link, patient_id, [])
+        cards += [c for c in order_cards(services, rec, link, patient_id, orders, meds)
+                  if c["indicator"] in ("warning", "critical")]
     else:
         cards = order_cards(services, rec, link, patient_id, orders, meds)
     services.store.link_cards(audit_id, service_id, [c["uuid"] for c in cards])
