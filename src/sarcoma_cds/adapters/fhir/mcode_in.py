@@ -226,14 +226,18 @@ class _Reader:
             self.cancers.other[ref] = text or code_str(code)
 
     def settle(self) -> None:
+        """A soft-tissue cancer Condition without a histology is the sarcoma when there is no
+        other, or when it names the sarcoma's own site (the same tumour on the problem list);
+        otherwise it is another cancer."""
         possible = [r for r, k in self.kind.items() if k == "possible"]
+        sarcoma_sites = {self.cancers.sites.get(c) for c in self.cancers.sarcoma}
         for r in possible:
-            if self.cancers.sarcoma:
-                self.kind[r] = "other_cancer"
-                self.cancers.other[r] = "a cancer without a sarcoma histology"
-            else:
+            if not self.cancers.sarcoma or (self.cancers.sites.get(r) and self.cancers.sites.get(r) in sarcoma_sites):
                 self.kind[r] = "primary"
                 self.cancers.sarcoma.add(r)
+            else:
+                self.kind[r] = "other_cancer"
+                self.cancers.other[r] = "a cancer without a sarcoma histology at another site"
 
     # ------------------------------------------------------------ conditions, pass 2
     def condition(self, ref: str, res: dict[str, Any]) -> None:
