@@ -50,6 +50,7 @@ _AJCC_CODE = re.compile(r"^(?:y?[cpa])?(T|N|M)([0-9][a-d]?|X|is)$", re.I)
 _STAGE_TEXT = re.compile(r"^(?:stage\s+)?([0IV]+[ABC]?)$", re.I)
 _CANCER_WORDS = re.compile(r"cancer|carcinoma|neoplasm|sarcoma|tumou?r|malignan|lymphoma|leuka?emia|melanoma|\bGIST\b", re.I)
 _SARCOMA_WORDS = re.compile(r"sarcoma|stromal|\bGIST\b", re.I)
+_NOT_CANCER = re.compile(r"family history|screening|benign|fear of|risk of|suspect|rule out|ruled out", re.I)
 _SECONDARY_WORDS = re.compile(r"secondary|metasta", re.I)
 
 NOT_VERIFIED = {"refuted", "entered-in-error", "unconfirmed", "provisional", "differential"}
@@ -182,40 +183,45 @@ class _Reader:
 
     # ------------------------------------------------------------ conditions, pass 1
     def classify(self, ref: str, res: dict[str, Any]) -> None:
+        """Sort a Condition: the sarcoma (or possibly it), another cancer, a secondary cancer, or
+        anything else (a comorbidity candidate). Structured codes decide first; the text is used
+        only to recognise that a Condition is some cancer, which makes the reader more careful,
+        never to set a fact."""
         prof = " ".join(profiles(res))
-        exts = [d_(e) for e in l_(res.get("extension"))]
-        hist_ext = [e for e in exts if e.get("url") == C.EXT_HISTOLOGY]
+        hist_ext = [d_(e) for e in l_(res.get("extension")) if d_(e).get("url") == C.EXT_HISTOLOGY]
         code = res.get("code")
         text = text_of(code)
-        is_secondary = "mcode-secondary-cancer-condition" in prof or any(
-            T.icd10cm(c, "metastatic_sites")[0] for s, c, _ in codings(code) if s in (T.ICD10CM, T.ICD10))
-        is_primary = "mcode-primary-cancer-condition" in prof or bool(hist_ext)
-        cancer_code = any(s in (T.ICD10CM, T.ICD10) and c.upper().startswith(("C", "D0")) for s, c, _ in codings(code)) \
-            or any(s == T.SNOMED and T.snomed_histology(c) for s, c, _ in codings(code)) or bool(_CANCER_WORDS.search(text))
-        if not is_secondary and not is_primary and cancer_code and _SECONDARY_WORDS.search(text):
-            is_secondary = True
+        icd = [c.upper() for s, c, _ in codings(code) if s in (T.ICD10CM, T.ICD10)]
         verification = _verification(res)
         if set(verification) & NOT_VERIFIED:
             self.kind[ref] = "skip"
             self.m.gap(ref, "verificationStatus", f"condition {', '.join(verification)}; not used")
             return
-        if is_secondary:
-            self.kind[ref] = "secondary"
-            return
-        if not (is_primary or cancer_code):
-            self.kind[ref] = "comorbidity"
-            return
         hist = None
         for e in hist_ext:
             hist = hist or _histology_from_cc(e.get("valueCodeableConcept"))[0]
         hist = hist or _histology_from_cc(code)[0]
+        soft_tissue = any(c.startswith(("C49", "C48.0", "C480")) for c in icd)
+        is_primary = "mcode-primary-cancer-condition" in prof or bool(hist_ext)
+        is_secondary = "mcode-secondary-cancer-condition" in prof or any(T.icd10cm(c, "metastatic_sites")[0] for c in icd)
+        if icd:  # an ICD-10 code says whether this is a cancer (Z80.3 family history is not)
+            cancer = any(c.startswith(("C", "D0")) for c in icd)
+        else:
+            cancer = bool(hist) or bool(_CANCER_WORDS.search(text) and not _NOT_CANCER.search(text))
+        if not (is_primary or is_secondary) and cancer and hist is None and not soft_tissue \
+                and _SECONDARY_WORDS.search(text):
+            is_secondary = True
+        if is_secondary and not is_primary:
+            self.kind[ref] = "secondary"
+            return
+        if not (is_primary or cancer):
+            self.kind[ref] = "comorbidity"
+            return
         site = None
         for bs in l_(res.get("bodySite")):
             site = site or _site_from_cc(bs)[0]
         site = site or _site_from_cc(code)[0]
         self.cancers.sites[ref] = site
-        soft_tissue = any(s in (T.ICD10CM, T.ICD10) and c.upper().startswith(("C49", "C48.0", "C480"))
-                          for s, c, _ in codings(code))
         if hist in CONTRACT_HISTOLOGIES:
             self.kind[ref] = "primary"
             self.cancers.sarcoma.add(ref)
@@ -322,8 +328,8 @@ class _Reader:
                     for s, c, _ in codings(d_(e).get("valueCodeableConcept")):
                         if s == T.SNOMED and c in DEPTH:
                             m.put("depth", DEPTH[c], ref, "bodySite.extension[body-location-qualifier]", when=when)
-        if set(clinical) & {"recurrence", "relapse"}:
-            m.put("disease_status", "recurrent", ref, "clinicalStatus", when=when)
+        if set(clinical) & {"recurrence", "relapse"}:  # the current status: undated, not the diagnosis date
+            m.put("disease_status", "recurrent", ref, "clinicalStatus")
         for st in l_(res.get("stage")):
             summary = d_(st).get("summary")
             got_stage = _stage_group(summary)
@@ -609,7 +615,7 @@ def facts_from_bundle(bundle: Any, today: date | None = None) -> MappingResult:
         if full:
             r.index[full] = res
             r.canon_of[full] = ref
-        if res.get("resourceType") == "Patient":
+        if res.get("resourceType") == "Patient" and s_(res.get("id")):
             r.patients.add(ref)
     for ref, res in resources:
         if res.get("resourceType") == "Condition":
