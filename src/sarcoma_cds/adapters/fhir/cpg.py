@@ -151,7 +151,7 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
             else:
                 action["prefix"] = "consider"
             note = [{"text": disclaimer}] + [{"text": n} for n in s.notes]
-            sr = {
+            sr: dict[str, Any] = {
                 "resourceType": "ServiceRequest", "status": "draft", "intent": "option",
                 "instantiatesCanonical": [s_url], "subject": subject,
                 "code": {"coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}],
@@ -165,7 +165,7 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
             sub = []
             for o in s.options:
                 name = " + ".join(o.drugs)
-                mr = {
+                mr: dict[str, Any] = {
                     "resourceType": "MedicationRequest", "status": "draft", "intent": "option",
                     "instantiatesCanonical": [regimen_url(o.drugs)], "subject": subject,
                     "medicationCodeableConcept": _drug_concept(o.drugs),

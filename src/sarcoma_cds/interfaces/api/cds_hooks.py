@@ -138,11 +138,11 @@ def _other_patient(res: dict[str, Any], patient_id: str) -> str | None:
 
 def gather_bundle(req: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """(a collection Bundle of everything prefetched or fetched, gaps of what was left out)."""
-    ctx = req.get("context") if isinstance(req.get("context"), dict) else {}
+    ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
     patient_id = ctx.get("patientId")
     if not isinstance(patient_id, str) or not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", patient_id):
         raise BadHookRequest("context.patientId is required (a FHIR id)")
-    prefetch = req.get("prefetch") if isinstance(req.get("prefetch"), dict) else {}
+    prefetch: dict[str, Any] = req["prefetch"] if isinstance(req.get("prefetch"), dict) else {}
     fhir_server = req.get("fhirServer")
     can_fetch = isinstance(fhir_server, str) and fhir_server.startswith(("http://", "https://"))
     entries: list[dict[str, Any]] = []
@@ -167,8 +167,8 @@ def gather_bundle(req: dict[str, Any], timeout: float) -> tuple[dict[str, Any], 
             gaps.append({"resource": "prefetch", "element": key, "problem": f"{e}; these resources were not read"})
     kept: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
-    for e in entries:
-        res = e["resource"]
+    for entry in entries:
+        res = entry["resource"]
         other = _other_patient(res, patient_id)
         if other:
             gaps.append({"resource": f"{res.get('resourceType')}/{res.get('id')}", "element": "subject",
@@ -265,7 +265,7 @@ def treatment_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
                            audit_link))
         return cards
     indicator = "warning" if any(w.code == "contraindication" for w in rec.warnings) else "info"
-    suggestions = []
+    suggestions: list[dict[str, Any]] = []
     for p in rec.pathways:
         for s in p.steps:
             for o in s.options:
@@ -316,7 +316,7 @@ def ordered_drugs(order: dict[str, Any], medications: dict[str, dict[str, Any]])
 
 def _medications(req: dict[str, Any], bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Medication resources from the draft orders and the record, by reference and by id."""
-    ctx = req.get("context") if isinstance(req.get("context"), dict) else {}
+    ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
     out: dict[str, dict[str, Any]] = {}
     for e in _entries(ctx.get("draftOrders")) + bundle.get("entry", []):
         r = e["resource"]
@@ -468,7 +468,7 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
         raise BadHookRequest(f"service {service_id} answers the {expected_hook} hook")
     if not isinstance(req.get("hookInstance"), str):
         raise BadHookRequest("hookInstance is required")
-    ctx = req.get("context") if isinstance(req.get("context"), dict) else {}
+    ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
     bundle, fetch_gaps = gather_bundle(req, services.settings.fhir_timeout_s)
     # patient-view checks the record's active orders too: a dangerous one is never passed over
     orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
