@@ -67,6 +67,8 @@ class Cancers:
         c = self.canon(target)
         if c is None:
             self.dangling.setdefault(ref, []).append(target)
+        elif c.startswith(("Patient/", "Practitioner/", "Organization/", "Encounter/")):
+            return  # about the patient or the care episode: says nothing about which cancer
         elif c in self.sarcoma or c in self.other:
             self.claims.setdefault(ref, set()).add(c)
         elif c.startswith("Condition/"):
