@@ -66,7 +66,8 @@ class Cancers:
     def claim(self, ref: str, target: str) -> None:
         c = self.canon(target)
         if c is None:
-            self.dangling.setdefault(ref, []).append(target)
+            if "Condition/" in target or target.startswith("urn:"):  # a cancer we cannot see
+                self.dangling.setdefault(ref, []).append(target)
         elif c.startswith(("Patient/", "Practitioner/", "Organization/", "Encounter/")):
             return  # about the patient or the care episode: says nothing about which cancer
         elif c in self.sarcoma or c in self.other:
