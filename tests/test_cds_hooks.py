@@ -24,7 +24,7 @@ from conftest_service import (
     load_fixture_bundle,
     make_settings,
 )
-from sarcoma_cds.interfaces.api import create_app
+from sarcoma_cds.interfaces.api import cds_hooks, create_app
 
 service_app = conftest_service.service_app
 signer = conftest_service.signer
@@ -68,7 +68,9 @@ def check_card(card: dict[str, Any]) -> None:
         for a in s["actions"]:
             assert a["type"] in ("create", "update", "delete") and a["description"]
     for link in card.get("links", []):
-        assert link["type"] == "absolute" and link["url"].startswith(BASE_URL + "/cases/")
+        assert link["type"] in ("absolute", "smart") and link["url"].startswith(BASE_URL + "/")
+        if link["type"] == "absolute":
+            assert link["url"].startswith(BASE_URL + "/cases/")
 
 
 # ------------------------------------------------------------------ discovery & cards
@@ -77,9 +79,12 @@ def test_discovery(service_app: TestClient) -> None:
     services = {s["id"]: s for s in service_app.get("/cds-services").json()["services"]}
     t = services["sarcoma-treatment"]
     assert t["hook"] == "patient-view" and t["description"] and t["title"]
-    assert set(t["prefetch"]) == {"patient", "conditions", "observations"}
+    assert {"patient", "conditions", "observations", "medicationRequests", "procedures"} <= set(t["prefetch"])
     assert t["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+    # EHR servers refuse Observation searches without a category
+    assert all("category=" in q for k, q in t["prefetch"].items() if q.startswith("Observation?"))
     assert services["sarcoma-order-check"]["hook"] == "order-select"
+    assert services["sarcoma-order-sign"]["hook"] == "order-sign"
 
 
 def test_patient_view_cards(service_app: TestClient, signer: Signer) -> None:
@@ -148,7 +153,7 @@ class _FhirHandler(BaseHTTPRequestHandler):
         self.seen_auth.append(self.headers.get("Authorization", ""))
         routes = {"/fhir/Patient/p1": self.data.get("patient"),
                   "/fhir/Condition?patient=p1": self.data.get("conditions"),
-                  "/fhir/Observation?patient=p1": self.data.get("observations"),
+                  "/fhir/Observation?patient=p1&category=laboratory": self.data.get("observations"),
                   "/jwks.json": self.jwks}
         if self.path.startswith("/fhir/") and self.headers.get("Authorization") != "Bearer fhir-token":
             self.send_response(401)
@@ -181,7 +186,8 @@ def test_fetches_from_fhir_server_when_not_prefetched(service_app: TestClient, s
     r = call(service_app, signer, TREAT, req)
     assert r.status_code == 200, r.text
     assert r.json()["cards"][0]["source"]["topic"]["code"] == "gist.recurrent_or_metastatic"
-    assert _FhirHandler.seen_auth.count("Bearer fhir-token") == 3
+    # every prefetch template is fetched; the optional ones this server does not answer (404) are gaps
+    assert _FhirHandler.seen_auth.count("Bearer fhir-token") == len(cds_hooks.PREFETCH)
 
 
 def test_fhir_server_refusing_is_412(service_app: TestClient, signer: Signer, fhir_server: str) -> None:
@@ -203,10 +209,12 @@ def test_jwks_url_client(tmp_path: Path, fhir_server: str) -> None:
 # ------------------------------------------------------------------ order-select
 
 def _order(drug: str, oid: str = "draft-1") -> dict[str, Any]:
+    # RxNorm 282388 is imatinib: it is given only with an imatinib text (the test data once put it
+    # beside avapritinib; the order check now reads codes too and would see both drugs).
+    coding = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "282388", "display": drug}
     return {"resourceType": "MedicationRequest", "id": oid, "status": "draft", "intent": "order",
             "subject": {"reference": "Patient/p1"},
-            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                      "code": "282388", "display": drug}], "text": drug}}
+            "medicationCodeableConcept": {"coding": [coding] if "imatinib" in drug.lower() else [], "text": drug}}
 
 
 def order_request(drug: str, fixture: str = "gist-pdgfra-d842v") -> dict[str, Any]:
@@ -352,3 +360,115 @@ def test_dev_mode_key_pair(tmp_path: Path) -> None:
         tok = mint_dev_token(settings.data_dir / "dev-client-key.pem", BASE_URL + TREAT)
         assert c.post(TREAT, json=hook_request("patient-view"),
                       headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+
+
+# ------------------------------------------------------------------ issue 11: orders on real records
+
+SIGN = "/cds-services/sarcoma-order-sign"
+RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def _sign_request(order: dict[str, Any], fixture: str = "gist-pdgfra-d842v", **extra: Any) -> dict[str, Any]:
+    req = hook_request("order-sign", fixture)
+    req["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                     "entry": [{"resource": order}, *extra.get("more", [])]}
+    return req
+
+
+def _warned(cards: list[dict[str, Any]], drug: str) -> bool:
+    return any(c["indicator"] in ("warning", "critical") and drug in c["summary"] for c in cards)
+
+
+@pytest.mark.parametrize("med", [
+    {"medicationCodeableConcept": {"coding": [{"system": RX, "code": "282388"}]}},  # ingredient code only
+    {"medicationCodeableConcept": {"coding": [{"system": RX, "code": "999999",
+                                               "display": "imatinib mesylate 400 MG Oral Tablet [Gleevec]"}]}},
+    {"medicationCodeableConcept": {"text": "Glivec 400mg"}},  # brand name
+    {"medicationReference": {"reference": "Medication/m1"}},
+])
+def test_order_sign_recognises_imatinib_however_coded(service_app: TestClient, signer: Signer, med: Any) -> None:
+    order = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
+             "subject": {"reference": "Patient/p1"}, **med}
+    medication = {"resource": {"resourceType": "Medication", "id": "m1",
+                               "code": {"coding": [{"system": RX, "code": "282388", "display": "imatinib"}]}}}
+    r = call(service_app, signer, SIGN, _sign_request(order, more=[medication]))
+    assert r.status_code == 200, r.text
+    assert _warned(r.json()["cards"], "imatinib")
+
+
+def test_order_is_never_silently_unchecked_when_facts_are_missing(service_app: TestClient, signer: Signer) -> None:
+    req = _sign_request(_order("imatinib 400 mg"))
+    for e in req["prefetch"]["conditions"]["entry"]:
+        e["resource"].pop("bodySite", None)  # the primary site is now missing: no recommendation
+    cards = call(service_app, signer, SIGN, req).json()["cards"]
+    assert any(c["indicator"] == "warning" and "NOT checked" in c["summary"] for c in cards)
+
+
+def test_prefetch_about_another_patient_is_rejected(service_app: TestClient, signer: Signer) -> None:
+    req = hook_request("patient-view")
+    intruder = {"resourceType": "Observation", "id": "other-n", "status": "final",
+                "subject": {"reference": "Patient/someone-else"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "21900-6"}]},
+                "valueCodeableConcept": {"text": "pN1"}}
+    req["prefetch"]["observations"]["entry"].append({"resource": intruder})
+    bundle, gaps = cds_hooks.gather_bundle(req, 1.0)
+    assert all(e["resource"].get("id") != "other-n" for e in bundle["entry"])
+    assert any("someone-else" in g["problem"] for g in gaps)
+
+
+def test_cards_carry_a_smart_link(service_app: TestClient, signer: Signer) -> None:
+    card = call(service_app, signer, TREAT, hook_request("patient-view")).json()["cards"][0]
+    smart = [lk for lk in card["links"] if lk["type"] == "smart"]
+    assert smart and json.loads(smart[0]["appContext"])["case"]
+
+
+class _Svc:
+    """The parts of Services the card builders read."""
+
+    def __init__(self) -> None:
+        from sarcoma_cds import load_kb
+
+        self.kb = load_kb()
+        self.disclaimer = "Decision support, not an order."
+
+
+def test_across_candidates_warns_on_an_incomplete_record() -> None:
+    """Imatinib ordered for a PDGFRA D842V GIST whose group is not pinned: the engine's
+    across_candidates says it is not recommended in every candidate group, so the check warns."""
+    from sarcoma_cds import recommend
+    from sarcoma_cds.domain.recommendation import Recommendation
+
+    rec = recommend({"histology": "gist", "primary_site": "stomach", "pdgfra_mutation": "d842v"})
+    assert rec.patient_group is None
+    data = rec.model_dump(mode="json")
+    data["across_candidates"] = [
+        {"drugs": ["imatinib"], "status": "not_recommended", "groups": list(rec.candidate_groups),
+         "reasons": ["PDGFRA D842V: imatinib does not control these tumours"]},
+        {"drugs": ["avapritinib"], "status": "preferred", "groups": list(rec.candidate_groups), "reasons": []}]
+    filled = Recommendation.model_validate(data)
+    cards = cds_hooks.order_cards(_Svc(), filled, None, "p1", [_order("imatinib 400 mg")], {})
+    assert _warned(cards, "imatinib")
+    assert "avapritinib" in cards[0]["suggestions"][0]["label"]
+    # and a drug whose status differs between groups only asks for the missing facts
+    cards = cds_hooks.order_cards(_Svc(), filled, None, "p1", [_order("sunitinib")], {})
+    assert cards and all(c["indicator"] == "info" for c in cards)
+
+
+@pytest.mark.xfail(strict=False, reason="needs the engine to fill across_candidates (lead's clinical-safety work)")
+def test_end_to_end_imatinib_on_incomplete_d842v_record_warns(service_app: TestClient, signer: Signer) -> None:
+    req = _sign_request(_order("imatinib 400 mg"))
+    req["prefetch"]["observations"]["entry"] = [e for e in req["prefetch"]["observations"]["entry"]
+                                                if e["resource"]["id"] not in ("size", "tnm-cM")]
+    req["prefetch"]["conditions"]["entry"] = [e for e in req["prefetch"]["conditions"]["entry"]
+                                              if e["resource"]["id"] == "primary"]
+    cards = call(service_app, signer, SIGN, req).json()["cards"]
+    assert _warned(cards, "imatinib")
+
+
+def test_patient_view_warns_on_an_active_dangerous_order(service_app: TestClient, signer: Signer) -> None:
+    req = hook_request("patient-view")
+    active = {**_order("imatinib 400 mg", "active-1"), "status": "active"}
+    req["prefetch"]["medicationRequests"] = {"resourceType": "Bundle", "type": "searchset",
+                                             "entry": [{"resource": active}]}
+    cards = call(service_app, signer, TREAT, req).json()["cards"]
+    assert _warned(cards, "imatinib")

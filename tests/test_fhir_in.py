@@ -39,11 +39,15 @@ def test_every_official_mcode_example_parses(path: Any) -> None:
 def test_mcode_patient_bundle_jenny() -> None:
     b = json.loads((FHIR_DIR.parent / "mcode" / "Bundle-mcode-patient-bundle-jenny-m.json").read_text())
     res = facts_from_bundle(b, today=TODAY)
-    assert res.facts["nodes"] == "N0" and res.facts["metastasis"] == "M0"
-    assert res.facts["size_cm"] == 2.5 and res.facts["ecog"] == 0
+    # Jenny's cancer is a breast cancer: its staging and size belong to it, never to a sarcoma
+    # (issue 11: observations are tied to their cancer). Patient-level facts are still read.
+    for fact in ("nodes", "metastasis", "size_cm", "grade", "histology"):
+        assert fact not in res.facts
+    assert res.facts["ecog"] == 0
     assert res.provenance["ecog"][0] == {"resourceType": "Observation", "id": "ecog-performance-status-jenny-m",
-                                         "element": "valueInteger"}
+                                         "element": "valueInteger", "date": "2018-04-12"}
     problems = " ".join(g["problem"] for g in res.gaps)
+    assert "belongs to another cancer" in problems
     assert "82711006" in problems  # breast ductal carcinoma: unknown histology reported, not defaulted
     assert any(g["resource"].startswith("MedicationRequest/") for g in res.gaps)
 
@@ -176,3 +180,16 @@ def test_fuzz_partial_own_bundles(name: str, data: st.DataObject) -> None:
     res = facts_from_bundle({"resourceType": "Bundle", "entry": [entries[i] for i in keep]}, today=TODAY)
     with contextlib.suppress(InvalidFacts):
         recommend(res.facts)
+
+
+def test_resource_about_another_patient_is_not_used() -> None:
+    b, _ = own_bundles()["extremity-stage-i"]
+    b = json.loads(json.dumps(b))
+    intruder = {"resourceType": "Observation", "id": "x", "status": "final",
+                "subject": {"reference": "Patient/somebody-else"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "21900-6"}]},
+                "valueCodeableConcept": {"text": "pN1"}, "effectiveDateTime": "2099-01-01"}
+    b["entry"].append({"resource": intruder})
+    res = facts_from_bundle(b, today=TODAY)
+    assert res.facts.get("nodes") != "N1"
+    assert any("somebody-else" in g["problem"] for g in res.gaps)

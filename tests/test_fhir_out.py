@@ -60,9 +60,28 @@ def test_not_recommended_is_against_and_do_not_perform() -> None:
     assert ima.get("doNotPerform") is True
     ext = {e["url"].rsplit("/", 1)[1]: e for e in ima["extension"]}
     assert ext["recommendation-status"]["valueCode"] == "not_recommended"
-    assert ext["cpg-directionOfRecommendation"]["valueCodeableConcept"]["coding"][0]["code"] == "against"
-    ava = {e["url"].rsplit("/", 1)[1]: e for e in meds["avapritinib"]["extension"]}
-    assert ava["cpg-strengthOfRecommendation"]["valueCodeableConcept"]["coding"][0]["code"] == "strong"
+    # CPG extensions only where their context allows them (PlanDefinition.action): the request
+    # says "against" with doNotPerform; the strength is the FHIR core extension on the action.
+    assert not any("/uv/cpg/" in e["url"] for r in _resources(b, "MedicationRequest") for e in r["extension"])
+    (rg,) = _resources(b, "RequestGroup")
+
+    def actions(a: dict) -> list[dict]:
+        return [a, *[x for c in a.get("action", []) for x in actions(c)]]
+
+    ava = next(a for a in actions({"action": rg["action"]}) if a.get("title") == "avapritinib")
+    strength = {e["url"]: e for e in ava["extension"]}["http://hl7.org/fhir/StructureDefinition/cqf-strengthOfRecommendation"]
+    assert strength["valueCodeableConcept"]["coding"][0]["code"] == "strong"
+    # RxNorm beside the local code, so that a suggestion can become an order
+    assert {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "282388", "display": "imatinib"} \
+        in ima["medicationCodeableConcept"]["coding"]
+
+
+def test_patient_is_the_subject_and_plan_types_follow_cpg() -> None:
+    b = recommendation_to_bundle(_rec("gist-kit-exon11"), KB, patient_ref="Patient/p1")
+    assert all(r["subject"] == {"reference": "Patient/p1"} for e in b["entry"] for r in [e["resource"]] if "subject" in r)
+    types = {r["url"].rsplit("/", 1)[1].split("-")[0]: r["type"]["coding"][0]["code"]
+             for r in EXPORT if r["resourceType"] == "PlanDefinition"}
+    assert types["strategy"] == "workflow-definition" and types["sts"] == "clinical-protocol"
 
 
 def test_step_actions_carry_reasons_and_references() -> None:

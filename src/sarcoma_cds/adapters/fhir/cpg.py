@@ -25,8 +25,11 @@ from typing import Any
 
 CANONICAL = "http://sarcoma-cds.org/fhir"
 CPG_SD = "http://hl7.org/fhir/uv/cpg/StructureDefinition/"
-EXT_DIRECTION = CPG_SD + "cpg-directionOfRecommendation"
-EXT_STRENGTH = CPG_SD + "cpg-strengthOfRecommendation"
+EXT_DIRECTION = CPG_SD + "cpg-directionOfRecommendation"  # context: PlanDefinition.action only
+EXT_STRENGTH = "http://hl7.org/fhir/StructureDefinition/cqf-strengthOfRecommendation"  # FHIR core
+CS_COMMON_PROCESS = "http://hl7.org/fhir/uv/cpg/CodeSystem/cpg-common-process"
+PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CS_DIRECTION = "http://hl7.org/fhir/uv/cpg/CodeSystem/cpg-recommendation-direction-cs"
 CS_STRENGTH = "http://terminology.hl7.org/CodeSystem/recommendation-strength"
 CS_STATUS = CANONICAL + "/CodeSystem/recommendation-status"
@@ -74,15 +77,32 @@ def regimen_url(drugs: tuple[str, ...] | list[str]) -> str:
     return f"{CANONICAL}/ActivityDefinition/{regimen_id(drugs)}"
 
 
-def _status_ext(status: str) -> list[dict[str, Any]]:
-    direction, strength = STATUS_CPG[status]
-    ext = [
-        {"url": EXT_STATUS, "valueCode": status},
-        {"url": EXT_DIRECTION, "valueCodeableConcept": {"coding": [{"system": CS_DIRECTION, "code": direction}]}},
-    ]
+def _status_ext(status: str, direction: bool = False) -> list[dict[str, Any]]:
+    """The local status, the FHIR core strength of recommendation and, only where the CPG
+    extension's context allows it (``PlanDefinition.action``), the CPG direction."""
+    dir_code, strength = STATUS_CPG[status]
+    ext: list[dict[str, Any]] = [{"url": EXT_STATUS, "valueCode": status}]
     if strength:
         ext.append({"url": EXT_STRENGTH, "valueCodeableConcept": {"coding": [{"system": CS_STRENGTH, "code": strength}]}})
+    if direction:
+        ext.append({"url": EXT_DIRECTION, "valueCodeableConcept": {"coding": [{"system": CS_DIRECTION, "code": dir_code}]}})
     return ext
+
+
+def _drug_concept(drugs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """A regimen as a CodeableConcept: the local drug codes and, for a single drug with a verified
+    RxNorm ingredient code, that code beside it so that a suggestion can become an order."""
+    from sarcoma_cds.adapters.fhir import terms
+
+    coding = [{"system": CS_DRUG, "code": d} for d in drugs]
+    if len(drugs) == 1:
+        rx = next((c for c, v in terms._table("drugs", terms.RXNORM, "drug").items() if v == drugs[0]), None)
+        if rx:
+            coding.append({"system": RXNORM, "code": rx, "display": drugs[0].replace("_", " ")})
+    return {"coding": coding, "text": " + ".join(drugs)}
+
+
+_PROCESS = {"coding": [{"system": CS_COMMON_PROCESS, "code": "guideline-based-care"}]}
 
 
 def _citations(refs: tuple[str, ...] | list[str], source: str) -> list[dict[str, Any]]:
@@ -131,12 +151,12 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
             else:
                 action["prefix"] = "consider"
             note = [{"text": disclaimer}] + [{"text": n} for n in s.notes]
-            sr = {
+            sr: dict[str, Any] = {
                 "resourceType": "ServiceRequest", "status": "draft", "intent": "option",
                 "instantiatesCanonical": [s_url], "subject": subject,
                 "code": {"coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}],
                          "text": s.label},
-                "extension": _status_ext(s.status),
+                "extension": [e for e in _status_ext(s.status) if e["url"] == EXT_STATUS],
                 "note": note,
             }
             if s.status == "not_recommended":
@@ -145,12 +165,11 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
             sub = []
             for o in s.options:
                 name = " + ".join(o.drugs)
-                mr = {
+                mr: dict[str, Any] = {
                     "resourceType": "MedicationRequest", "status": "draft", "intent": "option",
                     "instantiatesCanonical": [regimen_url(o.drugs)], "subject": subject,
-                    "medicationCodeableConcept": {
-                        "coding": [{"system": CS_DRUG, "code": d} for d in o.drugs], "text": name},
-                    "extension": _status_ext(o.status),
+                    "medicationCodeableConcept": _drug_concept(o.drugs),
+                    "extension": [e for e in _status_ext(o.status) if e["url"] == EXT_STATUS],
                     "note": [{"text": disclaimer}] + [{"text": r} for r in (*o.reasons, *o.notes)],
                 }
                 if o.status == "not_recommended":
@@ -236,7 +255,7 @@ def kb_to_fhir(kb: Any) -> list[dict[str, Any]]:
                             "url": regimen_url(o.drugs), "name": _name("Regimen", *key),
                             "title": " + ".join(o.drugs), **common, "kind": "MedicationRequest",
                             "intent": "proposal",
-                            "productCodeableConcept": {"coding": [{"system": CS_DRUG, "code": d} for d in o.drugs],
+                            "productCodeableConcept": {"coding": _drug_concept(o.drugs)["coding"],
                                                        "text": " + ".join(o.drugs)},
                             "description": f"Drug regimen listed by the guideline: {' + '.join(o.drugs)}.",
                         }
@@ -246,8 +265,7 @@ def kb_to_fhir(kb: Any) -> list[dict[str, Any]]:
                     "resourceType": "PlanDefinition", "id": url.rsplit("/", 1)[1], "url": url,
                     "name": _name("Rec", g.id, str(pi), s.treatment), "title": f"{g.label}: {s.label}",
                     **common,
-                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/plan-definition-type",
-                                         "code": "eca-rule"}]},
+                    "type": {"coding": [{"system": PLAN_TYPE, "code": "eca-rule"}]},
                     "description": s.rationale,
                     "relatedArtifact": _citations(s.references, meta.title),
                     "action": [{
@@ -268,23 +286,23 @@ def kb_to_fhir(kb: Any) -> list[dict[str, Any]]:
         strat = {
             "resourceType": "PlanDefinition", "id": _id("strategy", g.id), "url": strategy_url(g.id),
             "name": _name("Strategy", g.id), "title": g.label, **common,
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/plan-definition-type",
-                                 "code": "clinical-protocol"}]},
+            "type": {"coding": [{"system": PLAN_TYPE, "code": "workflow-definition"}]},  # CPG strategy
             "description": g.summary,
             "relatedArtifact": _citations(g.references, meta.title),
-            "action": [{"title": "Alternative pathways", "selectionBehavior": "exactly-one",
-                        "action": [{"title": f"Pathway {pi}", "groupingBehavior": "logical-group",
-                                    "action": acts} for pi, acts in sorted(by_pathway.items())]}],
+            "action": [{"title": "Alternative pathways", "description": f"One of the pathways for {g.label}",
+                        "code": [_PROCESS], "selectionBehavior": "exactly-one",
+                        "action": [{"title": f"Pathway {pi}", "action": acts}
+                                   for pi, acts in sorted(by_pathway.items())]}],
         }
         out.append(strat)
         strategies.append(strat)
     pathway = {
         "resourceType": "PlanDefinition", "id": "sts-treatment-pathway", "url": pathway_url(),
         "name": "StsTreatmentPathway", "title": meta.title, **common,
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/plan-definition-type",
-                             "code": "clinical-protocol"}]},
+        "type": {"coding": [{"system": PLAN_TYPE, "code": "clinical-protocol"}]},  # CPG pathway
         "description": f"{meta.source}\n\n{meta.disclaimer}",
-        "action": [{"title": s["title"], "definitionCanonical": s["url"]} for s in strategies],
+        "action": [{"title": s["title"], "description": s.get("description") or s["title"], "code": [_PROCESS],
+                    "definitionCanonical": s["url"]} for s in strategies],
     }
     return [pathway, *out, *regimens.values()]
 

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sarcoma_cds import InvalidFacts, PatientFacts, __version__, parse_facts
+from sarcoma_cds import InvalidFacts, PatientFacts, __version__
 from sarcoma_cds.interfaces.api import cds_hooks
 from sarcoma_cds.interfaces.api.problems import problem, problem_responses
 from sarcoma_cds.interfaces.api.security import (
@@ -282,26 +282,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if isinstance(who, JSONResponse):
             return who
         bundle = await json_body(request)
-        mapped = services.facts_from_bundle_full(bundle)
-        try:
-            facts = parse_facts(mapped.facts)
-        except InvalidFacts as e:
+        ans = services.answer_bundle(bundle, "fhir", who, request_id=rid(request))
+        if ans.recommendation is None or ans.audit_id is None:
             return problem(422, "the bundle does not give valid contract facts: "
-                           + "; ".join(f for f, _ in e.problems), request_id=rid(request),
-                           errors=[{"field": f, "message": m} for f, m in e.problems],
-                           facts=mapped.facts, provenance=mapped.provenance, gaps=mapped.gaps)
-        rec, audit_id = services.recommend_and_record(facts.model_dump(exclude_none=True), "fhir", who,
-                                                      request_id=rid(request))
-        gaps = list(mapped.gaps)
-        for sg in mapped.reported.get("stage_group", []):
-            if rec.stage is not None and rec.stage.group and sg["value"] not in (rec.stage.group, rec.stage.group[:-1]):
-                gaps.append({"resource": sg["resource"], "element": "valueCodeableConcept",
-                             "problem": f"data_conflict: recorded stage group {sg['value']} differs from the "
-                                        f"computed AJCC 8 stage {rec.stage.group}"})
+                           + "; ".join(f for f, _ in ans.problems), request_id=rid(request),
+                           errors=[{"field": f, "message": m} for f, m in ans.problems],
+                           facts=ans.facts, provenance=ans.provenance, gaps=ans.gaps)
+        rec, audit_id = ans.recommendation, ans.audit_id
         return JSONResponse({
-            "audit_id": audit_id, "facts": mapped.facts, "provenance": mapped.provenance, "gaps": gaps,
+            "audit_id": audit_id, "facts": ans.facts, "provenance": ans.provenance, "gaps": ans.gaps,
             "recommendation": rec.model_dump(mode="json"),
-            "fhir": services.recommendation_to_fhir(rec, mapped.facts, audit_id=audit_id),
+            "fhir": services.recommendation_to_fhir(rec, ans.facts, audit_id=audit_id,
+                                                    patient_ref=ans.reported.get("patient")),
             "disclaimer": services.disclaimer,
         }, headers={"X-Audit-ID": audit_id})
 
@@ -342,7 +334,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     def cds_caller(service_id: str, request: Request) -> Any:
         """The verified JWT claims of a CDS client calling a known service, or the error response."""
-        if service_id not in (cds_hooks.TREATMENT, cds_hooks.ORDER_CHECK):
+        if service_id not in cds_hooks.HOOKS:
             return problem(404, f"no CDS service {service_id!r}", request_id=rid(request))
         return jwt_or_401(request)
 

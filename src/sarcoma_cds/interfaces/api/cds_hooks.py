@@ -9,26 +9,37 @@ and ``overrideReasons`` on order-check cards. Empty optional fields are left out
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
-from datetime import date
 from typing import Any
 
 import httpx
 
-from sarcoma_cds import InvalidFacts, parse_facts
-from sarcoma_cds.adapters.fhir import facts_from_bundle
+from sarcoma_cds.adapters.fhir import terms
 
 log = logging.getLogger("sarcoma_cds.service.cds")
 
 TREATMENT = "sarcoma-treatment"
 ORDER_CHECK = "sarcoma-order-check"
+ORDER_SIGN = "sarcoma-order-sign"
+HOOKS = {TREATMENT: "patient-view", ORDER_CHECK: "order-select", ORDER_SIGN: "order-sign"}
+# Searches an EHR FHIR server answers: Observation searches carry a category (several servers
+# refuse them without one). patient, conditions and observations are required (412 when neither
+# prefetched nor fetchable); the others are read when given or fetchable and reported when not.
 PREFETCH = {
     "patient": "Patient/{{context.patientId}}",
     "conditions": "Condition?patient={{context.patientId}}",
-    "observations": "Observation?patient={{context.patientId}}",
+    "observations": "Observation?patient={{context.patientId}}&category=laboratory",
+    "observationsExam": "Observation?patient={{context.patientId}}&category=exam",
+    "observationsSurvey": "Observation?patient={{context.patientId}}&category=survey",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+    "procedures": "Procedure?patient={{context.patientId}}",
+    "diagnosticReports": "DiagnosticReport?patient={{context.patientId}}",
 }
+REQUIRED_PREFETCH = ("patient", "conditions", "observations")
 TOPIC_SYSTEM = "http://sarcoma-cds.org/fhir/CodeSystem/patient-group"
 OVERRIDE_SYSTEM = "http://sarcoma-cds.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = [
@@ -63,6 +74,13 @@ def discovery() -> dict[str, Any]:
             "title": "Sarcoma and GIST systemic therapy order check",
             "description": "Warns when a drug being ordered is not recommended for this patient by "
                            "the guideline, and suggests the recommended alternative.",
+            "prefetch": PREFETCH,
+        },
+        {
+            "hook": "order-sign", "id": ORDER_SIGN,
+            "title": "Sarcoma and GIST systemic therapy check at signing",
+            "description": "The same check as the order-select service, on every draft order about to "
+                           "be signed.",
             "prefetch": PREFETCH,
         },
     ]}
@@ -104,24 +122,64 @@ def _fetch(fhir_server: str, auth: Any, path: str, timeout: float) -> Any:
     return {"resourceType": "Bundle", "type": "searchset", "entry": out}
 
 
-def gather_bundle(req: dict[str, Any], timeout: float) -> dict[str, Any]:
-    ctx = req.get("context") if isinstance(req.get("context"), dict) else {}
+def _other_patient(res: dict[str, Any], patient_id: str) -> str | None:
+    """The other patient a resource is about, or None (ours, or cannot tell)."""
+    if res.get("resourceType") == "Patient":
+        rid = res.get("id")
+        return f"Patient/{rid}" if isinstance(rid, str) and rid != patient_id else None
+    for key in ("subject", "patient"):
+        ref = (res.get(key) or {}).get("reference") if isinstance(res.get(key), dict) else None
+        if isinstance(ref, str):
+            parts = ref.split("/_history/")[0].rstrip("/").split("/")
+            if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+                return ref
+    return None
+
+
+def gather_bundle(req: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """(a collection Bundle of everything prefetched or fetched, gaps of what was left out)."""
+    ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
     patient_id = ctx.get("patientId")
     if not isinstance(patient_id, str) or not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", patient_id):
         raise BadHookRequest("context.patientId is required (a FHIR id)")
-    prefetch = req.get("prefetch") if isinstance(req.get("prefetch"), dict) else {}
+    prefetch: dict[str, Any] = req["prefetch"] if isinstance(req.get("prefetch"), dict) else {}
     fhir_server = req.get("fhirServer")
+    can_fetch = isinstance(fhir_server, str) and fhir_server.startswith(("http://", "https://"))
     entries: list[dict[str, Any]] = []
-    queries = {"patient": f"Patient/{patient_id}", "conditions": f"Condition?patient={patient_id}",
-               "observations": f"Observation?patient={patient_id}"}
-    for key, path in queries.items():
+    gaps: list[dict[str, str]] = []
+    keys = list(PREFETCH) + [k for k in prefetch if k not in PREFETCH]
+    for key in keys:
+        path = PREFETCH.get(key, "").replace("{{context.patientId}}", patient_id)
         if key in prefetch:
             entries.extend(_entries(prefetch[key]))  # null: the client found nothing
             continue
-        if not isinstance(fhir_server, str) or not fhir_server.startswith(("http://", "https://")):
-            raise PreconditionFailed(f"prefetch '{key}' absent and no fhirServer to fetch it from")
-        entries.extend(_entries(_fetch(fhir_server, req.get("fhirAuthorization"), path, timeout)))
-    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        if not can_fetch:
+            if key in REQUIRED_PREFETCH:
+                raise PreconditionFailed(f"prefetch '{key}' absent and no fhirServer to fetch it from")
+            gaps.append({"resource": "prefetch", "element": key, "problem": "not prefetched and no FHIR server "
+                         "to fetch it from; these resources were not read"})
+            continue
+        try:
+            entries.extend(_entries(_fetch(str(fhir_server), req.get("fhirAuthorization"), path, timeout)))
+        except PreconditionFailed as e:
+            if key in REQUIRED_PREFETCH:
+                raise
+            gaps.append({"resource": "prefetch", "element": key, "problem": f"{e}; these resources were not read"})
+    kept: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        res = entry["resource"]
+        other = _other_patient(res, patient_id)
+        if other:
+            gaps.append({"resource": f"{res.get('resourceType')}/{res.get('id')}", "element": "subject",
+                         "problem": f"about {other}, not Patient/{patient_id}: rejected"})
+            continue
+        key2 = (str(res.get("resourceType")), str(res.get("id")))
+        if res.get("id") and key2 in seen:  # the same resource from two searches
+            continue
+        seen.add(key2)
+        kept.append({"resource": res})
+    return {"resourceType": "Bundle", "type": "collection", "entry": kept}, gaps
 
 
 # ------------------------------------------------------------------ cards
@@ -148,7 +206,10 @@ def _card(services: Any, rec: Any | None, summary: str, indicator: str, detail: 
     if detail:
         card["detail"] = detail + f"\n\n_{services.disclaimer}_"
     if link:
-        card["links"] = [{"label": "Full recommendation (sarcoma-cds)", "url": link, "type": "absolute"}]
+        base, _, case = link.rpartition("/cases/")
+        card["links"] = [{"label": "Full recommendation (sarcoma-cds)", "url": link, "type": "absolute"},
+                         {"label": "Open the recommendation in sarcoma-cds (SMART app)", "url": f"{base}/smart/launch",
+                          "type": "smart", "appContext": json.dumps({"case": case})}]
     card.update({k: v for k, v in extra.items() if v})
     return card
 
@@ -204,7 +265,7 @@ def treatment_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
                            audit_link))
         return cards
     indicator = "warning" if any(w.code == "contraindication" for w in rec.warnings) else "info"
-    suggestions = []
+    suggestions: list[dict[str, Any]] = []
     for p in rec.pathways:
         for s in p.steps:
             for o in s.options:
@@ -226,39 +287,49 @@ def treatment_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
     return cards
 
 
-def _drug_names(services: Any) -> set[str]:
-    names: set[str] = set()
-    for g in services.kb.data.groups:
-        for p in g.pathways:
-            for s in p.steps:
-                for o in s.options:
-                    names.update(o.drugs)
-    return names
-
-
-def ordered_drugs(order: dict[str, Any], known: set[str]) -> set[str]:
-    """Generic drug ids named by a MedicationRequest (coding display/code or text, by name)."""
+def ordered_drugs(order: dict[str, Any], medications: dict[str, dict[str, Any]]) -> set[str]:
+    """Drug ids an order names: RxNorm ingredient codes, ingredient or brand names in the text or
+    in an RxNorm clinical/branded drug's display, or the Medication its ``medicationReference``
+    points to. Every drug named counts: for a safety check, a code and a text that disagree both
+    get checked."""
     cc = order.get("medicationCodeableConcept")
+    ref = (order.get("medicationReference") or {}).get("reference") if isinstance(order.get("medicationReference"), dict) else None
+    if isinstance(ref, str):
+        med = medications.get(ref) or medications.get(ref.split("/")[-1])
+        if med is None and ref.startswith("#"):
+            med = next((c for c in order.get("contained") or [] if isinstance(c, dict) and "#" + str(c.get("id")) == ref), None)
+        cc = (med or {}).get("code")
+    found: set[str] = set()
     texts = []
     if isinstance(cc, dict):
-        if isinstance(cc.get("text"), str):
-            texts.append(cc["text"])
+        texts.append(str(cc.get("text") or ""))
         for c in cc.get("coding") or []:
-            if isinstance(c, dict):
-                texts += [v for v in (c.get("display"), c.get("code")) if isinstance(v, str)]
-    blob = " ".join(texts).lower().replace("-", " ")
-    found = set()
-    for d in known:
-        if re.search(rf"\b{re.escape(d.replace('_', ' '))}\b", blob):
-            found.add(d)
-    if "liposomal_doxorubicin" in found:
-        found.discard("doxorubicin")
-    return found
+            if not isinstance(c, dict):
+                continue
+            if terms.system(str(c.get("system") or "")) == terms.RXNORM:
+                drug = terms.rxnorm_drug(str(c.get("code") or ""))
+                if drug:
+                    found.add(drug)
+            texts += [str(c.get("display") or ""), str(c.get("code") or "")]
+    return found | terms.drugs_in_text(" ".join(texts))
 
 
-def draft_orders(ctx: dict[str, Any]) -> list[dict[str, Any]]:
+def _medications(req: dict[str, Any], bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Medication resources from the draft orders and the record, by reference and by id."""
+    ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
+    out: dict[str, dict[str, Any]] = {}
+    for e in _entries(ctx.get("draftOrders")) + bundle.get("entry", []):
+        r = e["resource"]
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str):
+            out[f"Medication/{r['id']}"] = out[r["id"]] = r
+            if isinstance(e.get("fullUrl"), str):
+                out[e["fullUrl"]] = r
+    return out
+
+
+def draft_orders(ctx: dict[str, Any], service_id: str) -> list[dict[str, Any]]:
     draft = ctx.get("draftOrders")
-    selections = {s for s in ctx.get("selections") or [] if isinstance(s, str)}
+    selections = {s for s in ctx.get("selections") or [] if isinstance(s, str)} if service_id == ORDER_CHECK else set()
     out = []
     for e in _entries(draft):
         r = e["resource"]
@@ -271,87 +342,150 @@ def draft_orders(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def order_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
-                orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    known = _drug_names(services)
+def active_orders(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's active medication orders (what the patient-view hook checks)."""
+    return [e["resource"] for e in bundle.get("entry", [])
+            if e["resource"].get("resourceType") == "MedicationRequest"
+            and e["resource"].get("status") in ("active", "on-hold", "draft")
+            and e["resource"].get("intent") in ("order", "original-order", "instance-order", None)]
+
+
+def _replace_suggestions(order: dict[str, Any], drug: str, alts: list[tuple[str, ...]],
+                         patient_id: str) -> list[dict[str, Any]]:
+    out = []
+    for a in alts[:3]:
+        actions: list[dict[str, Any]] = []
+        if order.get("id"):
+            actions.append({"type": "delete", "description": f"Cancel the {drug} order",
+                            "resourceId": f"MedicationRequest/{order['id']}"})
+        actions.append({"type": "create", "description": f"Order {' + '.join(a)} instead",
+                        "resource": _proposal(a, patient_id)})
+        out.append({"label": _trim(f"Replace with {' + '.join(a)}", 80), "uuid": str(uuid.uuid4()),
+                    "isRecommended": True, "actions": actions})
+    return out
+
+
+def _warn(services: Any, rec: Any, order: dict[str, Any], drug: str, where: str, reasons: list[str],
+          alts: list[tuple[str, ...]], critical: bool, link: str | None, patient_id: str) -> dict[str, Any]:
+    detail = f"**{drug}** is *not recommended* for this patient ({where}):\n\n" + "\n".join(f"- {r}" for r in reasons)
+    if alts:
+        detail += "\n\n**Recommended instead:** " + "; ".join(" + ".join(a) for a in alts)
+    sugg = _replace_suggestions(order, drug, alts, patient_id)
+    return _card(services, rec, f"{drug} not recommended: " + (reasons[0] if reasons else ""),
+                 "critical" if critical else "warning", detail, link, suggestions=sugg,
+                 selectionBehavior="at-most-one" if sugg else None, overrideReasons=OVERRIDE_REASONS)
+
+
+def _hits(options: list[tuple[Any, Any]], ordered: set[str]) -> list[tuple[str, list[tuple[Any, Any]]]]:
+    exact = [(s, o) for s, o in options if set(o.drugs) == ordered]
+    if exact:
+        return [(" + ".join(sorted(ordered)), exact)]
+    return [(d, [(s, o) for s, o in options if d in o.drugs]) for d in sorted(ordered)]
+
+
+def _group_cards(services: Any, rec: Any, order: dict[str, Any], ordered: set[str], link: str | None,
+                 patient_id: str) -> list[dict[str, Any]]:
+    cards = []
+    options = [(s, o) for p in rec.pathways for s in p.steps for o in s.options]
+    for drug, hits in _hits(options, ordered):
+        if not hits:
+            cards.append(_card(services, rec, f"{drug} is not among the regimens listed for {rec.patient_group.label}",
+                               "info", "The guideline lists no regimen with this drug for this patient group.",
+                               link, overrideReasons=OVERRIDE_REASONS))
+        elif all(o.status == "not_recommended" for _, o in hits):
+            reasons = list(dict.fromkeys(r for _, o in hits for r in o.reasons))
+            steps = {s.treatment for s, _ in hits}
+            critical = any(w.code == "contraindication" and (w.treatment in steps or w.treatment is None)
+                           for w in rec.warnings)
+            alts: list[tuple[str, ...]] = []
+            for s, _ in hits:
+                alts += [o.drugs for o in s.options if o.status == "preferred" and o.drugs not in alts]
+            cards.append(_warn(services, rec, order, drug, rec.patient_group.label, reasons, alts, critical,
+                               link, patient_id))
+        elif any(o.status == "conditional" for _, o in hits) and not any(
+                o.status in ("preferred", "option", "caution") for _, o in hits):
+            reasons = list(dict.fromkeys(r for _, o in hits for r in o.reasons))
+            cards.append(_card(services, rec, f"{drug}: depends on facts not yet recorded", "info",
+                               "\n".join(f"- {r}" for r in reasons), link))
+    return cards
+
+
+def _across_cards(services: Any, rec: Any, order: dict[str, Any], ordered: set[str], link: str | None,
+                  patient_id: str) -> list[dict[str, Any]]:
+    """No single group: what holds in every candidate group (contract 1.1 ``across_candidates``)."""
+    cards = []
+    entries = list(rec.across_candidates)
+    missing = ", ".join(m.field for m in rec.missing_information) or "facts that decide the group"
+    for drug, hits in _hits([(None, a) for a in entries], ordered):
+        if hits and all(a.status == "not_recommended" for _, a in hits):
+            reasons = list(dict.fromkeys(r for _, a in hits for r in a.reasons))
+            alts = [a.drugs for a in entries if a.status == "preferred"]
+            groups = sorted({g for _, a in hits for g in a.groups})
+            cards.append(_warn(services, rec, order, drug, "in every possible patient group: " + ", ".join(groups),
+                               reasons, alts, False, link, patient_id))
+        else:
+            cards.append(_card(services, rec, f"{drug}: the patient group is not known yet; record {missing}",
+                               "info", f"Whether **{drug}** fits this patient depends on {missing}. The order "
+                               "was not checked against one patient group.", link))
+    return cards
+
+
+def order_cards(services: Any, rec: Any, audit_link: str | None, patient_id: str,
+                orders: list[dict[str, Any]], medications: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     cards = []
     for order in orders:
-        ordered = ordered_drugs(order, known)
-        exact = [(s, o) for p in rec.pathways for s in p.steps for o in s.options if set(o.drugs) == ordered]
-        targets = [(" + ".join(sorted(ordered)), exact)] if exact else [
-            (d, [(s, o) for p in rec.pathways for s in p.steps for o in s.options if d in o.drugs])
-            for d in sorted(ordered)]
-        for drug, hits in targets:
-            if not hits:
-                if rec.patient_group is not None:
-                    cards.append(_card(services, rec, f"{drug} is not among the regimens listed for {rec.patient_group.label}",
-                                       "info", "The guideline lists no regimen with this drug for this patient group.",
-                                       audit_link, overrideReasons=OVERRIDE_REASONS))
-                continue
-            if all(o.status == "not_recommended" for _, o in hits):
-                reasons = list(dict.fromkeys(r for _, o in hits for r in o.reasons))
-                steps = {s.treatment for s, _ in hits}
-                critical = any(w.code == "contraindication" and (w.treatment in steps or w.treatment is None)
-                               for w in rec.warnings)
-                alts = []
-                for s, _ in hits:
-                    for o in s.options:
-                        if o.status in ("preferred",) and o.drugs not in [a.drugs for a in alts]:
-                            alts.append(o)
-                suggestions = []
-                for a in alts[:3]:
-                    actions: list[dict[str, Any]] = []
-                    if order.get("id"):
-                        actions.append({"type": "delete", "description": f"Cancel the {drug} order",
-                                        "resourceId": f"MedicationRequest/{order['id']}"})
-                    actions.append({"type": "create", "description": f"Order {' + '.join(a.drugs)} instead",
-                                    "resource": _proposal(a.drugs, patient_id)})
-                    suggestions.append({"label": _trim(f"Replace with {' + '.join(a.drugs)}", 80),
-                                        "uuid": str(uuid.uuid4()), "isRecommended": True, "actions": actions})
-                detail = (f"**{drug}** is *not recommended* for this patient "
-                          f"({rec.patient_group.label if rec.patient_group else 'no single group'}):\n\n"
-                          + "\n".join(f"- {r}" for r in reasons))
-                if alts:
-                    detail += "\n\n**Recommended instead:** " + "; ".join(" + ".join(a.drugs) for a in alts)
-                cards.append(_card(services, rec, f"{drug} not recommended: " + (reasons[0] if reasons else ""),
-                                   "critical" if critical else "warning", detail, audit_link,
-                                   suggestions=suggestions, selectionBehavior="at-most-one" if suggestions else None,
-                                   overrideReasons=OVERRIDE_REASONS))
-            elif any(o.status == "conditional" for _, o in hits) and not any(
-                    o.status in ("preferred", "option", "caution") for _, o in hits):
-                reasons = list(dict.fromkeys(r for _, o in hits for r in o.reasons))
-                cards.append(_card(services, rec, f"{drug}: depends on facts not yet recorded", "info",
-                                   "\n".join(f"- {r}" for r in reasons), audit_link))
+        ordered = ordered_drugs(order, medications)
+        if not ordered:
+            continue
+        if rec.out_of_scope is not None:
+            continue
+        if rec.patient_group is not None:
+            cards += _group_cards(services, rec, order, ordered, audit_link, patient_id)
+        else:
+            cards += _across_cards(services, rec, order, ordered, audit_link, patient_id)
+    return cards
+
+
+def unchecked_order_cards(services: Any, problems: list[tuple[str, str]], orders: list[dict[str, Any]],
+                          medications: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Orders that could not be checked because the record lacks required facts: said, never silent."""
+    fields = ", ".join(sorted({f.split(".")[0] for f, _ in problems}))
+    cards = []
+    for order in orders:
+        for drug in sorted(ordered_drugs(order, medications)):
+            cards.append(_card(services, None, f"{drug} order NOT checked: the record lacks {fields}", "warning",
+                               f"Sarcoma CDS could not check **{drug}** against the guideline because the "
+                               f"record does not give: {fields}. Check the order against the guideline by hand.",
+                               None, overrideReasons=OVERRIDE_REASONS))
     return cards
 
 
 def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str, request_id: str,
              base_url: str) -> dict[str, Any]:
     """Answer one hook call: {"cards": [...]}. Raises BadHookRequest / PreconditionFailed."""
-    expected_hook = {"sarcoma-treatment": "patient-view", "sarcoma-order-check": "order-select"}[service_id]
+    expected_hook = HOOKS[service_id]
     if req.get("hook") != expected_hook:
         raise BadHookRequest(f"service {service_id} answers the {expected_hook} hook")
     if not isinstance(req.get("hookInstance"), str):
         raise BadHookRequest("hookInstance is required")
-    ctx = req.get("context") if isinstance(req.get("context"), dict) else {}
-    bundle = gather_bundle(req, services.settings.fhir_timeout_s)
-    orders = draft_orders(ctx) if service_id == ORDER_CHECK else []
-    mapped = facts_from_bundle(bundle, today=date.today())
-    try:
-        facts = parse_facts(mapped.facts)
-    except InvalidFacts as e:
-        return {"cards": [_missing_card(services, e.problems, mapped.gaps)]}
-    card_ids: list[str] = []
-    rec, audit_id = services.recommend_and_record(
-        facts.model_dump(exclude_none=True), "cds-hooks", caller, request_id=request_id,
-        service_id=service_id, card_uuids=card_ids)
+    ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
+    bundle, fetch_gaps = gather_bundle(req, services.settings.fhir_timeout_s)
+    # patient-view checks the record's active orders too: a dangerous one is never passed over
+    orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
+    meds = _medications(req, bundle)
+    ans = services.answer_bundle(bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id)
+    gaps = fetch_gaps + ans.gaps
+    if ans.recommendation is None:
+        unchecked = unchecked_order_cards(services, ans.problems, orders, meds)
+        return {"cards": [_missing_card(services, ans.problems, gaps), *unchecked]}
+    rec, audit_id = ans.recommendation, ans.audit_id
     link = f"{base_url}/cases/{audit_id}"
     patient_id = ctx.get("patientId", "")
     if service_id == TREATMENT:
         cards = treatment_cards(services, rec, link, patient_id, [])
+        cards += [c for c in order_cards(services, rec, link, patient_id, orders, meds)
+                  if c["indicator"] in ("warning", "critical")]
     else:
-        cards = order_cards(services, rec, link, patient_id, orders)
-        if rec.missing_information and not cards:
-            pass
+        cards = order_cards(services, rec, link, patient_id, orders, meds)
     services.store.link_cards(audit_id, service_id, [c["uuid"] for c in cards])
     return {"cards": cards}

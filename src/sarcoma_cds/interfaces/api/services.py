@@ -23,6 +23,30 @@ from sarcoma_cds.store import AuditStore
 
 
 @dataclass
+class BundleAnswer:
+    """What :meth:`Services.answer_bundle` returns: the mapping, and the answer when the facts are valid."""
+
+    facts: dict[str, Any]
+    provenance: dict[str, Any]
+    gaps: list[dict[str, str]]
+    reported: dict[str, Any]
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    recommendation: Recommendation | None = None
+    audit_id: str | None = None
+
+
+def stage_cross_check(rec: Recommendation, reported: dict[str, Any]) -> list[dict[str, str]]:
+    """A ``data_conflict`` gap for each recorded stage group that differs from the computed AJCC 8 stage."""
+    out = []
+    for sg in reported.get("stage_group", []):
+        if rec.stage is not None and rec.stage.group and sg["value"] not in (rec.stage.group, rec.stage.group[:-1]):
+            out.append({"resource": sg["resource"], "element": "valueCodeableConcept",
+                        "problem": f"data_conflict: recorded stage group {sg['value']} differs from the "
+                                   f"computed AJCC 8 stage {rec.stage.group}"})
+    return out
+
+
+@dataclass
 class Services:
     """Access to the knowledge base, the engine, the audit store and the FHIR mapper.
 
@@ -135,10 +159,37 @@ class Services:
 
         return facts_from_bundle(bundle)
 
+    def answer_bundle(self, bundle: Any, interface: str, caller: str, *, request_id: str | None = None,
+                      service_id: str | None = None, card_uuids: Sequence[str] = ()) -> BundleAnswer:
+        """The one door from a FHIR Bundle to an answer, for every interface (REST, CDS Hooks, web).
+
+        Maps the bundle (facts, provenance, gaps), checks the facts, recommends, cross-checks
+        what the record states against what was computed (the recorded AJCC stage group), and
+        writes the audit record. When the facts are not valid contract facts nothing is
+        recorded and ``problems`` says why; the caller decides how to show it (422, an info card,
+        the form with its errors).
+        """
+        from sarcoma_cds import InvalidFacts
+        from sarcoma_cds.adapters.fhir import facts_from_bundle
+
+        mapped = facts_from_bundle(bundle)
+        ans = BundleAnswer(facts=mapped.facts, provenance=mapped.provenance, gaps=list(mapped.gaps),
+                           reported=mapped.reported)
+        try:
+            facts = parse_facts(mapped.facts).model_dump(exclude_none=True)
+        except InvalidFacts as e:
+            ans.problems = list(e.problems)
+            return ans
+        ans.recommendation, ans.audit_id = self.recommend_and_record(
+            facts, interface, caller, request_id=request_id, service_id=service_id, card_uuids=card_uuids)
+        ans.gaps += stage_cross_check(ans.recommendation, mapped.reported)
+        return ans
+
     def recommendation_to_fhir(self, rec: Recommendation, facts: dict[str, Any] | None = None,
-                               audit_id: str | None = None) -> dict[str, Any]:
-        """The recommendation as a CPG-on-FHIR Bundle (CarePlan, RequestGroup, requests)."""
+                               audit_id: str | None = None, patient_ref: str | None = None) -> dict[str, Any]:
+        """The recommendation as a CPG-on-FHIR Bundle (CarePlan, RequestGroup, requests);
+        ``patient_ref`` (e.g. ``Patient/123``) becomes their subject."""
         from sarcoma_cds.adapters.fhir import recommendation_to_bundle
 
         return recommendation_to_bundle(rec, self.kb, facts=facts, audit_id=audit_id,
-                                        base_url=self.settings.base_url)
+                                        base_url=self.settings.base_url, patient_ref=patient_ref)

@@ -180,6 +180,13 @@ class WebBackend:
         facts, provenance, gaps = svc.facts_from_bundle(bundle)
         return dict(facts), dict(provenance or {}), list(gaps or [])
 
+    def answer_bundle(self, bundle: dict[str, Any], caller: str) -> Any:
+        """The service's one door for a FHIR Bundle (mapping, cross-checks, recommendation, audit)."""
+        svc = self.services
+        if svc is None or not hasattr(svc, "answer_bundle"):
+            raise NotImplementedError("FHIR import needs the service layer")
+        return svc.answer_bundle(bundle, "web", caller)
+
     def recommendation_to_fhir(self, rec: dict[str, Any], facts: dict[str, Any], cid: str) -> dict[str, Any]:
         svc = self.services
         if svc is None or not self.has_fhir:

@@ -327,12 +327,17 @@ def build_router(backend: WebBackend) -> APIRouter:
         source = "patient facts (JSON)"
         if isinstance(data, dict) and data.get("resourceType") == "Bundle":
             try:
-                facts, provenance, gaps = backend.facts_from_bundle(data)
+                ans = backend.answer_bundle(data, caller="web")
             except NotImplementedError as e:
                 return fail(str(e))
             except Exception as e:  # a mapper failure must not become a stack trace
                 return fail(f"The FHIR bundle could not be read ({e.__class__.__name__}).")
-            source = "FHIR / mCODE bundle"
+            imported = {"source": "FHIR / mCODE bundle", "provenance": ans.provenance, "gaps": ans.gaps}
+            if ans.recommendation is None:  # invalid facts: the form shows what is missing
+                return _answer(request, ans.facts, "patient.html", imported=imported)
+            return page(request, "patient.html", sections=SECTIONS, fields=fields, values=form_values(ans.facts),
+                        errors={}, **result_context(ans.facts, ans.recommendation, ans.audit_id),
+                        imported=imported)
         elif isinstance(data, dict) and isinstance(data.get("facts"), dict):
             facts = data["facts"]
         elif isinstance(data, dict):
