@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from sarcoma_cds.interfaces.cli.extras import requires
 from sarcoma_cds.interfaces.cli.kb_app import kb_app
 
 
@@ -23,6 +24,7 @@ class ExportFormat(str, Enum):  # noqa: UP042 (typer choices, as in core_command
 audit_app = typer.Typer(help="The audit trail of recommendations served.", no_args_is_help=True)
 
 
+@requires("service", "serve")
 def serve(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 only with API keys)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
@@ -52,6 +54,7 @@ def serve(
                 access_log=False, log_level="info")
 
 
+@requires("service", "kb export")
 def kb_export(
     fhir: Path = typer.Option(..., "--fhir", help="Directory to write the FHIR resources into."),
 ) -> None:
@@ -81,6 +84,7 @@ def kb_export(
     typer.echo(f"wrote {len(resources)} resources to {fhir}")
 
 
+@requires("service", "audit-log export")
 def audit_export(
     format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="csv or jsonl."),
     out: Path | None = typer.Option(None, "--out", help="Output file (default: standard output)."),
