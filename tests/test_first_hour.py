@@ -205,3 +205,50 @@ def test_groups_json_has_the_rest_shape(tmp_path: Path) -> None:
 
     with TestClient(create_app(make_settings(tmp_path)), base_url=BASE_URL) as c:
         assert c.get("/groups").json() == cli
+
+
+# ------------------------------------------------------------------ 8. quiet start
+def _serve(tmp_path: Path, *args: str) -> list[str]:
+    """Start ``serve`` on a free port, ask /healthz once, stop it; its stderr lines."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOMA_CDS_") and k != "DATABASE_URL"}
+    proc = subprocess.Popen([*CMD, "serve", "--port", str(port), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    return err.splitlines()
+
+
+def test_serve_starts_with_one_line(tmp_path: Path) -> None:
+    lines = _serve(tmp_path)
+    assert lines[0].startswith("sarcoma-cds ") and "listening on http://127.0.0.1:" in lines[0]
+    assert "audit store sqlite:///" in lines[0] and "no API keys" in lines[0]
+    rest = lines[1:]
+    assert all("sarcoma_cds.service.access" in x and "route=/healthz" in x for x in rest), rest
+    assert len(rest) == 1  # the request's own line, as before
+
+
+def test_serve_verbose_says_more(tmp_path: Path) -> None:
+    text = "\n".join(_serve(tmp_path, "--verbose"))
+    assert text.count("no API keys") == 2  # the line and the application's warning
+    assert "Uvicorn running on" in text and "SARCOMA_CDS_BASE_URL is not set" in text
