@@ -252,3 +252,13 @@ def test_serve_verbose_says_more(tmp_path: Path) -> None:
     text = "\n".join(_serve(tmp_path, "--verbose"))
     assert text.count("no API keys") == 2  # the line and the application's warning
     assert "Uvicorn running on" in text and "SARCOMA_CDS_BASE_URL is not set" in text
+
+
+# ------------------------------------------------------------------ 9. no deprecation warning from the test client
+def test_test_client_imports_without_warnings() -> None:
+    """Starlette's TestClient is built on httpx2; with only httpx installed it warns (the cause,
+    fixed by the ``dev`` extra's ``httpx2``)."""
+    pytest.importorskip("fastapi")
+    p = subprocess.run([sys.executable, "-W", "error", "-c", "import fastapi.testclient"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr

@@ -308,6 +308,7 @@ def build_router(backend: WebBackend) -> APIRouter:
         raw: bytes = b""
         if upload is not None and hasattr(upload, "read"):
             raw = await upload.read(MAX_UPLOAD + 1)
+        await form.close()  # (the upload's temporary file; else it is left to the garbage collector)
         if not raw and text.strip():
             raw = text.encode()
 
