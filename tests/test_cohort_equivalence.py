@@ -2,8 +2,9 @@
 
 On random synthetic cohorts (missing facts, out-of-scope and invalid rows included),
 the per-patient engine (``recommend()`` + the reference concordance), the Polars
-evaluator, DuckDB and Spark give the same group / candidates / out-of-scope, stage,
-delivered-item statuses, concordance class and reason.
+evaluator, DuckDB and Spark give the same value in every column of ``patients.csv`` (group,
+candidates, out-of-scope, stage and the stages, AFIP and NIH risks still possible, delivered-item
+statuses, concordance class, reason, ...).
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from sarcoma_cds import load_kb  # noqa: E402
-from sarcoma_cds.cohort.evaluate import evaluate, prepare  # noqa: E402
+from sarcoma_cds.cohort.evaluate import PATIENT_COLUMNS, evaluate, prepare  # noqa: E402
 from sarcoma_cds.cohort.synth import synth  # noqa: E402
 from sarcoma_cds.domain.facts import FACT_FIELDS  # noqa: E402
 
 KB = load_kb()
-COLS = ["patient_id", "valid", "group", "candidates", "out_of_scope", "stage", "statuses", "pathway",
-        "concordance", "reason"]
+COLS = list(PATIENT_COLUMNS)  # every column of patients.csv
 DROPPABLE = [f for f in FACT_FIELDS if f not in ("histology", "primary_site")]
 
 

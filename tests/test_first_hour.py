@@ -262,3 +262,21 @@ def test_test_client_imports_without_warnings() -> None:
     p = subprocess.run([sys.executable, "-W", "error", "-c", "import fastapi.testclient"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
+
+
+# ------------------------------------------------------------------ 11. cohort: Spark local mode binds loopback
+@pytest.mark.spark
+def test_spark_local_mode_binds_loopback() -> None:
+    import os
+
+    from test_cohort_equivalence import _spark_or_skip
+
+    _spark_or_skip()  # (skips, or fails in CI, without PySpark or Java)
+
+    code = ("from sarcoma_cds.cohort.backends import spark_session\n"
+            "c = spark_session().sparkContext.getConf()\n"
+            "print(c.get('spark.driver.bindAddress'), c.get('spark.driver.host'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_LOCAL_IP"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["127.0.0.1", "127.0.0.1"]
