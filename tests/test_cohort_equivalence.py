@@ -154,8 +154,12 @@ def test_spark_pipeline_reads_validates_and_writes_what_polars_does(spark, tmp_p
     # the driver takes the finished rows range by range: in 4 ranges, the same files
     c = tmp_path / "spark-chunked"
     c.mkdir()
-    agg = write_outputs(tmp_path / "cohort.parquet", c, KB, spark, partitions=3, rows_per_chunk=400)
+    seen: list[tuple[int, int]] = []
+    agg = write_outputs(tmp_path / "cohort.parquet", c, KB, spark, partitions=3, rows_per_chunk=400,
+                        progress=lambda done, total: seen.append((done, total)))
     assert agg.patients == 1500
+    # progress in rows: from 0 to all, one report per range
+    assert seen[0] == (0, 1500) and seen[-1] == (1500, 1500) and len(seen) >= 4 and seen == sorted(seen)
     d = tmp_path / "polars-parquet"
     for name in ("patients.csv", "invalid_rows.csv"):
         assert (c / name).read_bytes() == (d / name).read_bytes(), name

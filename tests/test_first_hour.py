@@ -280,3 +280,52 @@ def test_spark_local_mode_binds_loopback() -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split() == ["127.0.0.1", "127.0.0.1"]
+
+
+# ------------------------------------------------------------------ 12. progress in rows, with the time left
+def test_progress_shows_rows_and_time_left() -> None:
+    pytest.importorskip("polars")
+    import io
+
+    from rich.console import Console
+
+    from sarcoma_cds.cohort.run import RowsColumn, progress_bar, rows_task
+
+    assert rows_task(None, "x") is None  # (no display, no callback)
+    clock = [100.0]
+    prog = progress_bar(Console(file=io.StringIO(), force_terminal=True, width=160), get_time=lambda: clock[0])
+    steps = prog.add_task("evaluate (python): 1,000,000 patients", total=5, completed=1)
+    report = rows_task(prog, "patients evaluated")
+    assert report is not None
+    report(0, 1_000_000)
+    clock[0] = 105.0
+    report(50_000, 1_000_000)
+    clock[0] = 110.0
+    report(100_000, 1_000_000)  # 10,000 rows a second: 90 s for the rest
+    col = next(c for c in prog.columns if isinstance(c, RowsColumn))
+    rows = prog.tasks[-1]
+    assert col.render(rows).plain == "100,000/1,000,000, 0:01:30 left"
+    assert col.render(prog.tasks[steps]).plain == ""  # the step bar shows no rows
+    report(1_000_000, 1_000_000)
+    assert col.render(rows).plain == "1,000,000/1,000,000"
+
+
+def test_concordance_python_engine_reports_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pl = pytest.importorskip("polars")
+    from sarcoma_cds import load_kb
+    from sarcoma_cds.cohort import run
+    from sarcoma_cds.cohort.synth import synth
+
+    kb = load_kb()
+    src = tmp_path / "c.parquet"
+    synth(1200, seed=3, kb=kb).write_parquet(src)
+    seen: list[tuple[str, int, int]] = []
+
+    def fake_rows_task(prog: object, label: str):  # type: ignore[no-untyped-def]
+        return lambda done, total: seen.append((label, done, total))
+
+    monkeypatch.setattr(run, "rows_task", fake_rows_task)
+    run.run_concordance(src, tmp_path / "o", kb, engine="python", progress=True)
+    valid = pl.read_csv(tmp_path / "o" / "patients.csv").get_column("valid").sum()
+    assert seen[0] == ("patients evaluated", 0, valid) and seen[-1] == ("patients evaluated", valid, valid)
+    assert len(seen) >= 3
