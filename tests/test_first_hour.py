@@ -329,3 +329,35 @@ def test_concordance_python_engine_reports_rows(tmp_path: Path, monkeypatch: pyt
     valid = pl.read_csv(tmp_path / "o" / "patients.csv").get_column("valid").sum()
     assert seen[0] == ("patients evaluated", 0, valid) and seen[-1] == ("patients evaluated", valid, valid)
     assert len(seen) >= 3
+
+
+# ------------------------------------------------------------------ 6. README and docs
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_says_how_to_reach_the_cli_and_the_port() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert ".venv/bin/sarcoma-cds" in quick and "source .venv/bin/activate" in quick
+    assert "PORT=" in quick and "/api/docs" in quick
+    assert "pip install 'sarcoma-cds[service]'" in quick
+    run_script = (ROOT / "scripts" / "run").read_text(encoding="utf-8")
+    assert '"${PORT:-8000}"' in run_script and "PORT=" in run_script.split("set -euo")[0]
+    comments = "".join(ln for ln in run_script.splitlines() if ln.startswith("#"))
+    assert "/api/docs" in comments and " /docs" not in comments  # (/docs is not served: 404)
+
+
+def test_no_doc_points_outside_the_repository() -> None:
+    """Every relative path or link in the Markdown files stays inside the repository."""
+    import re
+
+    docs = [ROOT / "README.md", ROOT / "CHANGELOG.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("examples/**/*.md")]
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        # links are relative to their file; paths quoted in code are read from the repository root
+        links = [(doc.parent, t) for t in re.findall(r"\]\(([^)#\s]+)", text) if not t.startswith(("http", "mailto:"))]
+        quoted = [(ROOT, t) for t in re.findall(r"`((?:\.\./)+[^`\s]+)`", text)]
+        for base, t in links + quoted:
+            resolved = (base / t).resolve()
+            assert resolved.is_relative_to(ROOT), f"{doc.relative_to(ROOT)}: {t} is outside the repository"
+            assert resolved.exists(), f"{doc.relative_to(ROOT)}: {t} does not exist"
