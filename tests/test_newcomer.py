@@ -79,6 +79,8 @@ def test_recommend_an_example(lean_cli: Path) -> None:
     p = _run(lean_cli, "recommend", str(EXAMPLE))
     assert p.returncode == 0 and "GIST: recurrent or metastatic" in p.stdout
     assert _run(lean_cli, "validate-kb").stdout.startswith("ok: ")
+    p = _run(lean_cli, "kb", "diff", "1.0.0")  # (the knowledge-base tools need no extra)
+    assert p.returncode == 0 and "no change" in p.stdout, p.stderr
 
 
 @pytest.mark.slow
