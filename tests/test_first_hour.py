@@ -134,6 +134,11 @@ def test_duplicate_key_rejected_over_rest(tmp_path: Path) -> None:
         assert "duplicate key 'grade'" in p["detail"] and p["instance"]
         # the same document without the repeat is fine
         assert c.post("/recommendations", json=GOOD).status_code == 200
+        # (item 4 over REST) NaN, which Python's JSON reader accepts, is "not a number"
+        nan = json.dumps(GOOD)[:-1].replace('"size_cm": 8.0', '"size_cm": NaN') + "}"
+        r = c.post("/recommendations", content=nan, headers={"content-type": "application/json"})
+        assert _problem(r, 422)["errors"] == [
+            {"field": "size_cm", "message": "NaN is not a number; give the value or leave the field out"}]
 
 
 # ------------------------------------------------------------------ 4. NaN
