@@ -105,6 +105,12 @@ def test_413(service_app: TestClient) -> None:
 
     r = service_app.post("/recommendations", content=gen(), headers={"content-type": "application/json"})
     _problem(r, 413)
+    # like every other problem document: the request id in the body and the header
+    r = service_app.post("/recommendations", content=big,
+                         headers={"content-type": "application/json", "X-Request-ID": "big-1"})
+    assert _problem(r, 413)["instance"] == "urn:request:big-1" and r.headers["X-Request-ID"] == "big-1"
+    r = service_app.post("/recommendations", content=gen(), headers={"content-type": "application/json"})
+    assert _problem(r, 413)["instance"] == f"urn:request:{r.headers['X-Request-ID']}"
 
 
 def test_unexpected_error_is_a_problem_without_trace(service_app: TestClient, monkeypatch: Any) -> None:

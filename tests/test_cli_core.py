@@ -208,7 +208,7 @@ def test_groups_lists_16() -> None:
 def test_groups_json_lists_16() -> None:
     p = run("groups", "--format", "json")
     assert p.returncode == 0
-    data = json.loads(p.stdout)
+    data = json.loads(p.stdout)["groups"]
     assert len(data) == 16
     assert data[0]["id"] == "extremity.stage_i" and data[-1]["id"] == "gist.recurrent_or_metastatic"
 

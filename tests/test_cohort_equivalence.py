@@ -2,8 +2,9 @@
 
 On random synthetic cohorts (missing facts, out-of-scope and invalid rows included),
 the per-patient engine (``recommend()`` + the reference concordance), the Polars
-evaluator, DuckDB and Spark give the same group / candidates / out-of-scope, stage,
-delivered-item statuses, concordance class and reason.
+evaluator, DuckDB and Spark give the same value in every column of ``patients.csv`` (group,
+candidates, out-of-scope, stage and the stages, AFIP and NIH risks still possible, delivered-item
+statuses, concordance class, reason, ...).
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from sarcoma_cds import load_kb  # noqa: E402
-from sarcoma_cds.cohort.evaluate import evaluate, prepare  # noqa: E402
+from sarcoma_cds.cohort.evaluate import PATIENT_COLUMNS, evaluate, prepare  # noqa: E402
 from sarcoma_cds.cohort.synth import synth  # noqa: E402
 from sarcoma_cds.domain.facts import FACT_FIELDS  # noqa: E402
 
 KB = load_kb()
-COLS = ["patient_id", "valid", "group", "candidates", "out_of_scope", "stage", "statuses", "pathway",
-        "concordance", "reason"]
+COLS = list(PATIENT_COLUMNS)  # every column of patients.csv
 DROPPABLE = [f for f in FACT_FIELDS if f not in ("histology", "primary_site")]
 
 
@@ -154,8 +154,12 @@ def test_spark_pipeline_reads_validates_and_writes_what_polars_does(spark, tmp_p
     # the driver takes the finished rows range by range: in 4 ranges, the same files
     c = tmp_path / "spark-chunked"
     c.mkdir()
-    agg = write_outputs(tmp_path / "cohort.parquet", c, KB, spark, partitions=3, rows_per_chunk=400)
+    seen: list[tuple[int, int]] = []
+    agg = write_outputs(tmp_path / "cohort.parquet", c, KB, spark, partitions=3, rows_per_chunk=400,
+                        progress=lambda done, total: seen.append((done, total)))
     assert agg.patients == 1500
+    # progress in rows: from 0 to all, one report per range
+    assert seen[0] == (0, 1500) and seen[-1] == (1500, 1500) and len(seen) >= 4 and seen == sorted(seen)
     d = tmp_path / "polars-parquet"
     for name in ("patients.csv", "invalid_rows.csv"):
         assert (c / name).read_bytes() == (d / name).read_bytes(), name

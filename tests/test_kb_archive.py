@@ -63,14 +63,14 @@ def test_unknown_version_lists_what_is_available(tmp_path: Path) -> None:
 def test_archive_round_trip_kb_diff_and_concordance(tmp_path: Path) -> None:
     runner = CliRunner()
     arch = tmp_path / "arch"
-    r = runner.invoke(app, ["kb", "archive", "--to", str(arch)])
+    r = runner.invoke(app, ["kb", "archive", "--kb-archive", str(arch)])
     assert r.exit_code == 0, r.output
     assert f"archived knowledge base 1.1.0 ({KB.content_hash[:19]})" in r.output
     assert content_hash(arch / "1.1.0") == KB.content_hash
     assert load_kb(arch / "1.1.0").content_hash == KB.content_hash
 
     new_dir = _kb_copy(tmp_path, "kb_new", "1.1.1")
-    r = runner.invoke(app, ["kb", "archive", "--kb", str(new_dir), "--to", str(arch)])
+    r = runner.invoke(app, ["kb", "archive", "--kb", str(new_dir), "--kb-archive", str(arch)])
     assert r.exit_code == 0, r.output
     assert content_hash(arch / "1.1.1") == load_kb(new_dir).content_hash
     assert _leftovers(arch) == []
@@ -111,10 +111,10 @@ def test_same_version_other_content_is_refused(tmp_path: Path) -> None:
     runner = CliRunner()
     arch = tmp_path / "arch"
     first = _kb_copy(tmp_path, "a", "1.1.1", status="caution")
-    assert runner.invoke(app, ["kb", "archive", "--kb", str(first), "--to", str(arch)]).exit_code == 0
+    assert runner.invoke(app, ["kb", "archive", "--kb", str(first), "--kb-archive", str(arch)]).exit_code == 0
     kept = content_hash(arch / "1.1.1")
     other = _kb_copy(tmp_path, "b", "1.1.1", status="not_recommended")
-    r = runner.invoke(app, ["kb", "archive", "--kb", str(other), "--to", str(arch)])
+    r = runner.invoke(app, ["kb", "archive", "--kb", str(other), "--kb-archive", str(arch)])
     assert r.exit_code == 2
     assert "version 1.1.1 is already archived" in r.stderr and "bump `version`" in r.stderr
     assert content_hash(arch / "1.1.1") == kept
@@ -127,7 +127,7 @@ def test_same_content_is_a_no_op(tmp_path: Path) -> None:
     assert runner.invoke(app, ["kb", "archive"], env={"SARCOMA_CDS_KB_ARCHIVE": str(arch)}).exit_code == 0
     marker = arch / "1.1.0" / "guideline.yaml"
     before = marker.stat().st_mtime_ns, sorted(os.listdir(arch))
-    r = runner.invoke(app, ["kb", "archive", "--to", str(arch)])
+    r = runner.invoke(app, ["kb", "archive", "--kb-archive", str(arch)])
     assert r.exit_code == 0, r.output
     assert "already archived" in r.output and "nothing to do" in r.output
     assert (marker.stat().st_mtime_ns, sorted(os.listdir(arch))) == before
@@ -137,7 +137,7 @@ def test_failed_copy_leaves_no_half_version(tmp_path: Path) -> None:
     src = _kb_copy(tmp_path, "kb", "1.0.3")
     (src / "notes.txt").symlink_to(tmp_path / "missing")  # not KB data, but it cannot be copied
     arch = tmp_path / "arch"
-    r = CliRunner().invoke(app, ["kb", "archive", "--kb", str(src), "--to", str(arch)])
+    r = CliRunner().invoke(app, ["kb", "archive", "--kb", str(src), "--kb-archive", str(arch)])
     assert r.exit_code == 2 and r.stderr.startswith(f"error: could not copy {src} into {arch}, nothing archived")
     assert not (arch / "1.0.3").exists() and _leftovers(arch) == []
 

@@ -295,6 +295,8 @@ def test_import_json_file(client: TestClient) -> None:
     ("[1, 2]", "Expected a JSON object"),
     ('{"histology": "gist", "primary_site": "stomach", "sise_cm": 3}', "Unknown fields"),
     ("", "Choose a file"),
+    ('{"histology": "gist", "primary_site": "stomach", "primary_site": "small_intestine"}',
+     "The field &#39;primary_site&#39; is given more than once"),
 ])
 def test_import_errors(client: TestClient, payload: str, message: str) -> None:
     r = client.post("/import", data={"text": payload})

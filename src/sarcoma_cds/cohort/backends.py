@@ -266,8 +266,14 @@ def spark_session(master: str = "local[2]") -> Any:
         # Python workers run this interpreter (its packages: Polars, this project) unless the
         # cluster says otherwise
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
-        _SPARK = (SparkSession.builder.master(master).appName("sarcoma-cds-cohort")
+        builder = SparkSession.builder.master(master)
+        if master.startswith("local") and not os.environ.get("SPARK_LOCAL_IP"):
+            # local mode talks to itself only: bind loopback, not the machine's network address
+            # (Spark's default, reachable from the network); SPARK_LOCAL_IP still overrides
+            os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # (read by the JVM started below)
+            builder = builder.config("spark.driver.bindAddress", "127.0.0.1") \
+                .config("spark.driver.host", "127.0.0.1")
+        _SPARK = (builder.appName("sarcoma-cds-cohort")
                   .config("spark.sql.shuffle.partitions", "4")
                   .config("spark.ui.enabled", "false")
                   .config("spark.ui.showConsoleProgress", "false")

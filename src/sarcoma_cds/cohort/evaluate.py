@@ -308,6 +308,15 @@ def assemble(norm: Any, out: Any, base: Any = None) -> Any:
 # ------------------------------------------------------------------ the per-patient reference
 
 
+def _one_of(values: str | Any | None, vocab: tuple[str, ...]) -> str | None:
+    """A value, or the set of values still possible, as the vectorised engines print it:
+    ``a|b`` in vocabulary order; nothing for an empty set."""
+    if values is None:
+        return None
+    given = {values} if isinstance(values, str) else set(values)
+    return "|".join(v for v in vocab if v in given) or None
+
+
 def oracle_row(kb: CompiledKB, facts: dict[str, Any], items: list[str]) -> dict[str, Any]:
     """Concordance of one patient computed on ``recommend()`` output: the reference semantics."""
     from sarcoma_cds.domain.engine import recommend
@@ -319,8 +328,17 @@ def oracle_row(kb: CompiledKB, facts: dict[str, Any], items: list[str]) -> dict[
     out: dict[str, Any] = {
         "group": group, "candidates": ";".join(cands) if cands else None, "out_of_scope": oos,
         "stage": rec.stage.group if rec.stage else None,
+        "stage_possible": _one_of(rec.stage.possible_groups or rec.stage.group, C.STAGE_VOCAB) if rec.stage else None,
+        "gist_risk_afip": None, "gist_risk_nih": None,
         "statuses": "", "pathway": None,
     }
+    if rec.gist_risk:  # (a GIST in scope) the risk categories still possible, as the engine derives them
+        from sarcoma_cds.domain.engine import evaluation_view
+        from sarcoma_cds.domain.facts import parse_facts
+
+        view = evaluation_view(kb, parse_facts(facts))
+        out["gist_risk_afip"] = _one_of(view["gist_risk_afip"], C.AFIP_VOCAB)
+        out["gist_risk_nih"] = _one_of(view["gist_risk_nih"], C.NIH_VOCAB)
     if group is None:
         kind = C.RK_OUT_OF_SCOPE if oos else C.RK_CANDIDATES
         out.update(concordance="not_assessable", reason=reason_text(kind, oos=oos, cands=cands))
@@ -383,21 +401,16 @@ def _python_engine(valid: Any, comp: C.KBCompilation, progress: Any = None) -> A
     for n, r in enumerate(recs):
         o = oracle_row(kb, facts_dict(r), list(r["items"] or []))
         o["row"] = r["row"]
-        rec_stage = o.pop("stage")
-        o["stage"] = rec_stage
         rows.append(o)
         if progress is not None and n % 1000 == 0:
             progress(n)
     if progress is not None:
         progress(len(recs))
     schema = {"row": pl.Int64, "group": pl.Utf8, "candidates": pl.Utf8, "out_of_scope": pl.Utf8,
-              "stage": pl.Utf8, "statuses": pl.Utf8, "pathway": pl.Int64, "concordance": pl.Utf8,
-              "reason": pl.Utf8}
+              "stage": pl.Utf8, "stage_possible": pl.Utf8, "gist_risk_afip": pl.Utf8, "gist_risk_nih": pl.Utf8,
+              "statuses": pl.Utf8, "pathway": pl.Int64, "concordance": pl.Utf8, "reason": pl.Utf8}
     df = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
-    return df.with_columns(pl.lit(None, pl.Utf8).alias("stage_possible"), pl.lit(None, pl.Utf8).alias("gist_risk_afip"),
-                           pl.lit(None, pl.Utf8).alias("gist_risk_nih")).select(
-        "row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
-        "statuses", "pathway", "concordance", "reason")
+    return df.select(list(schema))
 
 
 def run_file(path: str | Path, kb: CompiledKB, engine: str = "polars") -> Any:

@@ -5,8 +5,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from sarcoma_cds.cohort.aggregate import aggregates, one_line, summary_of
 from sarcoma_cds.cohort.evaluate import evaluate, prepare, prepare_for
@@ -28,11 +40,9 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
     bar = None
     if progress:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         # on stderr: stdout carries only the result line (scripts read it)
-        ctx = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True,
-                       console=Console(stderr=True))
+        ctx = progress_bar(Console(stderr=True))
     with ctx as prog:
         if prog is not None:
             bar = prog.add_task(steps[0], total=len(steps))
@@ -44,7 +54,7 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         if engine == "spark":  # read, validated, evaluated and aggregated on the cluster (spark_pipeline)
             from sarcoma_cds.cohort.spark_pipeline import evaluate_file, write_outputs
 
-            agg = write_outputs(cohort, out, kb)
+            agg = write_outputs(cohort, out, kb, progress=rows_task(prog, "patients written"))
             step(2)
             changes = None
             if compare_kb is not None:  # (both versions' patients on the driver)
@@ -69,13 +79,15 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
 
     prep = prepare(cohort, kb)
     norm = prep.norm
+    steps[1] += f": {norm.height:,} patients"
     step(1)
     per_row = None
-    if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
-        rows_task = prog.add_task("patients", total=norm.filter(pl.col("_err").list.len() == 0).height)
-
-        def per_row(n: int) -> None:
-            prog.update(rows_task, completed=n)
+    if engine == "python":  # (minutes for big cohorts: show the rows and the time left)
+        valid = norm.filter(pl.col("_err").list.len() == 0).height
+        report = rows_task(prog, "patients evaluated")
+        if report is not None:
+            def per_row(n: int) -> None:
+                report(n, valid)
     patients = evaluate(prep, engine, progress=per_row)
     step(2)
     changes = None
@@ -98,6 +110,40 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     finally:
         pool.shutdown(wait=True)
     return s
+
+
+class RowsColumn(ProgressColumn):
+    """``12,000/1,000,000 patients, 0:02:10 left`` for the tasks that count rows; nothing for the
+    step bar (its "time left" would be a guess from steps of very different lengths)."""
+
+    def render(self, task: Task) -> Text:
+        if not task.fields.get("rows") or task.total is None:
+            return Text("")
+        left = task.time_remaining
+        eta = f", {timedelta(seconds=round(left))} left" if left is not None and not task.finished else ""
+        return Text(f"{int(task.completed):,}/{int(task.total):,}{eta}")
+
+
+def progress_bar(console: Any, get_time: Callable[[], float] | None = None) -> Progress:
+    """The ``concordance`` progress display: the steps, and rows with the time left on the
+    long ones (the per-patient engine, Spark's write-out). ``get_time``: a clock (tests)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), RowsColumn(), TimeElapsedColumn(),
+                    transient=True, console=console, get_time=get_time)
+
+
+def rows_task(prog: Progress | None, label: str) -> Callable[[int, int], None] | None:
+    """A callback ``(rows done, rows in all)`` that shows a row bar in ``prog`` (none without one)."""
+    if prog is None:
+        return None
+    task: TaskID | None = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = prog.add_task(label, total=total, rows=True)
+        prog.update(task, completed=done, total=total)
+
+    return report
 
 
 def invalid_rows(norm: Any) -> Any:

@@ -265,10 +265,11 @@ def aggregates(rows: Any) -> Any:
 
 
 def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None, partitions: int | None = None,
-                  rows_per_chunk: int = 250_000) -> Any:
+                  rows_per_chunk: int = 250_000, progress: Callable[[int, int], None] | None = None) -> Any:
     """Evaluate ``path`` on the cluster and write patients.parquet, patients.csv and
     invalid_rows.csv into ``out``; return the :class:`~sarcoma_cds.cohort.aggregate.Aggregates`
-    for the summary and the report.
+    for the summary and the report. ``progress(rows written, rows in all)`` is called after the
+    aggregates and after each chunk (the chunks are what takes long on big cohorts).
 
     The driver holds one chunk of finished rows at a time (about ``rows_per_chunk``): Spark
     sorts the rows into ranges of row numbers, the driver fetches one range after another
@@ -301,11 +302,17 @@ def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None
                     yield pa.record_batch([pa.array([sink.getvalue()], pa.binary())], names=["ipc"])
 
         chunks: list[Path] = []
+        written = 0
+        if progress is not None:
+            progress(0, agg.patients)
         with open(tmp / "invalid_rows.csv", "wb") as inval:
             for r in ordered.mapInArrow(to_ipc, "ipc binary").toLocalIterator():
                 chunk = pl.read_ipc(io.BytesIO(r["ipc"]))
                 chunks.append(tmp / f"{len(chunks):08d}.arrow")
                 chunk.select(PATIENT_COLUMNS).write_ipc(chunks[-1])
+                written += chunk.height
+                if progress is not None:
+                    progress(written, agg.patients)
                 invalid_rows(chunk.with_columns(pl.col("_err").fill_null([]))).write_csv(
                     inval, include_header=inval.tell() == 0)
         if not chunks:  # (an empty cohort: the files with their columns only)

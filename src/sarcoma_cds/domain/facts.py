@@ -214,6 +214,11 @@ def _message(err: dict[str, Any]) -> str:
         return "unknown field (not in the contract; check the spelling)"
     if t == "missing":
         return "required field is missing"
+    value = err.get("input")
+    if isinstance(value, float) and value != value:  # NaN (JSON files may carry it): not a bound problem
+        return "NaN is not a number; give the value or leave the field out"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return f"{'Infinity' if value > 0 else '-Infinity'} is not a finite number"
     if t in ("literal_error", "enum"):
         expected = err.get("ctx", {}).get("expected", "")
         return f"{err.get('input')!r} is not allowed; expected one of {expected}"

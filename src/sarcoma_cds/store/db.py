@@ -66,10 +66,12 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; safe with several workers)."""
     import logging
 
+    # migrations are routine: no INFO chatter (set before the import: importing alembic.command
+    # logs its plugin set-up at INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine: no INFO chatter
     cfg = Config()
     cfg.set_main_option("script_location", MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))

@@ -8,7 +8,6 @@ only: never facts, bundles or tokens.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -19,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sarcoma_cds import InvalidFacts, PatientFacts, __version__
+from sarcoma_cds import InvalidFacts, PatientFacts, __version__, parse_facts
+from sarcoma_cds.interfaces import json_input
 from sarcoma_cds.interfaces.api import cds_hooks
 from sarcoma_cds.interfaces.api.problems import problem, problem_responses
 from sarcoma_cds.interfaces.api.security import (
@@ -31,6 +31,7 @@ from sarcoma_cds.interfaces.api.security import (
 )
 from sarcoma_cds.interfaces.api.services import Services
 from sarcoma_cds.interfaces.api.settings import Settings
+from sarcoma_cds.interfaces.shapes import groups_document
 
 log = logging.getLogger("sarcoma_cds.service")
 access_log = logging.getLogger("sarcoma_cds.service.access")
@@ -89,8 +90,19 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        resp = problem(413, f"request body larger than {self.limit} bytes")
+        # this middleware runs outside request_context: the request id is taken (or made) here,
+        # so that a 413 carries ``instance`` and ``X-Request-ID`` like every other problem
+        rid = request_id(dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1"))
+        resp = problem(413, f"request body larger than {self.limit} bytes", request_id=rid,
+                       headers={"X-Request-ID": rid})
         await resp(scope, receive, send)
+
+
+def request_id(given: str) -> str:
+    """The caller's ``X-Request-ID`` when it is a short token, else a new one."""
+    if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex
 
 
 def _facts_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,9 +144,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # ------------------------------------------------------------ middleware & errors
     @app.middleware("http")
     async def request_context(request: Request, call_next: Any) -> Any:
-        rid = request.headers.get("x-request-id", "")
-        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
-            rid = uuid.uuid4().hex
+        rid = request_id(request.headers.get("x-request-id", ""))
         request.state.request_id = rid
         t0 = time.perf_counter()
         status = 500
@@ -196,7 +206,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if not raw:
             raise _BodyError("request body is empty; expected JSON")
         try:
-            return json.loads(raw)
+            return json_input.loads(raw)  # (a repeated key raises DuplicateKeyError: 422 below)
+        except json_input.DuplicateKeyError:
+            raise
         except (ValueError, UnicodeDecodeError):
             raise _BodyError("request body is not valid JSON") from None
 
@@ -206,6 +218,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.exception_handler(_BodyError)
     async def _body(request: Request, exc: _BodyError) -> JSONResponse:
         return problem(400, str(exc), request_id=rid(request))
+
+    @app.exception_handler(json_input.DuplicateKeyError)
+    async def _duplicate(request: Request, exc: json_input.DuplicateKeyError) -> JSONResponse:
+        return problem(422, f"{exc}: {exc.message}", request_id=rid(request),
+                       errors=[{"field": exc.key, "message": exc.message}])
 
     facts_schema, facts_defs = _facts_schema()
 
@@ -237,8 +254,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         who = caller_or_401(request)
         if isinstance(who, JSONResponse):
             return who
-        return {"groups": [{"id": g.id, "label": g.label, "site": g.site, "summary": g.summary,
-                            "references": list(g.references)} for g in services.kb.data.groups]}
+        return groups_document(services.kb)
 
     @app.get("/groups/{group_id}", tags=["knowledge base"], responses=problem_responses(401, 404))
     def group(group_id: str, request: Request) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from sarcoma_cds.interfaces.cli.extras import exit_if_missing, requires
 from sarcoma_cds.interfaces.cli.kb_app import kb_app
 
 _ARCHIVE_HELP = "Archive of released knowledge-base versions (default: $SARCOMA_CDS_KB_ARCHIVE, else ./data/kb-archive)."
@@ -34,6 +35,7 @@ def _load(ref: str | Path | None, archive: Path | None = None):  # type: ignore[
         raise _fail(f"knowledge base {ref}: " + "; ".join(e.problems)) from None
 
 
+@requires("cohort", "concordance")
 def concordance(
     cohort: Path = typer.Argument(..., help="Cohort file: .csv, .parquet or .jsonl, one patient a row."),
     out: Path = typer.Option(Path("concordance-out"), "--out", help="Output directory."),
@@ -51,6 +53,8 @@ def concordance(
     if engine not in ENGINES:
         typer.echo(f"error: --engine: use one of {', '.join(ENGINES)}", err=True)
         raise typer.Exit(2)
+    if engine == "spark":
+        exit_if_missing("spark", "concordance --engine spark")
     from sarcoma_cds.cohort.run import run_concordance
 
     if kb is not None and not kb.is_dir():
@@ -67,6 +71,7 @@ def concordance(
     typer.echo(line + f" -> {out}/")
 
 
+@requires("cohort", "synth")
 def synth_cmd(
     n: int = typer.Option(1000, "--n", min=1, help="Number of patients."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same cohort)."),
@@ -97,7 +102,8 @@ def kb_diff_cmd(
 
 def kb_archive_cmd(
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory to archive (default: the packaged one)."),
-    to: Path | None = typer.Option(None, "--to", help=_ARCHIVE_HELP),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+    to: Path | None = typer.Option(None, "--to", hidden=True, help="Deprecated: use --kb-archive."),
 ) -> None:
     """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later."""
     from sarcoma_cds import KnowledgeBaseError
@@ -105,8 +111,10 @@ def kb_archive_cmd(
 
     if kb is not None and not kb.is_dir():
         raise _fail(f"--kb: {kb} is not a directory")
+    if to is not None:  # (the one name is --kb-archive, as in concordance and kb diff)
+        typer.echo("warning: --to is deprecated; use --kb-archive", err=True)
     try:
-        a = archive_kb(kb, to)
+        a = archive_kb(kb, kb_archive or to)
     except KbArchiveError as e:
         raise _fail(str(e)) from None
     except KnowledgeBaseError as e:

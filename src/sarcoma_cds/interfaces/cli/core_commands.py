@@ -18,6 +18,8 @@ from sarcoma_cds import InvalidFacts, KnowledgeBaseError, load_kb
 from sarcoma_cds.domain.engine import recommend as engine_recommend
 from sarcoma_cds.domain.knowledge import CompiledKB
 from sarcoma_cds.domain.recommendation import Recommendation
+from sarcoma_cds.interfaces import json_input
+from sarcoma_cds.interfaces.shapes import groups_document
 
 
 class Format(StrEnum):
@@ -83,15 +85,32 @@ def recommend_cmd(
     """Recommend treatment pathways for one patient (or a .jsonl stream of patients)."""
     kb = _kb(kb_dir)
     if file == "-":
-        text = sys.stdin.read()
+        text = _text(sys.stdin.buffer.read(), "<stdin>")
         stream = _looks_like_jsonl(text)
         _run(kb, text, stream, format, sys.stdout)
         return
     path = Path(file)
     if not path.is_file():
         raise _fail([f"error: {file}: file not found"])
-    text = path.read_text(encoding="utf-8")
+    text = _text(path.read_bytes(), file)
     _run(kb, text, path.suffix.lower() == ".jsonl", format, sys.stdout)
+
+
+def _text(raw: bytes, name: str) -> str:
+    """The input as text: UTF-8, with or without a byte-order mark; other bytes exit 2 naming
+    the file and the offset of the first bad byte."""
+    try:
+        return json_input.decode(raw)
+    except json_input.NotUtf8Error as e:
+        raise _fail([f"error: {name}: {e}"]) from None
+
+
+def _parse(text: str) -> Any:
+    """One JSON value; a repeated key is an input problem naming the key (``InvalidFacts``)."""
+    try:
+        return json_input.loads(text)
+    except json_input.DuplicateKeyError as e:
+        raise InvalidFacts([(e.key, e.message)]) from None
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -108,8 +127,10 @@ def _looks_like_jsonl(text: str) -> bool:
 def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> None:
     if not stream:
         try:
-            data: Any = json.loads(text)
-        except ValueError as e:
+            data: Any = _parse(text)
+        except InvalidFacts as e:
+            raise _fail(_problems(e)) from None
+        except json.JSONDecodeError as e:
             raise _fail([f"error: input: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"]) from None
         try:
             rec = engine_recommend(kb, data)
@@ -124,15 +145,16 @@ def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> N
         return
     failed = False
     write = out.write
+    # one answer per input line, blank lines included, so that output line n answers input line n
     for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
         try:
-            data = json.loads(line)
+            if not line.strip():
+                raise InvalidFacts([("input", "blank line; expected one patient (a JSON object) per line")])
+            data = _parse(line)
             rec = engine_recommend(kb, data)
         except ValueError as e:
             failed = True
-            problems = e.problems if isinstance(e, InvalidFacts) else [("input", f"line {n}: not valid JSON")]
+            problems = e.problems if isinstance(e, InvalidFacts) else [("input", "not valid JSON")]
             for f, m in problems:
                 sys.stderr.write(f"error: line {n}: {f}: {m}\n")
             if fmt is Format.json:
@@ -160,7 +182,8 @@ def groups_cmd(
 
     if group_id is None:
         if format is Format.json:
-            sys.stdout.write(json.dumps([{"id": g.id, "label": g.label, "site": g.site} for g in kb.data.groups]) + "\n")
+            # the shape of REST GET /groups
+            sys.stdout.write(json.dumps(groups_document(kb)) + "\n")
         else:
             render_group_list(kb, sys.stdout)
         return

@@ -6,12 +6,15 @@ commands so the core CLI starts fast.
 
 from __future__ import annotations
 
+import logging
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from sarcoma_cds.interfaces.cli.extras import requires
 from sarcoma_cds.interfaces.cli.kb_app import kb_app
 
 
@@ -23,35 +26,91 @@ class ExportFormat(str, Enum):  # noqa: UP042 (typer choices, as in core_command
 audit_app = typer.Typer(help="The audit trail of recommendations served.", no_args_is_help=True)
 
 
+@requires("service", "serve")
 def serve(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 only with API keys)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
+                                 help="Log start-up details (migrations, uvicorn, settings notes)."),
 ) -> None:
     """Run the HTTP service (REST, FHIR, CDS Hooks, web) with uvicorn."""
-    import logging
+    import logging.config
 
     import uvicorn
 
     from sarcoma_cds.interfaces.api.settings import Settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    log_config = serve_log_config(verbose, local_only=settings.api_keys_file is None,
+                                  cds_clients=settings.clients_file is not None or settings.dev_mode)
+    logging.config.dictConfig(log_config)
     if settings.api_keys_file is None:
         if host not in (None, "127.0.0.1", "localhost"):
             sys.stderr.write("warning: no API keys configured (SARCOMA_CDS_API_KEYS); "
                              f"refusing to bind {host}, listening on 127.0.0.1 only\n")
         host = "127.0.0.1"
-        sys.stderr.write("warning: no API keys configured: the REST API is open to local users only\n")
     host = host or "127.0.0.1"
     # Run migrations once before the workers start.
     from sarcoma_cds.store import AuditStore
 
     AuditStore.open(settings.db_url).close()
+    sys.stderr.write(serve_line(settings, host, port) + "\n")
     uvicorn.run("sarcoma_cds.interfaces.api.asgi:app", host=host, port=port, workers=workers,
-                access_log=False, log_level="info")
+                access_log=False, log_config=log_config, log_level="info" if verbose else "warning")
 
 
+def serve_line(settings: Any, host: str, port: int) -> str:
+    """The one start-up line: where it listens, which store it uses, and who may call it."""
+    from sqlalchemy.engine import make_url
+
+    from sarcoma_cds import __version__
+
+    store = make_url(settings.db_url).render_as_string(hide_password=True)
+    who = ("API keys required" if settings.api_keys_file is not None
+           else "no API keys (SARCOMA_CDS_API_KEYS), so local users only")
+    return (f"sarcoma-cds {__version__} listening on http://{host}:{port}/ (API docs /api/docs); "
+            f"audit store {store}; {who}")
+
+
+class StartupNotes(logging.Filter):
+    """Drops the application's start-up warnings that :func:`serve_line` already says (no API
+    keys) or that do not apply (no base URL while no CDS client is configured), so a default
+    start prints one line; ``--verbose`` keeps them."""
+
+    def __init__(self, local_only: bool, cds_clients: bool) -> None:
+        super().__init__()
+        self.prefixes = tuple(p for p, drop in (("no API keys configured", local_only),
+                                                ("SARCOMA_CDS_BASE_URL is not set", not cds_clients)) if drop)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "sarcoma_cds.service" and str(record.msg).startswith(self.prefixes))
+
+
+def serve_log_config(verbose: bool, *, local_only: bool, cds_clients: bool) -> dict[str, Any]:
+    """Logging for ``serve``, handed to uvicorn as well so every worker process uses it.
+
+    Quiet by default: warnings and errors, plus the service's own per-request lines (request id,
+    route, status, time). ``verbose``: INFO from every library (migrations, uvicorn) too.
+    """
+    handler: dict[str, Any] = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                               "formatter": "plain"}
+    filters: dict[str, Any] = {}
+    if not verbose:
+        filters["startup"] = {"()": f"{__name__}.StartupNotes", "local_only": local_only,
+                              "cds_clients": cds_clients}
+        handler["filters"] = ["startup"]
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "filters": filters,
+        "handlers": {"stderr": handler},
+        "root": {"handlers": ["stderr"], "level": "INFO" if verbose else "WARNING"},
+        "loggers": {"sarcoma_cds": {"level": "INFO"}},
+    }
+
+
+@requires("service", "kb export")
 def kb_export(
     fhir: Path = typer.Option(..., "--fhir", help="Directory to write the FHIR resources into."),
 ) -> None:
@@ -81,6 +140,7 @@ def kb_export(
     typer.echo(f"wrote {len(resources)} resources to {fhir}")
 
 
+@requires("service", "audit-log export")
 def audit_export(
     format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="csv or jsonl."),
     out: Path | None = typer.Option(None, "--out", help="Output file (default: standard output)."),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from sarcoma_cds import FACT_FIELDS, InvalidFacts
+from sarcoma_cds.interfaces import json_input
 from sarcoma_cds.interfaces.web import diagram, plain
 from sarcoma_cds.interfaces.web.adapter import OUTCOMES, CaseView, WebBackend, short_time
 from sarcoma_cds.interfaces.web.forms import (
@@ -308,6 +308,7 @@ def build_router(backend: WebBackend) -> APIRouter:
         raw: bytes = b""
         if upload is not None and hasattr(upload, "read"):
             raw = await upload.read(MAX_UPLOAD + 1)
+        await form.close()  # (the upload's temporary file; else it is left to the garbage collector)
         if not raw and text.strip():
             raw = text.encode()
 
@@ -319,8 +320,10 @@ def build_router(backend: WebBackend) -> APIRouter:
         if len(raw) > MAX_UPLOAD:
             return fail("The file is larger than 1 MB.")
         try:
-            data = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            data = json_input.loads(raw)
+        except json_input.DuplicateKeyError as e:
+            return fail(f"The field {e.key!r} is given more than once; which value is meant is ambiguous.")
+        except ValueError as e:  # (not UTF-8, or not JSON)
             return fail(f"The file is not valid JSON ({e.__class__.__name__}: {e}).")
         provenance: dict[str, Any] = {}
         gaps: list[Any] = []
