@@ -454,7 +454,6 @@ def test_across_candidates_warns_on_an_incomplete_record() -> None:
     assert cards and all(c["indicator"] == "info" for c in cards)
 
 
-@pytest.mark.xfail(strict=False, reason="needs the engine to fill across_candidates (lead's clinical-safety work)")
 def test_end_to_end_imatinib_on_incomplete_d842v_record_warns(service_app: TestClient, signer: Signer) -> None:
     req = _sign_request(_order("imatinib 400 mg"))
     req["prefetch"]["observations"]["entry"] = [e for e in req["prefetch"]["observations"]["entry"]

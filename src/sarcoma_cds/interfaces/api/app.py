@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sarcoma_cds import InvalidFacts, PatientFacts, __version__, parse_facts
+from sarcoma_cds import InvalidFacts, PatientFacts, __version__
 from sarcoma_cds.interfaces import json_input
 from sarcoma_cds.interfaces.api import cds_hooks
 from sarcoma_cds.interfaces.api.problems import problem, problem_responses
