@@ -118,3 +118,15 @@ def _group_pathways(facts: dict[str, Any], gid: str) -> Any:
 
     view = engine.evaluation_view(KB, parse_facts(facts))
     return engine._personalise_uncached(KB, KB.groups[gid], view)[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(valid_facts(), st.lists(st.tuples(st.integers(0, 4), st.integers(18, 95)), min_size=2, max_size=6))
+def test_the_memo_never_serves_one_patient_anothers_answer(facts, fitness):
+    """Patients who differ only in numbers (ECOG, age) are answered as if each came first:
+    the engine's memo keys a number by its value wherever a rule tests it for equality."""
+    variants = [{**facts, "ecog": e, "age_years": a} for e, a in fitness]
+    warm = [recommend(f).model_dump(mode="json") for f in variants]
+    for f, answer in zip(variants, warm, strict=True):
+        KB.output_cache.clear()
+        assert recommend(f).model_dump(mode="json") == answer, f

@@ -38,13 +38,14 @@ from sarcoma_cds.cohort.ir import (
     lit,
 )
 from sarcoma_cds.domain.engine import DERIVED_REASON  # the engine's own texts
-from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts
+from sarcoma_cds.domain.facts import FACT_FIELDS, UNKNOWN_VALUES, PatientFacts
 from sarcoma_cds.domain.gist_risk import AfipCategory, NihCategory
 from sarcoma_cds.domain.kb_models import Condition
 from sarcoma_cds.domain.knowledge import SEVERITY, CompiledKB
+from sarcoma_cds.domain.recommendation import STATUS_ORDER
 from sarcoma_cds.domain.staging import StageGroup
 
-STATUSES = ("preferred", "option", "caution", "conditional", "not_recommended")  # by severity
+STATUSES = STATUS_ORDER  # by severity
 CONCORDANCE = ("not_assessable", "concordant", "concordant_conditional", "discordant")
 # reason kinds (see explain.reason_text)
 RK_NONE, RK_NOT_REC, RK_COND, RK_NOT_IN_GROUP, RK_NO_SINGLE_PATHWAY = 0, 1, 2, 3, 4
@@ -54,7 +55,6 @@ RB = 4096  # reason-id radix inside a rank
 OCC = 64  # occurrence radix inside a value
 VAL = OCC * RB
 NO_GROUP_REASON = "No patient group of the source matches these facts."
-ASSERT_SEVERITY = dict(zip(STATUSES, range(5), strict=True))
 
 
 def _literal_args(tp: Any) -> tuple[Any, ...]:
@@ -89,7 +89,6 @@ SITES: tuple[str, ...] = FACTS["primary_site"][1]
 STAGE_VOCAB: tuple[str, ...] = typing.get_args(StageGroup)
 AFIP_VOCAB: tuple[str, ...] = typing.get_args(AfipCategory)
 NIH_VOCAB: tuple[str, ...] = typing.get_args(NihCategory)
-_UNKNOWN_VALUES = {"kit_mutation": "unknown", "pdgfra_mutation": "unknown"}  # engine.build_view
 
 
 def bit(fact: str, value: Any) -> int:
@@ -296,8 +295,8 @@ def compile_kb_plan(kb: CompiledKB, slots: int) -> KBCompilation:
     view = Layer([])
     for name in FACT_FIELDS:
         x: E = col(f"f_{name}")
-        if name in _UNKNOWN_VALUES:
-            x = case([(x.eq(bit(name, _UNKNOWN_VALUES[name])), NULL_INT)], x)
+        if name in UNKNOWN_VALUES:
+            x = case([(x.eq(bit(name, UNKNOWN_VALUES[name])), NULL_INT)], x)
         for fname, value, _why in kb.assumptions:
             if fname == name:
                 kind = FACTS[name][0]

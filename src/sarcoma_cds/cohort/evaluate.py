@@ -332,13 +332,14 @@ def oracle_row(kb: CompiledKB, facts: dict[str, Any], items: list[str]) -> dict[
         "gist_risk_afip": None, "gist_risk_nih": None,
         "statuses": "", "pathway": None,
     }
-    if rec.gist_risk:  # (a GIST in scope) the risk categories still possible, as the engine derives them
+    if facts.get("histology") == "gist":  # the risk categories still possible, as the engine derives them
         from sarcoma_cds.domain.engine import evaluation_view
         from sarcoma_cds.domain.facts import parse_facts
 
         view = evaluation_view(kb, parse_facts(facts))
-        out["gist_risk_afip"] = _one_of(view["gist_risk_afip"], C.AFIP_VOCAB)
-        out["gist_risk_nih"] = _one_of(view["gist_risk_nih"], C.NIH_VOCAB)
+        if not any(sc.test.test(view) is True for sc in kb.scope):  # (an out-of-scope GIST has none)
+            out["gist_risk_afip"] = _one_of(view["gist_risk_afip"], C.AFIP_VOCAB)
+            out["gist_risk_nih"] = _one_of(view["gist_risk_nih"], C.NIH_VOCAB)
     if group is None:
         kind = C.RK_OUT_OF_SCOPE if oos else C.RK_CANDIDATES
         out.update(concordance="not_assessable", reason=reason_text(kind, oos=oos, cands=cands))

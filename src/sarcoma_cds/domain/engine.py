@@ -8,9 +8,9 @@ same facts and knowledge base always give the same recommendation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sarcoma_cds.domain.facts import FACT_FIELDS, PatientFacts, parse_facts
+from sarcoma_cds.domain.facts import FACT_FIELDS, UNKNOWN_VALUES, PatientFacts, parse_facts
 from sarcoma_cds.domain.kb_models import Group, Outcome, Step
 from sarcoma_cds.domain.knowledge import DERIVED_FROM, SEVERITY, BoundRule, CompiledKB
 from sarcoma_cds.domain.recommendation import (
@@ -31,42 +31,71 @@ from sarcoma_cds.domain.recommendation import (
     fast,
 )
 
-_UNKNOWN_VALUES = {"kit_mutation": "unknown", "pdgfra_mutation": "unknown"}
 _STATUS_WORDS = {
     "preferred": "preferred", "option": "an option", "conditional": "conditional",
     "caution": "to be used with caution", "not_recommended": "not recommended",
 }
 
 
+class _Verdict(NamedTuple):
+    """One rule's status for one step or regimen (hashable: part of memo keys)."""
+
+    severity: int
+    status: str
+    reason: str
+    references: tuple[str, ...]
+    rule_id: str
+
+
+class Classified(NamedTuple):
+    """What classification found for a view (memoised per distinct view)."""
+
+    kind: str  # group | candidates | conflict | scope | gap | nomatch
+    ids: tuple[str, ...]
+    reason: str | None
+    asks: tuple[tuple[str, str], ...]
+    warnings: tuple[Warning, ...]
+    lines: tuple[str, ...]
+
+
+class Personalised(NamedTuple):
+    """A group's personalised pathways with what the rules added to the answer."""
+
+    pathways: tuple[PathwayOut, ...]
+    lines: tuple[str, ...]
+    asks: tuple[tuple[str, str], ...]
+    warnings: tuple[Warning, ...]
+
+
 @dataclass(slots=True)
 class _Mark:
     """Statuses, reasons and notes collected for one step or regimen."""
 
-    statuses: list[tuple[int, str, str, tuple[str, ...], str]] = field(default_factory=list)
+    statuses: list[_Verdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def status(self) -> str:
         if not self.statuses:
             return "option"
-        return max(self.statuses, key=lambda s: s[0])[1]
+        return max(self.statuses, key=lambda v: v.severity).status
 
     def reasons(self) -> list[str]:
         """Reasons, most restrictive first. When the regimen is ruled out, the reasons that argued
         for it (preferred/option) are left out: one drug never shows reasons that contradict."""
-        ordered = sorted(self.statuses, key=lambda s: -s[0])
-        ruled_out = bool(ordered) and ordered[0][1] == "not_recommended"
+        ordered = sorted(self.statuses, key=lambda v: -v.severity)
+        ruled_out = bool(ordered) and ordered[0].status == "not_recommended"
         seen: list[str] = []
-        for _, status, reason, _, _ in ordered:
-            if ruled_out and status in ("preferred", "option"):
+        for v in ordered:
+            if ruled_out and v.status in ("preferred", "option"):
                 continue
-            if reason not in seen:
-                seen.append(reason)
+            if v.reason not in seen:
+                seen.append(v.reason)
         return seen
 
     def references(self) -> list[str]:
         refs: list[str] = []
-        for *_, r, _ in self.statuses:
-            for x in r:
+        for v in self.statuses:
+            for x in v.references:
                 if x not in refs:
                     refs.append(x)
         return refs
@@ -92,7 +121,7 @@ class _Context:
 def build_view(kb: CompiledKB, facts: PatientFacts) -> tuple[dict[str, Any], list[str]]:
     """Facts as rules read them: 'unknown' values as absent, stated assumptions, derived facts."""
     view: dict[str, Any] = dict(facts.__dict__)
-    for name, unknown in _UNKNOWN_VALUES.items():
+    for name, unknown in UNKNOWN_VALUES.items():
         if view[name] == unknown:
             view[name] = None
     assumed: list[str] = []
@@ -125,10 +154,10 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     facts = parse_facts(raw)
     view, assumed = build_view(kb, facts)
     ctx = _Context(kb, view)
-    guideline = kb.output_cache.get("guideline")
+    guideline = kb.output_cache.get(("guideline",))
     if guideline is None:
-        guideline = kb.output_cache["guideline"] = fast(
-            GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash)
+        guideline = kb.output_cache.put(("guideline",), fast(
+            GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash), fixed=True)
 
     derived_lines: list[str] = []
     if facts.histology == "gist":
@@ -160,15 +189,12 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     pathways = _personalise(kb, group, ctx)
     ref = kb.output_cache.get(("group-ref", gid))
     if ref is None:
-        ref = kb.output_cache[("group-ref", gid)] = fast(
-            GroupRef, id=gid, label=group.label, references=tuple(group.references))
+        ref = kb.output_cache.put(("group-ref", gid), fast(
+            GroupRef, id=gid, label=group.label, references=tuple(group.references)), fixed=True)
     return _result(kb, guideline, ref, [], None, stage, risks, pathways, ctx, facts)
 
 
-_Classified = tuple[str, tuple[str, ...], str | None, tuple[tuple[str, str], ...], tuple[Warning, ...], tuple[str, ...]]
-
-
-def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -> _Classified:
+def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -> Classified:
     """Classification reads a few facts (numbers only through their rule thresholds): memoised on them."""
     key = ("cls", tuple(assumed), tuple([view[f] is None for f in _DERIVED_INPUTS]),
            kb.classification_key.key(view))
@@ -176,9 +202,9 @@ def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -
     if hit is None:
         ctx = _Context(kb, view)
         kind, ids, reason = _classify(kb, ctx, assumed)
-        hit = (kind, ids, reason, tuple(ctx.missing.items()), tuple(ctx.warnings), tuple(ctx.explanation))
-        if len(kb.output_cache) < 200_000:
-            kb.output_cache[key] = hit
+        hit = Classified(kind, ids, reason, tuple(ctx.missing.items()), tuple(ctx.warnings),
+                         tuple(ctx.explanation))
+        kb.output_cache.put(key, hit)
     return hit
 
 
@@ -272,7 +298,7 @@ def _group_facts(kb: CompiledKB, gid: str) -> tuple[str, ...]:
         order = (*FACT_FIELDS[:2], "stage_group", *FACT_FIELDS[2:])
         read = set(test.fields) | ({"primary_site"} if "site_family" in test.fields else set())
         hit = tuple(f for f in order if f in read and f not in ("size_cm",))
-        kb.output_cache[key] = hit
+        kb.output_cache.put(key, hit, fixed=True)
     return hit
 
 
@@ -323,8 +349,7 @@ def _stage_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex:
         size_text = f"size {size:g} cm" if size is not None else None
         templates = tuple(ln.replace(size_text, "size \x00 cm") if size_text else ln for ln in lines)
         hit = (st, tmp["stage_group"], templates)
-        if len(kb.output_cache) < 200_000:
-            kb.output_cache[key] = hit
+        kb.output_cache.put(key, hit)
     st, view["stage_group"], templates = hit
     if size is None:
         ex.extend(templates)
@@ -344,8 +369,7 @@ def _gist_risk_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any],
         tmp: dict[str, Any] = {"tumour_rupture": view["tumour_rupture"]}
         risks = _gist_risk(kb, facts, tmp, lines)
         hit = (tuple(risks), tmp["gist_risk_afip"], tmp["gist_risk_nih"], tuple(lines))
-        if len(kb.output_cache) < 200_000:
-            kb.output_cache[key] = hit
+        kb.output_cache.put(key, hit)
     risks_t, view["gist_risk_afip"], view["gist_risk_nih"], lines_t = hit
     ex.extend(lines_t)
     return list(risks_t)
@@ -412,7 +436,7 @@ def _apply(ctx: _Context, br: BoundRule, oc: Outcome, marks: dict[Any, _Mark], g
             if m is None:
                 m = marks[addr] = _Mark()
             if oc.status is not None:
-                m.statuses.append((SEVERITY[oc.status], oc.status, reason, refs, rule.id))
+                m.statuses.append(_Verdict(SEVERITY[oc.status], oc.status, reason, refs, rule.id))
             if note and note not in m.notes:
                 m.notes.append(note)
     for a in oc.ask:
@@ -428,15 +452,14 @@ def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOu
     hit = kb.output_cache.get(outer)
     if hit is None:
         hit = _personalise_uncached(kb, group, view)
-        if len(kb.output_cache) < 200_000:
-            kb.output_cache[outer] = hit
+        kb.output_cache.put(outer, hit)
     pathways, lines, asks, warnings = hit
     ctx.explanation.extend(lines)
     for f, why in asks:
         ctx.ask(f, why)
     for w in warnings:
         ctx.warn(w)
-    return pathways  # type: ignore[no-any-return]
+    return pathways
 
 
 def _across_candidates(kb: CompiledKB, gids: list[str], view: dict[str, Any]) -> tuple[AcrossCandidate, ...]:
@@ -452,7 +475,7 @@ def _across_candidates(kb: CompiledKB, gids: list[str], view: dict[str, Any]) ->
         return hit
     found: dict[frozenset[str], tuple[tuple[str, ...], set[str], list[str], list[str]]] = {}
     for gid in gids:
-        pathways = _personalise_uncached(kb, kb.groups[gid], view)[0]
+        pathways = _personalise_uncached(kb, kb.groups[gid], view).pathways
         for pw in pathways:
             for st in pw.steps:
                 for op in st.options:
@@ -466,12 +489,11 @@ def _across_candidates(kb: CompiledKB, gids: list[str], view: dict[str, Any]) ->
              reasons=tuple(reasons))
         for drugs, statuses, groups, reasons in found.values() if len(statuses) == 1
     )
-    if len(kb.output_cache) < 200_000:
-        kb.output_cache[key] = hit
+    kb.output_cache.put(key, hit)
     return hit
 
 
-def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) -> Any:
+def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) -> Personalised:
     """Evaluate the group's rules. Outcomes depend only on which cases held, so the built
     pathways, explanation lines, asks and warnings are shared per signature."""
     applied: list[tuple[BoundRule, Outcome]] = []
@@ -492,7 +514,7 @@ def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) ->
         if not any_true and any_unknown and br.unknown is not None:
             applied.append((br, br.unknown))
             signature.append(i * 64 + 63)
-    key = (group.id, tuple(signature))
+    key = ("signature", group.id, tuple(signature))
     hit = kb.output_cache.get(key)
     if hit is None:
         tmp = _Context(kb, view)
@@ -500,9 +522,8 @@ def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) ->
         for br, oc in applied:
             _apply(tmp, br, oc, marks, group)
         pathways = _build_pathways(kb, group, marks, tmp.explanation)
-        hit = (pathways, tuple(tmp.explanation), tuple(tmp.missing.items()), tuple(tmp.warnings))
-        if len(kb.output_cache) < 200_000:
-            kb.output_cache[key] = hit
+        hit = Personalised(pathways, tuple(tmp.explanation), tuple(tmp.missing.items()), tuple(tmp.warnings))
+        kb.output_cache.put(key, hit)
     return hit
 
 
@@ -572,7 +593,7 @@ def _option_out(
     line: str, m: _Mark,
 ) -> tuple[Option, str]:
     """The personalised regimen and its explanation line, memoised: outcomes repeat across patients."""
-    key = (gid, addr, tuple(m.statuses), tuple(m.notes))
+    key = ("option", gid, addr, tuple(m.statuses), tuple(m.notes))
     hit: tuple[Option, str] | None = kb.output_cache.get(key)
     if hit is not None:
         return hit
@@ -586,14 +607,13 @@ def _option_out(
     if m.statuses:
         text = (f"{' + '.join(drugs)} ({step.label}): {_STATUS_WORDS[status]} - " + " ".join(reasons)
                 + f" [refs {', '.join(rule_refs)}]")
-    if len(kb.output_cache) < 200_000:
-        kb.output_cache[key] = (opt, text)
+    kb.output_cache.put(key, (opt, text))
     return opt, text
 
 
 def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
     """The group's pathways with no rule applied (every status 'option'), built once and shared."""
-    cached: tuple[PathwayOut, ...] | None = kb.output_cache.get(group.id)
+    cached: tuple[PathwayOut, ...] | None = kb.output_cache.get(("defaults", group.id))
     if cached is not None:
         return cached
     out = tuple(
@@ -606,7 +626,7 @@ def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
             for st in pw.steps))
         for pi, pw in enumerate(group.pathways)
     )
-    kb.output_cache[group.id] = out
+    kb.output_cache.put(("defaults", group.id), out, fixed=True)
     return out
 
 
@@ -615,14 +635,13 @@ def _missing_info(kb: CompiledKB, field_name: str, why: str) -> MissingInfo:
     hit = kb.output_cache.get(key)
     if hit is None:
         hit = fast(MissingInfo, field=field_name, why=why)
-        if len(kb.output_cache) < 200_000:
-            kb.output_cache[key] = hit
+        kb.output_cache.put(key, hit)
     return hit
 
 
 def _informative(facts: PatientFacts, name: str) -> bool:
     v = getattr(facts, name, None)
-    return v is not None and v != _UNKNOWN_VALUES.get(name) and not (name == "grade" and v == "X")
+    return v is not None and v != UNKNOWN_VALUES.get(name) and not (name == "grade" and v == "X")
 
 
 def _result(

@@ -109,6 +109,9 @@ Comorbidity = Literal[
     "decompensated_liver_failure",
 ]
 
+#: Values that say "tested, result not known": read by the rules as an absent fact (and still asked).
+UNKNOWN_VALUES: dict[str, str] = {"kit_mutation": "unknown", "pdgfra_mutation": "unknown"}
+
 #: Field names of the contract, in contract order (the CLI, FHIR mapper and web form use it).
 FACT_FIELDS: tuple[str, ...] = (
     "histology", "primary_site", "size_cm", "depth", "grade", "nodes", "metastasis",

@@ -28,7 +28,11 @@ from sarcoma_cds.domain.kb_models import (
     Rules,
     ScopeRule,
 )
+from sarcoma_cds.domain.memo import Memo
+from sarcoma_cds.domain.recommendation import SEVERITY
 from sarcoma_cds.domain.staging import AjccTables, Stager
+
+__all__ = ["SEVERITY", "CompiledKB", "KnowledgeBaseData", "KnowledgeBaseError", "compile_kb"]
 
 #: Facts derived from the contract facts before any rule runs.
 DERIVED_FACTS: tuple[str, ...] = ("site_family", "stage_group", "gist_risk_nih", "gist_risk_afip")
@@ -41,9 +45,6 @@ DERIVED_FROM: dict[str, tuple[str, ...]] = {
 }
 ALL_FACTS: frozenset[str] = frozenset(FACT_FIELDS) | frozenset(DERIVED_FACTS)
 
-SEVERITY: dict[str, int] = {
-    "preferred": 0, "option": 1, "caution": 2, "conditional": 3, "not_recommended": 4,
-}
 
 
 class KnowledgeBaseError(ValueError):
@@ -113,13 +114,18 @@ class MemoKeySpec:
 
 
 def memo_spec(conditions: list[Condition], defs: Mapping[str, Condition]) -> MemoKeySpec:
+    """The memo key of a rule set: every fact it reads; a number only through its thresholds
+    when every test of it is a comparison (a fact also tested for equality, e.g. ``ecog eq 2``
+    beside ``ecog ge 3``, is keyed by its value: bands alone would merge 1 and 2)."""
     fields: set[str] = set()
     bands: dict[str, set[tuple[str, float]]] = {}
+    exact: set[str] = set()
     for cond in conditions:
-        _collect_leaves(cond, defs, fields, bands)
+        _collect_leaves(cond, defs, fields, bands, exact)
+    banded = {f: b for f, b in bands.items() if f not in exact}
     return MemoKeySpec(
-        plain=tuple(sorted(f for f in fields if f not in bands)),
-        banded=tuple((f, tuple(sorted(bands[f]))) for f in sorted(bands)),
+        plain=tuple(sorted(f for f in fields if f not in banded)),
+        banded=tuple((f, tuple(sorted(banded[f]))) for f in sorted(banded)),
     )
 
 
@@ -147,7 +153,7 @@ class CompiledKB:
     #: group rules that can hold for a (histology, primary site): partial evaluation at load
     rules_for_site: dict[tuple[str, str], tuple[tuple[str, Compiled], ...]] = field(default_factory=dict)
     #: memoised output objects (frozen, shared); see engine.kb_defaults and engine._personalise
-    output_cache: dict[Any, Any] = field(default_factory=dict)
+    output_cache: Memo = field(default_factory=Memo)
 
     #: memo keys: facts read by scope, group and gap rules; and per group by its bound rules
     classification_key: MemoKeySpec = field(default_factory=lambda: MemoKeySpec((), ()))
@@ -449,19 +455,25 @@ def _rule_vocabulary_problems(rule: Rule, vocab: Mapping[str, tuple[Any, ...] | 
 
 
 def _collect_leaves(
-    c: Condition, defs: Mapping[str, Condition], fields: set[str], bands: dict[str, set[tuple[str, float]]]
+    c: Condition, defs: Mapping[str, Condition], fields: set[str], bands: dict[str, set[tuple[str, float]]],
+    exact: set[str],
 ) -> None:
+    """Facts read by ``c``: thresholds of compared facts into ``bands``, others into ``exact``."""
     if c.ref is not None:
-        _collect_leaves(defs[c.ref], defs, fields, bands)
+        _collect_leaves(defs[c.ref], defs, fields, bands, exact)
         return
     for kid in (*(c.all_ or ()), *(c.any_ or ()), *((c.not_,) if c.not_ else ())):
-        _collect_leaves(kid, defs, fields, bands)
+        _collect_leaves(kid, defs, fields, bands, exact)
     if c.fact is not None:
         fields.add(c.fact)
+        compared = False
         for op in ("gt", "ge", "lt", "le"):
             bound = getattr(c, op)
             if bound is not None:
                 bands.setdefault(c.fact, set()).add((op, float(bound)))
+                compared = True
+        if not compared and c.known is None:  # (known: the value's presence is in every key anyway)
+            exact.add(c.fact)
 
 
 def _generate_code(defs: Mapping[str, Condition], compiled: list[Compiled]) -> None:

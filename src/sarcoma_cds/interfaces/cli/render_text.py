@@ -63,7 +63,8 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
         c.print("[bold]Patient group: cannot tell yet.[/] Possible groups:")
         for gid in rec.candidate_groups:
             c.print(f"  - {escape(kb.groups[gid].label)} [dim]({gid})[/]")
-        firm = [a for a in rec.across_candidates if a.status != "conditional"]
+        # the informative ones: ruled out, preferred or with a caution in every candidate group
+        firm = [a for a in rec.across_candidates if a.status in ("not_recommended", "preferred", "caution")]
         if firm:
             c.print("[bold]Holds whatever the missing facts turn out to be:[/]")
             for a in firm:

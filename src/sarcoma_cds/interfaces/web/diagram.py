@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
+from sarcoma_cds.domain.recommendation import SEVERITY
 from sarcoma_cds.interfaces.web.present import SITE_SHORT, STATUS_ICON, STATUS_LABEL, TIER_LABEL
 
 ACCENT = "#0b5d6b"
@@ -20,7 +21,6 @@ STATUS_COLOUR = {
     "preferred": "#1e6b3a", "option": "#1f5f99", "conditional": "#8a5a00",
     "caution": "#9a4d00", "not_recommended": "#a1262d",
 }
-SEVERITY = {"preferred": 0, "option": 1, "caution": 2, "conditional": 3, "not_recommended": 4}
 
 NODE_H = 44
 GAP = 12
