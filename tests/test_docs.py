@@ -48,3 +48,22 @@ def test_readme_links_resolve():
     for target in re.findall(r"\]\(([^)#\s]+)", readme):
         if not target.startswith("http"):
             assert (ROOT / target).exists(), target
+
+
+def test_every_test_the_hazard_logs_cite_exists() -> None:
+    """A hazard's control is only as good as the tests that prove it: every cited test exists."""
+    root = Path(__file__).parent.parent
+    cited = 0
+    for log in sorted((root / "docs" / "safety").glob("*.md")):
+        text = log.read_text()
+        for path, names in re.findall(r"`(tests/[\w/]+\.py)((?:::[\w*]+)?)`", text):
+            assert (root / path).is_file(), (log.name, path)
+            source = (root / path).read_text()
+            name = names.removeprefix("::").rstrip("*")
+            if name:
+                assert f"def {name}" in source, (log.name, path, name)
+            cited += 1
+        for name in re.findall(r"`::([\w*]+)`", text):
+            assert re.search(rf"def {re.escape(name.rstrip('*'))}", "".join(
+                p.read_text() for p in (root / "tests").rglob("test_*.py"))), (log.name, name)
+    assert cited >= 10
