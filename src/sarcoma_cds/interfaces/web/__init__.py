@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from sarcoma_cds.interfaces.web.adapter import WebBackend
-from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, build_router
+from sarcoma_cds.interfaces.web.pages import Pages
+from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, router
 
 __all__ = ["create_web_app", "mount"]
 
@@ -48,7 +49,8 @@ class _HtmlRewrite:
 def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
     """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
     backend = WebBackend(services)
-    app.include_router(build_router(backend))
+    app.state.web_pages = Pages(backend)
+    app.include_router(router)
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend

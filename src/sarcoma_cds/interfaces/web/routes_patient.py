@@ -1,0 +1,108 @@
+"""The patient pages: the facts form and its result, what-if, and importing a facts file or a
+FHIR Bundle (answered with the same result page)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.datastructures import UploadFile
+
+from sarcoma_cds.interfaces.web.forms import SECTIONS, facts_from_form, facts_query, validate
+from sarcoma_cds.interfaces.web.pages import MAX_UPLOAD, Pages, PagesDep
+from sarcoma_cds.interfaces.web.present import what_if
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/patient", response_class=HTMLResponse)
+def patient_form(request: Request, pages: PagesDep) -> HTMLResponse:
+    values = {k: request.query_params.getlist(k) for k in pages.fields if k in request.query_params}
+    return pages.render(request, "patient.html", sections=SECTIONS, fields=pages.fields, values=values,
+                        errors={}, rec=None)
+
+
+@router.post("/patient", response_class=HTMLResponse)
+async def patient_submit(request: Request, pages: PagesDep) -> HTMLResponse:
+    form = await request.form()
+    facts = facts_from_form(form, pages.fields)
+    return pages.answer(request, facts, "patient.html")
+
+
+@router.api_route("/patient/what-if", methods=["GET", "POST"], response_class=HTMLResponse)
+async def what_if_page(request: Request, pages: PagesDep) -> HTMLResponse:
+    src: Any = await request.form() if request.method == "POST" else request.query_params
+    facts = facts_from_form(src, pages.fields)
+    errors = validate(facts)
+    if errors:
+        return pages.form_page(request, "patient.html", 422, facts, errors)
+    base, items = what_if(pages.kb, pages.backend.recommend, facts, pages.fields)
+    return pages.render(request, "whatif.html", rec=base.model_dump(mode="json"), facts=facts,
+                        items=items, facts_qs=facts_query(facts))
+
+
+@router.get("/import", response_class=HTMLResponse)
+def import_form(request: Request, pages: PagesDep) -> HTMLResponse:
+    return pages.render(request, "import.html", error="", has_fhir=pages.backend.has_fhir)
+
+
+class _ImportRefused(Exception):
+    """The uploaded file cannot be used; ``str(e)`` says why, on the import page."""
+
+
+async def _uploaded(request: Request) -> bytes:
+    """The uploaded file's bytes (at most one more than the limit), else the pasted text."""
+    form = await request.form()
+    upload = form.get("file")
+    text = str(form.get("text") or "")
+    raw: bytes = b""
+    if isinstance(upload, UploadFile):
+        raw = await upload.read(MAX_UPLOAD + 1)
+    if not raw and text.strip():
+        raw = text.encode()
+    return raw
+
+
+def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Facts from an uploaded facts file, ``{"facts": ...}`` or FHIR Bundle, and what the
+    result page says about where they came from."""
+    if not raw:
+        raise _ImportRefused("Choose a file (patient facts JSON or a FHIR Bundle) or paste its content.")
+    if len(raw) > MAX_UPLOAD:
+        raise _ImportRefused("The file is larger than 1 MB.")
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _ImportRefused(f"The file is not valid JSON ({e.__class__.__name__}: {e}).") from None
+    provenance: dict[str, Any] = {}
+    gaps: list[Any] = []
+    source = "patient facts (JSON)"
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        try:
+            facts, provenance, gaps = pages.backend.facts_from_bundle(data)
+        except NotImplementedError as e:
+            raise _ImportRefused(str(e)) from None
+        except Exception as e:  # a mapper failure must not become a stack trace
+            raise _ImportRefused(f"The FHIR bundle could not be read ({e.__class__.__name__}).") from None
+        source = "FHIR / mCODE bundle"
+    elif isinstance(data, dict) and isinstance(data.get("facts"), dict):
+        facts = data["facts"]
+    elif isinstance(data, dict):
+        facts = data
+    else:
+        raise _ImportRefused("Expected a JSON object: patient facts, {\"facts\": {...}} or a FHIR Bundle.")
+    unknown = sorted(k for k in facts if k not in pages.fields)
+    if unknown:
+        raise _ImportRefused("Unknown fields (not in the contract; check the spelling): " + ", ".join(unknown))
+    return facts, {"source": source, "provenance": provenance, "gaps": gaps}
+
+
+@router.post("/import", response_class=HTMLResponse)
+async def import_file(request: Request, pages: PagesDep) -> HTMLResponse:
+    try:
+        facts, imported = _imported_facts(pages, await _uploaded(request))
+    except _ImportRefused as e:
+        return pages.render(request, "import.html", 422, error=str(e), has_fhir=pages.backend.has_fhir)
+    return pages.answer(request, facts, "patient.html", imported=imported)
