@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sarcoma_cds.cohort.aggregate import aggregates, one_line, summary_of
 from sarcoma_cds.cohort.evaluate import evaluate, prepare, prepare_for
+from sarcoma_cds.cohort.outputs import PARQUET, atomic, invalid_rows
 from sarcoma_cds.domain.knowledge import CompiledKB
 
 
@@ -98,31 +98,6 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     finally:
         pool.shutdown(wait=True)
     return s
-
-
-def invalid_rows(norm: Any) -> Any:
-    """One row per problem of each invalid row: row, patient_id, field, message."""
-    import polars as pl
-
-    return norm.filter(pl.col("_err").list.len() > 0).select(
-        "row", "patient_id", pl.col("_err").alias("problem")).explode("problem") \
-        .with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
-        .unnest("problem")
-
-
-# zstd level 1 (the same size as the default level here, less CPU); no min/max statistics: rows
-# are in input order, so every row group spans every value and min/max would prune nothing,
-# and computing them costs a sixth of the write (null counts are kept)
-PARQUET: dict[str, Any] = {"compression": "zstd", "compression_level": 1,
-                           "statistics": {"min": False, "max": False, "distinct_count": False, "null_count": True}}
-
-
-def atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write to a temporary name, then rename: an interrupted run never leaves half a file in
-    place of the previous one."""
-    tmp = path.with_name(path.name + ".partial")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _summary_and_report(agg: Any, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,

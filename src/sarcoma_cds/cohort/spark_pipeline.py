@@ -282,7 +282,7 @@ def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None
     import polars as pl
 
     from sarcoma_cds.cohort.evaluate import PATIENT_COLUMNS, TEXT_COLUMNS
-    from sarcoma_cds.cohort.run import PARQUET, atomic, invalid_rows
+    from sarcoma_cds.cohort.outputs import PARQUET, atomic, invalid_rows
 
     rows, done = finished_rows(path, kb, spark, partitions)
     tmp = Path(tempfile.mkdtemp(prefix="sarcoma-cds-spark-", dir=out))
