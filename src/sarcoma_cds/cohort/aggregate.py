@@ -7,6 +7,7 @@ from typing import Any
 
 from sarcoma_cds.cohort.compiler import CONCORDANCE
 from sarcoma_cds.domain.facts import FACT_FIELDS
+from sarcoma_cds.domain.knowledge import CompiledKB
 
 
 def _counts(df: Any, by: str) -> dict[str, dict[str, int]]:
@@ -61,12 +62,13 @@ def aggregates(patients: Any, norm: Any | None = None) -> Aggregates:
                       by_centre, by_cands)
 
 
-def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = None) -> dict[str, Any]:
+def summary(patients: Any, norm: Any | None = None, top: int = 10,
+            kb: CompiledKB | None = None) -> dict[str, Any]:
     """The contract's summary.json, plus invalid rows, rates, top discordance reasons, completeness."""
     return summary_of(aggregates(patients, norm), top, kb)
 
 
-def summary_of(agg: Aggregates, top: int = 10, kb: Any = None) -> dict[str, Any]:
+def summary_of(agg: Aggregates, top: int = 10, kb: CompiledKB | None = None) -> dict[str, Any]:
     """:func:`summary` from :class:`Aggregates`."""
     import polars as pl
 
@@ -98,7 +100,7 @@ def summary_of(agg: Aggregates, top: int = 10, kb: Any = None) -> dict[str, Any]
     return out
 
 
-def _deciding_facts(kb: Any) -> dict[str, set[str]]:
+def _deciding_facts(kb: CompiledKB) -> dict[str, set[str]]:
     """Per group: the contract facts its classification rule reads (derived facts expanded), minus
     facts filled by a stated assumption (they never leave a group open on their own)."""
     from sarcoma_cds.domain.knowledge import DERIVED_FROM
@@ -113,7 +115,7 @@ def _deciding_facts(kb: Any) -> dict[str, set[str]]:
     return out
 
 
-def _completeness(agg: Aggregates, kb: Any = None) -> list[dict[str, Any]]:
+def _completeness(agg: Aggregates, kb: CompiledKB | None = None) -> list[dict[str, Any]]:
     if kb is None:
         from sarcoma_cds.kb.loader import load_kb
 

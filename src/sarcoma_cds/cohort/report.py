@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import html
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sarcoma_cds.cohort.compiler import CONCORDANCE
 from sarcoma_cds.domain.facts import FACT_FIELDS
+
+if TYPE_CHECKING:
+    from sarcoma_cds.cohort.aggregate import Aggregates
 
 COLOURS = {"concordant": "#2e7d32", "concordant_conditional": "#f9a825", "discordant": "#c62828",
            "not_assessable": "#9e9e9e"}
@@ -44,7 +47,7 @@ def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
         legend={"orientation": "h", "y": -0.15}, xaxis={"title": {"text": "% of patients"}, "range": [0, 100]})}
 
 
-def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance") -> str:
+def build(summary: dict[str, Any], agg: Aggregates, title: str = "Guideline concordance") -> str:
     """``agg``: the cohort's :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
     import plotly.io as pio
     import polars as pl

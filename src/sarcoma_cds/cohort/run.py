@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sarcoma_cds.cohort.aggregate import aggregates, one_line, summary_of
+from sarcoma_cds.cohort.aggregate import Aggregates, aggregates, one_line, summary_of
 from sarcoma_cds.cohort.evaluate import evaluate, prepare, prepare_for
 from sarcoma_cds.cohort.outputs import PARQUET, atomic, invalid_rows
 from sarcoma_cds.domain.knowledge import CompiledKB
@@ -100,7 +100,7 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     return s
 
 
-def _summary_and_report(agg: Any, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
+def _summary_and_report(agg: Aggregates, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
                         changes: Any, out: Path, step: Callable[[int], None], n_steps: int) -> dict[str, Any]:
     from sarcoma_cds.cohort.report import build
 

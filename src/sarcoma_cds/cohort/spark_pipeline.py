@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sarcoma_cds.cohort import compiler as C
+from sarcoma_cds.cohort.aggregate import Aggregates
 from sarcoma_cds.cohort.io import CohortError, check_columns
 from sarcoma_cds.domain.facts import FACT_FIELDS
 from sarcoma_cds.domain.knowledge import CompiledKB
@@ -232,13 +233,11 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     return rows, done
 
 
-def aggregates(rows: Any) -> Any:
+def aggregates(rows: Any) -> Aggregates:
     """The summary's and the report's small tables, computed by Spark (nothing per patient
     reaches the driver)."""
     import polars as pl
     from pyspark.sql import functions as F
-
-    from sarcoma_cds.cohort.aggregate import Aggregates
 
     def collect(df: Any) -> Any:
         return pl.DataFrame(pl.from_arrow(df.toArrow()))

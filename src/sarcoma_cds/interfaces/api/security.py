@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,16 +81,22 @@ class Client:
     fetched_at: float = 0.0
 
 
+#: ``remember_jti(iss, jti, expires_at)``: True the first time a token id is seen, False on a
+#: replay (``AuditStore.remember_jti``).
+RememberJti = Callable[[str, str, datetime], bool]
+
+
 @dataclass
 class JwtVerifier:
     clients: dict[str, Client]
-    remember_jti: Any  # callable(iss, jti, expires_at) -> bool
+    remember_jti: RememberJti
     jwks_ttl_s: float = 300.0
     http_timeout_s: float = 5.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_file(cls, path: Path | None, remember_jti: Any, extra: list[Client] | None = None) -> JwtVerifier:
+    def from_file(cls, path: Path | None, remember_jti: RememberJti,
+                  extra: list[Client] | None = None) -> JwtVerifier:
         clients: dict[str, Client] = {}
         if path is not None:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -166,7 +173,7 @@ class JwtVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti missing")
-        if not self.remember_jti(iss, jti, datetime.fromtimestamp(exp + LEEWAY_S, UTC)):
+        if not self.remember_jti(client.iss, jti, datetime.fromtimestamp(exp + LEEWAY_S, UTC)):
             raise AuthError("jti replayed")
         return claims
 

@@ -7,7 +7,7 @@ script in ``static/web.js`` only adds conveniences. See docs/web.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -15,6 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from sarcoma_cds.interfaces.web.adapter import WebBackend
 from sarcoma_cds.interfaces.web.pages import Pages
 from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, router
+
+if TYPE_CHECKING:  # (the service layer needs the service extras; the pages work without them)
+    from sarcoma_cds.interfaces.api.services import Services
 
 __all__ = ["create_web_app", "mount"]
 
@@ -46,7 +49,7 @@ class _HtmlRewrite:
         await self.app(scope, receive, send)
 
 
-def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
+def mount(app: FastAPI, services: Services | None = None) -> WebBackend:
     """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
     backend = WebBackend(services)
     app.state.web_pages = Pages(backend)
@@ -57,7 +60,7 @@ def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
     return backend
 
 
-def create_web_app(services: Any | None = None) -> FastAPI:
+def create_web_app(services: Services | None = None) -> FastAPI:
     """A stand-alone app with only the web pages (tests, or before the service exists)."""
     app = FastAPI(title="sarcoma-cds web", docs_url=None, redoc_url=None, openapi_url=None)
     mount(app, services)

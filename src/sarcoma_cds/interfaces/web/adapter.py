@@ -13,9 +13,12 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sarcoma_cds import DISCLAIMER, Recommendation, load_kb, recommend
+
+if TYPE_CHECKING:  # (the service layer needs the service extras; the pages work without them)
+    from sarcoma_cds.interfaces.api.services import Services
 
 OUTCOMES = {
     "accepted": "Accepted the recommendation",
@@ -78,7 +81,7 @@ class _MemoryStore:
 class WebBackend:
     """Everything the pages need from the application."""
 
-    def __init__(self, services: Any | None = None) -> None:
+    def __init__(self, services: Services | None = None) -> None:
         self.services = services
         self.kb = getattr(services, "kb", None) or load_kb()
         self.fallbacks: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
+from sarcoma_cds import CompiledKB
 from sarcoma_cds.interfaces.web.present import SITE_SHORT, STATUS_ICON, STATUS_LABEL, TIER_LABEL
 
 ACCENT = "#0b5d6b"
@@ -69,7 +70,7 @@ def _edge(x1: float, y1: float, x2: float, y2: float, taken: bool) -> str:
             f'stroke-width="{sw}"{marker}/>')
 
 
-def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
+def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
     """SVG markup (a standalone document fragment with its own title and description)."""
     cols = (16.0, 190.0, 372.0, 690.0)
     widths = (150.0, 150.0, 284.0, 300.0)

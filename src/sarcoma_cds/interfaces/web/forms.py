@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sarcoma_cds import FACT_FIELDS, InvalidFacts, PatientFacts, parse_facts
+from sarcoma_cds import FACT_FIELDS, CompiledKB, InvalidFacts, PatientFacts, parse_facts
 
 #: Sections in the order clinicians think about a case. Every contract fact appears once.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -97,7 +97,7 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def build_fields(kb: Any) -> dict[str, FieldSpec]:
+def build_fields(kb: CompiledKB) -> dict[str, FieldSpec]:
     out: dict[str, FieldSpec] = {}
     for name in FACT_FIELDS:
         info = PatientFacts.model_fields[name]
