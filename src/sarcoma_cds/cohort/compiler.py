@@ -204,7 +204,10 @@ class Translator:
         if c.in_ is not None or c.eq is not None:
             values = list(c.in_) if c.in_ is not None else [c.eq]
             if kind in ("num", "int"):
-                return any_of([x.eq(float(v)) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]) if values else FALSE
+                if not values:
+                    return FALSE
+                return any_of([x.eq(float(v)) for v in values
+                               if isinstance(v, int | float) and not isinstance(v, bool)])
             if kind == "list":
                 raise UnsupportedCondition(f"'in'/'eq' on list fact {fact!r}")
             vocab = self.vocab(fact)
@@ -213,7 +216,8 @@ class Translator:
             m = mask_of(vocab, values)
             if kind == "set":  # subset -> TRUE, disjoint -> FALSE, else unknown
                 full = (1 << len(vocab)) - 1
-                return case([(x.band(full & ~m).eq(0), TRUE), (x.band(m).eq(0), FALSE)], NULL_BOOL, "bool")
+                return case([(x.band(full & ~m).eq(0), TRUE), (x.band(m).eq(0), FALSE)],
+                            NULL_BOOL, "bool")
             return x.band(m).ne(0)
         if c.contains is not None:
             if kind != "list":
@@ -353,7 +357,8 @@ class _Bands:
         if any([b.max_cm for b in s.t_bands] != t_maxes for s in ajcc.systems):
             raise UnsupportedCondition("staging systems with different T bands")
         afip, nih = kb.risk.afip, kb.risk.nih
-        return cls(t_maxes, [b.max_cm for b in afip.size_bands], [b.max for b in afip.mitotic_bands],
+        return cls(t_maxes,
+                   [b.max_cm for b in afip.size_bands], [b.max for b in afip.mitotic_bands],
                    [b.max_cm for b in nih.size_bands], [b.max for b in nih.mitotic_bands])
 
 
@@ -546,7 +551,8 @@ def _rule_layer(kb: CompiledKB, tr: Translator, gid: str,
         contribs: list[E] = []
         for ci, (cc, test) in enumerate(zip(br.cases, tests, strict=True)):
             if cc.case.status is not None:
-                contribs.append(case([(gate & test, reasons.rank(cc.case.status, br.rule.id, ci))], None))
+                rank = reasons.rank(cc.case.status, br.rule.id, ci)
+                contribs.append(case([(gate & test, rank)], None))
         if br.unknown is not None and br.unknown.status is not None and tests:
             cond = (gate & ~any_of([is_true(test) for test in tests])
                     & any_of([test.is_null() for test in tests]))
@@ -579,7 +585,8 @@ def _address_layers(kb: CompiledKB, gid: str, targets: dict[Address, list[E]],
                 nm = _addr(a)
                 addr_layer.columns.append((f"{nm}_c", code))
                 if len(a) == 3 or not st.options_cover_step:
-                    addr_layer.columns.append((f"{nm}_s", case([(code.is_null(), 1)], code.div(RB))))
+                    addr_layer.columns.append(
+                        (f"{nm}_s", case([(code.is_null(), 1)], code.div(RB))))
                     addr_layer.columns.append(
                         (f"{nm}_r", case([(code.is_null(), 0)], lit(RB - 1).sub(code.mod(RB)))))
             if st.options_cover_step:
@@ -590,8 +597,8 @@ def _address_layers(kb: CompiledKB, gid: str, targets: dict[Address, list[E]],
                 cover_layer.columns.append((f"{nm}_s", case(
                     [(best.gt(own_s), best), (best.eq(0) & own.is_null(), 0)], own_s)))
                 cover_layer.columns.append((f"{nm}_r", case(
-                    [(own.not_null(), lit(RB - 1).sub(own.mod(RB))), (best.ne(1), best.add(derived_base))],
-                    0)))
+                    [(own.not_null(), lit(RB - 1).sub(own.mod(RB))),
+                     (best.ne(1), best.add(derived_base))], 0)))
             occs.append(Occurrence(pi, order, (pi, si), st.treatment))
             order += 1
             for oi, op in enumerate(st.options):
@@ -615,7 +622,8 @@ def _occurrence_layer(n_paths: int, occs: list[Occurrence],
                 its.append(o.item)
         per_path_items[pi] = its
         for it in its:
-            vals = [col(f"{_addr(o.addr)}_s").mul(VAL).add(o.order * RB).add(col(f"{_addr(o.addr)}_r"))
+            vals = [col(f"{_addr(o.addr)}_s").mul(VAL).add(o.order * RB)
+                    .add(col(f"{_addr(o.addr)}_r"))
                     for o in occs if o.pathway == pi and o.item == it]
             layer.columns.append((f"o_{pi}_{item_idx[it]}", least(vals)))
     return layer, per_path_items
@@ -629,7 +637,8 @@ def _slot_layer(n_paths: int, dcols: list[E], per_path_items: dict[int, list[str
     for pi in range(n_paths):
         for j, d in enumerate(dcols):
             layer.columns.append((f"s_{pi}_{j}", case(
-                [(d.eq(item_idx[it]), col(f"o_{pi}_{item_idx[it]}")) for it in per_path_items[pi]], None)))
+                [(d.eq(item_idx[it]), col(f"o_{pi}_{item_idx[it]}")) for it in per_path_items[pi]],
+                None)))
     return layer
 
 
@@ -682,7 +691,8 @@ def _verdict_layers(n_paths: int, dcols: list[E]) -> list[Layer]:
         ("rslot", rslot),
     ] + [(f"st_{j}", sev[j]) for j in range(slots)]
       + [(f"rs_{j}", w[j].mod(RB)) for j in range(slots)])
-    final3 = Layer([("rreason", case([(col("rslot").eq(j), col(f"rs_{j}")) for j in range(slots)], 0))])
+    rreason = case([(col("rslot").eq(j), col(f"rs_{j}")) for j in range(slots)], 0)
+    final3 = Layer([("rreason", rreason)])
     return [score_layer, best_layer, slot_val_layer, out_layer, final2, final3]
 
 
@@ -694,7 +704,9 @@ def _no_group_columns(slots: int) -> list[tuple[str, E]]:
                         (col("cand_mask").ne(0), RK_CANDIDATES)], RK_NO_DELIVERED)),
         ("pathway", NULL_INT),
         ("rslot", NULL_INT),
-    ] + [(f"st_{j}", NULL_INT) for j in range(slots)] + [(f"rs_{j}", NULL_INT) for j in range(slots)] + [
+    ] + [(f"st_{j}", NULL_INT) for j in range(slots)] + [
+        (f"rs_{j}", NULL_INT) for j in range(slots)
+    ] + [
         ("rreason", lit(0)),
     ]
 

@@ -31,8 +31,8 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         # on stderr: stdout carries only the result line (scripts read it)
-        ctx = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True,
-                       console=Console(stderr=True))
+        ctx = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+                       transient=True, console=Console(stderr=True))
     with ctx as prog:
         if prog is not None:
             bar = prog.add_task(steps[0], total=len(steps))
@@ -41,7 +41,8 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             if prog is not None and bar is not None:
                 prog.update(bar, completed=i, description=steps[min(i, len(steps) - 1)])
 
-        if engine == "spark":  # read, validated, evaluated and aggregated on the cluster (spark_pipeline)
+        # spark: read, validated, evaluated and aggregated on the cluster (spark_pipeline)
+        if engine == "spark":
             from sarcoma_cds.cohort.spark_pipeline import evaluate_file, write_outputs
 
             agg = write_outputs(cohort, out, kb)
@@ -61,8 +62,9 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
     return s
 
 
-def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
-                prog: Any, step: Callable[[int], None], steps: list[str]) -> dict[str, Any]:
+def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
+                compare_kb: CompiledKB | None, prog: Any, step: Callable[[int], None],
+                steps: list[str]) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     import polars as pl
@@ -72,7 +74,8 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     step(1)
     per_row = None
     if prog is not None and engine == "python":  # (minutes for big cohorts: show the rows)
-        rows_task = prog.add_task("patients", total=norm.filter(pl.col("_err").list.len() == 0).height)
+        n_valid = norm.filter(pl.col("_err").list.len() == 0).height
+        rows_task = prog.add_task("patients", total=n_valid)
 
         def per_row(n: int) -> None:
             prog.update(rows_task, completed=n)
@@ -87,12 +90,15 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     # the patient files are written on two worker threads (Polars releases the GIL) while
     # the summary and the report (mostly Python: plotly) are built
     pool = ThreadPoolExecutor(2)
-    written = [pool.submit(atomic, out / "patients.parquet", lambda p: patients.write_parquet(p, **PARQUET)),
-               pool.submit(atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192))]
+    written = [
+        pool.submit(atomic, out / "patients.parquet",
+                    lambda p: patients.write_parquet(p, **PARQUET)),
+        pool.submit(atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192)),
+    ]
     try:
         atomic(out / "invalid_rows.csv", invalid_rows(norm).write_csv)
-        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, changes, out, step,
-                                len(steps))
+        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, changes, out,
+                                step, len(steps))
         for w in written:
             w.result()
     finally:
@@ -101,7 +107,8 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
 
 
 def _summary_and_report(agg: Aggregates, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
-                        changes: Any, out: Path, step: Callable[[int], None], n_steps: int) -> dict[str, Any]:
+                        changes: Any, out: Path, step: Callable[[int], None],
+                        n_steps: int) -> dict[str, Any]:
     from sarcoma_cds.cohort.report import build
 
     s = summary_of(agg, kb=kb)

@@ -148,7 +148,8 @@ class AuditStore:
         card_uuids: Sequence[str] = (),
         service_id: str | None = None,
     ) -> str:
-        """Record one served recommendation (and its CDS cards) in one transaction; returns its id."""
+        """Record one served recommendation (and its CDS cards) in one transaction; returns its
+        id."""
         audit_id = str(uuid.uuid4())
         now = _now()
         row = AuditRecord(
@@ -165,7 +166,8 @@ class AuditStore:
             s.add(row)
             s.flush()
             for cu in card_uuids:
-                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id or "", created_at=now))
+                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id or "",
+                              created_at=now))
         return audit_id
 
     def link_cards(self, audit_id: str, service_id: str, card_uuids: Sequence[str]) -> None:
@@ -192,7 +194,8 @@ class AuditStore:
         treatment: str | None = None,
         note: str | None = None,
     ) -> str:
-        """Record a CDS feedback outcome or a clinician decision (one transaction); returns its id."""
+        """Record a CDS feedback outcome or a clinician decision (one transaction); returns its
+        id."""
         fid = str(uuid.uuid4())
         with self.sessions.begin() as s:
             if audit_id is None and card_uuid is not None:
@@ -233,7 +236,8 @@ class AuditStore:
             if r is None:
                 return None
             d = record_dict(r, with_recommendation=True)
-            fb = s.scalars(select(Feedback).where(Feedback.audit_id == audit_id).order_by(Feedback.seq))
+            fb = s.scalars(select(Feedback).where(Feedback.audit_id == audit_id)
+                           .order_by(Feedback.seq))
             d["feedback"] = [feedback_dict(f) for f in fb]
             return d
 
@@ -257,13 +261,15 @@ class AuditStore:
         rows = rows[:limit]
         return [record_dict(r) for r in rows], (rows[-1].seq if more and rows else None)
 
-    def list_cases(self, *, limit: int = 50, offset: int = 0, saved_only: bool = True) -> list[dict[str, Any]]:
+    def list_cases(self, *, limit: int = 50, offset: int = 0,
+                   saved_only: bool = True) -> list[dict[str, Any]]:
         """Newest first: saved cases (or every record when ``saved_only`` is False)."""
         with self.sessions() as s:
             q = select(AuditRecord)
             if saved_only:
                 q = q.where(AuditRecord.saved.is_(True))
-            q = q.order_by(AuditRecord.seq.desc()).offset(max(0, offset)).limit(max(1, min(limit, 500)))
+            q = (q.order_by(AuditRecord.seq.desc()).offset(max(0, offset))
+                 .limit(max(1, min(limit, 500))))
             return [record_dict(r) for r in s.scalars(q)]
 
     def list_feedback(self, *, limit: int = 100) -> list[dict[str, Any]]:

@@ -86,7 +86,8 @@ class BodyLimitMiddleware:
         await resp(scope, receive, send)
 
 
-async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+async def request_context(request: Request,
+                          call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """Give the request an id (the caller's ``X-Request-ID`` when sane), answer it on the
     response, turn an exception that escaped every handler into a 500 problem, and write the
     access log line (request id, method, route, status, time: nothing else)."""
@@ -116,16 +117,18 @@ def build_access(settings: Settings, services: Services) -> Access:
     if settings.dev_mode:
         client, key_path = dev_client(settings.data_dir)
         extra_clients.append(client)
-        log.warning("DEVELOPMENT MODE: trusting the local key pair %s (issuer %s); never use in production",
-                    key_path, client.iss)
-    verifier = JwtVerifier.from_file(settings.clients_file, services.store.remember_jti, extra_clients)
+        log.warning("DEVELOPMENT MODE: trusting the local key pair %s (issuer %s); "
+                    "never use in production", key_path, client.iss)
+    verifier = JwtVerifier.from_file(settings.clients_file, services.store.remember_jti,
+                                     extra_clients)
     verifier.http_timeout_s = settings.fhir_timeout_s
     services.extras.update(api_keys=api_keys, verifier=verifier)
     if not api_keys:
         log.warning("no API keys configured (SARCOMA_CDS_API_KEYS): the REST API is open; "
                     "serve binds 127.0.0.1 only; GET /audit is unavailable")
     if not settings.base_url:
-        log.warning("SARCOMA_CDS_BASE_URL is not set: JWT audiences are checked against the request URL")
+        log.warning("SARCOMA_CDS_BASE_URL is not set: "
+                    "JWT audiences are checked against the request URL")
     return Access(api_keys=api_keys, verifier=verifier, base_url=settings.base_url)
 
 

@@ -64,7 +64,8 @@ def _caller(request: Request, *, always: bool) -> str:
     api_keys = get_access(request).api_keys
     if not api_keys:
         if always:
-            raise Unauthorized("this endpoint needs an API key; none are configured (SARCOMA_CDS_API_KEYS)")
+            raise Unauthorized("this endpoint needs an API key; "
+                               "none are configured (SARCOMA_CDS_API_KEYS)")
         return "local"
     name = check_api_key(api_keys, request.headers.get("authorization"))
     if name is None:

@@ -30,8 +30,8 @@ FACTS_SCHEMA, FACTS_DEFS = _facts_schema()
 
 def json_request_body(*media_types: str, schema: dict[str, Any] = JSON_OBJECT) -> dict[str, Any]:
     """``openapi_extra`` declaring a required JSON body of ``schema`` in each media type."""
-    return {"requestBody": {"required": True,
-                            "content": {m: {"schema": schema} for m in media_types or ("application/json",)}}}
+    content = {m: {"schema": schema} for m in media_types or ("application/json",)}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -40,7 +40,8 @@ def audit(page: Annotated[AuditPage, Depends(_keyed_page)], services: ServicesDe
     items, nxt = services.store.page(limit=limit, after=after, interface=interface)
     body: dict[str, Any] = {"items": items, "next_after": nxt}
     if nxt is not None:
-        body["next"] = f"/audit?limit={limit}&after={nxt}" + (f"&interface={interface}" if interface else "")
+        body["next"] = (f"/audit?limit={limit}&after={nxt}"
+                        + (f"&interface={interface}" if interface else ""))
     return body
 
 

@@ -27,8 +27,10 @@ def cds_discovery() -> dict[str, Any]:
 
 
 @router.post("/cds-services/{service_id}", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
-             responses={200: {"description": "CDS Hooks cards"}, 401: {"description": "Unauthorized"},
-                        404: {"description": "Unknown service"}, 400: {"description": "Bad request"},
+             responses={200: {"description": "CDS Hooks cards"},
+                        401: {"description": "Unauthorized"},
+                        404: {"description": "Unknown service"},
+                        400: {"description": "Bad request"},
                         412: {"description": "Data neither prefetched nor fetchable"},
                         413: {"description": "Too large"}})
 async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
@@ -78,12 +80,14 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
 
 @router.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
-                        401: {"description": "Unauthorized"}, 404: {"description": "Unknown service"}})
+                        401: {"description": "Unauthorized"},
+                        404: {"description": "Unknown service"}})
 async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody,
                        services: ServicesDep) -> Any:
     for fb in _feedback_items(body):
         services.store.record_feedback(
             kind="cds_feedback", outcome=fb["outcome"], caller=f"cds:{claims['iss']}",
             service_id=service_id, card_uuid=fb["card"][:36], outcome_at=_outcome_time(fb),
-            override_reason=fb.get("overrideReason"), accepted_suggestions=fb.get("acceptedSuggestions"))
+            override_reason=fb.get("overrideReason"),
+            accepted_suggestions=fb.get("acceptedSuggestions"))
     return {}

@@ -20,8 +20,9 @@ router = APIRouter()
 def api_index(services: ServicesDep) -> dict[str, Any]:
     return {
         "service": "sarcoma-cds", "version": __version__, "disclaimer": services.disclaimer,
-        "links": {"openapi": "/openapi.json", "docs": "/api/docs", "recommendations": "/recommendations",
-                  "groups": "/groups", "fhir": "/fhir/recommendations", "cds_services": "/cds-services",
+        "links": {"openapi": "/openapi.json", "docs": "/api/docs",
+                  "recommendations": "/recommendations", "groups": "/groups",
+                  "fhir": "/fhir/recommendations", "cds_services": "/cds-services",
                   "audit": "/audit", "health": "/healthz", "version": "/version"},
     }
 
@@ -37,7 +38,8 @@ def healthz(services: ServicesDep) -> Any:
 def version(services: ServicesDep) -> dict[str, Any]:
     kb = services.kb
     return {"service": __version__,
-            "guideline": {"id": kb.data.meta.id, "version": kb.version, "content_hash": kb.content_hash}}
+            "guideline": {"id": kb.data.meta.id, "version": kb.version,
+                          "content_hash": kb.content_hash}}
 
 
 @router.get("/groups", tags=["knowledge base"], responses=problem_responses(401))

@@ -22,14 +22,16 @@ router = APIRouter()
     responses={200: {"description": "Mapped facts and the recommendation"},
                **problem_responses(400, 401, 413, 422)},
 )
-async def post_fhir(who: ApiCaller, bundle: JsonBody, services: ServicesDep, request_id: RequestId) -> Any:
+async def post_fhir(who: ApiCaller, bundle: JsonBody, services: ServicesDep,
+                    request_id: RequestId) -> Any:
     mapped = services.facts_from_bundle_full(bundle)
     try:
         facts = parse_facts(mapped.facts)
     except InvalidFacts as e:
         raise InvalidInput("the bundle does not give valid contract facts: "
                            + "; ".join(f for f, _ in e.problems), errors=invalid_facts_errors(e),
-                           facts=mapped.facts, provenance=mapped.provenance, gaps=mapped.gaps) from None
+                           facts=mapped.facts, provenance=mapped.provenance,
+                           gaps=mapped.gaps) from None
     rec, audit_id = services.recommend_and_record(facts.model_dump(exclude_none=True), "fhir", who,
                                                   request_id=request_id)
     gaps = list(mapped.gaps)
@@ -37,8 +39,8 @@ async def post_fhir(who: ApiCaller, bundle: JsonBody, services: ServicesDep, req
         if rec.stage is not None and rec.stage.group and sg["value"] not in (rec.stage.group,
                                                                              rec.stage.group[:-1]):
             gaps.append({"resource": sg["resource"], "element": "valueCodeableConcept",
-                         "problem": f"data_conflict: recorded stage group {sg['value']} differs from the "
-                                    f"computed AJCC 8 stage {rec.stage.group}"})
+                         "problem": f"data_conflict: recorded stage group {sg['value']} differs "
+                                    f"from the computed AJCC 8 stage {rec.stage.group}"})
     return JSONResponse({
         "audit_id": audit_id, "facts": mapped.facts, "provenance": mapped.provenance, "gaps": gaps,
         "recommendation": rec.model_dump(mode="json"),

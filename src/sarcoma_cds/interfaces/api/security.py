@@ -27,7 +27,8 @@ from jwt import PyJWK
 
 log = logging.getLogger("sarcoma_cds.service.security")
 
-ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"})
+ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+                          "PS256", "PS384", "PS512", "EdDSA"})
 DEV_ISSUER = "sarcoma-cds-dev"
 LEEWAY_S = 30
 MAX_TOKEN_AGE_S = 3600
@@ -123,7 +124,8 @@ class JwtVerifier:
                         client.fetched_at = time.monotonic()
                     except (httpx.HTTPError, ValueError) as e:
                         if client.jwks is None:
-                            raise AuthError(f"JWKS of {client.iss} not fetchable: {type(e).__name__}") from None
+                            raise AuthError(f"JWKS of {client.iss} not fetchable: "
+                                            f"{type(e).__name__}") from None
         keys = (client.jwks or {}).get("keys", [])
         return [k for k in keys if isinstance(k, dict)]
 
@@ -207,7 +209,8 @@ def dev_client(data_dir: Path) -> tuple[Client, Path]:
     else:
         private = ec.generate_private_key(ec.SECP384R1())
         key_path.write_bytes(private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
         key_path.chmod(0o600)
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))  # type: ignore[arg-type]
     jwk.update({"kid": "dev-1", "alg": "ES384", "use": "sig"})

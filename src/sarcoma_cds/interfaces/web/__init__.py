@@ -34,7 +34,8 @@ def _wants_html(scope: dict[str, Any]) -> bool:
 
 
 class _HtmlRewrite:
-    """ASGI middleware: ``GET /groups...`` from a browser (Accept: text/html) -> ``/ui/groups...``."""
+    """ASGI middleware: ``GET /groups...`` from a browser (Accept: text/html) ->
+    ``/ui/groups...``."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -42,7 +43,8 @@ class _HtmlRewrite:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http" and scope.get("method") in ("GET", "HEAD"):
             path = scope.get("path", "")
-            if any(path == p or path.startswith(p + "/") for p in SHARED_PREFIXES) and _wants_html(scope):
+            shared = any(path == p or path.startswith(p + "/") for p in SHARED_PREFIXES)
+            if shared and _wants_html(scope):
                 scope = dict(scope)
                 scope["path"] = UI_PREFIX + path
                 scope["raw_path"] = scope["path"].encode()
@@ -50,7 +52,8 @@ class _HtmlRewrite:
 
 
 def mount(app: FastAPI, services: Services | None = None) -> WebBackend:
-    """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
+    """Add the web pages to ``app``; ``services`` is the service layer (None: an in-memory
+    fallback)."""
     backend = WebBackend(services)
     app.state.web_pages = Pages(backend)
     app.include_router(router)

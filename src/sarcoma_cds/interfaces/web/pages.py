@@ -101,7 +101,8 @@ class Pages:
         self.kb = backend.kb
         self.fields = build_fields(self.kb)
 
-    def render(self, request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    def render(self, request: Request, name: str, status_code: int = 200,
+               **ctx: Any) -> HTMLResponse:
         return self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
     def not_found(self, request: Request, what: str) -> HTMLResponse:
@@ -132,7 +133,8 @@ class Pages:
         return self.render(request, template, status_code, sections=SECTIONS, fields=self.fields,
                            values=form_values(facts), errors=errors, rec=None, **extra)
 
-    def answer(self, request: Request, facts: dict[str, Any], template: str, **extra: Any) -> HTMLResponse:
+    def answer(self, request: Request, facts: dict[str, Any], template: str,
+               **extra: Any) -> HTMLResponse:
         """Validate, recommend (audited) and show the result below the form; 422 with the
         form and its errors when the facts are invalid."""
         errors = validate(facts)
@@ -194,7 +196,8 @@ def choices(rec: dict[str, Any]) -> list[tuple[str, str]]:
     for pi, p in enumerate(rec.get("pathways") or [], start=1):
         for s in p.get("steps") or []:
             tag = f" ({STATUS_LABEL.get(s['status'], s['status']).lower()})"
-            out.append((s["treatment"], f"Pathway {pi} · {TIER_LABEL[s['tier']]}: {s['label']}{tag}"))
+            tier = TIER_LABEL[s["tier"]]
+            out.append((s["treatment"], f"Pathway {pi} · {tier}: {s['label']}{tag}"))
             for o in s.get("options") or []:
                 key = s["treatment"] + ":" + "+".join(o["drugs"])
                 out.append((key, f"    {s['label']}: {regimen(o['drugs'])} "

@@ -28,7 +28,8 @@ SITE_LABEL = {
     "retroperitoneal": "Retroperitoneal and intra-abdominal",
     "gist": "Gastrointestinal stromal tumour (GIST)",
 }
-SITE_SHORT = {"extremity": "Extremity / trunk", "retroperitoneal": "Retroperitoneal", "gist": "GIST"}
+SITE_SHORT = {"extremity": "Extremity / trunk", "retroperitoneal": "Retroperitoneal",
+              "gist": "GIST"}
 RISK_SCHEME = {
     "afip_miettinen_2006": "AFIP (Miettinen & Lasota 2006)",
     "nih_modified_joensuu_2008": "Modified NIH (Joensuu 2008)",
@@ -148,7 +149,8 @@ def _status_map(rec: Recommendation) -> dict[tuple[str, ...], tuple[str, str]]:
         for s in p.steps:
             out[(str(pi), s.treatment)] = (s.label, s.status)
             for o in s.options:
-                out[(str(pi), s.treatment, *sorted(o.drugs))] = (f"{s.label}: {regimen(o.drugs)}", o.status)
+                out[(str(pi), s.treatment, *sorted(o.drugs))] = (f"{s.label}: {regimen(o.drugs)}",
+                                                                 o.status)
     return out
 
 
@@ -188,7 +190,8 @@ def _consistent(facts: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
     return f
 
 
-def what_if(kb: CompiledKB, recommend: Callable[[dict[str, Any]], Recommendation], facts: dict[str, Any],
+def what_if(kb: CompiledKB, recommend: Callable[[dict[str, Any]], Recommendation],
+            facts: dict[str, Any],
             fields: dict[str, FieldSpec]) -> tuple[Recommendation, list[WhatIf]]:
     """Recompute the recommendation under each value of each missing or decisive fact."""
     base = recommend(facts)

@@ -13,7 +13,8 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, pages: PagesDep) -> HTMLResponse:
-    return pages.render(request, "home.html", sites=pages.by_site(), cases=pages.backend.list_cases(8))
+    return pages.render(request, "home.html", sites=pages.by_site(),
+                        cases=pages.backend.list_cases(8))
 
 
 @router.get(UI_PREFIX + "/groups", response_class=HTMLResponse)

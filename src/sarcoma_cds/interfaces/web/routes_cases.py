@@ -34,7 +34,8 @@ def cases_page(request: Request, pages: PagesDep) -> HTMLResponse:
 
 @router.get("/cases/{cid}", response_class=HTMLResponse)
 def case_page(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
-    return pages.render(request, "case.html", **pages.case_context(case), has_fhir=pages.backend.has_fhir)
+    return pages.render(request, "case.html", **pages.case_context(case),
+                        has_fhir=pages.backend.has_fhir)
 
 
 def _decision_errors(outcome: str, chosen: str, rationale: str) -> dict[str, str]:
@@ -59,8 +60,9 @@ async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Respon
     errors = _decision_errors(outcome, chosen, rationale)
     if errors:
         tpl = "board.html" if back else "case.html"
-        return pages.render(request, tpl, 422, **pages.case_context(case), has_fhir=pages.backend.has_fhir,
-                            decision_errors=errors, decision_values=dict(form))
+        return pages.render(request, tpl, 422, **pages.case_context(case),
+                            has_fhir=pages.backend.has_fhir, decision_errors=errors,
+                            decision_values=dict(form))
     pages.backend.record_decision(case.id, outcome, chosen, rationale, clinician)
     target = f"/cases/{quote(case.id)}/board" if back else f"/cases/{quote(case.id)}#decision"
     return RedirectResponse(target, status_code=303)

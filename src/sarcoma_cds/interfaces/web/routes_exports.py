@@ -26,7 +26,8 @@ def board_pdf(request: Request, case: SavedCase, pages: PagesDep) -> Response:
         data = html_to_pdf(html, STATIC, [STATIC / "web.css"])
     except PdfUnavailable as e:
         return pages.render(request, "error.html", 503, title="PDF not available",
-                            message=f"{e}. Use the print view instead: it prints to PDF from the browser.")
+                            message=f"{e}. Use the print view instead: "
+                                    "it prints to PDF from the browser.")
     return Response(data, media_type="application/pdf",
                     headers=_attachment(f"tumour-board-{case.id[:12]}.pdf"))
 
@@ -39,13 +40,15 @@ def diagram_svg(case: SavedCase, pages: PagesDep) -> Response:
 
 @router.get("/cases/{cid}/recommendation.json")
 def export_json(case: SavedCase) -> JSONResponse:
-    return JSONResponse(case.recommendation, headers=_attachment(f"recommendation-{case.id[:12]}.json"))
+    return JSONResponse(case.recommendation,
+                        headers=_attachment(f"recommendation-{case.id[:12]}.json"))
 
 
 @router.get("/cases/{cid}/facts.json")
 def export_facts(case: SavedCase) -> JSONResponse:
     if not case.facts:
-        raise HTTPException(404, "The facts of this record were not kept (it was not saved as a case).")
+        raise HTTPException(404, "The facts of this record were not kept "
+                                 "(it was not saved as a case).")
     return JSONResponse(case.facts, headers=_attachment(f"patient-facts-{case.id[:12]}.json"))
 
 
@@ -54,6 +57,7 @@ def export_fhir(request: Request, case: SavedCase, pages: PagesDep) -> Response:
     try:
         bundle = pages.backend.recommendation_to_fhir(case.recommendation, case.facts, case.id)
     except NotImplementedError as e:
-        return pages.render(request, "error.html", 501, title="FHIR export not available", message=str(e))
+        return pages.render(request, "error.html", 501, title="FHIR export not available",
+                            message=str(e))
     return JSONResponse(bundle, media_type="application/fhir+json",
                         headers=_attachment(f"recommendation-{case.id[:12]}.fhir.json"))

@@ -20,8 +20,8 @@ router = APIRouter(include_in_schema=False)
 @router.get("/patient", response_class=HTMLResponse)
 def patient_form(request: Request, pages: PagesDep) -> HTMLResponse:
     values = {k: request.query_params.getlist(k) for k in pages.fields if k in request.query_params}
-    return pages.render(request, "patient.html", sections=SECTIONS, fields=pages.fields, values=values,
-                        errors={}, rec=None)
+    return pages.render(request, "patient.html", sections=SECTIONS, fields=pages.fields,
+                        values=values, errors={}, rec=None)
 
 
 @router.post("/patient", response_class=HTMLResponse)
@@ -69,7 +69,8 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
     """Facts from an uploaded facts file, ``{"facts": ...}`` or FHIR Bundle, and what the
     result page says about where they came from."""
     if not raw:
-        raise _ImportRefused("Choose a file (patient facts JSON or a FHIR Bundle) or paste its content.")
+        raise _ImportRefused("Choose a file (patient facts JSON or a FHIR Bundle) "
+                             "or paste its content.")
     if len(raw) > MAX_UPLOAD:
         raise _ImportRefused("The file is larger than 1 MB.")
     try:
@@ -85,17 +86,20 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
         except NotImplementedError as e:
             raise _ImportRefused(str(e)) from None
         except Exception as e:  # a mapper failure must not become a stack trace
-            raise _ImportRefused(f"The FHIR bundle could not be read ({e.__class__.__name__}).") from None
+            raise _ImportRefused("The FHIR bundle could not be read "
+                                 f"({e.__class__.__name__}).") from None
         source = "FHIR / mCODE bundle"
     elif isinstance(data, dict) and isinstance(data.get("facts"), dict):
         facts = data["facts"]
     elif isinstance(data, dict):
         facts = data
     else:
-        raise _ImportRefused("Expected a JSON object: patient facts, {\"facts\": {...}} or a FHIR Bundle.")
+        raise _ImportRefused("Expected a JSON object: patient facts, {\"facts\": {...}} "
+                             "or a FHIR Bundle.")
     unknown = sorted(k for k in facts if k not in pages.fields)
     if unknown:
-        raise _ImportRefused("Unknown fields (not in the contract; check the spelling): " + ", ".join(unknown))
+        raise _ImportRefused("Unknown fields (not in the contract; check the spelling): "
+                             + ", ".join(unknown))
     return facts, {"source": source, "provenance": provenance, "gaps": gaps}
 
 
@@ -104,5 +108,6 @@ async def import_file(request: Request, pages: PagesDep) -> HTMLResponse:
     try:
         facts, imported = _imported_facts(pages, await _uploaded(request))
     except _ImportRefused as e:
-        return pages.render(request, "import.html", 422, error=str(e), has_fhir=pages.backend.has_fhir)
+        return pages.render(request, "import.html", 422, error=str(e),
+                            has_fhir=pages.backend.has_fhir)
     return pages.answer(request, facts, "patient.html", imported=imported)

@@ -16,7 +16,8 @@ def run() -> None:
     if connection is None:  # plain `alembic upgrade` from a shell
         url = config.get_main_option("sqlalchemy.url")
         if url is None:
-            raise RuntimeError("set sqlalchemy.url (or run the migrations through store.db.migrate)")
+            raise RuntimeError("set sqlalchemy.url "
+                               "(or run the migrations through store.db.migrate)")
         engine = create_engine(url)
         with engine.begin() as conn:
             context.configure(connection=conn, target_metadata=target_metadata,
