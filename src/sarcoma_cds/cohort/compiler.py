@@ -181,6 +181,8 @@ class Translator:
         return col(f"v_{fact}")
 
     def tr(self, c: Condition, seen: tuple[str, ...] = ()) -> E:
+        """The condition as a three-valued IR expression (``seen``: the definitions being
+        expanded, to refuse a cycle)."""
         if c.ref is not None:
             if c.ref in seen or c.ref not in self.defs:
                 raise UnsupportedCondition(f"bad definition reference {c.ref!r}")
@@ -193,39 +195,60 @@ class Translator:
             return ~self.tr(c.not_, seen)
         fact = c.fact
         assert fact is not None
+        if c.known is not None:
+            return self._known(fact, c.known)
+        if c.in_ is not None or c.eq is not None:
+            return self._member(fact, list(c.in_) if c.in_ is not None else [c.eq])
+        if c.contains is not None:
+            return self._contains(fact, c.contains)
+        return self._compare(c, fact)
+
+    def _known(self, fact: str, known: bool) -> E:
+        """``known``: a derived fact counts as known only when pinned to one value
+        (``conditions.known_test``)."""
+        x = self.view_col(fact)
+        if self.kind(fact) == "set":
+            test = is_true(x.not_null() & x.band(x.sub(1)).eq(0))
+        else:
+            test = x.not_null()
+        return test if known else ~test
+
+    def _member(self, fact: str, values: list[Any]) -> E:
+        """``in`` / ``eq``: a bit test on the fact's mask; on a derived fact (a set of possible
+        values) TRUE when all are listed, FALSE when none is, else unknown."""
         kind = self.kind(fact)
         x = self.view_col(fact)
-        if c.known is not None:
-            if kind == "set":  # known only when pinned to one value (conditions.known_test)
-                known = is_true(x.not_null() & x.band(x.sub(1)).eq(0))
-            else:
-                known = x.not_null()
-            return known if c.known else ~known
-        if c.in_ is not None or c.eq is not None:
-            values = list(c.in_) if c.in_ is not None else [c.eq]
-            if kind in ("num", "int"):
-                if not values:
-                    return FALSE
-                return any_of([x.eq(float(v)) for v in values
-                               if isinstance(v, int | float) and not isinstance(v, bool)])
-            if kind == "list":
-                raise UnsupportedCondition(f"'in'/'eq' on list fact {fact!r}")
-            vocab = self.vocab(fact)
-            if kind == "bool":
-                values = [v for v in values if isinstance(v, bool)]
-            m = mask_of(vocab, values)
-            if kind == "set":  # subset -> TRUE, disjoint -> FALSE, else unknown
-                full = (1 << len(vocab)) - 1
-                return case([(x.band(full & ~m).eq(0), TRUE), (x.band(m).eq(0), FALSE)],
-                            NULL_BOOL, "bool")
-            return x.band(m).ne(0)
-        if c.contains is not None:
-            if kind != "list":
-                raise UnsupportedCondition(f"'contains' on non-list fact {fact!r}")
-            vocab = self.vocab(fact)
-            if c.contains not in vocab:
-                return case([(x.is_null(), NULL_BOOL)], FALSE, "bool")
-            return x.band(1 << vocab.index(c.contains)).ne(0)
+        if kind in ("num", "int"):
+            if not values:
+                return FALSE
+            return any_of([x.eq(float(v)) for v in values
+                           if isinstance(v, int | float) and not isinstance(v, bool)])
+        if kind == "list":
+            raise UnsupportedCondition(f"'in'/'eq' on list fact {fact!r}")
+        vocab = self.vocab(fact)
+        if kind == "bool":
+            values = [v for v in values if isinstance(v, bool)]
+        m = mask_of(vocab, values)
+        if kind == "set":  # subset -> TRUE, disjoint -> FALSE, else unknown
+            full = (1 << len(vocab)) - 1
+            return case([(x.band(full & ~m).eq(0), TRUE), (x.band(m).eq(0), FALSE)],
+                        NULL_BOOL, "bool")
+        return x.band(m).ne(0)
+
+    def _contains(self, fact: str, item: str) -> E:
+        """``contains`` on a list fact (an item outside the vocabulary is never contained)."""
+        if self.kind(fact) != "list":
+            raise UnsupportedCondition(f"'contains' on non-list fact {fact!r}")
+        x = self.view_col(fact)
+        vocab = self.vocab(fact)
+        if item not in vocab:
+            return case([(x.is_null(), NULL_BOOL)], FALSE, "bool")
+        return x.band(1 << vocab.index(item)).ne(0)
+
+    def _compare(self, c: Condition, fact: str) -> E:
+        """``gt`` / ``ge`` / ``lt`` / ``le`` on a numeric fact."""
+        kind = self.kind(fact)
+        x = self.view_col(fact)
         if kind not in ("num", "int"):
             raise UnsupportedCondition(f"numeric comparison on non-numeric fact {fact!r}")
         for op in ("gt", "ge", "lt", "le"):
