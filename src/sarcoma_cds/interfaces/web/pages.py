@@ -57,6 +57,7 @@ def _unit(u: str | None) -> str:
 
 
 def make_templates(backend: WebBackend) -> Jinja2Templates:
+    """The Jinja2 environment with the filters and globals every template uses."""
     t = Jinja2Templates(directory=str(TEMPLATES))
     kb = backend.kb
     env = t.env
@@ -103,9 +104,11 @@ class Pages:
 
     def render(self, request: Request, name: str, status_code: int = 200,
                **ctx: Any) -> HTMLResponse:
+        """The template ``name`` rendered with ``ctx``."""
         return self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
     def not_found(self, request: Request, what: str) -> HTMLResponse:
+        """The 404 page saying what was not found."""
         return self.render(request, "error.html", 404, title="Not found", message=what)
 
     def by_site(self) -> list[tuple[str, list[Group]]]:

@@ -13,17 +13,20 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, pages: PagesDep) -> HTMLResponse:
+    """The algorithm by site, with the most recent saved cases."""
     return pages.render(request, "home.html", sites=pages.by_site(),
                         cases=pages.backend.list_cases(8))
 
 
 @router.get(UI_PREFIX + "/groups", response_class=HTMLResponse)
 def groups_index() -> RedirectResponse:
+    """The groups are listed on the home page."""
     return RedirectResponse("/#algorithm", status_code=303)
 
 
 @router.get(UI_PREFIX + "/groups/{gid}", response_class=HTMLResponse)
 def group_page(request: Request, gid: str, pages: PagesDep) -> HTMLResponse:
+    """One patient group: its pathways and steps, with the other groups of its site."""
     g = pages.kb.groups.get(gid)
     if g is None:
         return pages.not_found(request, f"There is no patient group '{gid}'.")
@@ -33,6 +36,7 @@ def group_page(request: Request, gid: str, pages: PagesDep) -> HTMLResponse:
 
 @router.get("/search", response_class=HTMLResponse)
 def search_page(request: Request, pages: PagesDep, q: str = "") -> HTMLResponse:
+    """Drugs, treatment steps and groups matching every word of ``q``."""
     q = q.strip()[:200]
     hits = search(pages.kb, q) if q else []
     return pages.render(request, "search.html", q=q, hits=hits)

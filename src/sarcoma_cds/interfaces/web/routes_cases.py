@@ -18,6 +18,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.post("/cases", response_class=HTMLResponse)
 async def save_case(request: Request, pages: PagesDep) -> Response:
+    """Save the facts as a case (an explicit action: their record keeps the facts)."""
     form = await request.form()
     facts = facts_from_form(form, pages.fields)
     if validate(facts):
@@ -29,11 +30,13 @@ async def save_case(request: Request, pages: PagesDep) -> Response:
 
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(request: Request, pages: PagesDep) -> HTMLResponse:
+    """The saved cases, newest first."""
     return pages.render(request, "cases.html", cases=pages.backend.list_cases(100))
 
 
 @router.get("/cases/{cid}", response_class=HTMLResponse)
 def case_page(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+    """One case: recommendation, facts, diagram, decision form, downloads."""
     return pages.render(request, "case.html", **pages.case_context(case),
                         has_fhir=pages.backend.has_fhir)
 
@@ -51,6 +54,7 @@ def _decision_errors(outcome: str, chosen: str, rationale: str) -> dict[str, str
 
 @router.post("/cases/{cid}/decision")
 async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Response:
+    """Record the clinician's or board's decision, then back to the case or board."""
     form = await request.form()
     outcome = str(form.get("outcome") or "")
     chosen = str(form.get("chosen") or "").strip()[:300]
@@ -70,11 +74,13 @@ async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Respon
 
 @router.get("/cases/{cid}/board", response_class=HTMLResponse)
 def board(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+    """The tumour-board sheet (print stylesheet) with its decision form."""
     return pages.render(request, "board.html", **pages.case_context(case))
 
 
 @router.get("/cases/{cid}/patient-summary", response_class=HTMLResponse)
 def patient_summary(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+    """The plain-language discussion aid for the patient."""
     rec = case.recommendation
     return pages.render(request, "patient_summary.html", case=case, rec=rec,
                         tumour=plain.tumour_sentence(case.facts) if case.facts else "",

@@ -19,6 +19,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/patient", response_class=HTMLResponse)
 def patient_form(request: Request, pages: PagesDep) -> HTMLResponse:
+    """The empty form, or prefilled from the query parameters."""
     values = {k: request.query_params.getlist(k) for k in pages.fields if k in request.query_params}
     return pages.render(request, "patient.html", sections=SECTIONS, fields=pages.fields,
                         values=values, errors={}, rec=None)
@@ -26,6 +27,7 @@ def patient_form(request: Request, pages: PagesDep) -> HTMLResponse:
 
 @router.post("/patient", response_class=HTMLResponse)
 async def patient_submit(request: Request, pages: PagesDep) -> HTMLResponse:
+    """The recommendation for the submitted facts, above the form."""
     form = await request.form()
     facts = facts_from_form(form, pages.fields)
     return pages.answer(request, facts, "patient.html")
@@ -33,6 +35,7 @@ async def patient_submit(request: Request, pages: PagesDep) -> HTMLResponse:
 
 @router.api_route("/patient/what-if", methods=["GET", "POST"], response_class=HTMLResponse)
 async def what_if_page(request: Request, pages: PagesDep) -> HTMLResponse:
+    """Each missing or decisive fact recomputed under each of its values."""
     src: Any = await request.form() if request.method == "POST" else request.query_params
     facts = facts_from_form(src, pages.fields)
     errors = validate(facts)
@@ -45,6 +48,7 @@ async def what_if_page(request: Request, pages: PagesDep) -> HTMLResponse:
 
 @router.get("/import", response_class=HTMLResponse)
 def import_form(request: Request, pages: PagesDep) -> HTMLResponse:
+    """Upload or paste facts or a FHIR Bundle."""
     return pages.render(request, "import.html", error="", has_fhir=pages.backend.has_fhir)
 
 
@@ -105,6 +109,7 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
 
 @router.post("/import", response_class=HTMLResponse)
 async def import_file(request: Request, pages: PagesDep) -> HTMLResponse:
+    """The recommendation for the imported facts, with where they came from."""
     try:
         facts, imported = _imported_facts(pages, await _uploaded(request))
     except _ImportRefused as e:
