@@ -16,6 +16,8 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class AuditPage:
+    """At most ``limit`` records after sequence number ``after``, of one interface or all."""
+
     limit: int
     after: int
     interface: str | None
