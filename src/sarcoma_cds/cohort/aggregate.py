@@ -1,4 +1,5 @@
-"""Aggregates over evaluated patients: concordance by group, centre and year, top reasons, completeness."""
+"""Aggregates over evaluated patients: concordance by group, centre and year, top reasons,
+completeness."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 from sarcoma_cds.cohort.compiler import CONCORDANCE
 from sarcoma_cds.domain.facts import FACT_FIELDS
+from sarcoma_cds.domain.knowledge import CompiledKB
 
 
 def _counts(df: Any, by: str) -> dict[str, dict[str, int]]:
-    """``df``: patients, or their counts per (..., concordance) in a ``len`` column (summed here)."""
+    """``df``: patients, or their counts per (..., concordance) in a ``len`` column (summed
+    here)."""
     import polars as pl
 
     out: dict[str, dict[str, int]] = {}
@@ -50,23 +53,28 @@ def aggregates(patients: Any, norm: Any | None = None) -> Aggregates:
     if norm is not None:
         v = pl.col("_v")
         df = norm.select(["centre", *FACT_FIELDS]).with_columns(
-            patients.get_column("valid").alias("_v"), patients.get_column("candidates").alias("_cands"))
-        by_centre = df.group_by("centre").agg(v.sum().alias("_n"),
-                                              *[(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS])
-        # (lazy: the filter reads the candidate sets and null flags only, never the wide fact columns)
-        by_cands = df.lazy().select(pl.col("_cands").cast(pl.Utf8), v, *[pl.col(f).is_null() for f in FACT_FIELDS]) \
+            patients.get_column("valid").alias("_v"),
+            patients.get_column("candidates").alias("_cands"))
+        by_centre = df.group_by("centre").agg(
+            v.sum().alias("_n"), *[(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS])
+        # (lazy: the filter reads the candidate sets and null flags only, never the wide fact
+        # columns)
+        by_cands = df.lazy() \
+            .select(pl.col("_cands").cast(pl.Utf8), v, *[pl.col(f).is_null() for f in FACT_FIELDS]) \
             .filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
             [pl.col(f).sum().alias(f) for f in FACT_FIELDS]).collect()
-    return Aggregates(patients.height, int(patients.get_column("valid").not_().sum()), cube, reasons,
-                      by_centre, by_cands)
+    invalid = int(patients.get_column("valid").not_().sum())
+    return Aggregates(patients.height, invalid, cube, reasons, by_centre, by_cands)
 
 
-def summary(patients: Any, norm: Any | None = None, top: int = 10, kb: Any = None) -> dict[str, Any]:
-    """The contract's summary.json, plus invalid rows, rates, top discordance reasons, completeness."""
+def summary(patients: Any, norm: Any | None = None, top: int = 10,
+            kb: CompiledKB | None = None) -> dict[str, Any]:
+    """The contract's summary.json, plus invalid rows, rates, top discordance reasons,
+    completeness."""
     return summary_of(aggregates(patients, norm), top, kb)
 
 
-def summary_of(agg: Aggregates, top: int = 10, kb: Any = None) -> dict[str, Any]:
+def summary_of(agg: Aggregates, top: int = 10, kb: CompiledKB | None = None) -> dict[str, Any]:
     """:func:`summary` from :class:`Aggregates`."""
     import polars as pl
 
@@ -78,7 +86,8 @@ def summary_of(agg: Aggregates, top: int = 10, kb: Any = None) -> dict[str, Any]
     assessable = n - conc["not_assessable"]
     # reasons are shortened once per distinct text, then counted
     reasons = (agg.reasons
-               .with_columns(pl.col("reason").str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
+               .with_columns(pl.col("reason")
+                             .str.replace(r"^(\S+ is not_recommended: .{0,140}).*$", "$1"))
                .group_by("reason").agg(pl.col("len").sum())
                .sort(["len", "reason"], descending=[True, False]).head(top))
     out: dict[str, Any] = {
@@ -86,19 +95,21 @@ def summary_of(agg: Aggregates, top: int = 10, kb: Any = None) -> dict[str, Any]
         "assessable": assessable,
         "invalid_rows": agg.invalid,
         "concordance": conc,
-        "concordance_rate": round((conc["concordant"] + conc["concordant_conditional"]) / assessable, 4)
-        if assessable else None,
+        "concordance_rate": (
+            round((conc["concordant"] + conc["concordant_conditional"]) / assessable, 4)
+            if assessable else None),
         "by_group": _counts(cube, "group"),
         "by_centre": _counts(cube, "centre"),
         "by_year": _counts(cube, "year"),
-        "top_discordance_reasons": [{"reason": r, "patients": int(k)} for r, k in reasons.iter_rows()],
+        "top_discordance_reasons": [{"reason": r, "patients": int(k)}
+                                    for r, k in reasons.iter_rows()],
     }
     if agg.missing_by_centre is not None:
         out["completeness"] = _completeness(agg, kb)
     return out
 
 
-def _deciding_facts(kb: Any) -> dict[str, set[str]]:
+def _deciding_facts(kb: CompiledKB) -> dict[str, set[str]]:
     """Per group: the contract facts its classification rule reads (derived facts expanded), minus
     facts filled by a stated assumption (they never leave a group open on their own)."""
     from sarcoma_cds.domain.knowledge import DERIVED_FROM
@@ -113,7 +124,7 @@ def _deciding_facts(kb: Any) -> dict[str, set[str]]:
     return out
 
 
-def _completeness(agg: Aggregates, kb: Any = None) -> list[dict[str, Any]]:
+def _completeness(agg: Aggregates, kb: CompiledKB | None = None) -> list[dict[str, Any]]:
     if kb is None:
         from sarcoma_cds.kb.loader import load_kb
 
@@ -122,7 +133,8 @@ def _completeness(agg: Aggregates, kb: Any = None) -> list[dict[str, Any]]:
     by_centre = agg.missing_by_centre
     nmiss = {f: int(by_centre.get_column(f).sum()) for f in FACT_FIELDS}
     total = max(1, int(by_centre.get_column("_n").sum()))
-    # undecided valid rows: missing counts per (distinct candidate set, fact), then small Python sums
+    # undecided valid rows: missing counts per (distinct candidate set, fact), then small Python
+    # sums
     per_cands = agg.missing_by_candidates.rows(named=True)
     rows = []
     for f in FACT_FIELDS:
@@ -143,12 +155,14 @@ def _completeness(agg: Aggregates, kb: Any = None) -> list[dict[str, Any]]:
             "undecided_patients_missing_it": blocked,
             "blocks_groups": dict(sorted(counts.items(), key=lambda gk: (-gk[1], gk[0]))),
         })
-    return sorted(rows, key=lambda r: (-r["undecided_patients_missing_it"], -r["missing"], r["fact"]))
+    return sorted(rows,
+                  key=lambda r: (-r["undecided_patients_missing_it"], -r["missing"], r["fact"]))
 
 
 def one_line(s: dict[str, Any]) -> str:
     c = s["concordance"]
     rate = f"{100 * s['concordance_rate']:.1f}%" if s["concordance_rate"] is not None else "n/a"
-    return (f"{s['patients']} patients: {c['concordant']} concordant, {c['concordant_conditional']} conditional, "
-            f"{c['discordant']} discordant, {c['not_assessable']} not assessable ({s['invalid_rows']} invalid rows); "
+    return (f"{s['patients']} patients: {c['concordant']} concordant, "
+            f"{c['concordant_conditional']} conditional, {c['discordant']} discordant, "
+            f"{c['not_assessable']} not assessable ({s['invalid_rows']} invalid rows); "
             f"concordance {rate} of assessable")

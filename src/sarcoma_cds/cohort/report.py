@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import html
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sarcoma_cds.cohort.compiler import CONCORDANCE
 from sarcoma_cds.domain.facts import FACT_FIELDS
+
+if TYPE_CHECKING:
+    from sarcoma_cds.cohort.aggregate import Aggregates
 
 COLOURS = {"concordant": "#2e7d32", "concordant_conditional": "#f9a825", "discordant": "#c62828",
            "not_assessable": "#9e9e9e"}
@@ -35,17 +38,21 @@ def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
     tot = [max(1, sum(counts[k].values())) for k in keys]
     data = []
     for c in CONCORDANCE:
-        data.append({"type": "bar", "orientation": "h", "name": LABELS[c], "marker": {"color": COLOURS[c]},
+        data.append({"type": "bar", "orientation": "h", "name": LABELS[c],
+                     "marker": {"color": COLOURS[c]},
                      "x": [100 * counts[k][c] / t for k, t in zip(keys, tot, strict=True)], "y": keys,
                      "customdata": [f"{counts[k][c]}" for k in keys],
-                     "hovertemplate": "%{y}: %{customdata} patients (%{x:.1f}%)<extra>" + LABELS[c] + "</extra>"})
+                     "hovertemplate": "%{y}: %{customdata} patients (%{x:.1f}%)<extra>"
+                                      + LABELS[c] + "</extra>"})
     return {"data": data, "layout": _layout(
         barmode="stack", title={"text": title}, height=max(320, 34 * len(keys) + 140),
-        legend={"orientation": "h", "y": -0.15}, xaxis={"title": {"text": "% of patients"}, "range": [0, 100]})}
+        legend={"orientation": "h", "y": -0.15},
+        xaxis={"title": {"text": "% of patients"}, "range": [0, 100]})}
 
 
-def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance") -> str:
-    """``agg``: the cohort's :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
+def build(summary: dict[str, Any], agg: Aggregates, title: str = "Guideline concordance") -> str:
+    """The report of a cohort from its ``summary`` and ``agg``, its
+    :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
     import plotly.io as pio
     import polars as pl
 
@@ -60,7 +67,8 @@ def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance
     centres = sorted(x for x in by_centre.get_column("centre").to_list() if x is not None)
     z = []
     for f in facts:
-        m = dict(zip(by_centre.get_column("centre").to_list(), by_centre.get_column(f).to_list(), strict=True))
+        m = dict(zip(by_centre.get_column("centre").to_list(), by_centre.get_column(f).to_list(),
+                     strict=True))
         z.append([round(100 * (m.get(c) or 0), 1) for c in centres])
     # (the stops themselves: plotly.js reads the name "YlOrRd" the other way round from plotly.py)
     import plotly.colors
@@ -70,7 +78,8 @@ def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance
     figs.append({"data": [{"type": "heatmap", "z": z, "x": centres, "y": facts, "colorscale": scale,
                            "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% missing"}},
                            "hovertemplate": "%{y} at %{x}: %{z}% missing<extra></extra>"}],
-                 "layout": _layout(title={"text": "Data completeness: % of patients with the fact missing, by centre"},
+                 "layout": _layout(title={"text": "Data completeness: % of patients with the fact "
+                                                  "missing, by centre"},
                                    height=620, yaxis={"autorange": "reversed"})})
     # trend
     years = sorted(summary["by_year"])
@@ -81,8 +90,8 @@ def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance
             cnt = summary["by_year"][y]
             ass = max(1, sum(cnt.values()) - cnt["not_assessable"])
             ys.append(100 * cnt[c] / ass)
-        trend.append({"type": "scatter", "x": years, "y": ys, "name": LABELS[c], "mode": "lines+markers",
-                      "line": {"color": COLOURS[c], "width": 3}})
+        trend.append({"type": "scatter", "x": years, "y": ys, "name": LABELS[c],
+                      "mode": "lines+markers", "line": {"color": COLOURS[c], "width": 3}})
     figs.append({"data": trend, "layout": _layout(
         title={"text": "Trend by year of diagnosis (% of assessable patients)"}, height=380,
         yaxis={"range": [0, 100], "title": {"text": "%"}}, xaxis={"type": "category"},
@@ -92,8 +101,9 @@ def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance
     for i, fig in enumerate(figs):
         # fixed element ids: the same cohort gives the same report, byte for byte; plain figure
         # dicts, not validated again (they are built here, from fixed shapes)
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"figure-{i + 1}",
-                                 config={"displaylogo": False}, validate=False))
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0),
+                                 div_id=f"figure-{i + 1}", config={"displaylogo": False},
+                                 validate=False))
     c = summary["concordance"]
     rate = summary["concordance_rate"]
     tiles = "".join(
@@ -103,7 +113,8 @@ def build(summary: dict[str, Any], agg: Any, title: str = "Guideline concordance
                       for r in summary["top_discordance_reasons"])
     comp = "".join(
         f"<tr><td>{html.escape(r['fact'])}</td><td>{100 * r['missing_share']:.1f}%</td>"
-        f"<td>{r['undecided_patients_missing_it']:,}</td><td>{html.escape(', '.join(list(r['blocks_groups'])[:4]))}</td></tr>"
+        f"<td>{r['undecided_patients_missing_it']:,}</td>"
+        f"<td>{html.escape(', '.join(list(r['blocks_groups'])[:4]))}</td></tr>"
         for r in summary.get("completeness", [])[:8])
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title>

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
-
-from sarcoma_cds.cohort.aggregate import aggregates, one_line, summary_of
+from sarcoma_cds.cohort.aggregate import Aggregates, aggregates, one_line, summary_of
 from sarcoma_cds.cohort.evaluate import evaluate, prepare, prepare_for
+from sarcoma_cds.cohort.outputs import PARQUET, atomic, invalid_rows
+from sarcoma_cds.cohort.progress import progress_bar, rows_task
 from sarcoma_cds.domain.knowledge import CompiledKB
 
 
@@ -51,7 +40,8 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
             if prog is not None and bar is not None:
                 prog.update(bar, completed=i, description=steps[min(i, len(steps) - 1)])
 
-        if engine == "spark":  # read, validated, evaluated and aggregated on the cluster (spark_pipeline)
+        # spark: read, validated, evaluated and aggregated on the cluster (spark_pipeline)
+        if engine == "spark":
             from sarcoma_cds.cohort.spark_pipeline import evaluate_file, write_outputs
 
             agg = write_outputs(cohort, out, kb, progress=rows_task(prog, "patients written"))
@@ -71,8 +61,9 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
     return s
 
 
-def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
-                prog: Any, step: Callable[[int], None], steps: list[str]) -> dict[str, Any]:
+def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
+                compare_kb: CompiledKB | None, prog: Any, step: Callable[[int], None],
+                steps: list[str]) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     import polars as pl
@@ -99,12 +90,15 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     # the patient files are written on two worker threads (Polars releases the GIL) while
     # the summary and the report (mostly Python: plotly) are built
     pool = ThreadPoolExecutor(2)
-    written = [pool.submit(atomic, out / "patients.parquet", lambda p: patients.write_parquet(p, **PARQUET)),
-               pool.submit(atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192))]
+    written = [
+        pool.submit(atomic, out / "patients.parquet",
+                    lambda p: patients.write_parquet(p, **PARQUET)),
+        pool.submit(atomic, out / "patients.csv", lambda p: patients.write_csv(p, batch_size=8192)),
+    ]
     try:
         atomic(out / "invalid_rows.csv", invalid_rows(norm).write_csv)
-        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, changes, out, step,
-                                len(steps))
+        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, changes, out,
+                                step, len(steps))
         for w in written:
             w.result()
     finally:
@@ -112,67 +106,9 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str, comp
     return s
 
 
-class RowsColumn(ProgressColumn):
-    """``12,000/1,000,000 patients, 0:02:10 left`` for the tasks that count rows; nothing for the
-    step bar (its "time left" would be a guess from steps of very different lengths)."""
-
-    def render(self, task: Task) -> Text:
-        if not task.fields.get("rows") or task.total is None:
-            return Text("")
-        left = task.time_remaining
-        eta = f", {timedelta(seconds=round(left))} left" if left is not None and not task.finished else ""
-        return Text(f"{int(task.completed):,}/{int(task.total):,}{eta}")
-
-
-def progress_bar(console: Any, get_time: Callable[[], float] | None = None) -> Progress:
-    """The ``concordance`` progress display: the steps, and rows with the time left on the
-    long ones (the per-patient engine, Spark's write-out). ``get_time``: a clock (tests)."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), RowsColumn(), TimeElapsedColumn(),
-                    transient=True, console=console, get_time=get_time)
-
-
-def rows_task(prog: Progress | None, label: str) -> Callable[[int, int], None] | None:
-    """A callback ``(rows done, rows in all)`` that shows a row bar in ``prog`` (none without one)."""
-    if prog is None:
-        return None
-    task: TaskID | None = None
-
-    def report(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            task = prog.add_task(label, total=total, rows=True)
-        prog.update(task, completed=done, total=total)
-
-    return report
-
-
-def invalid_rows(norm: Any) -> Any:
-    """One row per problem of each invalid row: row, patient_id, field, message."""
-    import polars as pl
-
-    return norm.filter(pl.col("_err").list.len() > 0).select(
-        "row", "patient_id", pl.col("_err").alias("problem")).explode("problem") \
-        .with_columns(pl.col("problem").str.split_exact(": ", 1).struct.rename_fields(["field", "message"])) \
-        .unnest("problem")
-
-
-# zstd level 1 (the same size as the default level here, less CPU); no min/max statistics: rows
-# are in input order, so every row group spans every value and min/max would prune nothing,
-# and computing them costs a sixth of the write (null counts are kept)
-PARQUET: dict[str, Any] = {"compression": "zstd", "compression_level": 1,
-                           "statistics": {"min": False, "max": False, "distinct_count": False, "null_count": True}}
-
-
-def atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write to a temporary name, then rename: an interrupted run never leaves half a file in
-    place of the previous one."""
-    tmp = path.with_name(path.name + ".partial")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _summary_and_report(agg: Any, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
-                        changes: Any, out: Path, step: Callable[[int], None], n_steps: int) -> dict[str, Any]:
+def _summary_and_report(agg: Aggregates, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
+                        changes: Any, out: Path, step: Callable[[int], None],
+                        n_steps: int) -> dict[str, Any]:
     from sarcoma_cds.cohort.report import build
 
     s = summary_of(agg, kb=kb)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sarcoma_cds.cohort import compiler as C
+from sarcoma_cds.cohort.aggregate import Aggregates
 from sarcoma_cds.cohort.io import CohortError, check_columns
 from sarcoma_cds.domain.facts import FACT_FIELDS
 from sarcoma_cds.domain.knowledge import CompiledKB
@@ -103,7 +104,8 @@ def read(spark: Any, path: str | Path) -> Any:
     return df
 
 
-def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None, partitions: int | None = None) -> Result:
+def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None,
+                  partitions: int | None = None) -> Result:
     """Patients and the missing-fact pattern of ``path``, evaluated with Spark and collected on
     the driver (for tests, small cohorts and ``--compare-kb``; :func:`write_outputs` does not
     collect)."""
@@ -116,10 +118,12 @@ def evaluate_file(path: str | Path, kb: CompiledKB, spark: Any = None, partition
         rows = pl.DataFrame(pl.from_arrow(finished.toArrow())).sort("row")
     finally:
         done()
-    patients = rows.select(PATIENT_COLUMNS).with_columns(pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS)
+    patients = rows.select(PATIENT_COLUMNS).with_columns(
+        pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS)
     facts = [pl.when((pl.col("_missing") // (1 << i)) % 2 == 1).then(None).otherwise(True).alias(f)
              for i, f in enumerate(FACT_FIELDS)]
-    return Result(patients, rows.select("row", "patient_id", "centre", pl.col("_err").fill_null([]), "items", *facts))
+    return Result(patients, rows.select("row", "patient_id", "centre", pl.col("_err").fill_null([]),
+                                        "items", *facts))
 
 
 def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
@@ -163,7 +167,8 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     empty = pl.DataFrame(pl.from_arrow(to_arrow_schema(raw_schema).empty_table()))
     norm_schema = validated(empty).schema
 
-    norm = raw.mapInArrow(_per_batch(lambda df: validated(df).cast(dict(norm_schema))), _ddl(norm_schema)).cache()
+    norm = raw.mapInArrow(_per_batch(lambda df: validated(df).cast(dict(norm_schema))),
+                          _ddl(norm_schema)).cache()
     valid = norm.filter(F.size("_err") == 0)
     stats = valid.agg(F.max(F.size("items")).alias("k")).collect()[0]
     slots = max(1, int(stats["k"] or 0))
@@ -178,7 +183,8 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     enc_schema = encoded(pl.DataFrame(schema=norm_schema)).schema
 
     xcols = tuple(f"x_{j}" for j in range(slots))
-    enc = valid.mapInArrow(_per_batch(lambda df: encoded(df.cast(dict(norm_schema)))), _ddl(enc_schema))
+    enc = valid.mapInArrow(_per_batch(lambda df: encoded(df.cast(dict(norm_schema)))),
+                           _ddl(enc_schema))
     rules, s1 = spark_rules(comp.plan, enc, keep=xcols)
     rules_schema = pl.Schema({c: pl.Int64 for c in (*comp.plan.outputs, *xcols)})
 
@@ -190,10 +196,13 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     # (the rules' union has a partition per group and input partition: decode in as many
     # batches as the input had partitions)
     out = rules.coalesce(max(1, norm.rdd.getNumPartitions())).mapInArrow(
-        _per_batch(lambda df: decoded(df.select(list(rules_schema)).cast(rules_schema))), _ddl(dec_schema))
+        _per_batch(lambda df: decoded(df.select(list(rules_schema)).cast(rules_schema))),
+        _ddl(dec_schema))
     # per row, a bitmask of the facts that are missing (for the completeness figures)
-    miss = sum((F.col(f).isNull().cast("bigint") * (1 << i) for i, f in enumerate(FACT_FIELDS)), F.lit(0))
-    base = norm.select("row", "patient_id", "centre", "diagnosis_date", "_err", "items", miss.alias("_missing"))
+    miss = sum((F.col(f).isNull().cast("bigint") * (1 << i) for i, f in enumerate(FACT_FIELDS)),
+               F.lit(0))
+    base = norm.select("row", "patient_id", "centre", "diagnosis_date", "_err", "items",
+                       miss.alias("_missing"))
     # rows numbered 0.. in input order, like the other engines: monotonically_increasing_id is
     # (input partition << 33) + position in it, so a row's number is the rows of the earlier
     # partitions plus its position (one small count per partition, no global sort)
@@ -206,7 +215,8 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
                            F.shiftright("row", 33).cast("int") + 1)
               + F.col("row").bitwiseAND((1 << 33) - 1))
     joined = base.join(out, on="row", how="left").withColumn("row", number.cast("bigint"))
-    joined_schema = pl.Schema({**dict(norm_schema.items()), "_missing": pl.Int64, **dict(dec_schema.items())})
+    joined_schema = pl.Schema({**dict(norm_schema.items()), "_missing": pl.Int64,
+                               **dict(dec_schema.items())})
     base_cols = ["row", "patient_id", "centre", "diagnosis_date", "_err", "items"]
 
     def finished(df: Any) -> Any:
@@ -215,14 +225,16 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
         out_rows = df.filter(pl.col("concordance").is_not_null()).select(list(dec_schema))
         pat = assemble(rows, out_rows)
         return _plain(pat.insert_column(0, df.get_column("row"))
-                      .with_columns(rows.get_column("_err"), df.get_column("items"), df.get_column("_missing")))
+                      .with_columns(rows.get_column("_err"), df.get_column("items"),
+                                    df.get_column("_missing")))
 
-    fin_schema = finished(pl.DataFrame(schema={c: joined_schema[c] for c in
-                                               [*base_cols, "_missing", *dec_schema] if c in joined_schema})).schema
+    fin_columns = [c for c in [*base_cols, "_missing", *dec_schema] if c in joined_schema]
+    fin_schema = finished(pl.DataFrame(schema={c: joined_schema[c] for c in fin_columns})).schema
 
-    rows = joined.mapInArrow(
-        _per_batch(lambda df: finished(df.cast({c: t for c, t in joined_schema.items() if c in df.columns}))),
-        _ddl(fin_schema)).cache()
+    def typed(df: Any) -> Any:
+        return df.cast({c: t for c, t in joined_schema.items() if c in df.columns})
+
+    rows = joined.mapInArrow(_per_batch(lambda df: finished(typed(df))), _ddl(fin_schema)).cache()
 
     def done() -> None:
         rows.unpersist()
@@ -232,13 +244,11 @@ def finished_rows(path: str | Path, kb: CompiledKB, spark: Any = None,
     return rows, done
 
 
-def aggregates(rows: Any) -> Any:
+def aggregates(rows: Any) -> Aggregates:
     """The summary's and the report's small tables, computed by Spark (nothing per patient
     reaches the driver)."""
     import polars as pl
     from pyspark.sql import functions as F
-
-    from sarcoma_cds.cohort.aggregate import Aggregates
 
     def collect(df: Any) -> Any:
         return pl.DataFrame(pl.from_arrow(df.toArrow()))
@@ -248,8 +258,8 @@ def aggregates(rows: Any) -> Any:
     def missing(i: int) -> Any:
         return F.shiftright("_missing", i).bitwiseAND(1) == 1
 
-    cube = collect(rows.groupBy("group", "centre", F.col("year").cast("string").alias("year"), "concordance",
-                                "valid").agg(F.count(F.lit(1)).alias("len")))
+    cube = collect(rows.groupBy("group", "centre", F.col("year").cast("string").alias("year"),
+                                "concordance", "valid").agg(F.count(F.lit(1)).alias("len")))
     n = int(cube.get_column("len").sum())
     invalid = int(cube.filter(~pl.col("valid")).get_column("len").sum())
     cube = cube.group_by("group", "centre", "year", "concordance").agg(pl.col("len").sum())
@@ -260,12 +270,14 @@ def aggregates(rows: Any) -> Any:
         *[F.sum((valid & missing(i)).cast("bigint")).alias(f) for i, f in enumerate(FACT_FIELDS)]))
     by_cands = collect(rows.where(valid & F.col("candidates").isNotNull())
                        .groupBy(F.col("candidates").alias("_cands"))
-                       .agg(*[F.sum(missing(i).cast("bigint")).alias(f) for i, f in enumerate(FACT_FIELDS)]))
+                       .agg(*[F.sum(missing(i).cast("bigint")).alias(f)
+                              for i, f in enumerate(FACT_FIELDS)]))
     return Aggregates(n, invalid, cube, reasons, by_centre, by_cands)
 
 
-def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None, partitions: int | None = None,
-                  rows_per_chunk: int = 250_000, progress: Callable[[int, int], None] | None = None) -> Any:
+def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None,
+                  partitions: int | None = None, rows_per_chunk: int = 250_000,
+                  progress: Callable[[int, int], None] | None = None) -> Aggregates:
     """Evaluate ``path`` on the cluster and write patients.parquet, patients.csv and
     invalid_rows.csv into ``out``; return the :class:`~sarcoma_cds.cohort.aggregate.Aggregates`
     for the summary and the report. ``progress(rows written, rows in all)`` is called after the
@@ -283,7 +295,7 @@ def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None
     import polars as pl
 
     from sarcoma_cds.cohort.evaluate import PATIENT_COLUMNS, TEXT_COLUMNS
-    from sarcoma_cds.cohort.run import PARQUET, atomic, invalid_rows
+    from sarcoma_cds.cohort.outputs import PARQUET, atomic, invalid_rows
 
     rows, done = finished_rows(path, kb, spark, partitions)
     tmp = Path(tempfile.mkdtemp(prefix="sarcoma-cds-spark-", dir=out))
@@ -316,10 +328,13 @@ def write_outputs(path: str | Path, out: Path, kb: CompiledKB, spark: Any = None
                 invalid_rows(chunk.with_columns(pl.col("_err").fill_null([]))).write_csv(
                     inval, include_header=inval.tell() == 0)
         if not chunks:  # (an empty cohort: the files with their columns only)
-            empty = pl.DataFrame(schema={"row": pl.Int64, "patient_id": pl.Utf8, "_err": pl.List(pl.Utf8)})
+            empty = pl.DataFrame(schema={"row": pl.Int64, "patient_id": pl.Utf8,
+                                         "_err": pl.List(pl.Utf8)})
             invalid_rows(empty).write_csv(tmp / "invalid_rows.csv")
-            types = {"diagnosis_date": pl.Date, "year": pl.Int32, "valid": pl.Boolean, "pathway": pl.Int64}
-            pl.DataFrame(schema={c: types.get(c, pl.Utf8) for c in PATIENT_COLUMNS}).write_ipc(tmp / "empty.arrow")
+            types = {"diagnosis_date": pl.Date, "year": pl.Int32, "valid": pl.Boolean,
+                     "pathway": pl.Int64}
+            pl.DataFrame(schema={c: types.get(c, pl.Utf8) for c in PATIENT_COLUMNS}) \
+                .write_ipc(tmp / "empty.arrow")
             chunks.append(tmp / "empty.arrow")
         atomic(out / "invalid_rows.csv", lambda p: shutil.move(tmp / "invalid_rows.csv", p))
         lf = pl.scan_ipc(chunks).with_columns(pl.col(c).cast(pl.Categorical) for c in TEXT_COLUMNS)

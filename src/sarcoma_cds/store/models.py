@@ -69,7 +69,8 @@ class Feedback(Base):
     id: Mapped[str] = mapped_column(String(36), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     kind: Mapped[str] = mapped_column(String(20))  # cds_feedback | decision
-    audit_id: Mapped[str | None] = mapped_column(ForeignKey("audit_records.id"), nullable=True, index=True)
+    audit_id: Mapped[str | None] = mapped_column(ForeignKey("audit_records.id"), nullable=True,
+                                                 index=True)
     service_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     card_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     outcome: Mapped[str] = mapped_column(String(40))

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -20,7 +20,8 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sarcoma_cds.domain.facts import LIST_FIELDS
+from sarcoma_cds.domain.facts import LIST_FIELDS, PatientFacts
+from sarcoma_cds.domain.recommendation import Recommendation
 from sarcoma_cds.store.db import make_engine, migrate
 from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
 
@@ -30,9 +31,13 @@ EXPORT_FIELDS = (
 )
 
 
-def canonical_facts(facts: Any) -> dict[str, Any]:
+#: Patient facts, parsed or as the contract's JSON object.
+Facts = PatientFacts | Mapping[str, Any]
+
+
+def canonical_facts(facts: Facts) -> dict[str, Any]:
     """Facts as a canonical JSON-able dict: no nulls, list fields sorted."""
-    if hasattr(facts, "model_dump"):
+    if isinstance(facts, PatientFacts):
         data = facts.model_dump(mode="json", exclude_none=True)
     else:
         data = {k: v for k, v in dict(facts).items() if v is not None}
@@ -42,13 +47,13 @@ def canonical_facts(facts: Any) -> dict[str, Any]:
     return data
 
 
-def facts_digest(facts: Any) -> str:
+def facts_digest(facts: Facts) -> str:
     """``sha256:<hex>`` of the canonical JSON of the facts (sorted keys, no whitespace)."""
     blob = json.dumps(canonical_facts(facts), sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
-def statuses_summary(rec: Any) -> dict[str, Any]:
+def statuses_summary(rec: Recommendation) -> dict[str, Any]:
     """Compact statuses of a recommendation: step and option statuses, asks and warnings."""
     steps: dict[str, str] = {}
     options: dict[str, str] = {}
@@ -70,9 +75,8 @@ def statuses_summary(rec: Any) -> dict[str, Any]:
     return out
 
 
-def _utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
+def _utc(dt: datetime) -> datetime:
+    """A stored time as UTC (SQLite hands times back without their zone)."""
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -82,7 +86,7 @@ def _now() -> datetime:
 
 def record_dict(r: AuditRecord, *, with_recommendation: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "seq": r.seq, "id": r.id, "created_at": _utc(r.created_at).isoformat(),  # type: ignore[union-attr]
+        "seq": r.seq, "id": r.id, "created_at": _utc(r.created_at).isoformat(),
         "request_id": r.request_id, "caller": r.caller, "interface": r.interface,
         "kb_version": r.kb_version, "kb_hash": r.kb_hash, "facts_digest": r.facts_digest,
         "group_id": r.group_id, "out_of_scope": r.out_of_scope, "statuses": r.statuses,
@@ -95,7 +99,7 @@ def record_dict(r: AuditRecord, *, with_recommendation: bool = False) -> dict[st
 
 def feedback_dict(f: Feedback) -> dict[str, Any]:
     return {
-        "id": f.id, "created_at": _utc(f.created_at).isoformat(),  # type: ignore[union-attr]
+        "id": f.id, "created_at": _utc(f.created_at).isoformat(),
         "kind": f.kind, "audit_id": f.audit_id, "service_id": f.service_id,
         "card_uuid": f.card_uuid, "outcome": f.outcome,
         "outcome_at": _utc(f.outcome_at).isoformat() if f.outcome_at else None,
@@ -132,8 +136,8 @@ class AuditStore:
     # ------------------------------------------------------------------ writes
     def record_recommendation(
         self,
-        rec: Any,
-        facts: Any,
+        rec: Recommendation,
+        facts: Facts,
         *,
         interface: str,
         caller: str,
@@ -144,7 +148,8 @@ class AuditStore:
         card_uuids: Sequence[str] = (),
         service_id: str | None = None,
     ) -> str:
-        """Record one served recommendation (and its CDS cards) in one transaction; returns its id."""
+        """Record one served recommendation (and its CDS cards) in one transaction; returns its
+        id."""
         audit_id = str(uuid.uuid4())
         now = _now()
         row = AuditRecord(
@@ -161,7 +166,8 @@ class AuditStore:
             s.add(row)
             s.flush()
             for cu in card_uuids:
-                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id or "", created_at=now))
+                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id or "",
+                              created_at=now))
         return audit_id
 
     def link_cards(self, audit_id: str, service_id: str, card_uuids: Sequence[str]) -> None:
@@ -188,7 +194,8 @@ class AuditStore:
         treatment: str | None = None,
         note: str | None = None,
     ) -> str:
-        """Record a CDS feedback outcome or a clinician decision (one transaction); returns its id."""
+        """Record a CDS feedback outcome or a clinician decision (one transaction); returns its
+        id."""
         fid = str(uuid.uuid4())
         with self.sessions.begin() as s:
             if audit_id is None and card_uuid is not None:
@@ -229,7 +236,8 @@ class AuditStore:
             if r is None:
                 return None
             d = record_dict(r, with_recommendation=True)
-            fb = s.scalars(select(Feedback).where(Feedback.audit_id == audit_id).order_by(Feedback.seq))
+            fb = s.scalars(select(Feedback).where(Feedback.audit_id == audit_id)
+                           .order_by(Feedback.seq))
             d["feedback"] = [feedback_dict(f) for f in fb]
             return d
 
@@ -253,13 +261,15 @@ class AuditStore:
         rows = rows[:limit]
         return [record_dict(r) for r in rows], (rows[-1].seq if more and rows else None)
 
-    def list_cases(self, *, limit: int = 50, offset: int = 0, saved_only: bool = True) -> list[dict[str, Any]]:
+    def list_cases(self, *, limit: int = 50, offset: int = 0,
+                   saved_only: bool = True) -> list[dict[str, Any]]:
         """Newest first: saved cases (or every record when ``saved_only`` is False)."""
         with self.sessions() as s:
             q = select(AuditRecord)
             if saved_only:
                 q = q.where(AuditRecord.saved.is_(True))
-            q = q.order_by(AuditRecord.seq.desc()).offset(max(0, offset)).limit(max(1, min(limit, 500)))
+            q = (q.order_by(AuditRecord.seq.desc()).offset(max(0, offset))
+                 .limit(max(1, min(limit, 500))))
             return [record_dict(r) for r in s.scalars(q)]
 
     def list_feedback(self, *, limit: int = 100) -> list[dict[str, Any]]:

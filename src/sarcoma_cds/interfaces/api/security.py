@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,8 @@ from jwt import PyJWK
 
 log = logging.getLogger("sarcoma_cds.service.security")
 
-ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"})
+ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+                          "PS256", "PS384", "PS512", "EdDSA"})
 DEV_ISSUER = "sarcoma-cds-dev"
 LEEWAY_S = 30
 MAX_TOKEN_AGE_S = 3600
@@ -80,16 +82,22 @@ class Client:
     fetched_at: float = 0.0
 
 
+#: ``remember_jti(iss, jti, expires_at)``: True the first time a token id is seen, False on a
+#: replay (``AuditStore.remember_jti``).
+RememberJti = Callable[[str, str, datetime], bool]
+
+
 @dataclass
 class JwtVerifier:
     clients: dict[str, Client]
-    remember_jti: Any  # callable(iss, jti, expires_at) -> bool
+    remember_jti: RememberJti
     jwks_ttl_s: float = 300.0
     http_timeout_s: float = 5.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_file(cls, path: Path | None, remember_jti: Any, extra: list[Client] | None = None) -> JwtVerifier:
+    def from_file(cls, path: Path | None, remember_jti: RememberJti,
+                  extra: list[Client] | None = None) -> JwtVerifier:
         clients: dict[str, Client] = {}
         if path is not None:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -116,7 +124,8 @@ class JwtVerifier:
                         client.fetched_at = time.monotonic()
                     except (httpx.HTTPError, ValueError) as e:
                         if client.jwks is None:
-                            raise AuthError(f"JWKS of {client.iss} not fetchable: {type(e).__name__}") from None
+                            raise AuthError(f"JWKS of {client.iss} not fetchable: "
+                                            f"{type(e).__name__}") from None
         keys = (client.jwks or {}).get("keys", [])
         return [k for k in keys if isinstance(k, dict)]
 
@@ -166,7 +175,7 @@ class JwtVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti missing")
-        if not self.remember_jti(iss, jti, datetime.fromtimestamp(exp + LEEWAY_S, UTC)):
+        if not self.remember_jti(client.iss, jti, datetime.fromtimestamp(exp + LEEWAY_S, UTC)):
             raise AuthError("jti replayed")
         return claims
 
@@ -200,7 +209,8 @@ def dev_client(data_dir: Path) -> tuple[Client, Path]:
     else:
         private = ec.generate_private_key(ec.SECP384R1())
         key_path.write_bytes(private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
         key_path.chmod(0o600)
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))  # type: ignore[arg-type]
     jwk.update({"kid": "dev-1", "alg": "ES384", "use": "sig"})

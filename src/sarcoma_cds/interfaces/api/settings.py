@@ -21,7 +21,8 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
 
 @dataclass
 class Settings:
-    """Everything the service can be configured with. ``Settings.from_env()`` reads the variables."""
+    """Everything the service can be configured with. ``Settings.from_env()`` reads the
+    variables."""
 
     data_dir: Path = field(default_factory=lambda: Path("data"))
     database_url: str | None = None  # default: sqlite file <data_dir>/sarcoma-cds.sqlite3

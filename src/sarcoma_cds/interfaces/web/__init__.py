@@ -7,13 +7,17 @@ script in ``static/web.js`` only adds conveniences. See docs/web.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from sarcoma_cds.interfaces.web.adapter import WebBackend
-from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, build_router
+from sarcoma_cds.interfaces.web.pages import Pages
+from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, router
+
+if TYPE_CHECKING:  # (the service layer needs the service extras; the pages work without them)
+    from sarcoma_cds.interfaces.api.services import Services
 
 __all__ = ["create_web_app", "mount"]
 
@@ -30,7 +34,8 @@ def _wants_html(scope: dict[str, Any]) -> bool:
 
 
 class _HtmlRewrite:
-    """ASGI middleware: ``GET /groups...`` from a browser (Accept: text/html) -> ``/ui/groups...``."""
+    """ASGI middleware: ``GET /groups...`` from a browser (Accept: text/html) ->
+    ``/ui/groups...``."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -38,24 +43,27 @@ class _HtmlRewrite:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http" and scope.get("method") in ("GET", "HEAD"):
             path = scope.get("path", "")
-            if any(path == p or path.startswith(p + "/") for p in SHARED_PREFIXES) and _wants_html(scope):
+            shared = any(path == p or path.startswith(p + "/") for p in SHARED_PREFIXES)
+            if shared and _wants_html(scope):
                 scope = dict(scope)
                 scope["path"] = UI_PREFIX + path
                 scope["raw_path"] = scope["path"].encode()
         await self.app(scope, receive, send)
 
 
-def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
-    """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
+def mount(app: FastAPI, services: Services | None = None) -> WebBackend:
+    """Add the web pages to ``app``; ``services`` is the service layer (None: an in-memory
+    fallback)."""
     backend = WebBackend(services)
-    app.include_router(build_router(backend))
+    app.state.web_pages = Pages(backend)
+    app.include_router(router)
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend
     return backend
 
 
-def create_web_app(services: Any | None = None) -> FastAPI:
+def create_web_app(services: Services | None = None) -> FastAPI:
     """A stand-alone app with only the web pages (tests, or before the service exists)."""
     app = FastAPI(title="sarcoma-cds web", docs_url=None, redoc_url=None, openapi_url=None)
     mount(app, services)

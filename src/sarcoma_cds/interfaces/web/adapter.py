@@ -13,9 +13,12 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sarcoma_cds import DISCLAIMER, Recommendation, load_kb, recommend
+
+if TYPE_CHECKING:  # (the service layer needs the service extras; the pages work without them)
+    from sarcoma_cds.interfaces.api.services import Services
 
 OUTCOMES = {
     "accepted": "Accepted the recommendation",
@@ -78,13 +81,14 @@ class _MemoryStore:
 class WebBackend:
     """Everything the pages need from the application."""
 
-    def __init__(self, services: Any | None = None) -> None:
+    def __init__(self, services: Services | None = None) -> None:
         self.services = services
         self.kb = getattr(services, "kb", None) or load_kb()
         self.fallbacks: list[str] = []
         self._mem = _MemoryStore() if services is None else None
         if services is None:
-            self.fallbacks.append("no service layer: cases are kept in memory only; FHIR import/export off")
+            self.fallbacks.append("no service layer: cases are kept in memory only; "
+                                  "FHIR import/export off")
 
     @property
     def disclaimer(self) -> str:
@@ -95,16 +99,19 @@ class WebBackend:
         """Recommendation without recording (what-if variants). Raises InvalidFacts."""
         return recommend(facts, self.kb)
 
-    def recommend_and_record(self, facts: dict[str, Any], caller: str) -> tuple[Recommendation, str]:
+    def recommend_and_record(self, facts: dict[str, Any],
+                             caller: str) -> tuple[Recommendation, str]:
         """Recommend and write the audit record (not a saved case)."""
         if self.services is not None:
-            rec, audit_id = self.services.recommend_and_record(facts, interface="web", caller=caller)
+            rec, audit_id = self.services.recommend_and_record(facts, interface="web",
+                                                               caller=caller)
             return rec, str(audit_id)
         rec = self.recommend(facts)
         assert self._mem is not None
         return rec, self._mem.add(facts, rec.model_dump(mode="json"), "", saved=False)
 
-    def save_case(self, facts: dict[str, Any], caller: str, label: str) -> tuple[Recommendation, str]:
+    def save_case(self, facts: dict[str, Any], caller: str,
+                  label: str) -> tuple[Recommendation, str]:
         """Recommend, record and keep the facts as a saved case (explicit clinician action)."""
         if self.services is not None:
             rec, cid = self.services.save_case(facts, caller=caller, label=label or None)
@@ -125,7 +132,8 @@ class WebBackend:
             Decision(
                 outcome=str(f.get("outcome") or ""),
                 chosen=str(f.get("treatment") or ""),
-                rationale=str(f.get("note") or (f.get("override_reason") or {}).get("userComment") or ""),
+                rationale=str(f.get("note")
+                              or (f.get("override_reason") or {}).get("userComment") or ""),
                 clinician=str(f.get("caller") or ""),
                 at=str(f.get("outcome_at") or f.get("created_at") or ""),
             )
@@ -151,7 +159,8 @@ class WebBackend:
                     for c in reversed(rows)][:limit]
         return list(self.services.list_cases(limit=limit))
 
-    def record_decision(self, cid: str, outcome: str, chosen: str, rationale: str, clinician: str) -> None:
+    def record_decision(self, cid: str, outcome: str, chosen: str, rationale: str,
+                        clinician: str) -> None:
         caller = clinician.strip() or "web"
         if self.services is not None:
             reason = None
@@ -173,7 +182,8 @@ class WebBackend:
     def has_fhir(self) -> bool:
         return self.services is not None and hasattr(self.services, "facts_from_bundle")
 
-    def facts_from_bundle(self, bundle: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    def facts_from_bundle(
+            self, bundle: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
         svc = self.services
         if svc is None or not self.has_fhir:
             raise NotImplementedError("FHIR import needs the service layer")
@@ -187,7 +197,8 @@ class WebBackend:
             raise NotImplementedError("FHIR import needs the service layer")
         return svc.answer_bundle(bundle, "web", caller)
 
-    def recommendation_to_fhir(self, rec: dict[str, Any], facts: dict[str, Any], cid: str) -> dict[str, Any]:
+    def recommendation_to_fhir(self, rec: dict[str, Any], facts: dict[str, Any],
+                               cid: str) -> dict[str, Any]:
         svc = self.services
         if svc is None or not self.has_fhir:
             raise NotImplementedError("FHIR export needs the service layer")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
+from sarcoma_cds import CompiledKB
 from sarcoma_cds.domain.recommendation import SEVERITY
 from sarcoma_cds.interfaces.web.present import SITE_SHORT, STATUS_ICON, STATUS_LABEL, TIER_LABEL
 
@@ -51,11 +52,14 @@ def _node(x: float, y: float, w: float, h: float, title: str, sub: str, taken: b
     colour = INK if taken else MUTED
     parts = [
         f'<g><title>{escape(title)}{(" — " + escape(sub)) if sub else ""}</title>',
-        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dash}/>',
-        f'<text x="{x + 12}" y="{y + (18 if sub else h / 2 + 5)}" font-size="13" font-weight="{weight}" fill="{colour}">{escape(_clip(title, int(w / 7.2)))}</text>',
+        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" '
+        f'stroke-width="{sw}"{dash}/>',
+        f'<text x="{x + 12}" y="{y + (18 if sub else h / 2 + 5)}" font-size="13" '
+        f'font-weight="{weight}" fill="{colour}">{escape(_clip(title, int(w / 7.2)))}</text>',
     ]
     if sub:
-        parts.append(f'<text x="{x + 12}" y="{y + 35}" font-size="11.5" fill="{MUTED}">{escape(_clip(sub, int(w / 6.4)))}</text>')
+        parts.append(f'<text x="{x + 12}" y="{y + 35}" font-size="11.5" fill="{MUTED}">'
+                     f'{escape(_clip(sub, int(w / 6.4)))}</text>')
     parts.append("</g>")
     return "".join(parts)
 
@@ -69,7 +73,7 @@ def _edge(x1: float, y1: float, x2: float, y2: float, taken: bool) -> str:
             f'stroke-width="{sw}"{marker}/>')
 
 
-def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
+def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
     """SVG markup (a standalone document fragment with its own title and description)."""
     cols = (16.0, 190.0, 372.0, 690.0)
     widths = (150.0, 150.0, 284.0, 300.0)
@@ -87,11 +91,14 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
     desc: list[str] = []
     top = 40.0
     # column headings
-    for x, head in zip(cols, ("Patient", "Site", "Patient group", "Pathways and steps"), strict=True):
-        body.append(f'<text x="{x}" y="22" font-size="12" font-weight="700" letter-spacing="0.06em" fill="{MUTED}">{head.upper()}</text>')
+    for x, head in zip(cols, ("Patient", "Site", "Patient group", "Pathways and steps"),
+                       strict=True):
+        body.append(f'<text x="{x}" y="22" font-size="12" font-weight="700" '
+                    f'letter-spacing="0.06em" fill="{MUTED}">{head.upper()}</text>')
 
     # sites (+ out of scope)
-    sites = [("extremity", SITE_SHORT["extremity"]), ("retroperitoneal", SITE_SHORT["retroperitoneal"]),
+    sites = [("extremity", SITE_SHORT["extremity"]),
+             ("retroperitoneal", SITE_SHORT["retroperitoneal"]),
              ("gist", SITE_SHORT["gist"]), ("__oos", "Out of scope")]
     site_y: dict[str, float] = {}
     for i, (sid, label) in enumerate(sites):
@@ -113,17 +120,21 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
                           "candidate — facts missing" if cand else "", taken or cand, dashed=cand))
 
     # patient node
-    hist = kb.value_label("histology", facts.get("histology", "")) if facts.get("histology") else "patient"
-    site = kb.value_label("primary_site", facts.get("primary_site", "")) if facts.get("primary_site") else ""
+    hist = (kb.value_label("histology", facts.get("histology", ""))
+            if facts.get("histology") else "patient")
+    site = (kb.value_label("primary_site", facts.get("primary_site", ""))
+            if facts.get("primary_site") else "")
     py = top
     lines = _wrap(hist[:1].upper() + hist[1:], 16)[:3]
     ph = 30 + 17 * len(lines)
     body.append(
         f'<g><title>{escape(hist)} — {escape(site)}</title>'
         f'<rect x="{cols[0]}" y="{py}" width="{widths[0]}" height="{ph}" rx="8" fill="#0f3d47"/>'
-        + "".join(f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * i}" font-size="13" font-weight="700" fill="#ffffff">{escape(t)}</text>'
+        + "".join(f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * i}" font-size="13" '
+                  f'font-weight="700" fill="#ffffff">{escape(t)}</text>'
                   for i, t in enumerate(lines))
-        + f'<text x="{cols[0] + 12}" y="{py + 22 + 17 * len(lines)}" font-size="11.5" fill="#d7e8ec">{escape(_clip(site, 22))}</text></g>'
+        + f'<text x="{cols[0] + 12}" y="{py + 22 + 17 * len(lines)}" font-size="11.5" '
+          f'fill="#d7e8ec">{escape(_clip(site, 22))}</text></g>'
     )
     desc.append(f"Patient: {hist}, {site}.")
 
@@ -157,10 +168,12 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
             x = cols[3]
             body.insert(0, _edge(cols[2] + widths[2], gy, x, py_cursor + 14, taken))
             body.append(f'<rect x="{x}" y="{py_cursor}" width="{widths[3]}" height="{h}" rx="10" '
-                        f'fill="{"#f3f8f9" if taken else "#fafbfc"}" stroke="{ACCENT if taken else GREY}" '
+                        f'fill="{"#f3f8f9" if taken else "#fafbfc"}" '
+                        f'stroke="{ACCENT if taken else GREY}" '
                         f'stroke-width="{2.5 if taken else 1.2}"/>')
             body.append(f'<text x="{x + 12}" y="{py_cursor + 19}" font-size="12" font-weight="700" '
-                        f'fill="{ACCENT if taken else MUTED}">Pathway {pi}{" — best fit" if taken else ""}</text>')
+                        f'fill="{ACCENT if taken else MUTED}">'
+                        f'Pathway {pi}{" — best fit" if taken else ""}</text>')
             sy = py_cursor + 28
             step_desc = []
             for s in steps:
@@ -170,24 +183,32 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
                 status_text = f'{STATUS_ICON.get(st, "")} {STATUS_LABEL.get(st, st)}'
                 body.append(
                     f'<g><title>{escape(label)}: {escape(STATUS_LABEL.get(st, st))}</title>'
-                    f'<rect x="{x + 10}" y="{sy}" width="{widths[3] - 20}" height="{STEP_H}" rx="6" fill="#ffffff" stroke="#d5dbe1"/>'
-                    f'<rect x="{x + 10}" y="{sy}" width="6" height="{STEP_H}" rx="3" fill="{colour}"/>'
-                    f'<text x="{x + 24}" y="{sy + 17}" font-size="12" fill="{INK}">{escape(_clip(label, 40))}</text>'
-                    f'<text x="{x + 24}" y="{sy + 33}" font-size="11.5" font-weight="700" fill="{colour}">{escape(status_text)}</text></g>'
+                    f'<rect x="{x + 10}" y="{sy}" width="{widths[3] - 20}" height="{STEP_H}" '
+                    f'rx="6" fill="#ffffff" stroke="#d5dbe1"/>'
+                    f'<rect x="{x + 10}" y="{sy}" width="6" height="{STEP_H}" rx="3" '
+                    f'fill="{colour}"/>'
+                    f'<text x="{x + 24}" y="{sy + 17}" font-size="12" fill="{INK}">'
+                    f'{escape(_clip(label, 40))}</text>'
+                    f'<text x="{x + 24}" y="{sy + 33}" font-size="11.5" font-weight="700" '
+                    f'fill="{colour}">{escape(status_text)}</text></g>'
                 )
                 step_desc.append(f'{label} ({STATUS_LABEL.get(st, st)})')
                 sy += STEP_H + 6
-            desc.append(f"Pathway {pi}{' (best fit)' if taken else ''}: " + "; ".join(step_desc) + ".")
+            desc.append(f"Pathway {pi}{' (best fit)' if taken else ''}: "
+                        + "; ".join(step_desc) + ".")
             py_cursor += h + GAP
 
     height = max(top + 4 * (NODE_H + GAP), top + len(site_groups) * (NODE_H + GAP), py_cursor) + 10
-    defs = (f'<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" '
-            f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{ACCENT}"/></marker></defs>')
+    defs = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
+            'markerHeight="6" orient="auto-start-reverse">'
+            f'<path d="M0,0 L10,5 L0,10 z" fill="{ACCENT}"/></marker></defs>')
     title = "Decision diagram: this patient's path through the algorithm"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'width="{width:.0f}" height="{height:.0f}" role="img" aria-labelledby="dg-title dg-desc" '
-        f'font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif" class="diagram">'
-        f'<title id="dg-title">{escape(title)}</title><desc id="dg-desc">{escape(" ".join(desc))}</desc>'
+        'font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif" '
+        'class="diagram">'
+        f'<title id="dg-title">{escape(title)}</title>'
+        f'<desc id="dg-desc">{escape(" ".join(desc))}</desc>'
         f'{defs}{"".join(body)}</svg>'
     )

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sarcoma_cds import FACT_FIELDS, InvalidFacts, PatientFacts, parse_facts
+from sarcoma_cds import FACT_FIELDS, CompiledKB, InvalidFacts, PatientFacts, parse_facts
 
 #: Sections in the order clinicians think about a case. Every contract fact appears once.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -33,19 +33,23 @@ HINTS: dict[str, str] = {
     "size_cm": "Greatest dimension.",
     "metastatic_burden": "Only with distant metastasis M1.",
     "metastatic_sites": "Only with distant metastasis M1.",
-    "resectability": "Unresectable includes resection that would leave an unacceptable functional outcome.",
+    "resectability": "Unresectable includes resection that would leave an unacceptable "
+                     "functional outcome.",
     "progression_extent": "Only when disease status is progressive.",
     "mitotic_rate_per_5mm2": "Equivalent to per 50 high-power fields.",
     "tumour_rupture": "Spontaneous or during surgery.",
     "ntrk_fusion": "Also relevant outside GIST.",
     "resection_status": "After surgery, if any.",
     "ecog": "0 (fully active) to 4 (completely disabled).",
-    "prior_therapies": "Given, e.g. completed adjuvant treatment; neither a failure nor an intolerance.",
-    "progressed_on": "Treatment failure: progression or recurrence during, or within 6 months of, the therapy. Counts as given too.",
+    "prior_therapies": "Given, e.g. completed adjuvant treatment; "
+                       "neither a failure nor an intolerance.",
+    "progressed_on": "Treatment failure: progression or recurrence during, or within 6 months of, "
+                     "the therapy. Counts as given too.",
     "intolerant_of": "Not tolerated, or must not be given (toxicity, contraindication).",
 }
 
-BOOL_CHOICES = (("", "Not tested / unknown"), ("true", "Yes / positive"), ("false", "No / negative"))
+BOOL_CHOICES = (("", "Not tested / unknown"), ("true", "Yes / positive"),
+                ("false", "No / negative"))
 EVENT_CHOICES = (("", "Not recorded"), ("true", "Yes"), ("false", "No"))
 
 
@@ -97,7 +101,7 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def build_fields(kb: Any) -> dict[str, FieldSpec]:
+def build_fields(kb: CompiledKB) -> dict[str, FieldSpec]:
     out: dict[str, FieldSpec] = {}
     for name in FACT_FIELDS:
         info = PatientFacts.model_fields[name]

@@ -7,35 +7,50 @@ from typing import Any
 PLAIN_TREATMENT: dict[str, str] = {
     "excision": "Surgery to remove the tumour",
     "surgery": "Surgery to remove the tumour",
-    "neoadjuvant_radiotherapy": "Radiotherapy before surgery, to shrink the tumour and make surgery safer",
-    "neoadjuvant_radiotherapy_or_chemoradiation": "Radiotherapy before surgery, sometimes together with chemotherapy",
+    "neoadjuvant_radiotherapy":
+        "Radiotherapy before surgery, to shrink the tumour and make surgery safer",
+    "neoadjuvant_radiotherapy_or_chemoradiation":
+        "Radiotherapy before surgery, sometimes together with chemotherapy",
     "neoadjuvant_systemic_therapy": "Medicine treatment (chemotherapy) before surgery",
-    "neoadjuvant_targeted_systemic_therapy": "Targeted medicine before surgery, to shrink the tumour first",
-    "adjuvant_radiotherapy": "Radiotherapy after surgery, to lower the chance of the tumour coming back",
-    "adjuvant_radiotherapy_or_chemoradiation": "Radiotherapy after surgery, sometimes together with chemotherapy",
+    "neoadjuvant_targeted_systemic_therapy":
+        "Targeted medicine before surgery, to shrink the tumour first",
+    "adjuvant_radiotherapy":
+        "Radiotherapy after surgery, to lower the chance of the tumour coming back",
+    "adjuvant_radiotherapy_or_chemoradiation":
+        "Radiotherapy after surgery, sometimes together with chemotherapy",
     "adjuvant_systemic_therapy": "Medicine treatment (chemotherapy) after surgery, for some people",
     "adjuvant_chemotherapy": "Chemotherapy after surgery, for some people",
-    "targeted_systemic_therapy": "Targeted medicine: tablets that block the signals this tumour needs to grow",
+    "targeted_systemic_therapy":
+        "Targeted medicine: tablets that block the signals this tumour needs to grow",
     "continue_targeted_systemic_therapy": "Carrying on with targeted medicine",
     "excision_or_ablation_or_chemoembolisation_or_palliative_radiotherapy":
-        "Treating particular tumour spots directly: surgery, heat treatment, blocking the blood supply, or radiotherapy",
-    "individualised_local_therapy": "Treatment aimed at the tumour area, planned for you personally",
+        "Treating particular tumour spots directly: surgery, heat treatment, blocking the blood "
+        "supply, or radiotherapy",
+    "individualised_local_therapy":
+        "Treatment aimed at the tumour area, planned for you personally",
     "individualised_therapy": "A treatment plan made for your situation by the specialist team",
     "individualised_palliative_therapy_plus_best_supportive_care":
-        "Treatment to control the illness and its symptoms, with care focused on comfort and quality of life",
+        "Treatment to control the illness and its symptoms, with care focused on comfort and "
+        "quality of life",
     "metastases_management": "Treatment of the places the tumour has spread to",
-    "radiotherapy_or_chemoradiation_or_systemic_therapy": "Radiotherapy and/or medicine treatment (chemotherapy)",
+    "radiotherapy_or_chemoradiation_or_systemic_therapy":
+        "Radiotherapy and/or medicine treatment (chemotherapy)",
     "radiotherapy_or_chemoradiation_or_systemic_therapy_or_excision":
         "Radiotherapy, medicine treatment (chemotherapy) or surgery, depending on the situation",
-    "systemic_therapy_or_radiotherapy_or_chemoradiation": "Medicine treatment (chemotherapy) and/or radiotherapy",
+    "systemic_therapy_or_radiotherapy_or_chemoradiation":
+        "Medicine treatment (chemotherapy) and/or radiotherapy",
 }
 
 SITE_PLAIN = {
-    "upper_extremity": "the arm", "lower_extremity": "the leg", "trunk": "the trunk (chest, back or belly wall)",
+    "upper_extremity": "the arm", "lower_extremity": "the leg",
+    "trunk": "the trunk (chest, back or belly wall)",
     "retroperitoneum": "the back of the abdomen", "intra_abdominal": "the abdomen",
-    "head_neck": "the head or neck", "stomach": "the stomach", "duodenum": "the first part of the small bowel",
-    "small_intestine": "the small bowel", "colon": "the large bowel", "rectum": "the back passage (rectum)",
-    "oesophagus": "the food pipe (oesophagus)", "other_gi": "the lining of the abdomen", "other": "another part of the body",
+    "head_neck": "the head or neck", "stomach": "the stomach",
+    "duodenum": "the first part of the small bowel",
+    "small_intestine": "the small bowel", "colon": "the large bowel",
+    "rectum": "the back passage (rectum)",
+    "oesophagus": "the food pipe (oesophagus)", "other_gi": "the lining of the abdomen",
+    "other": "another part of the body",
 }
 
 
@@ -66,14 +81,17 @@ def situation_sentence(rec: dict[str, Any]) -> str:
     if "significant_morbidity" in gid:
         parts.append("The operation would be a big one, so treatment before surgery may help.")
     if "oligometastatic" in gid or "metastatic_limited" in gid:
-        parts.append("The tumour has spread to a small number of places, which may still be treatable directly.")
+        parts.append("The tumour has spread to a small number of places, which may still be "
+                     "treatable directly.")
     elif "disseminated" in gid or "recurrent_or_metastatic" in gid:
         parts.append("The tumour has come back or spread to other parts of the body.")
     elif "recurrent" in gid:
         parts.append("The tumour has come back after earlier treatment.")
     if "progressive" in gid:
-        parts.append("The tumour has grown during treatment, so a change of treatment is considered.")
-    return " ".join(parts) or "The team has placed your situation in one of the treatment paths of the guideline."
+        parts.append("The tumour has grown during treatment, so a change of treatment is "
+                     "considered.")
+    return " ".join(parts) or ("The team has placed your situation in one of the treatment paths "
+                               "of the guideline.")
 
 
 def treatments(rec: dict[str, Any]) -> list[dict[str, str]]:
@@ -91,6 +109,7 @@ def treatments(rec: dict[str, Any]) -> list[dict[str, str]]:
                     "consider": "Sometimes added"}.get(s["tier"], "")
             out.append({"text": PLAIN_TREATMENT.get(s["treatment"], s["label"]), "when": when,
                         "status": s["status"],
-                        "maybe": "Depends on a test result or detail not yet known" if s["status"] == "conditional" else ""})
+                        "maybe": "Depends on a test result or detail not yet known"
+                                 if s["status"] == "conditional" else ""})
     out.sort(key=lambda x: order.get(x["status"], 9))
     return out

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sarcoma_cds import InvalidFacts
+from sarcoma_cds import CompiledKB, InvalidFacts, Recommendation
+
+if TYPE_CHECKING:
+    from sarcoma_cds.interfaces.web.forms import FieldSpec
 
 STATUS_LABEL = {
     "preferred": "Preferred",
@@ -24,7 +28,8 @@ SITE_LABEL = {
     "retroperitoneal": "Retroperitoneal and intra-abdominal",
     "gist": "Gastrointestinal stromal tumour (GIST)",
 }
-SITE_SHORT = {"extremity": "Extremity / trunk", "retroperitoneal": "Retroperitoneal", "gist": "GIST"}
+SITE_SHORT = {"extremity": "Extremity / trunk", "retroperitoneal": "Retroperitoneal",
+              "gist": "GIST"}
 RISK_SCHEME = {
     "afip_miettinen_2006": "AFIP (Miettinen & Lasota 2006)",
     "nih_modified_joensuu_2008": "Modified NIH (Joensuu 2008)",
@@ -64,7 +69,7 @@ class Hit:
     snippet: str = ""
 
 
-def search(kb: Any, q: str) -> list[Hit]:
+def search(kb: CompiledKB, q: str) -> list[Hit]:
     terms = [t for t in re.split(r"\s+", q.lower().strip()) if t]
     if not terms:
         return []
@@ -138,17 +143,18 @@ class WhatIf:
         return any(v.group_changed or v.changes for v in self.variants if not v.current)
 
 
-def _status_map(rec: Any) -> dict[tuple[str, ...], tuple[str, str]]:
+def _status_map(rec: Recommendation) -> dict[tuple[str, ...], tuple[str, str]]:
     out: dict[tuple[str, ...], tuple[str, str]] = {}
     for pi, p in enumerate(rec.pathways, start=1):
         for s in p.steps:
             out[(str(pi), s.treatment)] = (s.label, s.status)
             for o in s.options:
-                out[(str(pi), s.treatment, *sorted(o.drugs))] = (f"{s.label}: {regimen(o.drugs)}", o.status)
+                out[(str(pi), s.treatment, *sorted(o.drugs))] = (f"{s.label}: {regimen(o.drugs)}",
+                                                                 o.status)
     return out
 
 
-def _group_text(rec: Any, kb: Any) -> str:
+def _group_text(rec: Recommendation, kb: CompiledKB) -> str:
     if rec.out_of_scope is not None:
         return "Out of scope"
     if rec.patient_group is not None:
@@ -159,7 +165,7 @@ def _group_text(rec: Any, kb: Any) -> str:
     return "No group"
 
 
-def _preferred(rec: Any) -> list[str]:
+def _preferred(rec: Recommendation) -> list[str]:
     out: list[str] = []
     for p in rec.pathways:
         for s in p.steps:
@@ -184,7 +190,9 @@ def _consistent(facts: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
     return f
 
 
-def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, Any]) -> tuple[Any, list[WhatIf]]:
+def what_if(kb: CompiledKB, recommend: Callable[[dict[str, Any]], Recommendation],
+            facts: dict[str, Any],
+            fields: dict[str, FieldSpec]) -> tuple[Recommendation, list[WhatIf]]:
     """Recompute the recommendation under each value of each missing or decisive fact."""
     base = recommend(facts)
     if base.out_of_scope is not None:

@@ -1,0 +1,125 @@
+"""FastAPI dependencies of the service routes: services, caller identity, request body.
+
+``create_app`` puts one :class:`Access` (API keys, the CDS Hooks JWT verifier, the public
+base URL) and the :class:`~sarcoma_cds.interfaces.api.services.Services` on ``app.state``;
+routes receive them, and the authenticated caller, by declaring a dependency, so no route
+is a closure over ``create_app``'s locals and each router module stands alone. A dependency
+refuses a request by raising an :mod:`~sarcoma_cds.interfaces.api.errors` exception.
+
+FastAPI runs a route's dependencies in the order they are declared: routes declare the
+caller before the body, so an unauthenticated request is refused before its body is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from sarcoma_cds.interfaces import json_input
+from sarcoma_cds.interfaces.api import cds_hooks
+from sarcoma_cds.interfaces.api.errors import (
+    BadRequest,
+    InvalidInput,
+    NotFound,
+    TokenRefused,
+    Unauthorized,
+    request_id,
+)
+from sarcoma_cds.interfaces.api.security import AuthError, JwtVerifier, check_api_key
+from sarcoma_cds.interfaces.api.services import Services
+
+log = logging.getLogger("sarcoma_cds.service")
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call: API keys ({sha256: name}; empty: the REST API is open) for the REST API,
+    the JWT verifier for CDS Hooks clients, and the base URL their token audience names."""
+
+    api_keys: dict[str, str]
+    verifier: JwtVerifier
+    base_url: str | None
+
+
+def get_services(request: Request) -> Services:
+    """The service layer of the app serving this request."""
+    services: Services = request.app.state.services
+    return services
+
+
+def get_access(request: Request) -> Access:
+    """The access configuration of the app serving this request."""
+    access: Access = request.app.state.access
+    return access
+
+
+def rid(request: Request) -> str:
+    """The request id (set by the request-context middleware)."""
+    return request_id(request)
+
+
+def _caller(request: Request, *, always: bool) -> str:
+    api_keys = get_access(request).api_keys
+    if not api_keys:
+        if always:
+            raise Unauthorized("this endpoint needs an API key; "
+                               "none are configured (SARCOMA_CDS_API_KEYS)")
+        return "local"
+    name = check_api_key(api_keys, request.headers.get("authorization"))
+    if name is None:
+        log.info("request_id=%s API key missing or unknown", rid(request))
+        raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")
+    return f"apikey:{name}"
+
+
+def api_caller(request: Request) -> str:
+    """The caller of a REST route: ``apikey:<name>``, or ``local`` when no keys are configured."""
+    return _caller(request, always=False)
+
+
+def keyed_caller(request: Request) -> str:
+    """Like :func:`api_caller`, but an API key is required even when none are configured
+    (the audit trail is never open)."""
+    return _caller(request, always=True)
+
+
+async def json_body(request: Request) -> Any:
+    """The request body parsed as JSON (400 when it is empty or not JSON)."""
+    raw = await request.body()
+    if not raw:
+        raise BadRequest("request body is empty; expected JSON")
+    try:
+        return json_input.loads(raw)
+    except json_input.DuplicateKeyError as e:  # (a record with two values of one field is ambiguous)
+        raise InvalidInput(f"{e}: {e.message}", errors=[{"field": e.key, "message": e.message}]) from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def base_for(request: Request) -> str:
+    """The service's public base URL (configured, else taken from the request)."""
+    return get_access(request).base_url or str(request.base_url).rstrip("/")
+
+
+def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
+    """The verified JWT claims of a CDS client calling a known service (404 for an unknown
+    service, a bare 401 for a refused token)."""
+    if service_id not in cds_hooks.HOOKS:
+        raise NotFound(f"no CDS service {service_id!r}")
+    audience = base_for(request) + request.url.path
+    try:
+        return get_access(request).verifier.verify(request.headers.get("authorization"), audience)
+    except AuthError as e:
+        log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
+        raise TokenRefused() from None
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ApiCaller = Annotated[str, Depends(api_caller)]
+KeyedCaller = Annotated[str, Depends(keyed_caller)]
+JsonBody = Annotated[Any, Depends(json_body)]
+CdsClaims = Annotated[dict[str, Any], Depends(cds_caller)]
+RequestId = Annotated[str, Depends(rid)]

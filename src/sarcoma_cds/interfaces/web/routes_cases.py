@@ -1,0 +1,87 @@
+"""Saved cases: saving, the list, the case page, the tumour-board view, the clinician's
+decision and the plain-language patient summary."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from sarcoma_cds.interfaces.web import plain
+from sarcoma_cds.interfaces.web.adapter import OUTCOMES
+from sarcoma_cds.interfaces.web.forms import facts_from_form, validate
+from sarcoma_cds.interfaces.web.pages import PagesDep, SavedCase
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post("/cases", response_class=HTMLResponse)
+async def save_case(request: Request, pages: PagesDep) -> Response:
+    """Save the facts as a case (an explicit action: their record keeps the facts)."""
+    form = await request.form()
+    facts = facts_from_form(form, pages.fields)
+    if validate(facts):
+        return pages.answer(request, facts, "patient.html")
+    label = str(form.get("case_label") or "").strip()[:120]
+    _, cid = pages.backend.save_case(facts, caller="web", label=label)
+    return RedirectResponse(f"/cases/{quote(cid)}", status_code=303)
+
+
+@router.get("/cases", response_class=HTMLResponse)
+def cases_page(request: Request, pages: PagesDep) -> HTMLResponse:
+    """The saved cases, newest first."""
+    return pages.render(request, "cases.html", cases=pages.backend.list_cases(100))
+
+
+@router.get("/cases/{cid}", response_class=HTMLResponse)
+def case_page(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+    """One case: recommendation, facts, diagram, decision form, downloads."""
+    return pages.render(request, "case.html", **pages.case_context(case),
+                        has_fhir=pages.backend.has_fhir)
+
+
+def _decision_errors(outcome: str, chosen: str, rationale: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if outcome not in OUTCOMES:
+        errors["outcome"] = "Choose what was decided."
+    if outcome == "overridden" and not chosen:
+        errors["chosen"] = "Name the option that was chosen instead."
+    if outcome == "overridden" and not rationale:
+        errors["rationale"] = "Give the reason for choosing another option."
+    return errors
+
+
+@router.post("/cases/{cid}/decision")
+async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Response:
+    """Record the clinician's or board's decision, then back to the case or board."""
+    form = await request.form()
+    outcome = str(form.get("outcome") or "")
+    chosen = str(form.get("chosen") or "").strip()[:300]
+    rationale = str(form.get("rationale") or "").strip()[:4000]
+    clinician = str(form.get("clinician") or "").strip()[:120]
+    back = "board" if form.get("next") == "board" else ""
+    errors = _decision_errors(outcome, chosen, rationale)
+    if errors:
+        tpl = "board.html" if back else "case.html"
+        return pages.render(request, tpl, 422, **pages.case_context(case),
+                            has_fhir=pages.backend.has_fhir, decision_errors=errors,
+                            decision_values=dict(form))
+    pages.backend.record_decision(case.id, outcome, chosen, rationale, clinician)
+    target = f"/cases/{quote(case.id)}/board" if back else f"/cases/{quote(case.id)}#decision"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/cases/{cid}/board", response_class=HTMLResponse)
+def board(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+    """The tumour-board sheet (print stylesheet) with its decision form."""
+    return pages.render(request, "board.html", **pages.case_context(case))
+
+
+@router.get("/cases/{cid}/patient-summary", response_class=HTMLResponse)
+def patient_summary(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+    """The plain-language discussion aid for the patient."""
+    rec = case.recommendation
+    return pages.render(request, "patient_summary.html", case=case, rec=rec,
+                        tumour=plain.tumour_sentence(case.facts) if case.facts else "",
+                        situation=plain.situation_sentence(rec), treatments=plain.treatments(rec))
