@@ -296,7 +296,7 @@ def test_progress_shows_rows_and_time_left() -> None:
 
     from rich.console import Console
 
-    from sarcoma_cds.cohort.run import RowsColumn, progress_bar, rows_task
+    from sarcoma_cds.cohort.progress import RowsColumn, progress_bar, rows_task
 
     assert rows_task(None, "x") is None  # (no display, no callback)
     clock = [100.0]
