@@ -184,9 +184,10 @@ def test_compare_kb_and_kb_diff(tmp_path: Path) -> None:
     r = runner.invoke(app, ["concordance", str(cohort), "--out", str(tmp_path / "out"), "--kb", str(new_dir),
                             "--compare-kb", str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data")])
     assert r.exit_code == 0, r.output
-    assert "1 patients change" in r.output
+    assert "1 patients get a different recommendation, 1 a different concordance" in r.output
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["guideline_change"]["patients_changed"] == 1
+    assert s["guideline_change"]["recommendation"]["patients_changed"] == 1
     r = runner.invoke(app, ["kb", "diff", str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data"), str(new_dir)])
     assert r.exit_code == 0 and "gist_imatinib_genotype" in r.output
 

@@ -67,7 +67,9 @@ def concordance(
         raise _fail(str(e)) from e
     line = s["_line"]
     if "guideline_change" in s:
-        line += f"; {s['guideline_change']['patients_changed']} patients change vs {s['guideline_change']['from_version']}"
+        gc = s["guideline_change"]
+        line += (f"; vs {gc['from_version']}: {gc['recommendation']['patients_changed']} patients get a different "
+                 f"recommendation, {gc['patients_changed']} a different concordance")
     typer.echo(line + f" -> {out}/")
 
 
@@ -78,11 +80,15 @@ def synth_cmd(
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .parquet or .jsonl."),
     discordance_rate: float = typer.Option(0.15, "--discordance-rate", min=0.0, max=1.0,
                                            help="Share of patients given a random (mostly off-pathway) treatment."),
+    kb: str | None = typer.Option(None, "--kb", help="Knowledge base whose groups and regimens the delivered "
+                                  "treatments are drawn from: a directory or a version (default: the packaged "
+                                  "one), so a draft's new content is exercised."),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Write a synthetic cohort (documented distributions; see docs/cohort.md)."""
     from sarcoma_cds.cohort.synth import synth, write
 
-    df = synth(n, seed=seed, discordance_rate=discordance_rate)
+    df = synth(n, seed=seed, discordance_rate=discordance_rate, kb=_load(kb, kb_archive))
     write(df, out)
     typer.echo(f"{n} synthetic patients (seed {seed}) -> {out}")
 
@@ -98,6 +104,40 @@ def kb_diff_cmd(
 
     for line in kb_diff(_load(old, kb_archive), _load(new, kb_archive)):
         typer.echo(line)
+
+
+@requires("cohort", "kb impact")
+def kb_impact_cmd(
+    old: str = typer.Argument(..., help="Old knowledge base: a directory or a version (packaged or archived)."),
+    new: str = typer.Argument(..., help="New knowledge base: a directory or a version."),
+    cohort: Path = typer.Option(..., "--cohort", help="Cohort file: .csv, .parquet or .jsonl."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for impact.json, impact.md and impact.html."),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+) -> None:
+    """Whose recommendation changes between two knowledge bases: per group and per step or regimen,
+    the status changes with counts, example patients and the rule responsible; group moves; new or
+    lost warnings and questions."""
+    import json
+
+    from sarcoma_cds.cohort.impact_report import page, to_markdown, to_text
+    from sarcoma_cds.cohort.io import CohortError
+    from sarcoma_cds.cohort.rec_impact import cohort_facts, impact
+
+    a, b = _load(old, kb_archive), _load(new, kb_archive)
+    try:
+        facts = cohort_facts(cohort)
+    except CohortError as e:
+        raise _fail(str(e)) from e
+    d = impact(facts, a, b).as_dict()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "impact.json").write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+        (out / "impact.md").write_text(to_markdown(d), encoding="utf-8")
+        (out / "impact.html").write_text(page(d), encoding="utf-8")
+    for line in to_text(d):
+        typer.echo(line)
+    if out is not None:
+        typer.echo(f"-> {out}/impact.json, impact.md, impact.html")
 
 
 def kb_archive_cmd(
@@ -132,6 +172,7 @@ def register(app: typer.Typer) -> None:
     app.command("concordance")(concordance)
     app.command("synth")(synth_cmd)
     kb_app.command("diff")(kb_diff_cmd)
+    kb_app.command("impact")(kb_impact_cmd)
     kb_app.command("archive")(kb_archive_cmd)
     if not any(g.name == "kb" for g in app.registered_groups):
         app.add_typer(kb_app, name="kb")
