@@ -98,12 +98,25 @@ def kb_diff_cmd(
     new: str | None = typer.Argument(None, help="New knowledge base: a directory or a version "
                                      "(default: the packaged one)."),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+    format: str = typer.Option("text", "--format", "-f", help="text | markdown | html."),
+    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of standard output."),
 ) -> None:
-    """What changed in the algorithm: groups, classification, steps, regimens, rules."""
-    from sarcoma_cds.cohort.impact import kb_diff
+    """What changed in the algorithm: guideline metadata, groups, steps, regimens, classification,
+    definitions, rules case by case (conditions in plain words), tables, fact labels, sources and
+    the bibliography."""
+    from sarcoma_cds.kb.diff import kb_changes, to_html, to_lines, to_markdown
 
-    for line in kb_diff(_load(old, kb_archive), _load(new, kb_archive)):
-        typer.echo(line)
+    if format not in ("text", "markdown", "html"):
+        raise _fail("--format: use text, markdown or html")
+    a, b = _load(old, kb_archive), _load(new, kb_archive)
+    changes = kb_changes(a, b)
+    text = {"text": lambda: "\n".join(to_lines(a, b, changes)) + "\n", "markdown": lambda: to_markdown(a, b, changes),
+            "html": lambda: to_html(a, b, changes)}[format]()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(changes)} changes -> {out}")
 
 
 @requires("cohort", "kb impact")
