@@ -95,6 +95,21 @@ SLIPS = [
     ("a status that does not exist", RULES, "        status: not_recommended\n        reason: No NTRK",
      "        status: not_recommendet\n        reason: No NTRK",
      (f"{RULES}: rule ntrk_fusion_sts: case 2: status:", "not_recommendet", "did you mean 'not_recommended'")),
+    ("a reference number the source does not have", RULES, 'references: ["11"]\n    groups: [extremity.stage_iii',
+     'references: ["12"]\n    groups: [extremity.stage_iii',
+     (f"{RULES}: rule ntrk_fusion_sts: references:", "'12' is not in bibliography.yaml")),
+    ("a step's reference number mistyped", GROUP6, 'references: ["11", "59", "60", "61"]\npathways',
+     'references: ["11", "59", "60", "16"]\npathways',
+     (f"{GROUP6}: group extremity.stage_iv_disseminated: references:", "'16' is not in bibliography.yaml")),
+    ("a rule without references", RULES, 'references: ["11"]\n    groups: [extremity.stage_iii',
+     'references: []\n    groups: [extremity.stage_iii',
+     (f"{RULES}: rule ntrk_fusion_sts: references:", "at least 1 item")),
+    ("approved without approvers", "guideline.yaml", "status: draft", "status: approved",
+     ("guideline.yaml:", "status 'approved' needs at least one entry in approvals")),
+    ("a review date before the release", "guideline.yaml", 'review_by: "2027-11-30"', 'review_by: "2025-11-30"',
+     ("guideline.yaml:", "review_by 2025-11-30 must come after released")),
+    ("a citation claimed but not given", "bibliography.yaml", '"11": {source_gives: number_only}',
+     '"11": {source_gives: citation}', ("bibliography.yaml: references: 11:", "citation is given exactly when")),
 ]
 
 
@@ -158,3 +173,13 @@ def test_the_gate_passes_the_packaged_knowledge_base() -> None:
     report = release_gate()
     assert report.ok, report.problems
     assert report.proof is not None and report.proof.combinations > 100_000
+
+
+def test_the_gate_requires_a_changelog_entry_and_the_bibliography(tmp_path: Path) -> None:
+    from sarcoma_cds.kb.gate import release_gate
+
+    kb = _copy_with(tmp_path, "guideline.yaml", '  - version: "1.1.0"\n', '  - version: "1.0.9"\n')
+    (kb / "bibliography.yaml").unlink()
+    problems = release_gate(kb, proof=False).problems
+    _one(problems, "guideline.yaml: changelog: no entry for version 1.1.0")
+    _one(problems, "bibliography.yaml: missing")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 
-from sarcoma_cds.domain.kb_models import Condition, Group, Rule
+from sarcoma_cds.domain.kb_models import Bibliography, Condition, Group, Rule
 
 RULES_FILE = "rules/personalisation.yaml"
 CLASSIFICATION_FILE = "rules/classification.yaml"
@@ -75,4 +75,30 @@ def refs_of(c: Condition, defs: Mapping[str, Condition], seen: frozenset[str] = 
             out |= refs_of(defs[c.ref], defs, seen | {c.ref})
     for kid in (*(c.all_ or ()), *(c.any_ or ()), *((c.not_,) if c.not_ else ())):
         out |= refs_of(kid, defs, seen)
+    return out
+
+
+def reference_problems(groups: Iterable[Group], rules: Iterable[Rule], bibliography: Bibliography,
+                       files: Iterable[str]) -> list[str]:
+    """Every source reference number cited (group, step, regimen, rule) must be in the bibliography,
+    so a reviewer can follow each one; a mistyped number is caught here."""
+    known = bibliography.references
+    files = tuple(files)
+
+    def missing(refs: Iterable[str], where: str) -> list[str]:
+        return [f"{where}: references: reference number {r!r} is not in bibliography.yaml" + did_you_mean(r, known)
+                for r in refs if r.isdigit() and r not in known]
+
+    out: list[str] = []
+    for g in groups:
+        here = f"{group_file(g.id, files)}: group {g.id}"
+        out += missing(g.references, here)
+        for pi, pw in enumerate(g.pathways, start=1):
+            for st in pw.steps:
+                out += missing(st.references, f"{here}: pathway {pi} step {st.treatment}")
+                for op in st.options:
+                    out += missing(op.references, f"{here}: pathway {pi} step {st.treatment}: "
+                                                  f"regimen {'+'.join(op.drugs)}")
+    for rule in rules:
+        out += missing(rule.references, f"{RULES_FILE}: rule {rule.id}")
     return out

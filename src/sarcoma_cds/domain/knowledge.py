@@ -22,9 +22,11 @@ from sarcoma_cds.domain.kb_checks import (
     case_conflicts,
     did_you_mean,
     duplicate_regimens,
+    reference_problems,
     refs_of,
 )
 from sarcoma_cds.domain.kb_models import (
+    Bibliography,
     Case,
     Classification,
     Condition,
@@ -80,6 +82,8 @@ class KnowledgeBaseData:
     files: tuple[str, ...] = ()
     #: named public sources beyond the source algorithm (``sources.yaml``), by id
     sources: Mapping[str, NamedSource] = field(default_factory=dict)
+    #: the source's reference numbers (``bibliography.yaml``); None for versions archived before it
+    bibliography: Bibliography | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +336,8 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
                 problems.append(f"{where}: references: {ref!r} is neither a source reference number "
                                 "nor a named source in sources.yaml" + did_you_mean(ref, data.sources))
 
+    if data.bibliography is not None:
+        problems.extend(reference_problems(groups.values(), data.rules.rules, data.bibliography, data.files))
     if problems:
         raise KnowledgeBaseError(problems)
     _generate_code(defs, [

@@ -177,8 +177,10 @@ def _group_changes(a: Group | None, b: Group | None) -> list[Change]:
                 out.append(Change("regimens", "-", f"{subject} regimen {d}", ox[d].line))
             elif d not in ox:
                 out.append(Change("regimens", "+", f"{subject} regimen {d}", oy[d].line))
-            elif ox[d].line != oy[d].line:
-                out.append(Change("regimens", "~", f"{subject} regimen {d}", f"line {ox[d].line} -> {oy[d].line}"))
+            else:
+                out += [Change("regimens", "~", f"{subject} regimen {d}", f"{f} {_show(getattr(ox[d], f))} -> "
+                               f"{_show(getattr(oy[d], f))}") for f in ("line", "references")
+                        if getattr(ox[d], f) != getattr(oy[d], f)]
     return out
 
 
@@ -240,7 +242,8 @@ def kb_changes(old: CompiledKB, new: CompiledKB) -> list[Change]:
 
 
 def _bibliography(kb: CompiledKB) -> Any:
-    return {k: _dump(v) for k, v in getattr(kb.data, "bibliography", {}).items()}
+    bib = kb.data.bibliography
+    return {} if bib is None else {"note": bib.note, **{k: _dump(v) for k, v in bib.references.items()}}
 
 
 def _title(old: CompiledKB, new: CompiledKB) -> str:

@@ -2,8 +2,8 @@
 
 Loading (``load_kb``) already checks every file and cross-reference; that runs on every start, so
 it must stay fast. The gate adds what is too slow or too broad for every start: the
-classification proof (:mod:`sarcoma_cds.kb.proof`, about a second) and whether the cohort audit
-can compile the rules. It never stops at the first failure of one kind, but it does not run the
+classification proof (:mod:`sarcoma_cds.kb.proof`, about a second), whether the cohort audit
+can compile the rules, and the governance data a release needs (:mod:`sarcoma_cds.kb.governance`). It never stops at the first failure of one kind, but it does not run the
 proof on a knowledge base that failed to load: its findings would be follow-on errors.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sarcoma_cds.domain.knowledge import CompiledKB, KnowledgeBaseError
+from sarcoma_cds.kb.governance import release_problems
 from sarcoma_cds.kb.loader import load_kb
 from sarcoma_cds.kb.proof import ProofResult, prove
 
@@ -28,6 +29,8 @@ class GateReport:
     proof_seconds: float = 0.0
     #: "compatible", or why the cohort audit was not checked (its extra not installed)
     cohort: str = "not checked"
+    #: not blocking, but a reviewer should see them (draft status, review date passed)
+    notices: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -56,6 +59,8 @@ def release_gate(root: Path | str | None = None, proof: bool = True) -> GateRepo
     except KnowledgeBaseError as e:
         report.problems = list(e.problems)
         return report
+    problems, report.notices = release_problems(report.kb)
+    report.problems.extend(problems)
     if proof:
         t = time.perf_counter()
         report.proof = prove(report.kb)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sarcoma_cds.domain.gist_risk import GistRiskTables
 from sarcoma_cds.domain.kb_checks import did_you_mean
 from sarcoma_cds.domain.kb_models import (
+    Bibliography,
     Classification,
     Condition,
     FactLabel,
@@ -136,6 +137,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
     ajcc = one("tables/ajcc8.yaml", AjccTables)
     risk = one("tables/gist_risk.yaml", GistRiskTables)
     sources = one("sources.yaml", _SOURCES) if (root / "sources.yaml").exists() else {}
+    bibliography = one("bibliography.yaml", Bibliography) if (root / "bibliography.yaml").exists() else None
 
     groups: list[Group] = []
     group_files = sorted((root / "groups").glob("*.yaml"))
@@ -169,6 +171,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
         content_hash=content_hash(root),
         files=tuple(p.relative_to(root).as_posix() for p in sorted(root.rglob("*.yaml"))),
         sources=sources or {},
+        bibliography=bibliography,
     )
 
 

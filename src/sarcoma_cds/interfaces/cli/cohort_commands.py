@@ -157,8 +157,13 @@ def kb_archive_cmd(
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory to archive (default: the packaged one)."),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
     to: Path | None = typer.Option(None, "--to", hidden=True, help="Deprecated: use --kb-archive."),
+    approved_by: str | None = typer.Option(None, "--approved-by", help="Record in the archive's hash-chained "
+                                           "approval ledger that this person (listed in guideline.yaml "
+                                           "approvals) approved this version and content hash."),
+    role: str = typer.Option("", "--role", help="The approver's role (with --approved-by)."),
 ) -> None:
-    """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later."""
+    """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later;
+    with --approved-by, also record who approved it."""
     from sarcoma_cds import KnowledgeBaseError
     from sarcoma_cds.kb.archive import KbArchiveError, archive_kb
 
@@ -179,6 +184,35 @@ def kb_archive_cmd(
     else:
         typer.echo(f"knowledge base {a.version} is already archived in {a.path} with the same content "
                    f"({a.content_hash[:19]}); nothing to do")
+    if approved_by is not None:
+        from sarcoma_cds.kb.archive import archive_dir
+        from sarcoma_cds.kb.governance import LEDGER, record_approval
+
+        try:
+            rec = record_approval(archive_dir(kb_archive or to), _load(a.path), approved_by, role)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        typer.echo(f"approval by {approved_by} of {a.version} recorded in {archive_dir(kb_archive or to) / LEDGER} "
+                   f"({rec['hash'][:19]})")
+
+
+def kb_approvals_cmd(
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+) -> None:
+    """List the approvals recorded in the archive and verify their hash chain (exit 2 if broken)."""
+    from sarcoma_cds.kb.archive import archive_dir
+    from sarcoma_cds.kb.governance import read_ledger, verify_ledger
+
+    root = archive_dir(kb_archive)
+    for rec in read_ledger(root):
+        typer.echo(f"{rec['recorded_at']}  {rec['version']}  {rec['content_hash'][:19]}  {rec['approver']}"
+                   f"{' (' + rec['role'] + ')' if rec.get('role') else ''}  {rec['hash'][:19]}")
+    problems = verify_ledger(root)
+    if problems:
+        for p in problems:
+            typer.echo(f"error: {p}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"approval ledger in {root}: {len(read_ledger(root))} record(s), chain intact")
 
 
 def register(app: typer.Typer) -> None:
@@ -187,5 +221,6 @@ def register(app: typer.Typer) -> None:
     kb_app.command("diff")(kb_diff_cmd)
     kb_app.command("impact")(kb_impact_cmd)
     kb_app.command("archive")(kb_archive_cmd)
+    kb_app.command("approvals")(kb_approvals_cmd)
     if not any(g.name == "kb" for g in app.registered_groups):
         app.add_typer(kb_app, name="kb")
