@@ -3,7 +3,8 @@
 Loading (``load_kb``) already checks every file and cross-reference; that runs on every start, so
 it must stay fast. The gate adds what is too slow or too broad for every start: the
 classification proof (:mod:`sarcoma_cds.kb.proof`, about a second), whether the cohort audit
-can compile the rules, and the governance data a release needs (:mod:`sarcoma_cds.kb.governance`). It never stops at the first failure of one kind, but it does not run the
+can compile the rules, the governance data a release needs (:mod:`sarcoma_cds.kb.governance`) and
+the golden cases kept next to the knowledge base (:mod:`sarcoma_cds.kb.cases`). It never stops at the first failure of one kind, but it does not run the
 proof on a knowledge base that failed to load: its findings would be follow-on errors.
 """
 
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sarcoma_cds.domain.knowledge import CompiledKB, KnowledgeBaseError
+from sarcoma_cds.kb.cases import run_cases
 from sarcoma_cds.kb.governance import release_problems
-from sarcoma_cds.kb.loader import load_kb
+from sarcoma_cds.kb.loader import DEFAULT_KB_DIR, load_kb
 from sarcoma_cds.kb.proof import ProofResult, prove
 
 
@@ -31,6 +33,8 @@ class GateReport:
     cohort: str = "not checked"
     #: not blocking, but a reviewer should see them (draft status, review date passed)
     notices: list[str] = field(default_factory=list)
+    #: golden cases run (``<kb>/cases/*.yaml``)
+    cases: int = 0
 
     @property
     def ok(self) -> bool:
@@ -67,5 +71,7 @@ def release_gate(root: Path | str | None = None, proof: bool = True) -> GateRepo
         report.proof_seconds = time.perf_counter() - t
         report.problems.extend(report.proof.problems)
     report.cohort, problems = cohort_problems(report.kb)
+    report.problems.extend(problems)
+    report.cases, problems = run_cases(report.kb, Path(root) if root is not None else DEFAULT_KB_DIR)
     report.problems.extend(problems)
     return report

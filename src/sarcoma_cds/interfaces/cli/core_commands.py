@@ -228,6 +228,7 @@ def validate_kb_cmd(
             f"group, gap or out-of-scope rule; all {len(report.proof.reached)} groups reachable "
             f"({report.proof_seconds:.1f} s)\n")
     sys.stdout.write(f"    cohort audit: {report.cohort}\n")
+    sys.stdout.write(f"    golden cases and group pathways (cases/): {report.cases} pass\n")
     meta = kb.data.meta
     refs = len(kb.data.bibliography.references) if kb.data.bibliography else 0
     sys.stdout.write(f"    status {meta.status}, released {meta.released}, review by {meta.review_by}, "
