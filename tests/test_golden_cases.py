@@ -34,8 +34,12 @@ def test_each_golden_case(rel: str, case) -> None:  # type: ignore[no-untyped-de
 
 
 def _copy(tmp_path: Path) -> Path:
+    """A draft: the packaged knowledge base under a new version (one version names one content)."""
     dst = tmp_path / "kb"
     shutil.copytree(DEFAULT_KB_DIR, dst)
+    g = dst / "guideline.yaml"
+    g.write_text(g.read_text().replace('version: "1.1.0"\nreleased', 'version: "1.2.0"\nreleased', 1).replace(
+        "changelog:\n", 'changelog:\n  - {version: "1.2.0", date: "2026-12-01", changes: ["A draft."]}\n', 1))
     return dst
 
 

@@ -183,3 +183,12 @@ def test_the_gate_requires_a_changelog_entry_and_the_bibliography(tmp_path: Path
     problems = release_gate(kb, proof=False).problems
     _one(problems, "guideline.yaml: changelog: no entry for version 1.1.0")
     _one(problems, "bibliography.yaml: missing")
+
+
+def test_the_gate_refuses_changed_content_under_a_released_version(tmp_path: Path) -> None:
+    from sarcoma_cds.kb.gate import release_gate
+
+    kb = _copy_with(tmp_path, "facts.yaml", "label: histology", "label: histological type")
+    problems = release_gate(kb, proof=False).problems
+    _one(problems, "guideline.yaml: version: 1.1.0 already names other content", "bump the version")
+    assert release_gate(proof=False).ok  # (the packaged knowledge base itself is fine)

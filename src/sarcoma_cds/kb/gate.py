@@ -55,7 +55,22 @@ def cohort_problems(kb: CompiledKB) -> tuple[str, list[str]]:
     return "compatible", []
 
 
-def release_gate(root: Path | str | None = None, proof: bool = True) -> GateReport:
+def version_problems(kb: CompiledKB, archive: Path | str | None = None) -> list[str]:
+    """One version names one content (ADR 0303): a changed knowledge base must bump its version
+    before it is released, checked against the packaged version and the archive."""
+    from sarcoma_cds.kb.archive import available_versions
+    from sarcoma_cds.kb.loader import content_hash
+
+    other = available_versions(archive).get(kb.version)
+    if other is None or content_hash(other) == kb.content_hash:
+        return []
+    where = "the packaged knowledge base" if other == DEFAULT_KB_DIR else f"the archive ({other})"
+    return [f"guideline.yaml: version: {kb.version} already names other content in {where}; "
+            "bump the version (and add its changelog entry)"]
+
+
+def release_gate(root: Path | str | None = None, proof: bool = True,
+                 archive: Path | str | None = None) -> GateReport:
     """Load, compile, prove and check cohort compatibility; every problem listed."""
     report = GateReport()
     try:
@@ -65,6 +80,7 @@ def release_gate(root: Path | str | None = None, proof: bool = True) -> GateRepo
         return report
     problems, report.notices = release_problems(report.kb)
     report.problems.extend(problems)
+    report.problems.extend(version_problems(report.kb, archive))
     if proof:
         t = time.perf_counter()
         report.proof = prove(report.kb)
