@@ -27,7 +27,8 @@ def _approved(tmp_path: Path, version: str, name: str = "kb") -> Path:
     shutil.copytree(DEFAULT_KB_DIR, dst)
     g = dst / "guideline.yaml"
     text = g.read_text().replace("status: draft\napprovals: []\n", APPROVED)
-    text = text.replace('version: "1.1.0"\nreleased', f'version: "{version}"\nreleased', 1)
+    text = text.replace('version: "1.1.0"\nreleased', f'version: "{version}"\nreleased', 1).replace(
+        "changelog:\n", f'changelog:\n  - {{version: "{version}", date: "2026-11-30", changes: ["Approved."]}}\n', 1)
     g.write_text(text)
     return dst
 
@@ -90,6 +91,15 @@ def test_cli_archive_approved_by_and_approvals(tmp_path: Path) -> None:
     assert "approval by Dr A. Example of 1.1.1 recorded" in r.output
     r = runner.invoke(app, ["kb", "approvals", "--kb-archive", str(arch)])
     assert r.exit_code == 0 and "1 record(s), chain intact" in r.output
+    # content that fails the release gate is neither archived nor approved
+    broken = _approved(tmp_path, "1.1.2", "broken")
+    (broken / "cases" / "pathways.yaml").unlink()
+    (broken / "cases" / "examples.yaml").write_text("cases:\n  - id: x\n    description: expects too much\n"
+                                                    "    facts: {histology: gist, primary_site: stomach}\n"
+                                                    "    expect: {group: extremity.stage_i}\n")
+    r = runner.invoke(app, ["kb", "archive", "--kb", str(broken), "--kb-archive", str(arch),
+                            "--approved-by", "Dr A. Example"])
+    assert r.exit_code == 2 and "release gate" in r.output and not (arch / "1.1.2").exists()
     rec = json.loads((arch / LEDGER).read_text())
     (arch / LEDGER).write_text(json.dumps({**rec, "approver": "Dr Z"}) + "\n")
     r = runner.invoke(app, ["kb", "approvals", "--kb-archive", str(arch)])

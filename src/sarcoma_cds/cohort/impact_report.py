@@ -10,14 +10,15 @@ from typing import Any
 TOP = 40
 
 
-def _describe(c: dict[str, Any]) -> str:
+def _describe(c: dict[str, Any], group: bool = True) -> str:
+    where = f"{c['group']}: " if group else ""
     if c["kind"] == "group":
         return f"moves from {c['old']} to {c['new']}"
     if c["kind"] == "status":
-        return f"{c['group']}: {c['item']}: {c['old']} -> {c['new']}"
+        return f"{where}{c['item']}: {c['old']} -> {c['new']}"
     if c["kind"] == "warning":
-        return f"{c['group']}: warning {c['item']} {'added' if c['old'] == '-' else 'no longer given'}"
-    return f"{c['group']}: question {c['item']} {'now asked' if c['old'] == '-' else 'no longer asked'}"
+        return f"{where}warning {c['item']} {'added' if c['old'] == '-' else 'no longer given'}"
+    return f"{where}question {c['item']} {'now asked' if c['old'] == '-' else 'no longer asked'}"
 
 
 def headline(d: dict[str, Any]) -> str:
@@ -45,7 +46,7 @@ def to_markdown(d: dict[str, Any]) -> str:
              f"{d['to_version']} ({d['to_content_hash'][:19]}).", "",
              "| patients | group | change | rules responsible | example patients |", "|---:|---|---|---|---|"]
     for c in d["changes"]:
-        lines.append(f"| {c['patients']:,} | {c['group']} | {_describe(c).replace('|', '/')} | "
+        lines.append(f"| {c['patients']:,} | {c['group']} | {_describe(c, group=False).replace('|', '/')} | "
                      f"{', '.join(c['rules']) or '-'} | {', '.join(c['examples'][:3])} |")
     if d["by_group"]:
         lines += ["", "| group (new version) | patients whose recommendation changes |", "|---|---:|"]

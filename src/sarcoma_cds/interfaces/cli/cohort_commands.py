@@ -171,6 +171,13 @@ def kb_archive_cmd(
         raise _fail(f"--kb: {kb} is not a directory")
     if to is not None:  # (the one name is --kb-archive, as in concordance and kb diff)
         typer.echo("warning: --to is deprecated; use --kb-archive", err=True)
+    if approved_by is not None:  # an approval is recorded only for content that passes the release gate
+        from sarcoma_cds.kb.gate import release_gate
+
+        gate = release_gate(kb, archive=kb_archive or to)
+        if not gate.ok:
+            raise _fail("the knowledge base does not pass the release gate (validate-kb), nothing archived: "
+                        + "; ".join(gate.problems))
     try:
         a = archive_kb(kb, kb_archive or to)
     except KbArchiveError as e:
