@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def _modified_kb(tmp_path: Path) -> Path:
     assert old in text
     p.write_text(text.replace(old, "      - when: {fact: kit_mutation, eq: exon_9}\n        status: caution"))
     g = dst / "guideline.yaml"
-    g.write_text(g.read_text().replace('version: "1.0.0"', 'version: "1.1.0"').replace("version: 1.0.0", "version: 1.1.0"))
+    # (the top-level version only: the changelog names past versions too)
+    g.write_text(re.sub(r'^version: "?1\.0\.0"?$', 'version: "1.1.0"', g.read_text(), flags=re.M))
     return dst
 
 
