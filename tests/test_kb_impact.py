@@ -109,3 +109,21 @@ def test_a_lost_question_is_reported_with_its_rule(tmp_path: Path, cohort: objec
     assert lost and all((r.item, r.old, r.new, r.rules) == ("ntrk_fusion", "asked", "-", ("ntrk_fusion_sts",))
                         for r in lost)
     assert {r.kind for r in result.rows} == {"question"}
+
+
+def test_memoised_recommendations_do_not_leak_between_patients() -> None:
+    """Found by the impact tool: the memo key banded ECOG at >= 3 only, so a patient with ECOG 1
+    (the anthracycline-ifosfamide caution does not apply) and one with ECOG 2 (it does, EORTC
+    62012 eligibility) shared a cached result. The answer must not depend on who came before."""
+    ecog1 = {"histology": "angiosarcoma", "primary_site": "upper_extremity", "size_cm": 8.2, "grade": "2",
+             "nodes": "N0", "metastasis": "M1", "metastatic_burden": "oligometastatic", "resectability": "resectable",
+             "disease_status": "primary", "age_years": 55, "ecog": 1}
+    ecog2 = {**ecog1, "ecog": 2}
+    from sarcoma_cds.cohort.rec_impact import flatten
+    from sarcoma_cds.domain.engine import recommend
+
+    alone = flatten(recommend(load_kb(DEFAULT_KB_DIR), ecog2))
+    kb = load_kb(DEFAULT_KB_DIR)
+    recommend(kb, ecog1)
+    assert flatten(recommend(kb, ecog2)) == alone
+    assert "caution" in alone.items.values()

@@ -129,8 +129,16 @@ class MemoKeySpec:
 def memo_spec(conditions: list[Condition], defs: Mapping[str, Condition]) -> MemoKeySpec:
     fields: set[str] = set()
     bands: dict[str, set[tuple[str, float]]] = {}
+    exact: dict[str, set[Any]] = {}
     for cond in conditions:
-        _collect_leaves(cond, defs, fields, bands)
+        _collect_leaves(cond, defs, fields, bands, exact)
+    # a number compared somewhere (banded) and also tested for a value (``{fact: ecog, eq: 2}``):
+    # the value gets its own band, or patients with ECOG 1 and 2 would share one memo entry
+    for f, values in exact.items():
+        if f in bands:
+            for v in values:
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    bands[f] |= {("ge", float(v)), ("le", float(v))}
     return MemoKeySpec(
         plain=tuple(sorted(f for f in fields if f not in bands)),
         banded=tuple((f, tuple(sorted(bands[f]))) for f in sorted(bands)),
@@ -505,15 +513,18 @@ def _target_problems(tg: Targets, steps: set[str], options: set[tuple[str, ...]]
 
 
 def _collect_leaves(
-    c: Condition, defs: Mapping[str, Condition], fields: set[str], bands: dict[str, set[tuple[str, float]]]
+    c: Condition, defs: Mapping[str, Condition], fields: set[str], bands: dict[str, set[tuple[str, float]]],
+    exact: dict[str, set[Any]],
 ) -> None:
     if c.ref is not None:
-        _collect_leaves(defs[c.ref], defs, fields, bands)
+        _collect_leaves(defs[c.ref], defs, fields, bands, exact)
         return
     for kid in (*(c.all_ or ()), *(c.any_ or ()), *((c.not_,) if c.not_ else ())):
-        _collect_leaves(kid, defs, fields, bands)
+        _collect_leaves(kid, defs, fields, bands, exact)
     if c.fact is not None:
         fields.add(c.fact)
+        if c.in_ is not None or c.eq is not None:
+            exact.setdefault(c.fact, set()).update(c.in_ if c.in_ is not None else (c.eq,))
         for op in ("gt", "ge", "lt", "le"):
             bound = getattr(c, op)
             if bound is not None:
