@@ -99,6 +99,12 @@ def test_kb_impact_command_and_compare_kb_report(tmp_path: Path, cohort: object)
     page = (tmp_path / "out" / "report.html").read_text()
     assert 'id="recommendation-impact"' in page and KB.content_hash[:19] in page
 
+    # synth --kb: the delivered treatments come from the named knowledge base (a draft's regimens occur)
+    r = runner.invoke(app, ["synth", "--n", "50", "--kb", str(old_dir), "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0 and (tmp_path / "s.csv").exists(), r.output
+    r = runner.invoke(app, ["synth", "--n", "5", "--kb", "9.9.9", "--out", str(tmp_path / "t.csv")])
+    assert r.exit_code == 2 and "neither a directory nor a known version" in r.output
+
 
 def test_a_lost_question_is_reported_with_its_rule(tmp_path: Path, cohort: object) -> None:
     ask = ("      ask:\n        - field: ntrk_fusion\n          why: NTRK gene fusion status decides whether "
