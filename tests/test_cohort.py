@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def _modified_kb(tmp_path: Path) -> Path:
     assert old in text
     p.write_text(text.replace(old, "      - when: {fact: kit_mutation, eq: exon_9}\n        status: caution"))
     g = dst / "guideline.yaml"
-    g.write_text(g.read_text().replace('version: "1.0.0"', 'version: "1.1.0"').replace("version: 1.0.0", "version: 1.1.0"))
+    # (the top-level version only: the changelog names past versions too)
+    g.write_text(re.sub(r'^version: "?1\.0\.0"?$', 'version: "1.1.0"', g.read_text(), flags=re.M))
     return dst
 
 
@@ -184,9 +186,10 @@ def test_compare_kb_and_kb_diff(tmp_path: Path) -> None:
     r = runner.invoke(app, ["concordance", str(cohort), "--out", str(tmp_path / "out"), "--kb", str(new_dir),
                             "--compare-kb", str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data")])
     assert r.exit_code == 0, r.output
-    assert "1 patients change" in r.output
+    assert "1 patients get a different recommendation, 1 a different concordance" in r.output
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["guideline_change"]["patients_changed"] == 1
+    assert s["guideline_change"]["recommendation"]["patients_changed"] == 1
     r = runner.invoke(app, ["kb", "diff", str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data"), str(new_dir)])
     assert r.exit_code == 0 and "gist_imatinib_genotype" in r.output
 

@@ -76,8 +76,10 @@ def test_broken_group_file_names_file_and_field(tmp_path):
     with pytest.raises(KnowledgeBaseError) as e:
         load_kb(dst)
     text = "\n".join(e.value.problems)
-    assert "groups/02-extremity.stage_ii_resectable.yaml: pathways.0.steps.1.applies_to" in text
-    assert "groups/05-extremity.stage_iv_oligometastatic.yaml: pathways.0.steps.0.teir" in text
+    # list items named by their title, not counted from 0 (pathways, which have no name, from 1)
+    assert "groups/02-extremity.stage_ii_resectable.yaml: pathway 1: step adjuvant radiotherapy: applies_to" in text
+    assert "groups/05-extremity.stage_iv_oligometastatic.yaml: pathway 1: step " in text and ": teir:" in text
+    assert "order must run" not in text  # no follow-on error from the two files that failed
 
 
 def test_rule_pointing_at_a_missing_step_fails(tmp_path):

@@ -95,7 +95,7 @@ def test_archive_round_trip_kb_diff_and_concordance(tmp_path: Path) -> None:
     r = runner.invoke(app, ["concordance", str(cohort), "--out", str(out), "--engine", "python",
                             "--compare-kb", "1.1.1", "--kb-archive", str(arch)])
     assert r.exit_code == 0, r.output
-    assert "1 patients change vs 1.1.1" in r.output
+    assert "vs 1.1.1: 1 patients get a different recommendation, 1 a different concordance" in r.output
     s = json.loads((out / "summary.json").read_text())
     assert s["guideline_change"]["patients_changed"] == 1
     assert s["guideline_change"]["from_version"] == "1.1.1"

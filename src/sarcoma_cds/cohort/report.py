@@ -50,9 +50,18 @@ def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
         xaxis={"title": {"text": "% of patients"}, "range": [0, 100]})}
 
 
+def _impact_section(summary: dict[str, Any]) -> str:
+    """The recommendation-level impact of ``--compare-kb``, both versions named (empty otherwise)."""
+    rec = (summary.get("guideline_change") or {}).get("recommendation")
+    if not rec:
+        return ""
+    from sarcoma_cds.cohort.impact_report import to_html
+
+    return to_html(rec)
+
+
 def build(summary: dict[str, Any], agg: Aggregates, title: str = "Guideline concordance") -> str:
-    """The report of a cohort from its ``summary`` and ``agg``, its
-    :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
+    """``agg``: the cohort's :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
     import plotly.io as pio
     import polars as pl
 
@@ -135,5 +144,6 @@ table{{border-collapse:collapse;width:100%;font-size:14px}} td,th{{border-bottom
 <div class="grid"><div class="card"><h3>Most common discordance reasons</h3><table><tr><th>Patients</th><th>Reason</th></tr>{reasons}</table></div>
 <div class="card"><h3>Missing facts that leave the group open</h3><table><tr><th>Fact</th><th>Missing</th><th>Undecided patients missing it</th><th>Groups it blocks</th></tr>{comp}</table></div></div>
 <div class="card">{parts[2]}</div>
+{_impact_section(summary)}
 <p class="note">Decision support, not orders. Concordance is computed on the knowledge base's own rules; see docs/cohort.md.</p>
 </body></html>"""

@@ -53,7 +53,8 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
                 new = pl.read_parquet(out / "patients.parquet")
                 changes = compare(evaluate_file(cohort, compare_kb).patients, new)
                 step(3)
-            s = _summary_and_report(agg, kb, engine, compare_kb, changes, out, step, len(steps))
+            rec = _recommendation_impact(cohort, compare_kb, kb)
+            s = _summary_and_report(agg, kb, engine, compare_kb, (changes, rec), out, step, len(steps))
         else:
             s = _in_process(cohort, out, kb, engine, compare_kb, prog, step, steps)
         step(len(steps))
@@ -87,6 +88,7 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
 
         changes = compare(evaluate(prepare_for(prep, compare_kb), engine), patients)
         step(3)
+    rec = _recommendation_impact(norm, compare_kb, kb)
     # the patient files are written on two worker threads (Polars releases the GIL) while
     # the summary and the report (mostly Python: plotly) are built
     pool = ThreadPoolExecutor(2)
@@ -97,8 +99,8 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
     ]
     try:
         atomic(out / "invalid_rows.csv", invalid_rows(norm).write_csv)
-        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, changes, out,
-                                step, len(steps))
+        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, (changes, rec), out, step,
+                                len(steps))
         for w in written:
             w.result()
     finally:
@@ -106,17 +108,30 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
     return s
 
 
+def _recommendation_impact(cohort: Any, old: CompiledKB | None, new: CompiledKB) -> dict[str, Any] | None:
+    """Whose recommendation changes between the versions (per patient, exact; ADR 0308)."""
+    if old is None:
+        return None
+    from sarcoma_cds.cohort.rec_impact import cohort_facts, impact
+
+    return impact(cohort_facts(cohort), old, new).as_dict()
+
+
 def _summary_and_report(agg: Aggregates, kb: CompiledKB, engine: str, compare_kb: CompiledKB | None,
-                        changes: Any, out: Path, step: Callable[[int], None],
-                        n_steps: int) -> dict[str, Any]:
+                        changes_and_impact: tuple[Any, dict[str, Any] | None], out: Path,
+                        step: Callable[[int], None], n_steps: int) -> dict[str, Any]:
     from sarcoma_cds.cohort.report import build
 
+    changes, rec = changes_and_impact
     s = summary_of(agg, kb=kb)
     s["guideline"] = {"version": kb.version, "content_hash": kb.content_hash}
     s["engine"] = engine
     if changes is not None:
+        # patients_changed: the concordance of the treatment given changes; the recommendation
+        # itself (status of every step and regimen, group, warnings, questions): "recommendation"
         s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
-                                 "patients_changed": changes.height}
+                                 "from_content_hash": compare_kb.content_hash if compare_kb else None,
+                                 "patients_changed": changes.height, "recommendation": rec}
     step(n_steps - 2)
     if changes is not None:
         atomic(out / "guideline_change.csv", changes.write_csv)

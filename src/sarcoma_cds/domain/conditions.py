@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sarcoma_cds.domain.kb_checks import did_you_mean
 from sarcoma_cds.domain.kb_models import Condition
 
 Tri = bool | None
@@ -87,7 +88,7 @@ def _compile(
         if c.ref in seen:
             raise ValueError(f"definition {c.ref!r} refers to itself")
         if c.ref not in defs:
-            raise ValueError(f"unknown definition {c.ref!r}")
+            raise ValueError(f"unknown definition {c.ref!r}" + did_you_mean(c.ref, defs))
         inner = _compile(defs[c.ref], defs, facts, (*seen, c.ref))
         return Compiled(inner.test, inner.fields, inner.unknown_fields, c)
     if c.all_ is not None or c.any_ is not None:
@@ -119,7 +120,7 @@ def _compile(
     fact = c.fact
     assert fact is not None
     if fact not in facts:
-        raise ValueError(f"unknown fact {fact!r}")
+        raise ValueError(f"unknown fact {fact!r}" + did_you_mean(fact, facts))
     if c.in_ is not None:
         fn = _member(frozenset(c.in_))
     elif c.eq is not None:

@@ -25,6 +25,14 @@ _DRUG_ID = re.compile(r"^[a-z]+(_[a-z]+)*$")
 _REF = re.compile(r"^[0-9]+$")
 
 
+def source_numbers(v: tuple[str, ...]) -> tuple[str, ...]:
+    """References of groups, steps and regimens are the source's reference numbers."""
+    for r in v:
+        if not _REF.match(r):
+            raise ValueError(f"reference {r!r} must be the source's reference number")
+    return v
+
+
 def treatment_id(title: str) -> str:
     """The contract's rule: lower-case the source title, each run of non-letters -> one ``_``."""
     return re.sub(r"[^a-z]+", "_", title.lower()).strip("_")
@@ -39,6 +47,8 @@ class RegimenOption(_Strict):
 
     drugs: tuple[str, ...] = Field(min_length=1)
     line: Line = "primary"
+    references: tuple[str, ...] = Field(
+        default=(), description="source reference numbers that the source ties to this regimen")
 
     @field_validator("drugs")
     @classmethod
@@ -49,6 +59,11 @@ class RegimenOption(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("a drug is listed twice in one combination")
         return v
+
+    @field_validator("references")
+    @classmethod
+    def _refs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return source_numbers(v)
 
 
 class Step(_Strict):
@@ -80,10 +95,7 @@ class Step(_Strict):
     @field_validator("references")
     @classmethod
     def _refs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for r in v:
-            if not _REF.match(r):
-                raise ValueError(f"reference {r!r} must be the source's reference number")
-        return v
+        return source_numbers(v)
 
     @model_validator(mode="after")
     def _tier_applies(self) -> Step:
@@ -308,10 +320,84 @@ class NamedSource(_Strict):
     kind: Literal["drug_label", "trial", "guideline", "staging", "risk_table"]
 
 
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+class Approval(_Strict):
+    """A person who approved this version for clinical use, in their role, on a date."""
+
+    name: str = Field(min_length=3)
+    role: str = Field(min_length=3, description="e.g. chair of the sarcoma guideline committee")
+    date: str = Field(pattern=_DATE)
+
+
+class ChangelogEntry(_Strict):
+    """What changed in the content of one version (for clinicians, not developers)."""
+
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    date: str = Field(pattern=_DATE)
+    changes: tuple[str, ...] = Field(min_length=1)
+
+
 class GuidelineMeta(_Strict):
+    """``guideline.yaml``: identity, version and governance of the knowledge base.
+
+    The governance fields default so that versions archived before they existed still load;
+    the release gate (``validate-kb``) requires them (see ``sarcoma_cds.kb.governance``).
+    """
+
     id: Literal["sts-treatment"]
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     title: str
     source: str
     disclaimer: str = Field(min_length=40)
     released: str
+    status: Literal["draft", "approved", "retired"] = Field(
+        default="draft", description="draft: under review; approved: for clinical use; retired: withdrawn")
+    approvals: tuple[Approval, ...] = ()
+    review_by: str | None = Field(default=None, pattern=_DATE, description="date the content is due for review")
+    changelog: tuple[ChangelogEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _governance(self) -> GuidelineMeta:
+        if self.status == "approved" and not self.approvals:
+            raise ValueError("status 'approved' needs at least one entry in approvals")
+        if self.review_by is not None and re.match(_DATE, self.released) and self.review_by <= self.released:
+            raise ValueError(f"review_by {self.review_by} must come after released {self.released}")
+        versions = [c.version for c in self.changelog]
+        if len(set(versions)) != len(versions):
+            raise ValueError("changelog: a version has two entries")
+        return self
+
+
+class BibliographyEntry(_Strict):
+    """What the source says about one of its reference numbers.
+
+    ``number_only``: the source cites the number but its reference list is not part of the
+    material the knowledge base was built from (no citation is invented); ``citation``: the
+    reference as the source's list gives it.
+    """
+
+    source_gives: Literal["number_only", "citation"] = "number_only"
+    citation: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BibliographyEntry:
+        if (self.source_gives == "citation") != bool(self.citation):
+            raise ValueError("a citation is given exactly when source_gives is 'citation'")
+        return self
+
+
+class Bibliography(_Strict):
+    """``bibliography.yaml``: every source reference number the knowledge base cites."""
+
+    note: str = Field(min_length=20)
+    references: dict[str, BibliographyEntry]
+
+    @field_validator("references")
+    @classmethod
+    def _numbers(cls, v: dict[str, BibliographyEntry]) -> dict[str, BibliographyEntry]:
+        bad = [k for k in v if not _REF.match(k)]
+        if bad:
+            raise ValueError(f"reference numbers must be numbers: {bad}")
+        return v

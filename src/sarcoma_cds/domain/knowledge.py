@@ -7,7 +7,7 @@ stage and risk lookups -- is resolved here, so evaluation never walks rule data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +15,18 @@ from sarcoma_cds.domain.codegen import CodeGenerator
 from sarcoma_cds.domain.conditions import Compiled, compile_condition
 from sarcoma_cds.domain.facts import FACT_FIELDS
 from sarcoma_cds.domain.gist_risk import GistRiskCalculator, GistRiskTables
+from sarcoma_cds.domain.kb_checks import (
+    CLASSIFICATION_FILE,
+    DEFINITIONS_FILE,
+    RULES_FILE,
+    case_conflicts,
+    did_you_mean,
+    duplicate_regimens,
+    reference_problems,
+    refs_of,
+)
 from sarcoma_cds.domain.kb_models import (
+    Bibliography,
     Case,
     Classification,
     Condition,
@@ -27,6 +38,7 @@ from sarcoma_cds.domain.kb_models import (
     Rule,
     Rules,
     ScopeRule,
+    Targets,
 )
 from sarcoma_cds.domain.memo import Memo
 from sarcoma_cds.domain.recommendation import SEVERITY
@@ -71,6 +83,8 @@ class KnowledgeBaseData:
     files: tuple[str, ...] = ()
     #: named public sources beyond the source algorithm (``sources.yaml``), by id
     sources: Mapping[str, NamedSource] = field(default_factory=dict)
+    #: the source's reference numbers (``bibliography.yaml``); None for versions archived before it
+    bibliography: Bibliography | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,76 +213,92 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
     defs = dict(data.definitions)
     groups = {g.id: g for g in data.groups}
 
+    broken: set[str] = set()
+
     def cc(c: Condition, where: str) -> Compiled | None:
         try:
             return compile_condition(c, defs, ALL_FACTS)
         except ValueError as e:
-            problems.append(f"{where}: {e}")
+            if not refs_of(c, defs) & broken:  # (a broken definition is reported once, where it is)
+                problems.append(f"{where}: {e}")
             return None
 
-    compiled_defs = {name: c for name, cond in defs.items() if (c := cc(cond, f"definitions.yaml: {name}"))}
+    compiled_defs: dict[str, Compiled] = {}
+    for name, cond in defs.items():
+        if (compiled := cc(cond, f"{DEFINITIONS_FILE}: definition {name}")) is None:
+            broken.add(name)
+        else:
+            compiled_defs[name] = compiled
     cls = data.classification
     scope = tuple(
         CompiledScope(r, t) for r in cls.out_of_scope
-        if (t := cc(r.when, f"classification.yaml: out_of_scope {r.id}"))
+        if (t := cc(r.when, f"{CLASSIFICATION_FILE}: out_of_scope {r.id}: when"))
     )
     gaps = tuple(
-        CompiledScope(r, t) for r in cls.gaps if (t := cc(r.when, f"classification.yaml: gaps {r.id}"))
+        CompiledScope(r, t) for r in cls.gaps if (t := cc(r.when, f"{CLASSIFICATION_FILE}: gaps {r.id}: when"))
     )
     group_rules: list[tuple[str, Compiled]] = []
     seen: set[str] = set()
     for gr in cls.groups:
         if gr.group not in groups:
-            problems.append(f"classification.yaml: groups: unknown group {gr.group!r}")
+            problems.append(f"{CLASSIFICATION_FILE}: groups: unknown group {gr.group!r}"
+                            + did_you_mean(gr.group, groups))
         if gr.group in seen:
-            problems.append(f"classification.yaml: groups: {gr.group!r} has two rules")
+            problems.append(f"{CLASSIFICATION_FILE}: groups: {gr.group!r} has two rules")
         seen.add(gr.group)
-        t = cc(gr.when, f"classification.yaml: group {gr.group}")
+        t = cc(gr.when, f"{CLASSIFICATION_FILE}: group {gr.group}: when")
         if t:
             group_rules.append((gr.group, t))
     for gid in groups:
         if gid not in seen:
-            problems.append(f"classification.yaml: groups: no rule for group {gid!r}")
+            problems.append(f"{CLASSIFICATION_FILE}: groups: no rule for group {gid!r}")
     for fam in set(cls.site_families.values()):
         if not fam.replace("_", "").isalpha():
-            problems.append(f"classification.yaml: site_families: bad family {fam!r}")
+            problems.append(f"{CLASSIFICATION_FILE}: site_families: bad family {fam!r}")
     for gid in data.gist_risk.applies_to_groups:
         if gid not in groups:
-            problems.append(f"tables/gist_risk.yaml: applies_to_groups: unknown group {gid!r}")
+            problems.append(f"tables/gist_risk.yaml: applies_to_groups: unknown group {gid!r}" + did_you_mean(gid, groups))
     for a in cls.assumptions:
         if a.field not in FACT_FIELDS:
-            problems.append(f"classification.yaml: assumptions: unknown fact {a.field!r}")
+            problems.append(f"{CLASSIFICATION_FILE}: assumptions: unknown fact {a.field!r}"
+                            + did_you_mean(a.field, FACT_FIELDS))
 
     vocab = fact_vocabularies(cls.site_families)
     treatments = {st.treatment for g in groups.values() for pw in g.pathways for st in pw.steps} | {
         m for g in groups.values() for pw in g.pathways for st in pw.steps for m in st.modalities}
     for name, cond in defs.items():
-        problems.extend(f"definitions.yaml: {name}: {m}" for m in condition_vocabulary_problems(cond, vocab))
+        problems.extend(f"{DEFINITIONS_FILE}: definition {name}: {m}"
+                        for m in condition_vocabulary_problems(cond, vocab))
     for sc in (*cls.out_of_scope, *cls.gaps):
-        problems.extend(f"classification.yaml: {sc.id}: {m}" for m in condition_vocabulary_problems(sc.when, vocab))
+        problems.extend(f"{CLASSIFICATION_FILE}: {sc.id}: when: {m}"
+                        for m in condition_vocabulary_problems(sc.when, vocab))
     for gr in cls.groups:
-        problems.extend(f"classification.yaml: group {gr.group}: {m}"
+        problems.extend(f"{CLASSIFICATION_FILE}: group {gr.group}: when: {m}"
                         for m in condition_vocabulary_problems(gr.when, vocab))
-    problems.extend(f"classification.yaml: asks: {ask.field!r} is not a contract fact"
-                    for ask in cls.asks if ask.field not in FACT_FIELDS)
+    problems.extend(f"{CLASSIFICATION_FILE}: asks: {ask.field!r} is not a contract fact"
+                    + did_you_mean(ask.field, FACT_FIELDS) for ask in cls.asks if ask.field not in FACT_FIELDS)
     for a2 in cls.assumptions:
         allowed = vocab.get(a2.field)
         if allowed is not None and allowed and a2.value not in allowed:
-            problems.append(f"classification.yaml: assumptions: {a2.field}: value {a2.value!r} is not in its vocabulary")
+            problems.append(f"{CLASSIFICATION_FILE}: assumptions: {a2.field}: value {a2.value!r} is not in its "
+                            f"vocabulary" + did_you_mean(a2.value, allowed))
+    problems.extend(duplicate_regimens(groups.values(), data.files))
 
     bound: dict[str, list[BoundRule]] = {gid: [] for gid in groups}
+    all_names = _names(groups.values())
     rule_ids: set[str] = set()
     for rule in data.rules.rules:
-        where = f"personalisation.yaml: rule {rule.id}"
+        where = f"{RULES_FILE}: rule {rule.id}"
         if rule.id in rule_ids:
-            problems.append(f"{where}: duplicate rule id")
+            problems.append(f"{where}: id: duplicate rule id")
         rule_ids.add(rule.id)
-        for gid in rule.groups:
-            if gid not in groups:
-                problems.append(f"{where}: groups: unknown group {gid!r}")
+        bad_groups = [gid for gid in rule.groups if gid not in groups]
+        problems.extend(f"{where}: groups: unknown group {gid!r}" + did_you_mean(gid, groups) for gid in bad_groups)
+        problems.extend(case_conflicts(rule))
         only_if = cc(rule.only_if, f"{where}: only_if") if rule.only_if else None
         cases = tuple(
-            CompiledCase(c, t) for i, c in enumerate(rule.cases) if (t := cc(c.when, f"{where}: cases[{i}]"))
+            CompiledCase(c, t) for i, c in enumerate(rule.cases)
+            if (t := cc(c.when, f"{where}: case {i + 1}: when"))
         )
         found_steps: set[str] = set()
         found_options: set[tuple[str, ...]] = set()
@@ -303,27 +333,17 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
                             found_options.add(tuple(sorted(op.drugs)))
             if steps or options or tg.group:
                 bound[gid].append(BoundRule(rule, only_if, cases, rule.unknown, tuple(steps), tuple(options), tg.group))
-        for s in tg.steps:
-            if s not in found_steps:
-                problems.append(f"{where}: targets.steps: {s!r} is not a step of the rule's groups")
-        for o in tg.options:
-            if tuple(sorted(o)) not in found_options:
-                problems.append(f"{where}: targets.options: {list(o)} is not a regimen of the rule's groups")
-        for m in tg.modalities:
-            if m not in found_modalities:
-                problems.append(f"{where}: targets.modalities: no step of the rule's groups includes {m!r}")
-        for d in tg.drugs:
-            if d not in found_drugs:
-                problems.append(f"{where}: targets.drugs: no regimen of the rule's groups contains {d!r}")
-        for s in tg.options_of_steps:
-            if s not in found_option_steps:
-                problems.append(f"{where}: targets.options_of_steps: {s!r} is not a step with regimens in the rule's groups")
+        if not bad_groups:  # (targets are looked up in the rule's groups: none to check against)
+            problems.extend(f"{where}: {m}" for m in _target_problems(
+                tg, found_steps, found_options, found_modalities, found_drugs, found_option_steps, all_names))
         problems.extend(f"{where}: {msg}" for msg in _rule_vocabulary_problems(rule, vocab, treatments))
         for ref in rule.references:
             if not ref.isdigit() and ref not in data.sources:
                 problems.append(f"{where}: references: {ref!r} is neither a source reference number "
-                                "nor a named source in sources.yaml")
+                                "nor a named source in sources.yaml" + did_you_mean(ref, data.sources))
 
+    if data.bibliography is not None:
+        problems.extend(reference_problems(groups.values(), data.rules.rules, data.bibliography, data.files))
     if problems:
         raise KnowledgeBaseError(problems)
     _generate_code(defs, [
@@ -425,12 +445,13 @@ def condition_vocabulary_problems(c: Condition, vocab: Mapping[str, tuple[Any, .
                    if not isinstance(v, int | float) or isinstance(v, bool))
     elif values:
         out.extend(f"fact {fact!r}: value {v!r} is not in its vocabulary ({', '.join(map(str, allowed))})"
-                   for v in values if v not in allowed)
+                   + did_you_mean(v, allowed) for v in values if v not in allowed)
     if c.contains is not None:
         if kind != "list":
             out.append(f"fact {fact!r} is not a list: 'contains' needs a list fact")
         elif c.contains not in allowed:
-            out.append(f"fact {fact!r}: value {c.contains!r} is not in its vocabulary ({', '.join(allowed)})")
+            out.append(f"fact {fact!r}: value {c.contains!r} is not in its vocabulary ({', '.join(allowed)})"
+                       + did_you_mean(c.contains, allowed))
     if c.count_ge is not None and kind != "list":
         out.append(f"fact {fact!r} is not a list: 'count_ge' needs a list fact")
     if any(getattr(c, op) is not None for op in ("gt", "ge", "lt", "le")) and kind != "number":
@@ -442,15 +463,50 @@ def _rule_vocabulary_problems(rule: Rule, vocab: Mapping[str, tuple[Any, ...] | 
                               treatments: set[str]) -> list[str]:
     """Conditions, asks and warning targets of one rule checked against the vocabularies."""
     out: list[str] = []
-    conds = [c.when for c in rule.cases] + ([rule.only_if] if rule.only_if else [])
-    for cond in conds:
-        out.extend(condition_vocabulary_problems(cond, vocab))
-    outcomes: list[Outcome] = [*rule.cases, *([rule.unknown] if rule.unknown else [])]
-    for oc in outcomes:
-        out.extend(f"ask: {a.field!r} is not a contract fact" for a in oc.ask if a.field not in FACT_FIELDS)
+    conds = [(f"case {i}: when", c.when) for i, c in enumerate(rule.cases, start=1)]
+    if rule.only_if:
+        conds.append(("only_if", rule.only_if))
+    for field_name, cond in conds:
+        out.extend(f"{field_name}: {m}" for m in condition_vocabulary_problems(cond, vocab))
+    outcomes: list[tuple[str, Outcome]] = [(f"case {i}", c) for i, c in enumerate(rule.cases, start=1)]
+    if rule.unknown:
+        outcomes.append(("unknown", rule.unknown))
+    for name, oc in outcomes:
+        out.extend(f"{name}: ask: {a.field!r} is not a contract fact" + did_you_mean(a.field, FACT_FIELDS)
+                   for a in oc.ask if a.field not in FACT_FIELDS)
         w = oc.warning
         if w is not None and w.treatment is not None and w.treatment not in treatments:
-            out.append(f"warning.treatment: {w.treatment!r} is not a treatment id or modality of the knowledge base")
+            out.append(f"{name}: warning.treatment: {w.treatment!r} is not a treatment id or modality of the "
+                       "knowledge base" + did_you_mean(w.treatment, treatments))
+    return out
+
+
+def _names(groups: Iterable[Group]) -> dict[str, set[str]]:
+    """Every step id, modality and drug of the knowledge base, for "did you mean" on targets."""
+    out: dict[str, set[str]] = {"steps": set(), "modalities": set(), "drugs": set()}
+    for g in groups:
+        for pw in g.pathways:
+            for st in pw.steps:
+                out["steps"].add(st.treatment)
+                out["modalities"] |= set(st.modalities)
+                out["drugs"] |= {d for op in st.options for d in op.drugs}
+    return out
+
+
+def _target_problems(tg: Targets, steps: set[str], options: set[tuple[str, ...]], modalities: set[str],
+                     drugs: set[str], option_steps: set[str], names: dict[str, set[str]]) -> list[str]:
+    """Targets that name nothing in the rule's groups (each with the nearest existing name)."""
+    out = [f"targets.steps: {s!r} is not a step of the rule's groups" + did_you_mean(s, names["steps"])
+           for s in tg.steps if s not in steps]
+    out += [f"targets.options: {list(o)} is not a regimen of the rule's groups"
+            + "".join(did_you_mean(d, names["drugs"]) for d in o if d not in names["drugs"])
+            for o in tg.options if tuple(sorted(o)) not in options]
+    out += [f"targets.modalities: no step of the rule's groups includes {m!r}" + did_you_mean(m, names["modalities"])
+            for m in tg.modalities if m not in modalities]
+    out += [f"targets.drugs: no regimen of the rule's groups contains {d!r}" + did_you_mean(d, names["drugs"])
+            for d in tg.drugs if d not in drugs]
+    out += [f"targets.options_of_steps: {s!r} is not a step with regimens in the rule's groups"
+            + did_you_mean(s, names["steps"]) for s in tg.options_of_steps if s not in option_steps]
     return out
 
 

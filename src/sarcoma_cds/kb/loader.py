@@ -8,6 +8,7 @@ and the field, with all problems listed at once.
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,9 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sarcoma_cds.domain.gist_risk import GistRiskTables
+from sarcoma_cds.domain.kb_checks import did_you_mean
 from sarcoma_cds.domain.kb_models import (
+    Bibliography,
     Classification,
     Condition,
     FactLabel,
@@ -54,6 +57,45 @@ def _read(path: Path, problems: list[str], root: Path) -> Any:
     return None
 
 
+#: how an item of a list is named in messages: an author finds "rule ntrk_fusion_sts" in the
+#: file, not "rules.12" (list -> singular word, keys that can name an item)
+_ITEM_WORDS = {"rules": "rule", "groups": "group", "out_of_scope": "out_of_scope", "gaps": "gap",
+               "pathways": "pathway", "steps": "step", "options": "option", "cases": "case",
+               "asks": "ask", "assumptions": "assumption", "changelog": "changelog entry",
+               "approvals": "approval"}
+_NAMING_KEYS = ("id", "group", "title", "field", "version")
+
+
+def _where(raw: Any, loc: tuple[Any, ...]) -> str:
+    """A validation error's location, list items named by their id (or title) where they have one,
+    else counted from 1: ``rule ntrk_fusion_sts: cases: case 2: status``."""
+    parts: list[str] = []
+    node = raw
+    for key in loc:
+        if isinstance(key, int) and isinstance(node, list) and key < len(node):
+            item = node[key]
+            word = _ITEM_WORDS.get(parts[-1], "item") if parts else "item"
+            name = next((item[k] for k in _NAMING_KEYS if isinstance(item, dict) and isinstance(item.get(k), str)),
+                        None)
+            if parts and parts[-1] in _ITEM_WORDS:
+                parts.pop()
+            parts.append(f"{word} {name}" if name is not None else f"{word} {key + 1}")
+        else:
+            item = node.get(key) if isinstance(node, dict) else None
+            parts.append(str(key))
+        node = item
+    return ": ".join(parts) or "(top level)"
+
+
+def _got(err: Any) -> str:
+    """The wrong value, and for a choice among names the nearest one ("did you mean")."""
+    value = err.get("input")
+    if not isinstance(value, str | int | float) or err["type"] == "missing":
+        return ""
+    hint = did_you_mean(value, re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
+    return f" (got {value!r}){hint}"
+
+
 def _validate(adapter: Any, raw: Any, rel: str, problems: list[str]) -> Any:
     try:
         if isinstance(adapter, type) and issubclass(adapter, BaseModel):
@@ -61,8 +103,7 @@ def _validate(adapter: Any, raw: Any, rel: str, problems: list[str]) -> Any:
         return adapter.validate_python(raw)
     except ValidationError as e:
         for err in e.errors(include_url=False):
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{rel}: {loc}: {err['msg']}")
+            problems.append(f"{rel}: {_where(raw, tuple(err['loc']))}: {err['msg']}{_got(err)}")
     return None
 
 
@@ -96,6 +137,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
     ajcc = one("tables/ajcc8.yaml", AjccTables)
     risk = one("tables/gist_risk.yaml", GistRiskTables)
     sources = one("sources.yaml", _SOURCES) if (root / "sources.yaml").exists() else {}
+    bibliography = one("bibliography.yaml", Bibliography) if (root / "bibliography.yaml").exists() else None
 
     groups: list[Group] = []
     group_files = sorted((root / "groups").glob("*.yaml"))
@@ -113,7 +155,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
     for gid in {i for i in ids if ids.count(i) > 1}:
         problems.append(f"groups/: group id {gid!r} is defined twice")
     orders = sorted(g.order for g in groups)
-    if orders != list(range(1, len(groups) + 1)):
+    if len(groups) == len(group_files) and orders != list(range(1, len(groups) + 1)):  # (no follow-on)
         problems.append(f"groups/: order must run 1..{len(groups)} without gaps; found {orders}")
     if problems:
         raise KnowledgeBaseError(problems)
@@ -129,6 +171,7 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
         content_hash=content_hash(root),
         files=tuple(p.relative_to(root).as_posix() for p in sorted(root.rglob("*.yaml"))),
         sources=sources or {},
+        bibliography=bibliography,
     )
 
 

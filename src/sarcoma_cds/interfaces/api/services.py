@@ -65,7 +65,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings | None = None, kb: CompiledKB | None = None) -> Services:
         s = settings or Settings.from_env()
-        return cls(settings=s, kb=kb or load_kb(),
+        return cls(settings=s, kb=kb or load_kb(s.kb_dir),
                    store=AuditStore.open(s.db_url, run_migrations=s.run_migrations))
 
     @property

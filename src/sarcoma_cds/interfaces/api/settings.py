@@ -34,6 +34,7 @@ class Settings:
     max_body_bytes: int = 256 * 1024  # SARCOMA_CDS_MAX_BODY_BYTES
     fhir_timeout_s: float = 5.0  # SARCOMA_CDS_FHIR_TIMEOUT
     run_migrations: bool = True
+    kb_dir: Path | None = None  # SARCOMA_CDS_KB_DIR: a draft knowledge base to preview (serve --kb)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             dev_mode=_flag(e, "SARCOMA_CDS_DEV_MODE"),
             max_body_bytes=int(e.get("SARCOMA_CDS_MAX_BODY_BYTES", "") or 256 * 1024),
             fhir_timeout_s=float(e.get("SARCOMA_CDS_FHIR_TIMEOUT", "") or 5.0),
+            kb_dir=_path(e, "SARCOMA_CDS_KB_DIR"),
         )
 
     @property

@@ -67,7 +67,9 @@ def concordance(
         raise _fail(str(e)) from e
     line = s["_line"]
     if "guideline_change" in s:
-        line += f"; {s['guideline_change']['patients_changed']} patients change vs {s['guideline_change']['from_version']}"
+        gc = s["guideline_change"]
+        line += (f"; vs {gc['from_version']}: {gc['recommendation']['patients_changed']} patients get a different "
+                 f"recommendation, {gc['patients_changed']} a different concordance")
     typer.echo(line + f" -> {out}/")
 
 
@@ -78,11 +80,15 @@ def synth_cmd(
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .parquet or .jsonl."),
     discordance_rate: float = typer.Option(0.15, "--discordance-rate", min=0.0, max=1.0,
                                            help="Share of patients given a random (mostly off-pathway) treatment."),
+    kb: str | None = typer.Option(None, "--kb", help="Knowledge base whose groups and regimens the delivered "
+                                  "treatments are drawn from: a directory or a version (default: the packaged "
+                                  "one), so a draft's new content is exercised."),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Write a synthetic cohort (documented distributions; see docs/cohort.md)."""
     from sarcoma_cds.cohort.synth import synth, write
 
-    df = synth(n, seed=seed, discordance_rate=discordance_rate)
+    df = synth(n, seed=seed, discordance_rate=discordance_rate, kb=_load(kb, kb_archive))
     write(df, out)
     typer.echo(f"{n} synthetic patients (seed {seed}) -> {out}")
 
@@ -92,20 +98,72 @@ def kb_diff_cmd(
     new: str | None = typer.Argument(None, help="New knowledge base: a directory or a version "
                                      "(default: the packaged one)."),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+    format: str = typer.Option("text", "--format", "-f", help="text | markdown | html."),
+    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of standard output."),
 ) -> None:
-    """What changed in the algorithm: groups, classification, steps, regimens, rules."""
-    from sarcoma_cds.cohort.impact import kb_diff
+    """What changed in the algorithm: guideline metadata, groups, steps, regimens, classification,
+    definitions, rules case by case (conditions in plain words), tables, fact labels, sources and
+    the bibliography."""
+    from sarcoma_cds.kb.diff import kb_changes, to_html, to_lines, to_markdown
 
-    for line in kb_diff(_load(old, kb_archive), _load(new, kb_archive)):
+    if format not in ("text", "markdown", "html"):
+        raise _fail("--format: use text, markdown or html")
+    a, b = _load(old, kb_archive), _load(new, kb_archive)
+    changes = kb_changes(a, b)
+    text = {"text": lambda: "\n".join(to_lines(a, b, changes)) + "\n", "markdown": lambda: to_markdown(a, b, changes),
+            "html": lambda: to_html(a, b, changes)}[format]()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(changes)} changes -> {out}")
+
+
+@requires("cohort", "kb impact")
+def kb_impact_cmd(
+    old: str = typer.Argument(..., help="Old knowledge base: a directory or a version (packaged or archived)."),
+    new: str = typer.Argument(..., help="New knowledge base: a directory or a version."),
+    cohort: Path = typer.Option(..., "--cohort", help="Cohort file: .csv, .parquet or .jsonl."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for impact.json, impact.md and impact.html."),
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+) -> None:
+    """Whose recommendation changes between two knowledge bases: per group and per step or regimen,
+    the status changes with counts, example patients and the rule responsible; group moves; new or
+    lost warnings and questions."""
+    import json
+
+    from sarcoma_cds.cohort.impact_report import page, to_markdown, to_text
+    from sarcoma_cds.cohort.io import CohortError
+    from sarcoma_cds.cohort.rec_impact import cohort_facts, impact
+
+    a, b = _load(old, kb_archive), _load(new, kb_archive)
+    try:
+        facts = cohort_facts(cohort)
+    except CohortError as e:
+        raise _fail(str(e)) from e
+    d = impact(facts, a, b).as_dict()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "impact.json").write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+        (out / "impact.md").write_text(to_markdown(d), encoding="utf-8")
+        (out / "impact.html").write_text(page(d), encoding="utf-8")
+    for line in to_text(d):
         typer.echo(line)
+    if out is not None:
+        typer.echo(f"-> {out}/impact.json, impact.md, impact.html")
 
 
 def kb_archive_cmd(
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory to archive (default: the packaged one)."),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
     to: Path | None = typer.Option(None, "--to", hidden=True, help="Deprecated: use --kb-archive."),
+    approved_by: str | None = typer.Option(None, "--approved-by", help="Record in the archive's hash-chained "
+                                           "approval ledger that this person (listed in guideline.yaml "
+                                           "approvals) approved this version and content hash."),
+    role: str = typer.Option("", "--role", help="The approver's role (with --approved-by)."),
 ) -> None:
-    """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later."""
+    """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later;
+    with --approved-by, also record who approved it."""
     from sarcoma_cds import KnowledgeBaseError
     from sarcoma_cds.kb.archive import KbArchiveError, archive_kb
 
@@ -113,6 +171,13 @@ def kb_archive_cmd(
         raise _fail(f"--kb: {kb} is not a directory")
     if to is not None:  # (the one name is --kb-archive, as in concordance and kb diff)
         typer.echo("warning: --to is deprecated; use --kb-archive", err=True)
+    if approved_by is not None:  # an approval is recorded only for content that passes the release gate
+        from sarcoma_cds.kb.gate import release_gate
+
+        gate = release_gate(kb, archive=kb_archive or to)
+        if not gate.ok:
+            raise _fail("the knowledge base does not pass the release gate (validate-kb), nothing archived: "
+                        + "; ".join(gate.problems))
     try:
         a = archive_kb(kb, kb_archive or to)
     except KbArchiveError as e:
@@ -126,12 +191,43 @@ def kb_archive_cmd(
     else:
         typer.echo(f"knowledge base {a.version} is already archived in {a.path} with the same content "
                    f"({a.content_hash[:19]}); nothing to do")
+    if approved_by is not None:
+        from sarcoma_cds.kb.archive import archive_dir
+        from sarcoma_cds.kb.governance import LEDGER, record_approval
+
+        try:
+            rec = record_approval(archive_dir(kb_archive or to), _load(a.path), approved_by, role)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        typer.echo(f"approval by {approved_by} of {a.version} recorded in {archive_dir(kb_archive or to) / LEDGER} "
+                   f"({rec['hash'][:19]})")
+
+
+def kb_approvals_cmd(
+    kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
+) -> None:
+    """List the approvals recorded in the archive and verify their hash chain (exit 2 if broken)."""
+    from sarcoma_cds.kb.archive import archive_dir
+    from sarcoma_cds.kb.governance import read_ledger, verify_ledger
+
+    root = archive_dir(kb_archive)
+    for rec in read_ledger(root):
+        typer.echo(f"{rec['recorded_at']}  {rec['version']}  {rec['content_hash'][:19]}  {rec['approver']}"
+                   f"{' (' + rec['role'] + ')' if rec.get('role') else ''}  {rec['hash'][:19]}")
+    problems = verify_ledger(root)
+    if problems:
+        for p in problems:
+            typer.echo(f"error: {p}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"approval ledger in {root}: {len(read_ledger(root))} record(s), chain intact")
 
 
 def register(app: typer.Typer) -> None:
     app.command("concordance")(concordance)
     app.command("synth")(synth_cmd)
     kb_app.command("diff")(kb_diff_cmd)
+    kb_app.command("impact")(kb_impact_cmd)
     kb_app.command("archive")(kb_archive_cmd)
+    kb_app.command("approvals")(kb_approvals_cmd)
     if not any(g.name == "kb" for g in app.registered_groups):
         app.add_typer(kb_app, name="kb")

@@ -200,9 +200,20 @@ def groups_cmd(
 
 def validate_kb_cmd(
     kb_dir: Path | None = typer.Argument(None, help="Knowledge-base directory (default: the packaged one)."),
+    no_proof: bool = typer.Option(False, "--no-proof", metavar="",
+                                  help="Skip the classification proof (about a second)."),
 ) -> None:
-    """Validate a knowledge base: every file, every cross-reference; print its version and hash."""
-    kb = _kb(kb_dir)
+    """The release gate: every file and cross-reference, the classification proof (no overlap, no
+    gap, every group reachable) and cohort compatibility; prints version and hash, or every problem."""
+    from sarcoma_cds.kb.gate import release_gate
+
+    if kb_dir is not None and not kb_dir.is_dir():
+        raise _fail([f"error: {kb_dir}: knowledge-base directory not found"])
+    report = release_gate(kb_dir, proof=not no_proof)
+    if not report.ok or report.kb is None:
+        raise _fail([f"error: {p}" for p in report.problems]
+                    + [f"error: {len(report.problems)} problem(s); the knowledge base is not releasable"])
+    kb = report.kb
     steps = sum(len(p.steps) for g in kb.data.groups for p in g.pathways)
     pathways = sum(len(g.pathways) for g in kb.data.groups)
     rules = len(kb.data.rules.rules)
@@ -211,6 +222,19 @@ def validate_kb_cmd(
         f"    {len(kb.groups)} groups, {pathways} pathways, {steps} steps, {rules} personalisation rules, "
         f"{len(kb.data.files)} files\n"
     )
+    if report.proof is not None:
+        sys.stdout.write(
+            f"    classification proof: {report.proof.combinations:,} complete combinations, each in exactly one "
+            f"group, gap or out-of-scope rule; all {len(report.proof.reached)} groups reachable "
+            f"({report.proof_seconds:.1f} s)\n")
+    sys.stdout.write(f"    cohort audit: {report.cohort}\n")
+    sys.stdout.write(f"    golden cases and group pathways (cases/): {report.cases} pass\n")
+    meta = kb.data.meta
+    refs = len(kb.data.bibliography.references) if kb.data.bibliography else 0
+    sys.stdout.write(f"    status {meta.status}, released {meta.released}, review by {meta.review_by}, "
+                     f"{len(meta.approvals)} approval(s), {refs} source references in the bibliography\n")
+    for note in report.notices:
+        sys.stdout.write(f"note: {note}\n")
 
 
 def register(app: typer.Typer) -> None:

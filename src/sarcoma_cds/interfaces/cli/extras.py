@@ -23,6 +23,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "service": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "jwt", "httpx", "jinja2"),
     "cohort": ("polars", "duckdb", "pyarrow", "plotly", "numpy"),
     "spark": ("pyspark", "pandas"),
+    "web": ("weasyprint",),
 }
 
 

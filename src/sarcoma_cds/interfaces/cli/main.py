@@ -61,7 +61,7 @@ def _main(
 
 
 core_commands.register(app)
-for _module in ("service_commands", "cohort_commands"):
+for _module in ("service_commands", "cohort_commands", "kb_commands"):
     importlib.import_module(f"sarcoma_cds.interfaces.cli.{_module}").register(app)
 
 

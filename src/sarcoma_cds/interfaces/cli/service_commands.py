@@ -33,14 +33,20 @@ def serve(
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
     verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
                                  help="Log start-up details (migrations, uvicorn, settings notes)."),
+    kb: Path | None = typer.Option(None, "--kb", help="Serve this knowledge-base directory instead of the "
+                                   "packaged one (to preview a draft; sets SARCOMA_CDS_KB_DIR for the workers)."),
 ) -> None:
     """Run the HTTP service (REST, FHIR, CDS Hooks, web) with uvicorn."""
     import logging.config
+    import os
 
     import uvicorn
 
     from sarcoma_cds.interfaces.api.settings import Settings
 
+    if kb is not None:
+        _check_kb(kb)
+        os.environ["SARCOMA_CDS_KB_DIR"] = str(kb.resolve())  # (read by every worker's Settings.from_env)
     settings = Settings.from_env()
     log_config = serve_log_config(verbose, local_only=settings.api_keys_file is None,
                                   cds_clients=settings.clients_file is not None or settings.dev_mode)
@@ -69,8 +75,25 @@ def serve_line(settings: Any, host: str, port: int) -> str:
     store = make_url(settings.db_url).render_as_string(hide_password=True)
     who = ("API keys required" if settings.api_keys_file is not None
            else "no API keys (SARCOMA_CDS_API_KEYS), so local users only")
+    kb = getattr(settings, "kb_dir", None)
+    which = f"; knowledge base {kb} (preview)" if kb is not None else ""
     return (f"sarcoma-cds {__version__} listening on http://{host}:{port}/ (API docs /api/docs); "
-            f"audit store {store}; {who}")
+            f"audit store {store}; {who}{which}")
+
+
+def _check_kb(kb: Path) -> Any:
+    """Load a knowledge-base directory or exit 2 listing its problems (before anything starts)."""
+    from sarcoma_cds import KnowledgeBaseError, load_kb
+
+    if not kb.is_dir():
+        sys.stderr.write(f"error: --kb: {kb} is not a directory\n")
+        raise typer.Exit(2)
+    try:
+        return load_kb(kb)
+    except KnowledgeBaseError as e:
+        for p in e.problems:
+            sys.stderr.write(f"error: knowledge base: {p}\n")
+        raise typer.Exit(2) from None
 
 
 class StartupNotes(logging.Filter):
@@ -113,6 +136,7 @@ def serve_log_config(verbose: bool, *, local_only: bool, cds_clients: bool) -> d
 @requires("service", "kb export")
 def kb_export(
     fhir: Path = typer.Option(..., "--fhir", help="Directory to write the FHIR resources into."),
+    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory (default: the packaged one)."),
 ) -> None:
     """Export the algorithm as CPG PlanDefinitions and ActivityDefinitions (FHIR R4 JSON)."""
     import json
@@ -120,7 +144,7 @@ def kb_export(
     from sarcoma_cds import load_kb
     from sarcoma_cds.adapters.fhir import kb_to_fhir, validate_resource
 
-    resources = kb_to_fhir(load_kb())
+    resources = kb_to_fhir(_check_kb(kb) if kb is not None else load_kb())
     fhir.mkdir(parents=True, exist_ok=True)
     problems = []
     for res in resources:
