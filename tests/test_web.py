@@ -328,3 +328,105 @@ def test_pages_without_services() -> None:
     assert "GIST: unresectable" in c.get(r.headers["location"]).text
 
 
+
+
+# --------------------------------------------------------------------------- issue 14: bottom line
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "patients"
+
+
+def _rec(name: str) -> tuple[dict, dict]:
+    from sarcoma_cds import recommend
+
+    facts = json.loads((EXAMPLES / name).read_text())
+    return facts, recommend(facts).model_dump(mode="json")
+
+
+def test_bottom_line_names_the_preferred_drug_and_groups_ruled_out_reasons() -> None:
+    from sarcoma_cds.interfaces.web.present import bottom_line
+
+    facts, rec = _rec("gist-pdgfra-d842v-metastatic.json")
+    bl = bottom_line(rec, facts)
+    assert bl.group == "GIST: recurrent or metastatic"
+    assert [i for g in bl.preferred for i in g.items] == ["avapritinib (targeted systemic therapy)"]
+    reasons = [g.reason for g in bl.ruled_out]
+    assert len(reasons) == len(set(reasons)) == 4  # each reason once
+    ntrk = next(g for g in bl.ruled_out if "NTRK" in g.reason)
+    assert ntrk.items == ["larotrectinib", "entrectinib", "repotrectinib"]
+    assert bl.risk_not_applicable  # metastatic: AFIP/NIH do not apply
+    assert "preferred: avapritinib" in bl.sentence
+
+
+def test_bottom_line_without_a_preferred_choice_lists_the_alternatives() -> None:
+    from sarcoma_cds.interfaces.web.present import bottom_line
+
+    facts, rec = _rec("03-extremity.stage_iii_resectable.json")
+    bl = bottom_line(rec, facts)
+    assert bl.stage == "IIIA" and not bl.preferred
+    assert bl.alternatives == ["Neoadjuvant radiotherapy or chemoradiation", "Neoadjuvant systemic therapy", "Excision"]
+    assert len(bl.caution) == 2 and not bl.risk_not_applicable
+    assert "3 alternative pathways, none preferred" in bl.sentence
+
+
+def test_bottom_line_for_an_unpinned_group_reports_what_holds_and_what_is_missing() -> None:
+    from sarcoma_cds.interfaces.web.present import bottom_line
+
+    facts, rec = _rec("missing-resectability.json")
+    bl = bottom_line(rec, facts, lambda g: g.upper())
+    assert bl.group.startswith("Group not yet decided: EXTREMITY.STAGE_III_RESECTABLE or ")
+    assert [f for f, _ in bl.missing] == ["resectability"]
+    rec["across_candidates"] = [{"drugs": ["imatinib"], "status": "not_recommended", "reasons": ["r"],
+                                 "groups": rec["candidate_groups"]},
+                                {"drugs": ["x"], "status": "preferred", "reasons": [], "groups": ["one"]}]
+    assert bottom_line(rec, facts).holds == [("not_recommended", "imatinib", "r")]  # only if in every group
+
+
+def test_bottom_line_out_of_scope() -> None:
+    from sarcoma_cds.interfaces.web.present import bottom_line
+
+    facts, rec = _rec("out-of-scope-head-neck.json")
+    bl = bottom_line(rec, facts)
+    assert bl.out_of_scope and bl.sentence == "Outside the algorithm's scope."
+
+
+def test_risk_applies_only_to_localised_gist() -> None:
+    from sarcoma_cds.interfaces.web.present import risk_applies
+
+    assert risk_applies({"metastasis": "M0", "disease_status": "primary"}, {"patient_group": {"id": "gist.unresectable"}})
+    assert not risk_applies({"metastasis": "M1"}, {})
+    assert not risk_applies({"disease_status": "recurrent"}, {})
+
+
+def _save(client: TestClient, name: str) -> str:
+    from sarcoma_cds.interfaces.web.forms import form_values
+
+    facts = json.loads((EXAMPLES / name).read_text())
+    r = client.post("/cases", data=form_values(facts), headers=HTML, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    return str(r.headers["location"])
+
+
+@pytest.mark.parametrize("suffix", ["", "/board"])
+def test_bottom_line_heads_case_and_board_pages(client: TestClient, suffix: str) -> None:
+    url = _save(client, "gist-pdgfra-d842v-metastatic.json") + suffix
+    html = client.get(url, headers=HTML).text
+    assert html.index('id="bl-h"') < html.index("Targeted systemic therapy")
+    # (the collapsed "How this was worked out" is the engine's audit trail, regimen by regimen)
+    t = text(re.sub(r'<details class="panel explanation".*?</details>', "", html, flags=re.S))
+    once = 1 if suffix else 2  # item 3: each reason once (the case page: bottom line + regimen table)
+    assert t.count("No NTRK gene fusion; TRK inhibitors do not match") == once
+    assert t.count("Not SDH-deficient; in this setting") == once
+    assert "Not used here: the AFIP and NIH schemes" in t  # item 5
+    assert "GIST risk · AFIP" not in t  # no prominent risk card for metastatic disease
+
+
+def test_bottom_line_on_the_result_page(client: TestClient) -> None:
+    r = client.post("/patient", data=EXTREMITY_III, headers=HTML)
+    t = text(r.text)
+    assert "Bottom line" in t and "AJCC 8 stage IIIB" in t
+    assert "No single choice is preferred: 3 alternative pathways" in t
+
+
+def test_risk_cards_stay_for_localised_gist(client: TestClient) -> None:
+    html = client.get(_save(client, "13-gist.resectable_significant_morbidity.json"), headers=HTML).text
+    assert "GIST risk · AFIP" in text(html) and "Not used here" not in text(html)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sarcoma_cds import InvalidFacts
+from sarcoma_cds.domain.engine import DERIVED_REASON
 
 STATUS_LABEL = {
     "preferred": "Preferred",
@@ -226,3 +227,170 @@ def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, An
         if wi.missing or wi.decisive:
             out.append(wi)
     return base, out
+
+
+# --------------------------------------------------------------------------- bottom line
+
+#: Recommendation statuses that the bottom line and the "holds anyway" box report.
+FIRM_STATUSES = ("preferred", "caution", "not_recommended")
+#: GIST risk schemes estimate relapse after resection of a localised tumour only.
+RISK_APPLIES_TO = "resected localised GIST"
+
+
+@dataclass
+class ReasonGroup:
+    """Regimens that share one reason, so that the reason is written once."""
+
+    reason: str
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BottomLine:
+    """The few lines a busy clinician reads first; every part restates the recommendation."""
+
+    group: str
+    stage: str = ""
+    out_of_scope: str = ""
+    preferred: list[ReasonGroup] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)  # first step of each pathway when nothing is preferred
+    caution: list[ReasonGroup] = field(default_factory=list)
+    ruled_out: list[ReasonGroup] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (fact field, why)
+    holds: list[tuple[str, str, str]] = field(default_factory=list)  # (status, regimen, reason)
+    risk_not_applicable: bool = False
+
+    @property
+    def sentence(self) -> str:
+        """One line, for lists of cases (the tumour-board list)."""
+        if self.out_of_scope:
+            return "Outside the algorithm's scope."
+        parts = [self.group + (f", stage {self.stage}" if self.stage else "")]
+        if self.preferred:
+            parts.append("preferred: " + "; ".join(i for g in self.preferred for i in g.items))
+        elif self.alternatives:
+            parts.append(f"{len(self.alternatives)} alternative pathways, none preferred"
+                         if len(self.alternatives) > 1 else "no single preferred choice")
+        if self.ruled_out:
+            parts.append(f"{sum(len(g.items) for g in self.ruled_out)} ruled out")
+        if self.missing:
+            parts.append(f"{len(self.missing)} fact(s) missing")
+        return " · ".join(parts)
+
+
+def group_by_reason(entries: list[tuple[str, list[str]]]) -> list[ReasonGroup]:
+    """Group ``(name, reasons)`` by reason, in first-seen order: each reason once, with its names.
+
+    A regimen listed in several steps or pathways with the same reason appears once under it;
+    a regimen with two reasons appears under both; one without a reason under reason "".
+    """
+    out: dict[str, ReasonGroup] = {}
+    for name, reasons in entries:
+        for key in reasons or [""]:
+            g = out.setdefault(key, ReasonGroup(key))
+            if name not in g.items:
+                g.items.append(name)
+    return list(out.values())
+
+
+def step_reasons(step: dict[str, Any]) -> list[str]:
+    """A step's own reasons: without the sentence saying it took its status from its regimens,
+    and without reasons its regimens already give (so that the board sheet says each once)."""
+    derived = set(DERIVED_REASON.values())
+    opt = {r for o in step.get("options") or [] for r in o.get("reasons") or []}
+    return [r for r in step.get("reasons") or [] if r not in derived and r not in opt]
+
+
+STATUS_ORDER = ("preferred", "option", "conditional", "caution", "not_recommended")
+
+
+def ordered_options(options: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Regimens in reading order, preferred first and ruled-out last, each with the row span of
+    its "why" cell: ruled-out regimens sharing the same reasons get one cell (span n, then 0)."""
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    opts = sorted(options, key=lambda o: rank.get(o["status"], len(rank)))
+    keep = [o for o in opts if o["status"] != "not_recommended"]
+    ruled: dict[str, list[dict[str, Any]]] = {}
+    for o in opts:
+        if o["status"] == "not_recommended":
+            ruled.setdefault(" ".join(o.get("reasons") or []), []).append(o)
+    out: list[tuple[dict[str, Any], int]] = [(o, 1) for o in keep]
+    for same in ruled.values():
+        out += [(o, len(same) if i == 0 else 0) for i, o in enumerate(same)]
+    return out
+
+
+def risk_applies(facts: dict[str, Any] | None, rec: dict[str, Any]) -> bool:
+    """Whether the AFIP/NIH GIST risk schemes apply: a localised, not recurrent tumour.
+
+    Both schemes estimate the risk of relapse after resection of a localised primary GIST;
+    for metastatic or recurrent disease they describe no decision on the page.
+    """
+    f = facts or {}
+    if f.get("metastasis") == "M1" or f.get("disease_status") in ("recurrent", "progressive"):
+        return False
+    gid = ((rec.get("patient_group") or {}).get("id")) or ""
+    return not gid.startswith(("gist.recurrent", "gist.progressive"))
+
+
+def bottom_line(rec: dict[str, Any], facts: dict[str, Any] | None = None,
+                group_label: Any = None) -> BottomLine:
+    """Summarise a recommendation (contract JSON) in the order a tumour board reads it.
+
+    Group and stage; what is preferred (or, when nothing is, the alternative pathways by their
+    first step); what needs caution and what is ruled out, each reason once with the regimens it
+    covers; the missing facts and what each would change; and, when the group is not pinned,
+    what holds across the candidate groups (``across_candidates``, contract 1.1). Nothing is
+    added that the recommendation does not say.
+    """
+    label = group_label or (lambda gid: gid)
+    oos = rec.get("out_of_scope")
+    g = rec.get("patient_group")
+    if oos:
+        return BottomLine(group="Outside the algorithm's scope", out_of_scope=str(oos.get("reason") or ""))
+    if g:
+        group = str(g.get("label") or g.get("id"))
+    elif rec.get("candidate_groups"):
+        group = "Group not yet decided: " + " or ".join(str(label(c)) for c in rec["candidate_groups"])
+    else:
+        group = "No patient group"
+    st = rec.get("stage") or {}
+    stage = str(st.get("group") or "")
+    if st and not stage and st.get("possible_groups"):
+        stage = " or ".join(st["possible_groups"]) + " (not final)"
+    pref: list[tuple[str, list[str]]] = []
+    caution: list[tuple[str, list[str]]] = []
+    ruled: list[tuple[str, list[str]]] = []
+    firsts: list[str] = []
+    for p in rec.get("pathways") or []:
+        steps = p.get("steps") or []
+        if steps:
+            firsts.append(str(steps[0]["label"]))
+        for s in steps:
+            opts = s.get("options") or []
+            if s["status"] == "preferred" and not any(o["status"] == "preferred" for o in opts):
+                pref.append((s["label"], step_reasons(s)))
+            if s["status"] == "not_recommended" and not opts:
+                ruled.append((s["label"], list(s.get("reasons") or [])))
+            for o in opts:
+                name = regimen(o["drugs"])
+                if o["status"] == "preferred":
+                    pref.append((f"{name} ({s['label'].lower()})", list(o.get("reasons") or [])))
+                elif o["status"] == "caution":
+                    caution.append((name, list(o.get("reasons") or [])))
+                elif o["status"] == "not_recommended":
+                    ruled.append((name, list(o.get("reasons") or [])))
+    bl = BottomLine(group=group, stage=stage)
+    bl.preferred = group_by_reason(pref)
+    if not pref:
+        bl.alternatives = list(dict.fromkeys(firsts))
+    bl.caution = group_by_reason(caution)
+    bl.ruled_out = group_by_reason(ruled)
+    bl.missing = [(m["field"], m["why"]) for m in rec.get("missing_information") or []]
+    if not g:
+        for a in rec.get("across_candidates") or []:
+            if a["status"] in FIRM_STATUSES and len(a.get("groups") or []) == len(rec.get("candidate_groups") or []):
+                reasons = a.get("reasons") or []
+                bl.holds.append((a["status"], regimen(a["drugs"]), reasons[0] if reasons else ""))
+    bl.risk_not_applicable = bool(rec.get("gist_risk")) and not risk_applies(facts, rec)
+    return bl

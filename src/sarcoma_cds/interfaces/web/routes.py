@@ -32,11 +32,14 @@ from sarcoma_cds.interfaces.web.present import (
     STATUS_LABEL,
     TIER_LABEL,
     _consistent,
+    bottom_line,
+    ordered_options,
     pathway_index,
     regimen,
     risk_label,
     search,
     step_anchor,
+    step_reasons,
     what_if,
 )
 
@@ -86,6 +89,10 @@ def make_templates(backend: WebBackend) -> Jinja2Templates:
         FACT_FIELDS=FACT_FIELDS,
         chosen_label=chosen_label,
         facts_qs_values=lambda facts, name, value: form_values(_consistent(facts, name, value)),
+        bottom_line=lambda rec, facts=None: bottom_line(  # issue 14: the summary atop each result
+            rec, facts, lambda g: kb.groups[g].label if g in kb.groups else g),
+        step_reasons=step_reasons,
+        ordered_options=ordered_options,
     )
     return t
 
