@@ -364,7 +364,8 @@ def test_bottom_line_without_a_preferred_choice_lists_the_alternatives() -> None
     bl = bottom_line(rec, facts)
     assert bl.stage == "IIIA" and not bl.preferred
     assert bl.alternatives == ["Neoadjuvant radiotherapy or chemoradiation", "Neoadjuvant systemic therapy", "Excision"]
-    assert len(bl.caution) == 2 and not bl.risk_not_applicable
+    assert len(bl.caution) == 1 and not bl.risk_not_applicable  # same regimens: their two reasons on one line
+    assert bl.caution[0].reason.count("Grade 3") == 1
     assert "3 alternative pathways, none preferred" in bl.sentence
 
 
@@ -373,7 +374,8 @@ def test_bottom_line_for_an_unpinned_group_reports_what_holds_and_what_is_missin
 
     facts, rec = _rec("missing-resectability.json")
     bl = bottom_line(rec, facts, lambda g: g.upper())
-    assert bl.group.startswith("Group not yet decided: EXTREMITY.STAGE_III_RESECTABLE or ")
+    assert bl.group == "Not yet decided between 2 groups"
+    assert bl.candidates == ["EXTREMITY.STAGE_III_RESECTABLE", "EXTREMITY.STAGE_III_UNRESECTABLE"]
     assert [f for f, _ in bl.missing] == ["resectability"]
     rec["across_candidates"] = [{"drugs": ["imatinib"], "status": "not_recommended", "reasons": ["r"],
                                  "groups": rec["candidate_groups"]},
@@ -430,3 +432,60 @@ def test_bottom_line_on_the_result_page(client: TestClient) -> None:
 def test_risk_cards_stay_for_localised_gist(client: TestClient) -> None:
     html = client.get(_save(client, "13-gist.resectable_significant_morbidity.json"), headers=HTML).text
     assert "GIST risk · AFIP" in text(html) and "Not used here" not in text(html)
+
+
+def pdf_objects(pdf: bytes) -> bytes:
+    """A PDF's objects as text: the file and its (zlib) object streams, inflated."""
+    import contextlib
+    import zlib
+
+    blobs = [pdf]
+    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, flags=re.S):
+        with contextlib.suppress(zlib.error):
+            blobs.append(zlib.decompress(m.group(1)))
+    return b"\n".join(blobs)
+
+
+def pdf_pages(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf_objects(pdf)))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.json")))
+def test_board_pdf_is_one_a4_page_for_every_example(client: TestClient, name: str) -> None:
+    pytest.importorskip("weasyprint")
+    url = _save(client, name)
+    # the board's override with a long rationale must not push the sheet onto a second page
+    client.post(url + "/decision", data={"outcome": "deferred", "rationale": "Await the MRI. " * 20,
+                                         "clinician": "MDT chair"})
+    client.post(url + "/decision", data={"outcome": "overridden", "chosen": _first_choice(client, url),
+                                         "rationale": "Patient preference, discussed at length. " * 40,
+                                         "clinician": "MDT chair"})
+    r = client.get(url + "/board.pdf")
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+    assert pdf_pages(r.content) == 1, name
+    assert re.search(rb"/MediaBox \[0 0 595\.\d* 841\.", pdf_objects(r.content))  # A4 in points
+
+
+def _first_choice(client: TestClient, url: str) -> str:
+    m = re.search(r'<select id="d-chosen" name="chosen"[^>]*>\s*<option value="">—</option>\s*<option value="([^"]+)"',
+                  client.get(url, headers=HTML).text)
+    return m.group(1) if m else ""
+
+
+def test_board_sheet_shows_the_preferred_choice_first(client: TestClient) -> None:
+    html = client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/board", headers=HTML).text
+    sheet = html[html.index('class="board sheet"'):]
+    assert sheet.index("avapritinib") < sheet.index("imatinib")
+    assert "9 ruled out" in text(sheet)
+
+
+def test_decision_form_preselects_nothing_and_checks_the_option(client: TestClient) -> None:
+    url = _save(client, "03-extremity.stage_iii_resectable.json")
+    html = client.get(url, headers=HTML).text
+    assert not re.search(r'name="outcome" value="[a-z]+" checked', html)
+    r = client.post(url + "/decision", data={"outcome": "overridden", "chosen": "imatinib_for_everyone",
+                                             "rationale": "x"}, headers=HTML)
+    assert r.status_code == 422 and "Choose one of this case" in r.text
+    ok = client.post(url + "/decision", data={"outcome": "overridden", "chosen": _first_choice(client, url),
+                                              "rationale": "x"}, follow_redirects=False)
+    assert ok.status_code == 303

@@ -252,6 +252,7 @@ class BottomLine:
     group: str
     stage: str = ""
     out_of_scope: str = ""
+    candidates: list[str] = field(default_factory=list)  # labels, when the group is not pinned
     preferred: list[ReasonGroup] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)  # first step of each pathway when nothing is preferred
     caution: list[ReasonGroup] = field(default_factory=list)
@@ -290,7 +291,14 @@ def group_by_reason(entries: list[tuple[str, list[str]]]) -> list[ReasonGroup]:
             g = out.setdefault(key, ReasonGroup(key))
             if name not in g.items:
                 g.items.append(name)
-    return list(out.values())
+    merged: dict[tuple[str, ...], ReasonGroup] = {}  # same regimens under two reasons: one line
+    for g in out.values():
+        m = merged.get(tuple(g.items))
+        if m is None:
+            merged[tuple(g.items)] = g
+        else:
+            m.reason = f"{m.reason} {g.reason}".strip()
+    return list(merged.values())
 
 
 def step_reasons(step: dict[str, Any]) -> list[str]:
@@ -351,7 +359,7 @@ def bottom_line(rec: dict[str, Any], facts: dict[str, Any] | None = None,
     if g:
         group = str(g.get("label") or g.get("id"))
     elif rec.get("candidate_groups"):
-        group = "Group not yet decided: " + " or ".join(str(label(c)) for c in rec["candidate_groups"])
+        group = f"Not yet decided between {len(rec['candidate_groups'])} groups"
     else:
         group = "No patient group"
     st = rec.get("stage") or {}
@@ -380,7 +388,8 @@ def bottom_line(rec: dict[str, Any], facts: dict[str, Any] | None = None,
                     caution.append((name, list(o.get("reasons") or [])))
                 elif o["status"] == "not_recommended":
                     ruled.append((name, list(o.get("reasons") or [])))
-    bl = BottomLine(group=group, stage=stage)
+    bl = BottomLine(group=group, stage=stage,
+                    candidates=[str(label(c)) for c in rec.get("candidate_groups") or []] if not g else [])
     bl.preferred = group_by_reason(pref)
     if not pref:
         bl.alternatives = list(dict.fromkeys(firsts))

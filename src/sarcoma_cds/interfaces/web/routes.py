@@ -236,6 +236,8 @@ def build_router(backend: WebBackend) -> APIRouter:
             errors["outcome"] = "Choose what was decided."
         if outcome == "overridden" and not chosen:
             errors["chosen"] = "Name the option that was chosen instead."
+        if chosen and chosen not in dict(_choices(case.recommendation)):  # issue 14: must belong to the case
+            errors["chosen"] = "Choose one of this case's options from the list."
         if outcome == "overridden" and not rationale:
             errors["rationale"] = "Give the reason for choosing another option."
         if errors:
