@@ -489,3 +489,18 @@ def test_decision_form_preselects_nothing_and_checks_the_option(client: TestClie
     ok = client.post(url + "/decision", data={"outcome": "overridden", "chosen": _first_choice(client, url),
                                               "rationale": "x"}, follow_redirects=False)
     assert ok.status_code == 303
+
+
+def test_favicon_and_missing_case_page(client: TestClient) -> None:
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    r = client.get("/cases/no-such-case", headers=HTML)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "There is no saved case" in r.text and "<h1>Not found</h1>" in r.text
+    assert client.get("/cases/no-such-case/board.pdf").status_code == 404
+
+
+def test_disclaimer_icon_is_drawn_and_print_has_a_no_script_hint(client: TestClient) -> None:
+    url = _save(client, "01-extremity.stage_i.json")
+    assert "ⓘ" not in client.get(url, headers=HTML).text
+    assert "<noscript>" in client.get(url + "/board", headers=HTML).text

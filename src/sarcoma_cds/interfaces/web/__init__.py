@@ -13,7 +13,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from sarcoma_cds.interfaces.web.adapter import WebBackend
-from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, build_router
+from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, build_router, make_templates
+from sarcoma_cds.interfaces.web.routes_extra import (
+    PageNotFound,
+    build_extra_router,
+    not_found_handler,
+)
 
 __all__ = ["create_web_app", "mount"]
 
@@ -49,6 +54,8 @@ def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
     """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
     backend = WebBackend(services)
     app.include_router(build_router(backend))
+    app.include_router(build_extra_router())
+    app.add_exception_handler(PageNotFound, not_found_handler(make_templates(backend)))
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend

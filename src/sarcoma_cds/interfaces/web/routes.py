@@ -42,6 +42,7 @@ from sarcoma_cds.interfaces.web.present import (
     step_reasons,
     what_if,
 )
+from sarcoma_cds.interfaces.web.routes_extra import PageNotFound
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -208,7 +209,7 @@ def build_router(backend: WebBackend) -> APIRouter:
     def load(cid: str) -> CaseView:
         case = backend.get_case(cid)
         if case is None or not case.recommendation:
-            raise HTTPException(404, f"There is no saved case '{cid}'.")
+            raise PageNotFound(f"There is no saved case '{cid}'.")  # issue 14: HTML, not JSON
         return case
 
     def case_ctx(case: CaseView) -> dict[str, Any]:

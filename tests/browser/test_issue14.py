@@ -1,0 +1,104 @@
+"""Browser checks of issue 14: the answer first, layouts that hold, a clean console.
+
+Each page is opened at a laptop (1366x768) and a tablet (768x1024) width, checked with axe-core
+and for console errors; saved cases come from ``examples/patients``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "patients"
+WIDTHS = {"laptop": {"width": 1366, "height": 768}, "tablet": {"width": 768, "height": 1024}}
+
+
+def save(page: Any, name: str) -> str:
+    """Save an example patient as a case (the form's POST) and return the case URL."""
+    from sarcoma_cds.interfaces.web.forms import form_values
+
+    facts = json.loads((EXAMPLES / name).read_text())
+    body = urllib.parse.urlencode(form_values(facts), doseq=True)
+    r = page.request.post("/cases", data=body, max_redirects=0,
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status == 303, r.text()[:300]
+    return str(r.headers["location"])
+
+
+def console_errors(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+@pytest.mark.parametrize("vp", list(WIDTHS))
+def test_bottom_line_is_the_first_thing_on_case_and_board(page: Any, vp: str, helpers: Any) -> None:
+    errors = console_errors(page)
+    page.set_viewport_size(WIDTHS[vp])
+    url = save(page, "gist-pdgfra-d842v-metastatic.json")
+    for suffix in ("", "/board"):
+        page.goto(url + suffix)
+        bl = page.locator(".bottom-line")
+        box = bl.bounding_box()
+        assert box and box["y"] < WIDTHS[vp]["height"], "the bottom line starts in the first screen"
+        assert "avapritinib" in bl.locator(".bl-preferred").inner_text()
+        assert bl.locator(".bl-ruled p").count() == 4  # one line per reason
+        assert "Not used here" in bl.inner_text()  # GIST risk demoted for metastatic disease
+        assert page.locator(".facts-cards .risk").count() == 0
+        helpers.axe(page, f"case{suffix} {vp}")
+        helpers.shot(page, f"issue14-gist-d842v{suffix.replace('/', '-')}-{vp}", full_page=False)
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("vp", list(WIDTHS))
+def test_stage_iii_bottom_line_names_the_alternatives(page: Any, vp: str, helpers: Any) -> None:
+    errors = console_errors(page)
+    page.set_viewport_size(WIDTHS[vp])
+    page.goto(save(page, "03-extremity.stage_iii_resectable.json"))
+    t = page.locator(".bottom-line").inner_text()
+    assert "No single choice is preferred: 3 alternative pathways" in t and "IIIA" in t
+    helpers.axe(page, f"extremity case {vp}")
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("width", [900, 1000, 1100, 1280, 1366, 1600, 1920])
+def test_gist_risk_cards_never_cover_the_group_heading(page: Any, width: int) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(save(page, "13-gist.resectable_significant_morbidity.json"))
+    title = page.locator("#result-h")
+    tb = title.bounding_box()
+    assert tb and tb["width"] > 250, "the title keeps room for more than a word per line"
+    cards = page.locator(".facts-cards .card-stat")
+    assert cards.count() == 2  # localised GIST: AFIP and NIH stay prominent
+    for i in range(cards.count()):
+        assert not overlaps(tb, cards.nth(i).bounding_box()), f"card {i} covers the heading at {width}px"
+
+
+def test_board_prints_the_preferred_choice_first(page: Any) -> None:
+    page.goto(save(page, "gist-pdgfra-d842v-metastatic.json") + "/board")
+    page.emulate_media(media="print")
+    sheet = page.locator(".board").inner_text()
+    assert sheet.index("avapritinib") < sheet.index("imatinib")
+    assert page.locator(".board-form").is_hidden()
+
+
+def test_missing_case_and_favicon_have_no_console_error(page: Any) -> None:
+    errors = console_errors(page)
+    page.goto("/")
+    assert page.request.get("/favicon.ico").ok
+    r = page.goto("/cases/does-not-exist")
+    assert r is not None and r.status == 404
+    assert page.locator("h1").inner_text() == "Not found"
+    assert [e for e in errors if "404" not in e] == []  # (the 404 of the page itself is expected)
