@@ -504,3 +504,25 @@ def test_disclaimer_icon_is_drawn_and_print_has_a_no_script_hint(client: TestCli
     url = _save(client, "01-extremity.stage_i.json")
     assert "ⓘ" not in client.get(url, headers=HTML).text
     assert "<noscript>" in client.get(url + "/board", headers=HTML).text
+
+
+def test_form_messages_in_plain_words() -> None:
+    from sarcoma_cds.interfaces.web.forms import plain_message, validate
+
+    assert plain_message("Input should be less than or equal to 4") == "must be 4 or less"
+    assert plain_message("Input should be greater than or equal to 0") == "must be 0 or more"
+    errs = validate({"histology": "gist", "primary_site": "stomach", "ecog": 7, "mitotic_rate_per_5mm2": -1,
+                     "disease_status": "primary", "progression_extent": "limited"})
+    flat = " ".join(m for ms in errs.values() for m in ms)
+    assert "Input should" not in flat and "_" not in flat
+    assert "disease status progressive" in flat
+
+
+def test_ecog_is_a_choice_and_ntrk_sits_outside_the_gist_section(client: TestClient) -> None:
+    html = client.get("/patient", headers=HTML).text
+    assert re.search(r'<select id="f-ecog" name="ecog"', html)
+    assert '<option value="4"' in html
+    gist = html[html.index("section-gist"):html.index("section-molecular")]
+    assert 'id="f-kit_mutation"' in gist and 'id="f-ntrk_fusion"' not in gist
+    r = client.post("/patient", data={**EXTREMITY_III, "ecog": "2"}, headers=HTML)
+    assert r.status_code == 200 and 'value="2" selected' in r.text

@@ -112,3 +112,54 @@ def test_missing_case_and_favicon_have_no_console_error(page: Any) -> None:
     assert r is not None and r.status == 404
     assert page.locator("h1").inner_text() == "Not found"
     assert [e for e in errors if "404" not in e] == []  # (the 404 of the page itself is expected)
+
+
+@pytest.mark.parametrize("vp", list(WIDTHS))
+def test_tabbing_never_hides_the_focused_field_under_the_action_bar(page: Any, vp: str, helpers: Any) -> None:
+    """WCAG 2.2 SC 2.4.11 (focus not obscured): every control reached by Tab stays in view."""
+    errors = console_errors(page)
+    page.set_viewport_size(WIDTHS[vp])
+    page.goto("/patient")
+    page.select_option("#f-histology", value="gist")
+    page.locator("#f-histology").focus()
+    bar = page.locator(".form-actions")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        tag = page.evaluate("document.activeElement.closest('.form-actions') ? 'bar' : document.activeElement.tagName")
+        if tag == "bar":
+            break
+        box = page.evaluate("(() => { const r = document.activeElement.getBoundingClientRect();"
+                            " return {top: r.top, bottom: r.bottom}; })()")
+        top = bar.bounding_box()["y"]
+        assert box["bottom"] <= top + 1, f"focused control under the action bar ({box} vs {top})"
+    helpers.axe(page, f"patient form {vp}")
+    assert not errors, errors
+
+
+def test_gist_fields_only_for_gist_and_plain_error_words(page: Any, helpers: Any) -> None:
+    page.goto("/patient")
+    gist = page.locator(".section-gist")
+    assert gist.is_visible()  # nothing chosen yet
+    page.select_option("#f-histology", value="leiomyosarcoma")
+    assert gist.is_hidden() and page.locator("#f-ntrk_fusion").is_visible()
+    page.select_option("#f-histology", value="gist")
+    assert gist.is_visible()
+    page.select_option("#f-primary_site", value="stomach")
+    page.fill("#f-mitotic_rate_per_5mm2", "-2")
+    page.select_option("#f-disease_status", value="primary")
+    page.select_option("#f-progression_extent", index=1)
+    page.get_by_role("button", name="Show recommendation").click()
+    page.wait_for_selector("#error-summary")
+    t = page.locator("#error-summary").inner_text()
+    assert "Input should" not in t and "_" not in t and "must be 0 or more" in t
+    helpers.axe(page, "form errors in plain words")
+
+
+def test_gist_fields_show_without_javascript(browser: Any, server: str) -> None:
+    ctx = browser.new_context(java_script_enabled=False, base_url=server)
+    pg = ctx.new_page()
+    try:
+        pg.goto("/patient?histology=leiomyosarcoma")
+        assert pg.locator(".section-gist").is_visible()
+    finally:
+        ctx.close()

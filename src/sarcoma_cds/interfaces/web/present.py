@@ -201,6 +201,8 @@ def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, An
         values: list[Any] = [v for v, _ in spec.choices if v != ""]
         if spec.kind == "bool":
             values = [True, False]
+        elif spec.kind == "integer":
+            values = [int(v) for v in values]
         if not values:
             continue
         variants: list[Variant] = []
