@@ -526,3 +526,12 @@ def test_ecog_is_a_choice_and_ntrk_sits_outside_the_gist_section(client: TestCli
     assert 'id="f-kit_mutation"' in gist and 'id="f-ntrk_fusion"' not in gist
     r = client.post("/patient", data={**EXTREMITY_III, "ecog": "2"}, headers=HTML)
     assert r.status_code == 200 and 'value="2" selected' in r.text
+
+
+def test_search_links_drug_places_and_tolerates_a_typo(client: TestClient) -> None:
+    html = client.get("/search?q=avapritinib", headers=HTML).text
+    drugs = html[html.index('id="h-drug"'):]
+    assert re.search(r'<a href="/groups/gist\.unresectable#step-1-targeted_systemic_therapy">', drugs)
+    typo = client.get("/search?q=avaprtinib", headers=HTML).text
+    assert "showing the closest spelling" in typo and "avapritinib" in typo
+    assert "0 results" in client.get("/search?q=xyzzy", headers=HTML).text

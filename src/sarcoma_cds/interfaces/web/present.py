@@ -63,9 +63,46 @@ class Hit:
     url: str
     context: str
     snippet: str = ""
+    places: list[tuple[str, str]] = field(default_factory=list)  # drug hits: (where, step URL)
+    matched_query: str = ""  # the query that matched, when a misspelt one was corrected
+
+
+def _vocabulary(kb: Any) -> list[str]:
+    """Words a search can be corrected to: drug names and the words of group and step labels."""
+    words: set[str] = set()
+    for g in kb.data.groups:
+        words.update(re.findall(r"[a-z]{4,}", g.label.lower()))
+        for p in g.pathways:
+            for s in p.steps:
+                words.update(re.findall(r"[a-z]{4,}", s.label.lower()))
+                for o in s.options:
+                    words.update(d.lower() for d in o.drugs)
+    return sorted(words)
 
 
 def search(kb: Any, q: str) -> list[Hit]:
+    """Groups, steps and drugs matching every word of ``q``; a misspelt word is corrected
+    (closest drug or label word, ``difflib``) when the query as typed finds nothing."""
+    hits = _search(kb, q)
+    if hits or not q.strip():
+        return hits
+    import difflib
+
+    vocab = _vocabulary(kb)
+    fixed = []
+    for t in re.split(r"\s+", q.lower().strip()):
+        close = difflib.get_close_matches(t, vocab, n=1, cutoff=0.75)
+        fixed.append(close[0] if close else t)
+    corrected = " ".join(fixed)
+    if corrected == q.lower().strip():
+        return []
+    hits = _search(kb, corrected)
+    for h in hits:
+        h.matched_query = corrected.replace("_", " ")
+    return hits
+
+
+def _search(kb: Any, q: str) -> list[Hit]:
     terms = [t for t in re.split(r"\s+", q.lower().strip()) if t]
     if not terms:
         return []
@@ -94,6 +131,7 @@ def search(kb: Any, q: str) -> list[Hit]:
                             h = drugs.setdefault(d, Hit("drug", drug_name(d), f"/search?q={d}", ""))
                             place = f"{g.label} — {s.label} ({regimen(o.drugs)})"
                             h.snippet += ("\n" if h.snippet else "") + place
+                            h.places.append((place, surl))
     return groups + steps + list(drugs.values())
 
 
