@@ -535,3 +535,16 @@ def test_search_links_drug_places_and_tolerates_a_typo(client: TestClient) -> No
     typo = client.get("/search?q=avaprtinib", headers=HTML).text
     assert "showing the closest spelling" in typo and "avapritinib" in typo
     assert "0 results" in client.get("/search?q=xyzzy", headers=HTML).text
+
+
+def test_import_over_256_kib_answers_with_the_page(client: TestClient) -> None:
+    big = b'{"histology": "gist", "primary_site": "stomach", "pad": "' + b"x" * (300 * 1024) + b'"}'
+    r = client.post("/import", files={"file": ("facts.json", big, "application/json")}, headers=HTML)
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.status_code == 422 and "Unknown fields" in r.text  # read by the page, not refused as JSON
+    huge = b"x" * (1024 * 1024 + 10)
+    r = client.post("/import", files={"file": ("facts.json", huge, "application/json")}, headers=HTML)
+    assert r.headers["content-type"].startswith("text/html") and "larger than 1 MB" in r.text
+    r = client.post("/import", files={"file": ("facts.json", b"x" * (3 * 1024 * 1024), "application/json")})
+    assert r.status_code == 413 and r.headers["content-type"].startswith("text/html")
+    assert client.post("/recommend", content=b"x" * (300 * 1024)).status_code == 413  # the API keeps 256 KiB

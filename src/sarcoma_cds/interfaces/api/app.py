@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sarcoma_cds import InvalidFacts, PatientFacts, __version__
@@ -39,21 +39,29 @@ access_log = logging.getLogger("sarcoma_cds.service.access")
 JSON_OBJECT = {"type": "object", "additionalProperties": True}
 
 
+#: Answer to an upload from a web page over its limit (``mount`` sets ``app.state.body_limits``).
+WEB_TOO_LARGE = ('<!doctype html><html lang="en"><meta charset="utf-8"><title>File too large</title>'
+                 '<h1>File too large</h1><p>The upload is larger than the page accepts (1 MB).</p>'
+                 '<p><a href="/import">Back to the import page</a></p></html>')
+
+
 class BodyLimitMiddleware:
     """Refuses bodies over ``limit`` bytes with 413 (by Content-Length, or while streaming)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.path_limits = path_limits or {}  # web form pages with a larger limit (issue 14)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.limit)
         for k, v in scope.get("headers", []):
             if k == b"content-length":
                 try:
-                    too_big = int(v) > self.limit
+                    too_big = int(v) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
@@ -71,7 +79,7 @@ class BodyLimitMiddleware:
                 return
             body = msg.get("body", b"")
             seen += len(body)
-            if seen > self.limit:
+            if seen > limit:
                 await self._refuse(scope, receive, send)
                 return
             chunks.append(body)
@@ -93,8 +101,10 @@ class BodyLimitMiddleware:
         # this middleware runs outside request_context: the request id is taken (or made) here,
         # so that a 413 carries ``instance`` and ``X-Request-ID`` like every other problem
         rid = request_id(dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1"))
-        resp = problem(413, f"request body larger than {self.limit} bytes", request_id=rid,
-                       headers={"X-Request-ID": rid})
+        resp: Any = problem(413, f"request body larger than {self.limit} bytes", request_id=rid,
+                            headers={"X-Request-ID": rid})
+        if scope.get("path") in self.path_limits:  # a web page's upload: answer with a page
+            resp = HTMLResponse(WEB_TOO_LARGE, status_code=413, headers={"X-Request-ID": rid})
         await resp(scope, receive, send)
 
 
@@ -450,5 +460,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if mount is not None:
         mount(app, services)
 
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
+                       path_limits=getattr(app.state, "body_limits", None))
     return app

@@ -13,7 +13,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from sarcoma_cds.interfaces.web.adapter import WebBackend
-from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, build_router, make_templates
+from sarcoma_cds.interfaces.web.routes import (
+    MAX_UPLOAD,
+    STATIC,
+    UI_PREFIX,
+    build_router,
+    make_templates,
+)
 from sarcoma_cds.interfaces.web.routes_extra import (
     PageNotFound,
     build_extra_router,
@@ -59,6 +65,9 @@ def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend
+    # the import page accepts files up to 1 MB (MAX_UPLOAD): a body limit above that for its form,
+    # so that the page itself says when a file is too large (read by create_app's BodyLimitMiddleware)
+    app.state.body_limits = {"/import": 2 * MAX_UPLOAD}
     return backend
 
 
