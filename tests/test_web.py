@@ -548,3 +548,14 @@ def test_import_over_256_kib_answers_with_the_page(client: TestClient) -> None:
     r = client.post("/import", files={"file": ("facts.json", b"x" * (3 * 1024 * 1024), "application/json")})
     assert r.status_code == 413 and r.headers["content-type"].startswith("text/html")
     assert client.post("/recommend", content=b"x" * (300 * 1024)).status_code == 413  # the API keeps 256 KiB
+
+
+def test_api_docs_load_nothing_from_a_cdn(client: TestClient) -> None:
+    pytest.importorskip("fastapi_offline")
+    for url in ("/api/docs", "/api/redoc"):
+        r = client.get(url)
+        assert r.status_code == 200
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert refs and all(u.startswith("/") for u in refs), refs
+        assert "googleapis" not in r.text and "cdn." not in r.text
+    assert client.get("/api/docs-static/swagger-ui-bundle.js").status_code == 200

@@ -163,3 +163,27 @@ def test_gist_fields_show_without_javascript(browser: Any, server: str) -> None:
         assert pg.locator(".section-gist").is_visible()
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("url, ready", [("/api/docs", ".swagger-ui .info .title"),
+                                        ("/api/redoc", "[role=navigation], .api-content")])
+def test_api_docs_work_without_internet(page: Any, server: str, url: str, ready: str) -> None:
+    """Hospital network without internet: every request off the server is refused."""
+    pytest.importorskip("fastapi_offline")
+    errors = console_errors(page)
+    outside: list[str] = []
+
+    def gate(route: Any) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", gate)
+    page.goto(url)
+    page.wait_for_selector(ready, timeout=20_000)
+    # ReDoc's "powered by" footer image is hard-wired to its CDN; nothing else may leave the server
+    logo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+    assert [u for u in outside if u != logo] == []
+    assert [e for e in errors if not (logo in outside and "ERR_FAILED" in e)] == [], errors

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sarcoma_cds import InvalidFacts, PatientFacts, __version__
 from sarcoma_cds.interfaces import json_input
-from sarcoma_cds.interfaces.api import cds_hooks
+from sarcoma_cds.interfaces.api import cds_hooks, offline_docs
 from sarcoma_cds.interfaces.api.problems import problem, problem_responses
 from sarcoma_cds.interfaces.api.security import (
     AuthError,
@@ -146,8 +146,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version=__version__,
         description=("Clinical decision support for adult soft-tissue sarcoma and GIST. "
                      f"{services.disclaimer}"),
-        docs_url="/api/docs", redoc_url="/api/redoc", openapi_url="/openapi.json",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",  # docs: offline_docs.install
     )
+    offline_docs.install(app)  # /api/docs, /api/redoc with local assets (issue 14)
     app.state.services = services
     app.state.settings = settings
 
