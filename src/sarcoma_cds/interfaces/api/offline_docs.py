@@ -44,18 +44,17 @@ def install(app: FastAPI, docs_url: str = "/api/docs", redoc_url: str = "/api/re
     oauth2 = docs_url + "/oauth2-redirect"
     if static is None:
         log.warning("fastapi-offline is not installed: the API docs load their assets from public CDNs")
-        js, css, redoc_js, icon = {}, {}, {}, {}
     else:
         app.mount(ASSETS_URL, StaticFiles(directory=str(static)), name="api-docs-static")
-        js = {"swagger_js_url": f"{ASSETS_URL}/swagger-ui-bundle.js"}
-        css = {"swagger_css_url": f"{ASSETS_URL}/swagger-ui.css"}
-        redoc_js = {"redoc_js_url": f"{ASSETS_URL}/redoc.standalone.js"}
-        icon = {"favicon": f"{ASSETS_URL}/favicon.png"}
 
     @app.get(docs_url, include_in_schema=False)
     def swagger() -> HTMLResponse:
+        if static is None:
+            return get_swagger_ui_html(openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2)
         return get_swagger_ui_html(openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2,
-                                   **js, **css, **({"swagger_favicon_url": icon["favicon"]} if icon else {}))
+                                   swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{ASSETS_URL}/favicon.png")
 
     @app.get(oauth2, include_in_schema=False)
     def swagger_redirect() -> HTMLResponse:
@@ -63,5 +62,8 @@ def install(app: FastAPI, docs_url: str = "/api/docs", redoc_url: str = "/api/re
 
     @app.get(redoc_url, include_in_schema=False)
     def redoc() -> HTMLResponse:
+        if static is None:
+            return get_redoc_html(openapi_url=openapi_url, title=title, with_google_fonts=False)
         return get_redoc_html(openapi_url=openapi_url, title=title, with_google_fonts=False,
-                              **redoc_js, **({"redoc_favicon_url": icon["favicon"]} if icon else {}))
+                              redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+                              redoc_favicon_url=f"{ASSETS_URL}/favicon.png")
