@@ -82,7 +82,9 @@ def main() -> None:
             url = save_case(base, json.loads((EXAMPLES / file).read_text()), name.replace("-", " "))
             pages[f"case-{name}"] = url
             pages[f"board-{name}"] = url + "/board"
-        pages["patient-summary-gist-d842v"] = pages["case-gist-d842v"] + "/patient-summary"
+        for name in ("gist-d842v", "extremity-stage-iii"):
+            pages[f"patient-summary-{name}"] = pages[f"case-{name}"] + "/patient-summary"
+        pages["search-typo"] = "/search?q=avaprtinib"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             for vp, (w, h) in VIEWPORTS.items():

@@ -559,3 +559,15 @@ def test_api_docs_load_nothing_from_a_cdn(client: TestClient) -> None:
         assert refs and all(u.startswith("/") for u in refs), refs
         assert "googleapis" not in r.text and "cdn." not in r.text
     assert client.get("/api/docs-static/swagger-ui-bundle.js").status_code == 200
+
+
+def test_patient_summary_keeps_the_alternatives_apart_and_says_spread_not_come_back(client: TestClient) -> None:
+    t = text(client.get(_save(client, "03-extremity.stage_iii_resectable.json") + "/patient-summary",
+                        headers=HTML).text)
+    assert "There are 3 possible ways to go" in t and "Way 1" in t and "Way 3" in t
+    assert "A main first treatment" not in t and "Usually added" not in t
+    t = text(client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/patient-summary",
+                        headers=HTML).text)
+    assert "has spread to other parts of the body" in t and "come back" not in t  # M1 at diagnosis
+    assert "possible ways" not in t  # one pathway: no choice to announce
+

@@ -273,7 +273,7 @@ def build_router(backend: WebBackend) -> APIRouter:
         rec = case.recommendation
         return page(request, "patient_summary.html", case=case, rec=rec,
                     tumour=plain.tumour_sentence(case.facts) if case.facts else "",
-                    situation=plain.situation_sentence(rec), treatments=plain.treatments(rec))
+                    situation=plain.situation_sentence(rec, case.facts), ways=plain.ways(rec))  # issue 14
 
     @router.get("/cases/{cid}/diagram.svg")
     def diagram_svg(cid: str) -> Response:
