@@ -256,7 +256,8 @@ def test_diagram_svg(client: TestClient, case_url: str) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     root = ET.fromstring(r.content)
     assert root.tag.endswith("svg")
-    assert "best fit" in r.text and "Stage III" in r.text
+    # three tied pathways: alternatives, not one "best fit" (issue 14)
+    assert "best fit" not in r.text and "one of 3 alternatives" in r.text and "Stage III" in r.text
     assert 'stroke="#0b5d6b" stroke-width="3"' in r.text  # the taken branch is highlighted
 
 
@@ -571,3 +572,14 @@ def test_patient_summary_keeps_the_alternatives_apart_and_says_spread_not_come_b
     assert "has spread to other parts of the body" in t and "come back" not in t  # M1 at diagnosis
     assert "possible ways" not in t  # one pathway: no choice to announce
 
+
+
+def test_diagram_tells_the_stage_iii_groups_apart_and_names_regimen_and_genotype(client: TestClient) -> None:
+    svg = client.get(_save(client, "03-extremity.stage_iii_resectable.json") + "/diagram.svg").text
+    texts = " ".join(re.findall(r">([^<>]+)</text>", svg))
+    assert "resectable" in texts and "unresectable" in texts and "…" not in "".join(
+        re.findall(r'font-weight="700" fill="#(?:1c2733|5b6875)">([^<]+)</text>', svg))  # group labels whole
+    assert "Stage IIIA" in texts
+    svg = client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/diagram.svg").text
+    assert "PDGFRA D842V" in svg and "avapritinib" in svg
+    assert "best fit" not in svg  # one pathway: nothing to compare
