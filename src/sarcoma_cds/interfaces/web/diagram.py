@@ -219,7 +219,7 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
                 label = f'{TIER_LABEL.get(s["tier"], s["tier"])} · {s["label"]}'
                 status_text = f'{STATUS_ICON.get(st, "")} {STATUS_LABEL.get(st, st)}'
                 rows = _wrap(label, int((widths[3] - 44) / CHAR_12))
-                rows = rows[:1] + [_clip(" ".join(rows[1:]), int((widths[3] - 44) / CHAR_12))] if len(rows) > 1 else rows
+                rows = [*rows[:1], _clip(" ".join(rows[1:]), int((widths[3] - 44) / CHAR_12))] if len(rows) > 1 else rows
                 regs = _regimens(s)
                 room = int((widths[3] - 44) / CHAR_115) - len(status_text) - 3
                 sh = _step_h(s)
