@@ -30,6 +30,7 @@ CASES = {
     "missing-resectability": "missing-resectability.json",
     "gist-resectable": "13-gist.resectable_significant_morbidity.json",
 }
+BOARDS = ("extremity-stage-iii", "gist-d842v")  # board sheets captured (the others look alike)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -68,6 +69,28 @@ def start_server(data_dir: Path) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def readme_shots(browser: Any, base: str, pages: dict[str, str], out: Path) -> None:
+    """The first-screen views the README shows (laptop), the printed board and the diagram."""
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = ctx.new_page()
+
+    def go(url: str) -> None:
+        page.goto(base + url if url.startswith("/") else url)
+
+    go(pages["case-gist-d842v"])
+    page.screenshot(path=str(out / "web-gist-d842v-laptop.png"))
+    page.locator(".diagram-panel").screenshot(path=str(out / "web-diagram-laptop.png"))
+    go(pages["case-extremity-stage-iii"])
+    page.locator(".diagram-panel").screenshot(path=str(out / "web-diagram-extremity-laptop.png"))
+    go(pages["case-missing-resectability"])
+    page.get_by_role("link", name="What would change it").first.click()
+    page.screenshot(path=str(out / "web-what-if-laptop.png"))
+    go(pages["board-gist-d842v"])
+    page.emulate_media(media="print")
+    page.screenshot(path=str(out / "web-board-print.png"), full_page=True)
+    ctx.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -81,7 +104,8 @@ def main() -> None:
         for name, file in CASES.items():
             url = save_case(base, json.loads((EXAMPLES / file).read_text()), name.replace("-", " "))
             pages[f"case-{name}"] = url
-            pages[f"board-{name}"] = url + "/board"
+            if name in BOARDS:
+                pages[f"board-{name}"] = url + "/board"
         for name in ("gist-d842v", "extremity-stage-iii"):
             pages[f"patient-summary-{name}"] = pages[f"case-{name}"] + "/patient-summary"
         pages["search-typo"] = "/search?q=avaprtinib"
@@ -94,8 +118,22 @@ def main() -> None:
                     page.goto(base + url if url.startswith("/") else url)
                     page.screenshot(path=str(args.out / f"web-{name}-{vp}.png"), full_page=True)
                 ctx.close()
+            readme_shots(browser, base, pages, args.out)
             browser.close()
-    print(f"{len(pages) * len(VIEWPORTS)} screenshots in {args.out}")
+    shrink(args.out)
+    print(f"{len(pages) * len(VIEWPORTS) + 5} screenshots in {args.out}")
+
+
+def shrink(out: Path) -> None:
+    """256-colour palettes (Pillow, a WeasyPrint dependency): the PNGs stay small in git."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    for png in out.glob("web-*.png"):
+        with Image.open(png) as im:
+            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        small.save(png, optimize=True)
 
 
 if __name__ == "__main__":
