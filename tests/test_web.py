@@ -583,3 +583,21 @@ def test_diagram_tells_the_stage_iii_groups_apart_and_names_regimen_and_genotype
     svg = client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/diagram.svg").text
     assert "PDGFRA D842V" in svg and "avapritinib" in svg
     assert "best fit" not in svg  # one pathway: nothing to compare
+
+
+def test_tumour_board_mode_lists_the_day_and_walks_the_sheets(tmp_path: Path) -> None:
+    from sarcoma_cds.interfaces.web import create_web_app
+
+    c = TestClient(create_web_app(None))  # a fresh store: only this session's cases
+    assert "No case was saved today" in c.get("/board", headers=HTML).text
+    first = _save(c, "03-extremity.stage_iii_resectable.json")
+    _save(c, "gist-pdgfra-d842v-metastatic.json")
+    t = text(c.get("/board", headers=HTML).text)
+    assert "3 alternative pathways, none preferred" in t and "preferred: avapritinib" in t
+    one = c.get("/board/1", headers=HTML).text
+    assert "Case 1 of 2" in one and 'href="/board/2" rel="next"' in one and 'id="bl-h"' in one
+    assert 'name="next" value="/board/1"' in one
+    r = c.post(first + "/decision", data={"outcome": "deferred", "next": "/board/1"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/board/1"
+    assert "Decision: Deferred" in c.get("/board", headers=HTML).text
+    assert c.get("/board/3", headers=HTML).status_code == 404

@@ -7,6 +7,7 @@ and for console errors; saved cases come from ``examples/patients``.
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,26 @@ def test_api_docs_work_without_internet(page: Any, server: str, url: str, ready:
     logo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
     assert [u for u in outside if u != logo] == []
     assert [e for e in errors if not (logo in outside and "ERR_FAILED" in e)] == [], errors
+
+
+@pytest.mark.parametrize("vp", list(WIDTHS))
+def test_tumour_board_mode(page: Any, vp: str, helpers: Any) -> None:
+    errors = console_errors(page)
+    page.set_viewport_size(WIDTHS[vp])
+    save(page, "03-extremity.stage_iii_resectable.json")
+    save(page, "gist-pdgfra-d842v-metastatic.json")
+    page.goto("/board")
+    assert page.locator(".board-list li").count() >= 2
+    helpers.axe(page, f"tumour-board list {vp}")
+    helpers.shot(page, f"issue14-board-list-{vp}", full_page=False)
+    page.get_by_role("link", name=re.compile("Start with case 1")).click()
+    assert "Case 1 of" in page.locator(".board-session").inner_text()
+    page.get_by_role("link", name="Next case →").click()
+    page.wait_for_url(re.compile(r"/board/2$"))
+    page.get_by_label("Deferred (more information needed)").check()
+    page.get_by_role("button", name="Record decision").click()
+    page.wait_for_url(re.compile(r"/board/2$"))  # back on the same sheet, decision in place
+    assert "Deferred" in page.locator(".board-decision").inner_text()
+    helpers.axe(page, f"tumour-board sheet {vp}")
+    helpers.shot(page, f"issue14-board-session-{vp}", full_page=False)
+    assert not errors, errors

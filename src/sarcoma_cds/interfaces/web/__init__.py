@@ -60,7 +60,7 @@ def mount(app: FastAPI, services: Any | None = None) -> WebBackend:
     """Add the web pages to ``app``; ``services`` is the service layer (None: in-memory fallback)."""
     backend = WebBackend(services)
     app.include_router(build_router(backend))
-    app.include_router(build_extra_router())
+    app.include_router(build_extra_router(backend))
     app.add_exception_handler(PageNotFound, not_found_handler(make_templates(backend)))
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)

@@ -147,11 +147,11 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> str:
         short = g.label.split(": ", 1)[-1]
         short = short[:1].upper() + short[1:]
         rows = _wrap(short, int((widths[2] - 24) / CHAR_BOLD_13))
-        h = max(NODE_H, 16 * len(rows) + (14 if cand else 0) + 14)
-        g_y[g.id], g_h[g.id] = y, h
-        body.append(_node(cols[2], y, widths[2], h, short, "candidate — facts missing" if cand else "",
+        gh = float(max(NODE_H, 16 * len(rows) + (14 if cand else 0) + 14))
+        g_y[g.id], g_h[g.id] = y, gh
+        body.append(_node(cols[2], y, widths[2], gh, short, "candidate — facts missing" if cand else "",
                           taken or cand, dashed=cand, lines=rows))
-        y += h + GAP
+        y += gh + GAP
     groups_bottom = y
 
     # patient node: histology, site, and what steers the choice (stage, genotype)

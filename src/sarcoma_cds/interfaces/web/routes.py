@@ -232,6 +232,9 @@ def build_router(backend: WebBackend) -> APIRouter:
         rationale = str(form.get("rationale") or "").strip()[:4000]
         clinician = str(form.get("clinician") or "").strip()[:120]
         back = "board" if form.get("next") == "board" else ""
+        session = str(form.get("next") or "")  # issue 14: tumour-board mode returns to its sheet
+        session = session if session[:7] == "/board/" and session[7:].split("?")[0].isdigit() else ""
+        back = back or ("board" if session else "")
         errors: dict[str, str] = {}
         if outcome not in OUTCOMES:
             errors["outcome"] = "Choose what was decided."
@@ -247,6 +250,7 @@ def build_router(backend: WebBackend) -> APIRouter:
                         decision_errors=errors, decision_values=dict(form))
         backend.record_decision(case.id, outcome, chosen, rationale, clinician)
         target = f"/cases/{quote(case.id)}/board" if back else f"/cases/{quote(case.id)}#decision"
+        target = session or target
         return RedirectResponse(target, status_code=303)
 
     @router.get("/cases/{cid}/board", response_class=HTMLResponse)
