@@ -211,3 +211,27 @@ def test_tumour_board_mode(page: Any, vp: str, helpers: Any) -> None:
     helpers.axe(page, f"tumour-board sheet {vp}")
     helpers.shot(page, f"issue14-board-session-{vp}", full_page=False)
     assert not errors, errors
+
+
+#: 200 % zoom of a 1366x768 laptop is a 683x384 CSS-pixel viewport (WCAG 1.4.10 reflow).
+EVERY_WIDTH = {**WIDTHS, "zoom200": {"width": 683, "height": 384}}
+
+
+@pytest.mark.parametrize("vp", list(EVERY_WIDTH))
+def test_every_page_axe_console_and_reflow(page: Any, vp: str, helpers: Any) -> None:
+    """Each page: no serious or critical axe-core violation, no console error, and no
+    horizontal scrolling of the page (wide tables and the diagram scroll inside their box)."""
+    errors = console_errors(page)
+    page.set_viewport_size(EVERY_WIDTH[vp])
+    case = save(page, "gist-pdgfra-d842v-metastatic.json")
+    urls = ["/", "/groups/gist.unresectable", "/search?q=imatinib", "/patient", "/import", "/cases",
+            "/board", case, case + "/board", case + "/patient-summary",
+            "/patient/what-if?histology=gist&primary_site=stomach&metastasis=M0"]
+    for url in urls:
+        page.goto(url)
+        helpers.axe(page, f"{url} at {vp}")
+        over = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+        assert over <= 1, f"{url} scrolls sideways by {over}px at {vp}"
+        if url == case and vp == "zoom200":
+            helpers.shot(page, "issue14-case-zoom200", full_page=False)
+    assert not errors, errors
