@@ -235,3 +235,21 @@ def test_every_page_axe_console_and_reflow(page: Any, vp: str, helpers: Any) -> 
         if url == case and vp == "zoom200":
             helpers.shot(page, "issue14-case-zoom200", full_page=False)
     assert not errors, errors
+
+
+def test_browser_print_of_the_board_is_one_a4_page_for_every_example(page: Any) -> None:
+    """The browser's own print (Save as PDF) of each example's board sheet: one A4 page too."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from test_web import pdf_pages  # the same page counter as the WeasyPrint test
+
+    too_long = []
+    for f in sorted(EXAMPLES.glob("*.json")):
+        page.goto(save(page, f.name) + "/board")
+        page.emulate_media(media="print")
+        pages = pdf_pages(page.pdf(format="A4", print_background=True, prefer_css_page_size=True))
+        if pages != 1:
+            too_long.append((f.name, pages))
+        page.emulate_media(media="screen")
+    assert too_long == []
