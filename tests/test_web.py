@@ -601,3 +601,15 @@ def test_tumour_board_mode_lists_the_day_and_walks_the_sheets(tmp_path: Path) ->
     assert r.status_code == 303 and r.headers["location"] == "/board/1"
     assert "Decision: Deferred" in c.get("/board", headers=HTML).text
     assert c.get("/board/3", headers=HTML).status_code == 404
+
+
+def test_compare_two_cases_side_by_side(client: TestClient) -> None:
+    a = _save(client, "03-extremity.stage_iii_resectable.json").rsplit("/", 1)[1]
+    b = _save(client, "04-extremity.stage_iii_unresectable.json").rsplit("/", 1)[1]
+    r = client.get(f"/compare?id={a}&id={b}", headers=HTML)
+    assert r.status_code == 200
+    t = text(r.text)
+    assert "Facts that differ" in t and "Resectability" in t
+    assert 'id="bl-h-1"' in r.text and 'id="bl-h-2"' in r.text and 'id="bl-h"' not in r.text
+    assert client.get(f"/compare?id={a}", headers=HTML).status_code == 422
+    assert 'action="/compare"' in client.get("/cases", headers=HTML).text

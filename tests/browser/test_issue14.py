@@ -253,3 +253,22 @@ def test_browser_print_of_the_board_is_one_a4_page_for_every_example(page: Any) 
             too_long.append((f.name, pages))
         page.emulate_media(media="screen")
     assert too_long == []
+
+
+@pytest.mark.parametrize("vp", list(WIDTHS))
+def test_compare_cases(page: Any, vp: str, helpers: Any) -> None:
+    errors = console_errors(page)
+    page.set_viewport_size(WIDTHS[vp])
+    save(page, "03-extremity.stage_iii_resectable.json")
+    save(page, "04-extremity.stage_iii_unresectable.json")
+    page.goto("/cases")
+    boxes = page.locator("input[name=id]")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.get_by_role("button", name=re.compile("Compare")).click()
+    page.wait_for_url(re.compile(r"/compare\?"))
+    assert page.locator(".bottom-line").count() == 2
+    assert "resectability" in page.locator(".data-table").inner_text().lower()  # (headers in capitals)
+    helpers.axe(page, f"compare {vp}")
+    helpers.shot(page, f"issue14-compare-{vp}", full_page=False)
+    assert not errors, errors

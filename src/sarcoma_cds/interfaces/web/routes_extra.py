@@ -69,6 +69,16 @@ def build_extra_router(backend: Any) -> APIRouter:
         return templates.TemplateResponse(request, "board_list.html", {"items": items, "day": day,
                                                                        "is_today": day == today()})
 
+    @router.get("/compare", response_class=HTMLResponse)
+    def compare(request: Request) -> HTMLResponse:
+        """Two or three saved cases side by side: the facts that differ, then each bottom line."""
+        ids = list(dict.fromkeys(request.query_params.getlist("id")))[:3]
+        cases = [c for c in (backend.get_case(i) for i in ids) if c is not None and c.recommendation]
+        names = sorted({k for c in cases for k in c.facts})
+        differ = [n for n in names if len({repr(c.facts.get(n)) for c in cases}) > 1]
+        return templates.TemplateResponse(request, "compare.html", {"cases": cases, "differ": differ},
+                                          status_code=200 if len(cases) >= 2 else 422)
+
     @router.get("/board/{n}", response_class=HTMLResponse)
     def board_session(request: Request, n: int, day: str = "") -> HTMLResponse:
         day = day or today()
