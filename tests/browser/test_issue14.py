@@ -39,6 +39,16 @@ def console_errors(page: Any) -> list[str]:
     return errors
 
 
+def two_cases_at(page: Any, vp: str, second: str, url: str) -> list[str]:
+    """Watch the console, size the viewport, save the stage III case and ``second``, open ``url``."""
+    errors = console_errors(page)
+    page.set_viewport_size(WIDTHS[vp])
+    save(page, "03-extremity.stage_iii_resectable.json")
+    save(page, second)
+    page.goto(url)
+    return errors
+
+
 def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
     return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
                 or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
@@ -192,11 +202,7 @@ def test_api_docs_work_without_internet(page: Any, server: str, url: str, ready:
 
 @pytest.mark.parametrize("vp", list(WIDTHS))
 def test_tumour_board_mode(page: Any, vp: str, helpers: Any) -> None:
-    errors = console_errors(page)
-    page.set_viewport_size(WIDTHS[vp])
-    save(page, "03-extremity.stage_iii_resectable.json")
-    save(page, "gist-pdgfra-d842v-metastatic.json")
-    page.goto("/board")
+    errors = two_cases_at(page, vp, "gist-pdgfra-d842v-metastatic.json", "/board")
     assert page.locator(".board-list li").count() >= 2
     helpers.axe(page, f"tumour-board list {vp}")
     helpers.shot(page, f"issue14-board-list-{vp}", full_page=False)
@@ -257,11 +263,7 @@ def test_browser_print_of_the_board_is_one_a4_page_for_every_example(page: Any) 
 
 @pytest.mark.parametrize("vp", list(WIDTHS))
 def test_compare_cases(page: Any, vp: str, helpers: Any) -> None:
-    errors = console_errors(page)
-    page.set_viewport_size(WIDTHS[vp])
-    save(page, "03-extremity.stage_iii_resectable.json")
-    save(page, "04-extremity.stage_iii_unresectable.json")
-    page.goto("/cases")
+    errors = two_cases_at(page, vp, "04-extremity.stage_iii_unresectable.json", "/cases")
     boxes = page.locator("input[name=id]")
     boxes.nth(0).check()
     boxes.nth(1).check()
