@@ -109,6 +109,10 @@ def main() -> None:
         for name in ("gist-d842v", "extremity-stage-iii"):
             pages[f"patient-summary-{name}"] = pages[f"case-{name}"] + "/patient-summary"
         pages["search-typo"] = "/search?q=avaprtinib"
+        pages["tumour-board"] = "/board"
+        pages["tumour-board-sheet"] = "/board/1"
+        ids = [pages[f"case-{n}"].rsplit("/", 1)[1] for n in ("extremity-stage-iii", "missing-resectability")]
+        pages["compare"] = "/compare?" + "&".join(f"id={i}" for i in ids)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             for vp, (w, h) in VIEWPORTS.items():
