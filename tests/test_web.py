@@ -613,3 +613,13 @@ def test_compare_two_cases_side_by_side(client: TestClient) -> None:
     assert 'id="bl-h-1"' in r.text and 'id="bl-h-2"' in r.text and 'id="bl-h"' not in r.text
     assert client.get(f"/compare?id={a}", headers=HTML).status_code == 422
     assert 'action="/compare"' in client.get("/cases", headers=HTML).text
+
+
+def test_what_if_varies_the_size_too(client: TestClient) -> None:
+    from sarcoma_cds.interfaces.web.forms import facts_query
+
+    facts = json.loads((EXAMPLES / "03-extremity.stage_iii_resectable.json").read_text())
+    html = client.get("/patient/what-if?" + facts_query(facts), headers=HTML).text
+    size = html[html.index('id="wi-size_cm"'):]
+    size = size[:size.index("</section>")]
+    assert "4 cm" in size and "8 cm" in size and "Group changes to" in size

@@ -145,6 +145,15 @@ WHAT_IF_FACTS: tuple[str, ...] = (
 )
 
 
+#: Numbers worth varying, with one probe value inside each band the staging and risk tables
+#: use (size: up to 5, 5-10, 10-15, over 15 cm; mitoses: up to 5, over 5 per 5 mm2). Only the
+#: differences the engine then reports are shown; the current value is added when it is known.
+NUMERIC_PROBES: dict[str, tuple[float, ...]] = {
+    "size_cm": (4.0, 8.0, 12.0, 16.0),
+    "mitotic_rate_per_5mm2": (3.0, 8.0),
+}
+
+
 @dataclass
 class Change:
     what: str
@@ -223,6 +232,10 @@ def _consistent(facts: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
     return f
 
 
+def _unit_text(unit: str | None) -> str:
+    return (unit or "").replace("mm2", "mm²")
+
+
 def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, Any]) -> tuple[Any, list[WhatIf]]:
     """Recompute the recommendation under each value of each missing or decisive fact."""
     base = recommend(facts)
@@ -232,11 +245,13 @@ def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, An
     base_group = _group_text(base, kb)
     missing = {m.field: m.why for m in base.missing_information}
     names = [n for n in missing if n in fields and fields[n].kind != "multi"]
-    names += [n for n in WHAT_IF_FACTS if n not in names]
+    names += [n for n in (*WHAT_IF_FACTS, *NUMERIC_PROBES) if n not in names]
     out: list[WhatIf] = []
     for name in names:
         spec = fields[name]
         values: list[Any] = [v for v, _ in spec.choices if v != ""]
+        if name in NUMERIC_PROBES:
+            values = sorted({*NUMERIC_PROBES[name], *([facts[name]] if isinstance(facts.get(name), int | float) else [])})
         if spec.kind == "bool":
             values = [True, False]
         elif spec.kind == "integer":
@@ -245,7 +260,7 @@ def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, An
             continue
         variants: list[Variant] = []
         for v in values:
-            label = kb.value_label(name, v)
+            label = f"{v:g} {_unit_text(spec.unit)}".strip() if name in NUMERIC_PROBES else kb.value_label(name, v)
             label = label[:1].upper() + label[1:]
             current = facts.get(name) == v
             try:
