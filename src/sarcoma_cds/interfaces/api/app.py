@@ -17,9 +17,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 
 from sarcoma_cds import __version__
-from sarcoma_cds.interfaces.api import routes_audit, routes_cds, routes_core, routes_fhir
+from sarcoma_cds.interfaces.api import (
+    offline_docs,
+    routes_audit,
+    routes_cds,
+    routes_core,
+    routes_fhir,
+)
 from sarcoma_cds.interfaces.api.deps import Access
 from sarcoma_cds.interfaces.api.errors import INTERNAL_ERROR, install_error_handlers
 from sarcoma_cds.interfaces.api.openapi import install_openapi
@@ -31,21 +38,29 @@ from sarcoma_cds.interfaces.api.settings import Settings
 log = logging.getLogger("sarcoma_cds.service")
 access_log = logging.getLogger("sarcoma_cds.service.access")
 
+#: Answer to an upload from a web page over its limit (``mount`` sets ``app.state.body_limits``).
+WEB_TOO_LARGE = ('<!doctype html><html lang="en"><meta charset="utf-8"><title>File too large</title>'
+                 '<h1>File too large</h1><p>The upload is larger than the page accepts (1 MB).</p>'
+                 '<p><a href="/import">Back to the import page</a></p></html>')
+
+
 class BodyLimitMiddleware:
     """Refuses bodies over ``limit`` bytes with 413 (by Content-Length, or while streaming)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.path_limits = path_limits or {}  # web form pages with a larger limit (issue 14)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.limit)
         for k, v in scope.get("headers", []):
             if k == b"content-length":
                 try:
-                    too_big = int(v) > self.limit
+                    too_big = int(v) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
@@ -63,7 +78,7 @@ class BodyLimitMiddleware:
                 return
             body = msg.get("body", b"")
             seen += len(body)
-            if seen > self.limit:
+            if seen > limit:
                 await self._refuse(scope, receive, send)
                 return
             chunks.append(body)
@@ -85,8 +100,10 @@ class BodyLimitMiddleware:
         # this middleware runs outside request_context: the request id is taken (or made) here,
         # so that a 413 carries ``instance`` and ``X-Request-ID`` like every other problem
         rid = request_id(dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1"))
-        resp = problem(413, f"request body larger than {self.limit} bytes", request_id=rid,
-                       headers={"X-Request-ID": rid})
+        resp: Any = problem(413, f"request body larger than {self.limit} bytes", request_id=rid,
+                            headers={"X-Request-ID": rid})
+        if scope.get("path") in self.path_limits:  # a web page's upload: answer with a page
+            resp = HTMLResponse(WEB_TOO_LARGE, status_code=413, headers={"X-Request-ID": rid})
         await resp(scope, receive, send)
 
 
@@ -161,8 +178,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version=__version__,
         description=("Clinical decision support for adult soft-tissue sarcoma and GIST. "
                      f"{services.disclaimer}"),
-        docs_url="/api/docs", redoc_url="/api/redoc", openapi_url="/openapi.json",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",  # docs: offline_docs.install
     )
+    offline_docs.install(app)  # /api/docs, /api/redoc with local assets (issue 14)
     app.state.services = services
     app.state.settings = settings
     app.state.access = access
@@ -174,5 +192,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     _mount_web(app, services)
 
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
+                       path_limits=getattr(app.state, "body_limits", None))
     return app

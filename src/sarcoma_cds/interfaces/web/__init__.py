@@ -13,8 +13,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from sarcoma_cds.interfaces.web.adapter import WebBackend
-from sarcoma_cds.interfaces.web.pages import Pages
+from sarcoma_cds.interfaces.web.pages import MAX_UPLOAD, Pages
 from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, router
+from sarcoma_cds.interfaces.web.routes_extra import (
+    PageNotFound,
+    build_extra_router,
+    not_found_handler,
+)
 
 if TYPE_CHECKING:  # (the service layer needs the service extras; the pages work without them)
     from sarcoma_cds.interfaces.api.services import Services
@@ -55,11 +60,17 @@ def mount(app: FastAPI, services: Services | None = None) -> WebBackend:
     """Add the web pages to ``app``; ``services`` is the service layer (None: an in-memory
     fallback)."""
     backend = WebBackend(services)
-    app.state.web_pages = Pages(backend)
+    pages = Pages(backend)
+    app.state.web_pages = pages
     app.include_router(router)
+    app.include_router(build_extra_router(backend))  # tumour-board mode, compare, favicon (issue 14)
+    app.add_exception_handler(PageNotFound, not_found_handler(pages.templates))
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend
+    # the import page accepts files up to 1 MB (MAX_UPLOAD): a body limit above that for its form,
+    # so that the page itself says when a file is too large (read by create_app's BodyLimitMiddleware)
+    app.state.body_limits = {"/import": 2 * MAX_UPLOAD}
     return backend
 
 

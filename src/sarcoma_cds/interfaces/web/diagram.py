@@ -26,6 +26,11 @@ STATUS_COLOUR = {
 NODE_H = 44
 GAP = 12
 STEP_H = 42
+#: Conservative average glyph widths (px) in Debian's DejaVu Sans, the widest common fallback:
+#: text is wrapped or clipped by these so that it never runs out of its box.
+CHAR_BOLD_13 = 8.4
+CHAR_12 = 7.4
+CHAR_115 = 7.0
 
 
 def _clip(text: str, n: int) -> str:
@@ -43,25 +48,53 @@ def _wrap(text: str, n: int) -> list[str]:
 
 
 def _node(x: float, y: float, w: float, h: float, title: str, sub: str, taken: bool,
-          dashed: bool = False) -> str:
+          dashed: bool = False, lines: list[str] | None = None) -> str:
     fill = "#e6f2f4" if taken else "#ffffff"
     stroke = ACCENT if taken else GREY
     sw = 2.5 if taken else 1.2
     dash = ' stroke-dasharray="5 4"' if dashed else ""
     weight = "700" if taken else "500"
     colour = INK if taken else MUTED
+    rows = lines or [_clip(title, int((w - 24) / CHAR_BOLD_13))]
+    first = y + (h - 16 * len(rows) - (14 if sub else 0)) / 2 + 13
     parts = [
         f'<g><title>{escape(title)}{(" — " + escape(sub)) if sub else ""}</title>',
-        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" '
-        f'stroke-width="{sw}"{dash}/>',
-        f'<text x="{x + 12}" y="{y + (18 if sub else h / 2 + 5)}" font-size="13" '
-        f'font-weight="{weight}" fill="{colour}">{escape(_clip(title, int(w / 7.2)))}</text>',
+        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dash}/>',
     ]
+    parts += [f'<text x="{x + 12}" y="{first + 16 * i:.1f}" font-size="13" font-weight="{weight}" fill="{colour}">'
+              f'{escape(r)}</text>' for i, r in enumerate(rows)]
     if sub:
-        parts.append(f'<text x="{x + 12}" y="{y + 35}" font-size="11.5" fill="{MUTED}">'
-                     f'{escape(_clip(sub, int(w / 6.4)))}</text>')
+        parts.append(f'<text x="{x + 12}" y="{first + 16 * len(rows) + 1:.1f}" font-size="11.5" fill="{MUTED}">'
+                     f'{escape(_clip(sub, int((w - 24) / CHAR_115)))}</text>')
     parts.append("</g>")
     return "".join(parts)
+
+
+def _step_h(step: dict[str, Any]) -> float:
+    """Height of a step box: one or two label lines, then the status (and regimens) line."""
+    label = f'{TIER_LABEL.get(step["tier"], step["tier"])} · {step["label"]}'
+    return STEP_H + (15 if len(_wrap(label, int(266 / CHAR_12))) > 1 else 0)
+
+
+def _regimens(step: dict[str, Any]) -> str:
+    """The regimens worth naming in a step box: the preferred ones, else those not ruled out."""
+    opts = step.get("options") or []
+    pick = [o for o in opts if o["status"] == "preferred"] or [o for o in opts if o["status"] != "not_recommended"]
+    names = [" + ".join(d.replace("_", " ") for d in o["drugs"]) for o in pick]
+    return ", ".join(names[:2]) + (f" +{len(names) - 2} more" if len(names) > 2 else "")
+
+
+def _steering(rec: dict[str, Any], facts: dict[str, Any], kb: Any) -> list[str]:
+    """Short facts that steer the choice: the AJCC stage and a recorded KIT/PDGFRA genotype."""
+    out: list[str] = []
+    stage = (rec.get("stage") or {}).get("group")
+    if stage:
+        out.append(f"Stage {stage}")
+    for name, short in (("kit_mutation", "KIT"), ("pdgfra_mutation", "PDGFRA")):
+        v = facts.get(name)
+        if v and v != "none":
+            out.append(f"{short} {kb.value_label(name, v)}")
+    return out
 
 
 def _edge(x1: float, y1: float, x2: float, y2: float, taken: bool) -> str:
@@ -75,8 +108,8 @@ def _edge(x1: float, y1: float, x2: float, y2: float, taken: bool) -> str:
 
 def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
     """SVG markup (a standalone document fragment with its own title and description)."""
-    cols = (16.0, 190.0, 372.0, 690.0)
-    widths = (150.0, 150.0, 284.0, 300.0)
+    cols = (16.0, 190.0, 390.0, 706.0)
+    widths = (150.0, 172.0, 290.0, 310.0)
     width = cols[3] + widths[3] + 16
     group = (rec.get("patient_group") or {}).get("id")
     candidates = list(rec.get("candidate_groups") or [])
@@ -107,36 +140,43 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
         taken = (sid == taken_site) or (sid == "__oos" and out_of_scope)
         body.append(_node(cols[1], y, widths[1], NODE_H, label, "", taken))
 
-    # groups of the taken site
+    # groups of the taken site: labels wrapped (never clipped: two stage III groups differ at the end)
     g_y: dict[str, float] = {}
+    g_h: dict[str, float] = {}
     site_groups = [g for g in kb.data.groups if g.site == taken_site] if taken_site else []
-    for i, g in enumerate(site_groups):
-        y = top + i * (NODE_H + GAP)
-        g_y[g.id] = y
+    y = top
+    for g in site_groups:
         taken = g.id == group
         cand = g.id in candidates
         short = g.label.split(": ", 1)[-1]
-        body.append(_node(cols[2], y, widths[2], NODE_H, short[:1].upper() + short[1:],
-                          "candidate — facts missing" if cand else "", taken or cand, dashed=cand))
+        short = short[:1].upper() + short[1:]
+        rows = _wrap(short, int((widths[2] - 24) / CHAR_BOLD_13))
+        gh = float(max(NODE_H, 16 * len(rows) + (14 if cand else 0) + 14))
+        g_y[g.id], g_h[g.id] = y, gh
+        body.append(_node(cols[2], y, widths[2], gh, short, "candidate — facts missing" if cand else "",
+                          taken or cand, dashed=cand, lines=rows))
+        y += gh + GAP
+    groups_bottom = y
 
-    # patient node
-    hist = (kb.value_label("histology", facts.get("histology", ""))
-            if facts.get("histology") else "patient")
-    site = (kb.value_label("primary_site", facts.get("primary_site", ""))
-            if facts.get("primary_site") else "")
+    # patient node: histology, site, and what steers the choice (stage, genotype)
+    hist = kb.value_label("histology", facts.get("histology", "")) if facts.get("histology") else "patient"
+    site = kb.value_label("primary_site", facts.get("primary_site", "")) if facts.get("primary_site") else ""
     py = top
-    lines = _wrap(hist[:1].upper() + hist[1:], 16)[:3]
-    ph = 30 + 17 * len(lines)
+    lines = _wrap(hist[:1].upper() + hist[1:], int((widths[0] - 24) / CHAR_BOLD_13))[:3]
+    extra = [t for t in (site, *_steering(rec, facts, kb)) if t]
+    ph = 16 + 17 * len(lines) + 15 * len(extra)
     body.append(
-        f'<g><title>{escape(hist)} — {escape(site)}</title>'
+        f'<g><title>{escape(hist)} — {escape(", ".join(extra))}</title>'
         f'<rect x="{cols[0]}" y="{py}" width="{widths[0]}" height="{ph}" rx="8" fill="#0f3d47"/>'
         + "".join(f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * i}" font-size="13" '
                   f'font-weight="700" fill="#ffffff">{escape(t)}</text>'
                   for i, t in enumerate(lines))
-        + f'<text x="{cols[0] + 12}" y="{py + 22 + 17 * len(lines)}" font-size="11.5" '
-          f'fill="#d7e8ec">{escape(_clip(site, 22))}</text></g>'
+        + "".join(f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * len(lines) + 15 * i}" font-size="11.5" '
+                  f'fill="#d7e8ec">{escape(_clip(t, int((widths[0] - 24) / CHAR_115)))}</text>'
+                  for i, t in enumerate(extra))
+        + "</g>"
     )
-    desc.append(f"Patient: {hist}, {site}.")
+    desc.append(f"Patient: {hist}, {', '.join(extra)}.")
 
     # edges patient -> sites
     for sid, y in site_y.items():
@@ -147,7 +187,7 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
         sy = site_y[taken_site] + NODE_H / 2
         for gid, y in g_y.items():
             taken = gid == group or gid in candidates
-            body.insert(0, _edge(cols[1] + widths[1], sy, cols[2], y + NODE_H / 2, taken))
+            body.insert(0, _edge(cols[1] + widths[1], sy, cols[2], y + g_h[gid] / 2, taken))
     if out_of_scope:
         desc.append("Out of scope of the algorithm: " + str(rec["out_of_scope"].get("reason", "")))
     if group:
@@ -160,10 +200,14 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
     pathways = rec.get("pathways") or []
     if pathways:
         best = min(SEVERITY.get(p["steps"][0]["status"], 9) for p in pathways if p.get("steps"))
-        gy = g_y.get(group or "", top) + NODE_H / 2
+        n_best = sum(1 for p in pathways if p.get("steps") and SEVERITY.get(p["steps"][0]["status"], 9) == best)
+        # "best fit" only when one pathway leads; tied pathways are alternatives for the board
+        tag = " — best fit" if n_best == 1 and len(pathways) > 1 else (
+            f" — one of {n_best} alternatives" if n_best > 1 else "")
+        gy = g_y.get(group or "", top) + g_h.get(group or "", NODE_H) / 2
         for pi, p in enumerate(pathways, start=1):
             steps = p.get("steps") or []
-            h = 28 + len(steps) * (STEP_H + 6)
+            h = 28 + sum(_step_h(s) + 6 for s in steps)
             taken = bool(steps) and SEVERITY.get(steps[0]["status"], 9) == best and best < 4
             x = cols[3]
             body.insert(0, _edge(cols[2] + widths[2], gy, x, py_cursor + 14, taken))
@@ -172,8 +216,7 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
                         f'stroke="{ACCENT if taken else GREY}" '
                         f'stroke-width="{2.5 if taken else 1.2}"/>')
             body.append(f'<text x="{x + 12}" y="{py_cursor + 19}" font-size="12" font-weight="700" '
-                        f'fill="{ACCENT if taken else MUTED}">'
-                        f'Pathway {pi}{" — best fit" if taken else ""}</text>')
+                        f'fill="{ACCENT if taken else MUTED}">Pathway {pi}{tag if taken else ""}</text>')
             sy = py_cursor + 28
             step_desc = []
             for s in steps:
@@ -181,27 +224,31 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
                 colour = STATUS_COLOUR.get(st, MUTED)
                 label = f'{TIER_LABEL.get(s["tier"], s["tier"])} · {s["label"]}'
                 status_text = f'{STATUS_ICON.get(st, "")} {STATUS_LABEL.get(st, st)}'
+                rows = _wrap(label, int((widths[3] - 44) / CHAR_12))
+                rows = [*rows[:1], _clip(" ".join(rows[1:]), int((widths[3] - 44) / CHAR_12))] if len(rows) > 1 else rows
+                regs = _regimens(s)
+                room = int((widths[3] - 44) / CHAR_115) - len(status_text) - 3
+                sh = _step_h(s)
                 body.append(
-                    f'<g><title>{escape(label)}: {escape(STATUS_LABEL.get(st, st))}</title>'
-                    f'<rect x="{x + 10}" y="{sy}" width="{widths[3] - 20}" height="{STEP_H}" '
-                    f'rx="6" fill="#ffffff" stroke="#d5dbe1"/>'
-                    f'<rect x="{x + 10}" y="{sy}" width="6" height="{STEP_H}" rx="3" '
-                    f'fill="{colour}"/>'
-                    f'<text x="{x + 24}" y="{sy + 17}" font-size="12" fill="{INK}">'
-                    f'{escape(_clip(label, 40))}</text>'
-                    f'<text x="{x + 24}" y="{sy + 33}" font-size="11.5" font-weight="700" '
-                    f'fill="{colour}">{escape(status_text)}</text></g>'
+                    f'<g><title>{escape(label)}: {escape(STATUS_LABEL.get(st, st))}{(" — " + escape(regs)) if regs else ""}</title>'
+                    f'<rect x="{x + 10}" y="{sy}" width="{widths[3] - 20}" height="{sh}" rx="6" fill="#ffffff" stroke="#d5dbe1"/>'
+                    f'<rect x="{x + 10}" y="{sy}" width="6" height="{sh}" rx="3" fill="{colour}"/>'
+                    + "".join(f'<text x="{x + 24}" y="{sy + 17 + 15 * i}" font-size="12" fill="{INK}">{escape(r)}</text>'
+                              for i, r in enumerate(rows))
+                    + f'<text x="{x + 24}" y="{sy + 17 + 15 * len(rows) + 1}" font-size="11.5">'
+                      f'<tspan font-weight="700" fill="{colour}">{escape(status_text)}</tspan>'
+                    + (f'<tspan fill="{INK}"> · {escape(_clip(regs, max(room, 8)))}</tspan>' if regs else "")
+                    + '</text></g>'
                 )
                 step_desc.append(f'{label} ({STATUS_LABEL.get(st, st)})')
-                sy += STEP_H + 6
-            desc.append(f"Pathway {pi}{' (best fit)' if taken else ''}: "
+                sy += sh + 6
+            desc.append(f"Pathway {pi}{tag.replace(' — ', ' (') + ')' if taken and tag else ''}: "
                         + "; ".join(step_desc) + ".")
             py_cursor += h + GAP
 
-    height = max(top + 4 * (NODE_H + GAP), top + len(site_groups) * (NODE_H + GAP), py_cursor) + 10
-    defs = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
-            'markerHeight="6" orient="auto-start-reverse">'
-            f'<path d="M0,0 L10,5 L0,10 z" fill="{ACCENT}"/></marker></defs>')
+    height = max(top + 4 * (NODE_H + GAP), groups_bottom if site_groups else top, py_cursor) + 10
+    defs = (f'<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" '
+            f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{ACCENT}"/></marker></defs>')
     title = "Decision diagram: this patient's path through the algorithm"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '

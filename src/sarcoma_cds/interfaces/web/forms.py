@@ -7,6 +7,7 @@ fields into sections and short hints are written here.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("size_cm", "depth", "grade", "nodes", "metastasis", "metastatic_burden", "metastatic_sites")),
     ("resection", "Resectability and surgery",
      ("resectability", "resection_status", "progression_extent")),
-    ("gist", "GIST: mitoses, rupture and molecular results",
+    ("gist", "GIST only: mitoses, rupture and molecular results",
      ("mitotic_rate_per_5mm2", "tumour_rupture", "kit_mutation", "pdgfra_mutation",
-      "sdh_deficient", "nf1_mutation", "braf_v600e", "ntrk_fusion")),
+      "sdh_deficient", "nf1_mutation", "braf_v600e")),
+    ("molecular", "Molecular results for every histology", ("ntrk_fusion",)),
     ("prior", "Treatment history", ("prior_therapies", "progressed_on", "intolerant_of")),
     ("patient", "Patient and comorbidities", ("age_years", "ecog", "comorbidities")),
 )
@@ -40,16 +42,22 @@ HINTS: dict[str, str] = {
     "tumour_rupture": "Spontaneous or during surgery.",
     "ntrk_fusion": "Also relevant outside GIST.",
     "resection_status": "After surgery, if any.",
-    "ecog": "0 (fully active) to 4 (completely disabled).",
-    "prior_therapies": "Given, e.g. completed adjuvant treatment; "
-                       "neither a failure nor an intolerance.",
-    "progressed_on": "Treatment failure: progression or recurrence during, or within 6 months of, "
-                     "the therapy. Counts as given too.",
+    "ecog": "Performance status on the ECOG scale.",
+    "prior_therapies": "Given, e.g. completed adjuvant treatment; neither a failure nor an intolerance.",
+    "progressed_on": "Treatment failure: progression or recurrence during, or within 6 months of, the therapy. Counts as given too.",
     "intolerant_of": "Not tolerated, or must not be given (toxicity, contraindication).",
 }
 
-BOOL_CHOICES = (("", "Not tested / unknown"), ("true", "Yes / positive"),
-                ("false", "No / negative"))
+#: ECOG performance status as a choice (a typed number invites typos): the grade and its short meaning.
+ECOG_CHOICES = (
+    ("0", "0: fully active"),
+    ("1", "1: light work only; strenuous activity restricted"),
+    ("2", "2: up and about more than half the day; self-care, no work"),
+    ("3", "3: in bed or chair more than half the day; limited self-care"),
+    ("4", "4: completely disabled; no self-care"),
+)
+
+BOOL_CHOICES = (("", "Not tested / unknown"), ("true", "Yes / positive"), ("false", "No / negative"))
 EVENT_CHOICES = (("", "Not recorded"), ("true", "Yes"), ("false", "No"))
 
 
@@ -121,6 +129,8 @@ def build_fields(kb: CompiledKB) -> dict[str, FieldSpec]:
             spec.choices = list(EVENT_CHOICES if name == "tumour_rupture" else BOOL_CHOICES)
         elif base is int:
             spec.kind = "integer"
+            if name == "ecog":
+                spec.choices = list(ECOG_CHOICES)  # rendered as a select, parsed as a whole number
         else:
             spec.kind = "number"
         for m in info.metadata:
@@ -177,15 +187,43 @@ def facts_from_form(form: Any, fields: dict[str, FieldSpec]) -> dict[str, Any]:
     return facts
 
 
-def validate(facts: dict[str, Any]) -> dict[str, list[str]]:
-    """Problems by field name ({} when the facts are valid); ``_form`` for whole-form problems."""
+_BOUNDS = (  # the validation library's wording -> plain words
+    (re.compile(r"^Input should be greater than or equal to (\S+)$"), "must be {} or more"),
+    (re.compile(r"^Input should be less than or equal to (\S+)$"), "must be {} or less"),
+    (re.compile(r"^Input should be greater than (\S+)$"), "must be more than {}"),
+    (re.compile(r"^Input should be less than (\S+)$"), "must be less than {}"),
+    (re.compile(r"^Input should be (.+)$"), "must be {}"),
+)
+
+
+def plain_message(msg: str, labels: dict[str, str] | None = None) -> str:
+    """A validation message in clinicians' words: no library phrasing, no internal field ids.
+
+    ``labels`` maps fact names (``disease_status``) to their labels ("disease status").
+    """
+    for pat, repl in _BOUNDS:
+        m = pat.match(msg)
+        if m:
+            msg = repl.format(m.group(1).rstrip("."))
+            break
+    for name, label in (labels or {}).items():
+        msg = re.sub(rf"\b{re.escape(name)}\b", label, msg)
+    return msg.replace("_", " ")
+
+
+def validate(facts: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Problems by field name ({} when the facts are valid); ``_form`` for whole-form problems.
+
+    Messages are rewritten by :func:`plain_message` (fact names become ``labels``, when given).
+    """
     try:
         parse_facts(facts)
     except InvalidFacts as e:
         out: dict[str, list[str]] = {}
         for fld, msg in e.problems:
             key = fld.split(".")[0] if fld.split(".")[0] in FACT_FIELDS else "_form"
-            out.setdefault(key, []).append(msg if key != "_form" else f"{fld}: {msg}")
+            text = plain_message(msg if key != "_form" else f"{fld}: {msg}", labels)
+            out.setdefault(key, []).append(text)
         return out
     return {}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -36,11 +36,15 @@ from sarcoma_cds.interfaces.web.present import (
     STATUS_LABEL,
     TIER_LABEL,
     _consistent,
+    bottom_line,
+    ordered_options,
     pathway_index,
     regimen,
     risk_label,
     step_anchor,
+    step_reasons,
 )
+from sarcoma_cds.interfaces.web.routes_extra import PageNotFound
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -89,6 +93,10 @@ def make_templates(backend: WebBackend) -> Jinja2Templates:
         FACT_FIELDS=FACT_FIELDS,
         chosen_label=chosen_label,
         facts_qs_values=lambda facts, name, value: form_values(_consistent(facts, name, value)),
+        bottom_line=lambda rec, facts=None: bottom_line(  # the summary atop each result (issue 14)
+            rec, facts, lambda g: kb.groups[g].label if g in kb.groups else g),
+        step_reasons=step_reasons,
+        ordered_options=ordered_options,
     )
     return t
 
@@ -175,7 +183,7 @@ def saved_case(cid: str, pages: PagesDep) -> CaseView:
     """The case ``cid`` with its recommendation (404 when there is none)."""
     case = pages.backend.get_case(cid)
     if case is None or not case.recommendation:
-        raise HTTPException(404, f"There is no saved case '{cid}'.")
+        raise PageNotFound(f"There is no saved case '{cid}'.")  # an HTML page, not JSON (issue 14)
     return case
 
 

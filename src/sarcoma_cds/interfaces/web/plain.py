@@ -63,7 +63,10 @@ def tumour_sentence(facts: dict[str, Any]) -> str:
             "the body's supporting tissues, such as fat, muscle or nerves.")
 
 
-def situation_sentence(rec: dict[str, Any]) -> str:
+def situation_sentence(rec: dict[str, Any], facts: dict[str, Any] | None = None) -> str:
+    """Where the patient is, in plain words; "come back" only when the facts say recurrent
+    (metastases found at diagnosis have spread, they have not come back)."""
+    f = facts or {}
     if rec.get("out_of_scope"):
         return ("This type of tumour is treated along a different pathway from the one this tool "
                 "covers. Your team will explain the plan for it.")
@@ -84,7 +87,12 @@ def situation_sentence(rec: dict[str, Any]) -> str:
         parts.append("The tumour has spread to a small number of places, which may still be "
                      "treatable directly.")
     elif "disseminated" in gid or "recurrent_or_metastatic" in gid:
-        parts.append("The tumour has come back or spread to other parts of the body.")
+        back = f.get("disease_status") == "recurrent"
+        spread = f.get("metastasis") == "M1"
+        parts.append("The tumour has come back and spread to other parts of the body." if back and spread
+                     else "The tumour has come back after earlier treatment." if back
+                     else "The tumour has spread to other parts of the body." if spread
+                     else "The tumour has come back or spread to other parts of the body.")
     elif "recurrent" in gid:
         parts.append("The tumour has come back after earlier treatment.")
     if "progressive" in gid:
@@ -94,22 +102,27 @@ def situation_sentence(rec: dict[str, Any]) -> str:
                                "of the guideline.")
 
 
-def treatments(rec: dict[str, Any]) -> list[dict[str, str]]:
-    """Each step worth discussing, in plain words, best fit first (no ruled-out steps, no doses)."""
-    seen: set[str] = set()
-    out: list[dict[str, str]] = []
-    order = {"preferred": 0, "option": 1, "caution": 2, "conditional": 3}
+#: How a step relates to the one before it, in plain words (the tiers of the source algorithm).
+TIER_PLAIN = {"first_line": "First", "plus": "With it or after it", "consider": "Maybe also"}
+
+
+def ways(rec: dict[str, Any]) -> list[list[dict[str, str]]]:
+    """The pathways as separate ways to go, each its steps in order, in plain words.
+
+    The alternatives stay apart (the team chooses one way, not every step of every way); steps
+    the recommendation rules out are left out; no drug names or doses.
+    """
+    out: list[list[dict[str, str]]] = []
     for p in rec.get("pathways") or []:
+        steps = []
         for s in p.get("steps") or []:
-            if s["status"] == "not_recommended" or s["treatment"] in seen:
+            if s["status"] == "not_recommended":
                 continue
-            seen.add(s["treatment"])
-            when = {"first_line": "A main first treatment",
-                    "plus": "Usually added",
-                    "consider": "Sometimes added"}.get(s["tier"], "")
-            out.append({"text": PLAIN_TREATMENT.get(s["treatment"], s["label"]), "when": when,
-                        "status": s["status"],
-                        "maybe": "Depends on a test result or detail not yet known"
-                                 if s["status"] == "conditional" else ""})
-    out.sort(key=lambda x: order.get(x["status"], 9))
+            steps.append({"when": TIER_PLAIN.get(s["tier"], ""),
+                          "text": PLAIN_TREATMENT.get(s["treatment"], s["label"]),
+                          "status": s["status"],
+                          "maybe": "Depends on a test result or detail not yet known"
+                                   if s["status"] == "conditional" else ""})
+        if steps and steps not in out:
+            out.append(steps)
     return out

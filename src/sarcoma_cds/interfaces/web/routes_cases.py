@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sarcoma_cds.interfaces.web import plain
 from sarcoma_cds.interfaces.web.adapter import OUTCOMES
 from sarcoma_cds.interfaces.web.forms import facts_from_form, validate
-from sarcoma_cds.interfaces.web.pages import PagesDep, SavedCase
+from sarcoma_cds.interfaces.web.pages import PagesDep, SavedCase, choices
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,7 +61,12 @@ async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Respon
     rationale = str(form.get("rationale") or "").strip()[:4000]
     clinician = str(form.get("clinician") or "").strip()[:120]
     back = "board" if form.get("next") == "board" else ""
+    session = str(form.get("next") or "")  # tumour-board mode returns to its sheet (issue 14)
+    session = session if session[:7] == "/board/" and session[7:].split("?")[0].isdigit() else ""
+    back = back or ("board" if session else "")
     errors = _decision_errors(outcome, chosen, rationale)
+    if chosen and chosen not in dict(choices(case.recommendation)):  # it must belong to the case
+        errors["chosen"] = "Choose one of this case's options from the list."
     if errors:
         tpl = "board.html" if back else "case.html"
         return pages.render(request, tpl, 422, **pages.case_context(case),
@@ -69,7 +74,7 @@ async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Respon
                             decision_values=dict(form))
     pages.backend.record_decision(case.id, outcome, chosen, rationale, clinician)
     target = f"/cases/{quote(case.id)}/board" if back else f"/cases/{quote(case.id)}#decision"
-    return RedirectResponse(target, status_code=303)
+    return RedirectResponse(session or target, status_code=303)
 
 
 @router.get("/cases/{cid}/board", response_class=HTMLResponse)
@@ -84,4 +89,4 @@ def patient_summary(request: Request, case: SavedCase, pages: PagesDep) -> HTMLR
     rec = case.recommendation
     return pages.render(request, "patient_summary.html", case=case, rec=rec,
                         tumour=plain.tumour_sentence(case.facts) if case.facts else "",
-                        situation=plain.situation_sentence(rec), treatments=plain.treatments(rec))
+                        situation=plain.situation_sentence(rec, case.facts), ways=plain.ways(rec))

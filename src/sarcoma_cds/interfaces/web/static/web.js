@@ -22,6 +22,18 @@
     var focusable = el.matches("input,select,textarea") ? el : el.querySelector("input,select,textarea");
     if (focusable) focusable.focus({ preventScroll: false });
   }
+  // GIST-only fields: hidden once a histology other than GIST is chosen, unless one of them
+  // already holds a value (nothing entered is ever hidden). Without this script all show.
+  var histology = document.getElementById("f-histology");
+  var gist = document.querySelector(".section-gist");
+  function gistOnly() {
+    if (!histology || !gist) return;
+    var filled = Array.prototype.some.call(gist.querySelectorAll("select,input"), function (c) {
+      return c.type === "checkbox" ? c.checked : c.value !== "";
+    });
+    gist.hidden = histology.value !== "" && histology.value !== "gist" && !filled;
+  }
+  if (histology) { histology.addEventListener("change", gistOnly); gistOnly(); }
   window.addEventListener("hashchange", reveal);
   reveal();
 })();
