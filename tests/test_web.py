@@ -623,3 +623,16 @@ def test_what_if_varies_the_size_too(client: TestClient) -> None:
     size = html[html.index('id="wi-size_cm"'):]
     size = size[:size.index("</section>")]
     assert "4 cm" in size and "8 cm" in size and "Group changes to" in size
+
+
+@pytest.mark.parametrize("brand,generic", [("Gleevec", "imatinib"), ("sutent", "sunitinib"),
+                                           ("Yondelis", "trabectedin")])
+def test_search_finds_a_drug_by_its_brand_name(client: TestClient, brand: str, generic: str) -> None:
+    """Brand names come from the FHIR reader's drugs table (one table, with its provenance)."""
+    from sarcoma_cds.adapters.fhir.terms import brand_names
+
+    if brand.lower() not in brand_names():
+        pytest.skip(f"{brand} is not in the drugs table")
+    html = client.get("/search", params={"q": brand}, headers=HTML).text
+    assert "0 results" not in html
+    assert generic in html and brand in html and "is a brand name" in html

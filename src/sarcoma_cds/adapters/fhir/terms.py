@@ -167,6 +167,19 @@ def _drug_words() -> list[tuple[re.Pattern[str], str]]:
     return pats
 
 
+@cache
+def brand_names() -> dict[str, str]:
+    """Brand name (lower case) -> the knowledge base's drug id, from the drugs table."""
+    out: dict[str, str] = {}
+    for g in _load("drugs")["group"]:
+        if g.get("source") == "brand-name":
+            for e in g["element"]:
+                drug = e["target"][0].get("code")
+                if drug:
+                    out[e["code"].lower()] = drug
+    return out
+
+
 def drugs_in_text(text: str) -> set[str]:
     """Drug ids whose generic or brand name appears as a whole word in ``text``."""
     blob = text.lower().replace("-", " ").replace("_", " ")

@@ -84,9 +84,26 @@ def _vocabulary(kb: Any) -> list[str]:
     return sorted(words)
 
 
+def _brands() -> dict[str, str]:
+    """Brand names of the knowledge base's drugs (the FHIR reader's drugs table), if installed."""
+    try:
+        from sarcoma_cds.adapters.fhir.terms import brand_names
+    except ImportError:  # (a lean install without the service extra)
+        return {}
+    return brand_names()
+
+
 def search(kb: Any, q: str) -> list[Hit]:
     """Groups, steps and drugs matching every word of ``q``; a misspelt word is corrected
     (closest drug or label word, ``difflib``) when the query as typed finds nothing."""
+    brands = _brands()
+    words = re.split(r"\s+", q.lower().strip())
+    if any(w in brands for w in words):  # a brand name: search its generic name (drugs table)
+        generic = " ".join(brands.get(w, w) for w in words)
+        hits = _search(kb, generic)
+        for h in hits:
+            h.matched_query = f"{q.strip()} ({generic.replace('_', ' ')})"
+        return hits
     hits = _search(kb, q)
     if hits or not q.strip():
         return hits
