@@ -208,98 +208,145 @@ class CompiledKB:
 
 
 def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
-    """Compile validated data; cross-file inconsistencies raise :class:`KnowledgeBaseError`."""
-    problems: list[str] = []
-    defs = dict(data.definitions)
-    groups = {g.id: g for g in data.groups}
+    """Compile validated data; cross-file inconsistencies raise :class:`KnowledgeBaseError`.
 
-    broken: set[str] = set()
+    The steps run in a fixed order and every one records its problems, so that an author sees
+    them all at once; the knowledge base is only assembled when there are none.
+    """
+    b = _Build(data)
+    compiled_defs = b.definitions()
+    scope, gaps, group_rules = b.classification()
+    b.classification_vocabulary()
+    bound = b.rules()
+    b.references()
+    if b.problems:
+        raise KnowledgeBaseError(b.problems)
+    return _assemble(data, b.defs, compiled_defs, scope, gaps, group_rules, bound)
 
-    def cc(c: Condition, where: str) -> Compiled | None:
+
+class _Build:
+    """One compilation: the data, the problems found so far, and how conditions are compiled."""
+
+    def __init__(self, data: KnowledgeBaseData) -> None:
+        self.data = data
+        self.problems: list[str] = []
+        self.defs = dict(data.definitions)
+        self.groups = {g.id: g for g in data.groups}
+        self.broken: set[str] = set()  # definitions that do not compile (reported once, where they are)
+        self.vocab = fact_vocabularies(data.classification.site_families)
+
+    def cc(self, c: Condition, where: str) -> Compiled | None:
+        """``c`` compiled, or None with the problem recorded (not again for a broken definition)."""
         try:
-            return compile_condition(c, defs, ALL_FACTS)
+            return compile_condition(c, self.defs, ALL_FACTS)
         except ValueError as e:
-            if not refs_of(c, defs) & broken:  # (a broken definition is reported once, where it is)
-                problems.append(f"{where}: {e}")
+            if not refs_of(c, self.defs) & self.broken:
+                self.problems.append(f"{where}: {e}")
             return None
 
-    compiled_defs: dict[str, Compiled] = {}
-    for name, cond in defs.items():
-        if (compiled := cc(cond, f"{DEFINITIONS_FILE}: definition {name}")) is None:
-            broken.add(name)
-        else:
-            compiled_defs[name] = compiled
-    cls = data.classification
-    scope = tuple(
-        CompiledScope(r, t) for r in cls.out_of_scope
-        if (t := cc(r.when, f"{CLASSIFICATION_FILE}: out_of_scope {r.id}: when"))
-    )
-    gaps = tuple(
-        CompiledScope(r, t) for r in cls.gaps if (t := cc(r.when, f"{CLASSIFICATION_FILE}: gaps {r.id}: when"))
-    )
-    group_rules: list[tuple[str, Compiled]] = []
-    seen: set[str] = set()
-    for gr in cls.groups:
-        if gr.group not in groups:
-            problems.append(f"{CLASSIFICATION_FILE}: groups: unknown group {gr.group!r}"
-                            + did_you_mean(gr.group, groups))
-        if gr.group in seen:
-            problems.append(f"{CLASSIFICATION_FILE}: groups: {gr.group!r} has two rules")
-        seen.add(gr.group)
-        t = cc(gr.when, f"{CLASSIFICATION_FILE}: group {gr.group}: when")
-        if t:
-            group_rules.append((gr.group, t))
-    for gid in groups:
-        if gid not in seen:
-            problems.append(f"{CLASSIFICATION_FILE}: groups: no rule for group {gid!r}")
-    for fam in set(cls.site_families.values()):
-        if not fam.replace("_", "").isalpha():
-            problems.append(f"{CLASSIFICATION_FILE}: site_families: bad family {fam!r}")
-    for gid in data.gist_risk.applies_to_groups:
-        if gid not in groups:
-            problems.append(f"tables/gist_risk.yaml: applies_to_groups: unknown group {gid!r}" + did_you_mean(gid, groups))
-    for a in cls.assumptions:
-        if a.field not in FACT_FIELDS:
-            problems.append(f"{CLASSIFICATION_FILE}: assumptions: unknown fact {a.field!r}"
-                            + did_you_mean(a.field, FACT_FIELDS))
+    def definitions(self) -> dict[str, Compiled]:
+        """The named conditions of definitions.yaml, compiled."""
+        out: dict[str, Compiled] = {}
+        for name, cond in self.defs.items():
+            if (compiled := self.cc(cond, f"{DEFINITIONS_FILE}: definition {name}")) is None:
+                self.broken.add(name)
+            else:
+                out[name] = compiled
+        return out
 
-    vocab = fact_vocabularies(cls.site_families)
-    treatments = {st.treatment for g in groups.values() for pw in g.pathways for st in pw.steps} | {
-        m for g in groups.values() for pw in g.pathways for st in pw.steps for m in st.modalities}
-    for name, cond in defs.items():
-        problems.extend(f"{DEFINITIONS_FILE}: definition {name}: {m}"
-                        for m in condition_vocabulary_problems(cond, vocab))
-    for sc in (*cls.out_of_scope, *cls.gaps):
-        problems.extend(f"{CLASSIFICATION_FILE}: {sc.id}: when: {m}"
-                        for m in condition_vocabulary_problems(sc.when, vocab))
-    for gr in cls.groups:
-        problems.extend(f"{CLASSIFICATION_FILE}: group {gr.group}: when: {m}"
-                        for m in condition_vocabulary_problems(gr.when, vocab))
-    problems.extend(f"{CLASSIFICATION_FILE}: asks: {ask.field!r} is not a contract fact"
-                    + did_you_mean(ask.field, FACT_FIELDS) for ask in cls.asks if ask.field not in FACT_FIELDS)
-    for a2 in cls.assumptions:
-        allowed = vocab.get(a2.field)
-        if allowed is not None and allowed and a2.value not in allowed:
-            problems.append(f"{CLASSIFICATION_FILE}: assumptions: {a2.field}: value {a2.value!r} is not in its "
-                            f"vocabulary" + did_you_mean(a2.value, allowed))
-    problems.extend(duplicate_regimens(groups.values(), data.files))
-
-    bound: dict[str, list[BoundRule]] = {gid: [] for gid in groups}
-    all_names = _names(groups.values())
-    rule_ids: set[str] = set()
-    for rule in data.rules.rules:
-        where = f"{RULES_FILE}: rule {rule.id}"
-        if rule.id in rule_ids:
-            problems.append(f"{where}: id: duplicate rule id")
-        rule_ids.add(rule.id)
-        bad_groups = [gid for gid in rule.groups if gid not in groups]
-        problems.extend(f"{where}: groups: unknown group {gid!r}" + did_you_mean(gid, groups) for gid in bad_groups)
-        problems.extend(case_conflicts(rule))
-        only_if = cc(rule.only_if, f"{where}: only_if") if rule.only_if else None
-        cases = tuple(
-            CompiledCase(c, t) for i, c in enumerate(rule.cases)
-            if (t := cc(c.when, f"{where}: case {i + 1}: when"))
+    def classification(self) -> tuple[tuple[CompiledScope, ...], tuple[CompiledScope, ...],
+                                      list[tuple[str, Compiled]]]:
+        """Out-of-scope rules, gaps and one rule per group, with the structure checked."""
+        cls, groups, problems = self.data.classification, self.groups, self.problems
+        scope = tuple(
+            CompiledScope(r, t) for r in cls.out_of_scope
+            if (t := self.cc(r.when, f"{CLASSIFICATION_FILE}: out_of_scope {r.id}: when"))
         )
+        gaps = tuple(
+            CompiledScope(r, t) for r in cls.gaps
+            if (t := self.cc(r.when, f"{CLASSIFICATION_FILE}: gaps {r.id}: when"))
+        )
+        group_rules: list[tuple[str, Compiled]] = []
+        seen: set[str] = set()
+        for gr in cls.groups:
+            if gr.group not in groups:
+                problems.append(f"{CLASSIFICATION_FILE}: groups: unknown group {gr.group!r}"
+                                + did_you_mean(gr.group, groups))
+            if gr.group in seen:
+                problems.append(f"{CLASSIFICATION_FILE}: groups: {gr.group!r} has two rules")
+            seen.add(gr.group)
+            t = self.cc(gr.when, f"{CLASSIFICATION_FILE}: group {gr.group}: when")
+            if t:
+                group_rules.append((gr.group, t))
+        problems.extend(f"{CLASSIFICATION_FILE}: groups: no rule for group {gid!r}"
+                        for gid in groups if gid not in seen)
+        problems.extend(f"{CLASSIFICATION_FILE}: site_families: bad family {fam!r}"
+                        for fam in set(cls.site_families.values()) if not fam.replace("_", "").isalpha())
+        problems.extend(f"tables/gist_risk.yaml: applies_to_groups: unknown group {gid!r}"
+                        + did_you_mean(gid, groups)
+                        for gid in self.data.gist_risk.applies_to_groups if gid not in groups)
+        problems.extend(f"{CLASSIFICATION_FILE}: assumptions: unknown fact {a.field!r}"
+                        + did_you_mean(a.field, FACT_FIELDS)
+                        for a in cls.assumptions if a.field not in FACT_FIELDS)
+        return scope, gaps, group_rules
+
+    def classification_vocabulary(self) -> None:
+        """Values and tests of the definitions and the classification against the vocabularies."""
+        cls, vocab, problems = self.data.classification, self.vocab, self.problems
+        for name, cond in self.defs.items():
+            problems.extend(f"{DEFINITIONS_FILE}: definition {name}: {m}"
+                            for m in condition_vocabulary_problems(cond, vocab))
+        for sc in (*cls.out_of_scope, *cls.gaps):
+            problems.extend(f"{CLASSIFICATION_FILE}: {sc.id}: when: {m}"
+                            for m in condition_vocabulary_problems(sc.when, vocab))
+        for gr in cls.groups:
+            problems.extend(f"{CLASSIFICATION_FILE}: group {gr.group}: when: {m}"
+                            for m in condition_vocabulary_problems(gr.when, vocab))
+        problems.extend(f"{CLASSIFICATION_FILE}: asks: {ask.field!r} is not a contract fact"
+                        + did_you_mean(ask.field, FACT_FIELDS)
+                        for ask in cls.asks if ask.field not in FACT_FIELDS)
+        for a in cls.assumptions:
+            allowed = vocab.get(a.field)
+            if allowed is not None and allowed and a.value not in allowed:
+                problems.append(f"{CLASSIFICATION_FILE}: assumptions: {a.field}: value {a.value!r} is not "
+                                "in its vocabulary" + did_you_mean(a.value, allowed))
+        problems.extend(duplicate_regimens(self.groups.values(), self.data.files))
+
+    def rules(self) -> dict[str, list[BoundRule]]:
+        """Every personalisation rule compiled, checked and bound to the groups it targets."""
+        bound: dict[str, list[BoundRule]] = {gid: [] for gid in self.groups}
+        all_names = _names(self.groups.values())
+        treatments = {st.treatment for g in self.groups.values() for pw in g.pathways for st in pw.steps} | {
+            m for g in self.groups.values() for pw in g.pathways for st in pw.steps for m in st.modalities}
+        rule_ids: set[str] = set()
+        for rule in self.data.rules.rules:
+            where = f"{RULES_FILE}: rule {rule.id}"
+            if rule.id in rule_ids:
+                self.problems.append(f"{where}: id: duplicate rule id")
+            rule_ids.add(rule.id)
+            bad_groups = [gid for gid in rule.groups if gid not in self.groups]
+            self.problems.extend(f"{where}: groups: unknown group {gid!r}" + did_you_mean(gid, self.groups)
+                                 for gid in bad_groups)
+            self.problems.extend(case_conflicts(rule))
+            only_if = self.cc(rule.only_if, f"{where}: only_if") if rule.only_if else None
+            cases = tuple(
+                CompiledCase(c, t) for i, c in enumerate(rule.cases)
+                if (t := self.cc(c.when, f"{where}: case {i + 1}: when"))
+            )
+            found = self._bind(rule, only_if, cases, bound)
+            if not bad_groups:  # (targets are looked up in the rule's groups: none to check against)
+                self.problems.extend(f"{where}: {m}" for m in _target_problems(rule.targets, *found, all_names))
+            self.problems.extend(f"{where}: {msg}" for msg in _rule_vocabulary_problems(rule, self.vocab, treatments))
+            self.problems.extend(
+                f"{where}: references: {ref!r} is neither a source reference number nor a named source "
+                "in sources.yaml" + did_you_mean(ref, self.data.sources)
+                for ref in rule.references if not ref.isdigit() and ref not in self.data.sources)
+        return bound
+
+    def _bind(self, rule: Rule, only_if: Compiled | None, cases: tuple[CompiledCase, ...],
+              bound: dict[str, list[BoundRule]]) -> tuple[set[str], set[tuple[str, ...]], set[str], set[str], set[str]]:
+        """Bind ``rule`` to the steps and regimens it targets in each of its groups; returns what
+        was found (steps, regimens, modalities, drugs, steps whose regimens are targeted)."""
         found_steps: set[str] = set()
         found_options: set[tuple[str, ...]] = set()
         found_modalities: set[str] = set()
@@ -308,16 +355,14 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
         tg = rule.targets
         want_options = {frozenset(o) for o in tg.options}
         want_drugs = set(tg.drugs)
-        for gid in rule.groups or tuple(groups):
-            if gid not in groups:
+        for gid in rule.groups or tuple(self.groups):
+            if gid not in self.groups:
                 continue
-            g = groups[gid]
             steps: list[tuple[int, int]] = []
             options: list[tuple[int, int, int]] = []
-            for pi, pw in enumerate(g.pathways):
+            for pi, pw in enumerate(self.groups[gid].pathways):
                 for si, st in enumerate(pw.steps):
-                    step_hit = st.treatment in tg.steps or bool(set(st.modalities) & set(tg.modalities))
-                    if step_hit:
+                    if st.treatment in tg.steps or set(st.modalities) & set(tg.modalities):
                         steps.append((pi, si))
                         found_steps.add(st.treatment)
                         found_modalities |= set(st.modalities) & set(tg.modalities)
@@ -332,31 +377,33 @@ def compile_kb(data: KnowledgeBaseData) -> CompiledKB:
                             options.append((pi, si, oi))
                             found_options.add(tuple(sorted(op.drugs)))
             if steps or options or tg.group:
-                bound[gid].append(BoundRule(rule, only_if, cases, rule.unknown, tuple(steps), tuple(options), tg.group))
-        if not bad_groups:  # (targets are looked up in the rule's groups: none to check against)
-            problems.extend(f"{where}: {m}" for m in _target_problems(
-                tg, found_steps, found_options, found_modalities, found_drugs, found_option_steps, all_names))
-        problems.extend(f"{where}: {msg}" for msg in _rule_vocabulary_problems(rule, vocab, treatments))
-        for ref in rule.references:
-            if not ref.isdigit() and ref not in data.sources:
-                problems.append(f"{where}: references: {ref!r} is neither a source reference number "
-                                "nor a named source in sources.yaml" + did_you_mean(ref, data.sources))
+                bound[gid].append(BoundRule(rule, only_if, cases, rule.unknown, tuple(steps), tuple(options),
+                                            tg.group))
+        return found_steps, found_options, found_modalities, found_drugs, found_option_steps
 
-    if data.bibliography is not None:
-        problems.extend(reference_problems(groups.values(), data.rules.rules, data.bibliography, data.files))
-    if problems:
-        raise KnowledgeBaseError(problems)
+    def references(self) -> None:
+        """Every reference number used is in the bibliography (when the knowledge base has one)."""
+        if self.data.bibliography is not None:
+            self.problems.extend(reference_problems(self.groups.values(), self.data.rules.rules,
+                                                    self.data.bibliography, self.data.files))
+
+
+def _assemble(data: KnowledgeBaseData, defs: dict[str, Condition], compiled_defs: dict[str, Compiled],
+              scope: tuple[CompiledScope, ...], gaps: tuple[CompiledScope, ...],
+              group_rules: list[tuple[str, Compiled]], bound: dict[str, list[BoundRule]]) -> CompiledKB:
+    """The compiled knowledge base: generated code, site partial evaluation and memo keys."""
     _generate_code(defs, [
         *compiled_defs.values(), *(x.test for x in scope), *(x.test for x in gaps),
         *(t for _, t in group_rules),
         *(c.test for rules in bound.values() for br in rules for c in br.cases),
         *(br.only_if for rules in bound.values() for br in rules if br.only_if is not None),
     ])
+    cls = data.classification
     kb = CompiledKB(
         data=data,
         stager=Stager(data.ajcc),
         risk=GistRiskCalculator(data.gist_risk),
-        groups=groups,
+        groups={g.id: g for g in data.groups},
         scope=scope,
         gaps=gaps,
         group_rules=tuple(group_rules),
