@@ -92,7 +92,8 @@ class BodyLimitMiddleware:
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
+            msg: dict[str, Any] = await receive()
+            return msg
 
         await self.app(scope, replay, send)
 

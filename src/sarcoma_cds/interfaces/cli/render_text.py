@@ -84,15 +84,15 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
         for st in pw.steps:
             node = tree.add(f"{TIER[st.tier]}: [bold]{escape(st.label)}[/] {_badge(st.status)}"
                             f" [dim](applies to {st.applies_to}; refs {', '.join(st.references) or '-'})[/]")
-            for r in st.reasons:
-                node.add(f"[italic]{escape(r)}[/]")
+            for why in st.reasons:
+                node.add(f"[italic]{escape(why)}[/]")
             for n in st.notes:
                 node.add(f"note: {escape(n)}")
             for op in st.options:
                 line = "secondary" if op.line == "secondary" else "primary"
                 onode = node.add(f"{escape(_drugs(op.drugs))} [dim]({line})[/] {_badge(op.status)}")
-                for r in op.reasons:
-                    onode.add(f"[italic]{escape(r)}[/]")
+                for why in op.reasons:
+                    onode.add(f"[italic]{escape(why)}[/]")
                 for n in op.notes:
                     onode.add(f"note: {escape(n)}")
         c.print(tree)
