@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sarcoma_cds.interfaces.cli.main import app
@@ -66,3 +67,18 @@ def test_core_cli_does_not_import_service_deps() -> None:
             "print(sorted(m for m in ('fastapi','sqlalchemy','fhir','uvicorn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("content", [None, "", "# only a comment\n"])
+def test_serve_refuses_an_unreadable_or_empty_key_file(tmp_path: Path, content: str | None) -> None:
+    """A configured key file that gives no key fails closed: no open API by accident (issue 12)."""
+    import os
+
+    keys = tmp_path / "keys"
+    if content is not None:
+        keys.write_text(content)
+    exe = Path(sys.executable).parent / "sarcoma-cds"
+    env = dict(os.environ, SARCOMA_CDS_API_KEYS=str(keys), SARCOMA_CDS_DATA_DIR=str(tmp_path))
+    p = subprocess.run([str(exe), "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert "error:" in p.stderr and str(keys) in p.stderr and "Traceback" not in p.stderr

@@ -175,3 +175,15 @@ def test_sigkill_mid_run_loses_no_committed_record(db_url: str) -> None:
                                 interface="rest", caller="after", request_id="z")
     finally:
         s.close()
+
+
+def test_sqlite_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """The audit store holds patient data: its SQLite files are created 0600 (issue 12)."""
+    import stat
+
+    from sarcoma_cds.store import AuditStore
+
+    db = tmp_path / "audit.sqlite3"
+    AuditStore.open(f"sqlite:///{db}").close()
+    for f in tmp_path.glob("audit.sqlite3*"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f

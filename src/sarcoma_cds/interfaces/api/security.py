@@ -44,8 +44,12 @@ def load_api_keys(path: Path | None) -> dict[str, str]:
     """Read ``<sha256 hex> [name]`` lines (``#`` comments). Returns {hash: name}."""
     if path is None:
         return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:  # fail closed: never an open API by accident
+        raise ValueError(f"{path}: the API key file cannot be read ({e.__class__.__name__})") from None
     keys: dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -54,6 +58,8 @@ def load_api_keys(path: Path | None) -> dict[str, str]:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"{path}: line {n}: expected a SHA-256 hex digest")
         keys[digest] = name.strip() or f"key-{digest[:8]}"
+    if not keys:  # a configured but empty file must not open the API (issue 12: fail closed)
+        raise ValueError(f"{path}: the API key file lists no key; refusing to run with an open API")
     return keys
 
 

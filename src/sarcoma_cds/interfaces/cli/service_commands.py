@@ -48,6 +48,14 @@ def serve(
         _check_kb(kb)
         os.environ["SARCOMA_CDS_KB_DIR"] = str(kb.resolve())  # (read by every worker's Settings.from_env)
     settings = Settings.from_env()
+    if settings.api_keys_file is not None:  # an unreadable or empty key file stops the start (fail closed)
+        from sarcoma_cds.interfaces.api.security import load_api_keys
+
+        try:
+            load_api_keys(settings.api_keys_file)
+        except ValueError as e:
+            sys.stderr.write(f"error: {e}\n")
+            raise typer.Exit(2) from None
     log_config = serve_log_config(verbose, local_only=settings.api_keys_file is None,
                                   cds_clients=settings.clients_file is not None or settings.dev_mode)
     logging.config.dictConfig(log_config)
