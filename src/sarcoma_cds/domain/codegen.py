@@ -57,8 +57,8 @@ class _Gen:
             k = self.const(values)
             if fact in SET_VALUED:
                 lines.append(
-                    f"{out} = None if x is None else ((True if x <= {k} else False if x.isdisjoint({k}) "
-                    f"else None) if type(x) is frozenset else (x in {k}))"
+                    f"{out} = None if x is None else ((True if x <= {k} else False if "
+                    f"x.isdisjoint({k}) else None) if type(x) is frozenset else (x in {k}))"
                 )
             else:
                 lines.append(f"{out} = None if x is None else (x in {k})")
@@ -71,7 +71,9 @@ class _Gen:
             k = self.const(int(c.count_ge))
             lines.append(f"{out} = None if x is None else (len(x) >= {k})")
             return lines
-        op, bound = next((o, getattr(c, o)) for o in ("gt", "ge", "lt", "le") if getattr(c, o) is not None)
+        op, bound = next(
+            (o, getattr(c, o)) for o in ("gt", "ge", "lt", "le") if getattr(c, o) is not None
+        )
         sym = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
         k = self.const(float(bound))
         lines.append(f"{out} = None if x is None else (x {sym} {k})")

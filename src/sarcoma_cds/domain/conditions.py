@@ -141,7 +141,9 @@ def _compile(
 
         return Compiled(known_test, frozenset([fact]), lambda view: set(), c)
     else:
-        op, bound = next((k, getattr(c, k)) for k in ("gt", "ge", "lt", "le") if getattr(c, k) is not None)
+        op, bound = next(
+            (k, getattr(c, k)) for k in ("gt", "ge", "lt", "le") if getattr(c, k) is not None
+        )
         fn = _compare(op, float(bound))
     test, unknown = _leaf(fact, fn)
     return Compiled(test, frozenset([fact]), unknown, c)

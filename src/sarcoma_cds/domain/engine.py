@@ -114,7 +114,10 @@ class _Context:
             self.missing[fieldname] = why
 
     def warn(self, w: Warning) -> None:
-        if all((x.code, x.treatment, x.message) != (w.code, w.treatment, w.message) for x in self.warnings):
+        if all(
+            (x.code, x.treatment, x.message) != (w.code, w.treatment, w.message)
+            for x in self.warnings
+        ):
             self.warnings.append(w)
 
 
@@ -156,8 +159,13 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
     ctx = _Context(kb, view)
     guideline = kb.output_cache.get(("guideline",))
     if guideline is None:
-        guideline = kb.output_cache.put(("guideline",), fast(
-            GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash), fixed=True)
+        guideline = kb.output_cache.put(
+            ("guideline",),
+            fast(
+                GuidelineRef, id=kb.data.meta.id, version=kb.version, content_hash=kb.content_hash
+            ),
+            fixed=True,
+        )
 
     derived_lines: list[str] = []
     if facts.histology == "gist":
@@ -195,7 +203,8 @@ def recommend(kb: CompiledKB, raw: Any) -> Recommendation:
 
 
 def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -> Classified:
-    """Classification reads a few facts (numbers only through their rule thresholds): memoised on them."""
+    """Classification reads a few facts (numbers only through their rule thresholds): memoised on
+    them."""
     key = ("cls", tuple(assumed), tuple([view[f] is None for f in _DERIVED_INPUTS]),
            kb.classification_key.key(view))
     hit = kb.output_cache.get(key)
@@ -211,7 +220,9 @@ def _classify_cached(kb: CompiledKB, view: dict[str, Any], assumed: list[str]) -
 _DERIVED_INPUTS = tuple(sorted({f for v in DERIVED_FROM.values() for f in v}))
 
 
-def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, tuple[str, ...], str | None]:
+def _classify(
+    kb: CompiledKB, ctx: _Context, assumed: list[str]
+) -> tuple[str, tuple[str, ...], str | None]:
     """Out of scope, one group, candidate groups or a stated gap -- in three-valued logic."""
     view = ctx.view
     ex = ctx.explanation
@@ -221,13 +232,22 @@ def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, t
         if r is True:
             ex.append(f"Out of scope: {' '.join(sc.rule.reason.split())}")
             if sc.rule.warning:
-                ctx.warn(_warning(sc.rule.warning.code, sc.rule.warning.treatment, sc.rule.warning.message, ()))
+                ctx.warn(
+                    _warning(
+                        sc.rule.warning.code, sc.rule.warning.treatment, sc.rule.warning.message, ()
+                    )
+                )
             return "scope", (), " ".join(sc.rule.reason.split())
         if r is None:
             undecided.extend(f for f in FACT_FIELDS if f in sc.test.unknown_fields(view))
-    if undecided:  # e.g. age not given: the adult-only scope cannot be checked -- say so, do not hide it
-        ex.append("Not given, so the scope check on " + ", ".join(kb.label(f) for f in dict.fromkeys(undecided))
-                  + " could not be made; the source covers adults with soft-tissue sarcoma or GIST.")
+    if (
+        undecided
+    ):  # e.g. age not given: the adult-only scope cannot be checked -- say so, do not hide it
+        ex.append(
+            "Not given, so the scope check on "
+            + ", ".join(kb.label(f) for f in dict.fromkeys(undecided))
+            + " could not be made; the source covers adults with soft-tissue sarcoma or GIST."
+        )
 
     trues: list[str] = []
     unknown: list[str] = []
@@ -250,7 +270,9 @@ def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, t
         # Sound inference: every completion of the facts lands in exactly one group or gap
         # (proved by the rule-set test), and all groups but this one are already excluded.
         trues = unknown
-        ex.append("Some facts are missing, but every value they could take leads to the same group.")
+        ex.append(
+            "Some facts are missing, but every value they could take leads to the same group."
+        )
     if not trues:
         for gap in kb.gaps:
             if gap.test.test(view) is True:
@@ -271,7 +293,14 @@ def _classify(kb: CompiledKB, ctx: _Context, assumed: list[str]) -> tuple[str, t
             deciding |= _raw_fields(gap.test.unknown_fields(view), view)
         for name in FACT_FIELDS:
             if name in deciding:
-                ctx.ask(name, " ".join(kb.class_asks.get(name, f"Needed to choose between {', '.join(unknown)}.").split()))
+                ctx.ask(
+                    name,
+                    " ".join(
+                        kb.class_asks.get(
+                            name, f"Needed to choose between {', '.join(unknown)}."
+                        ).split()
+                    ),
+                )
         ex.append("The facts do not pin one patient group; possible groups: " + ", ".join(unknown)
                   + ". Missing: " + ", ".join(f for f in FACT_FIELDS if f in deciding) + ".")
         _assumption_asks(kb, ctx, assumed, results)
@@ -305,7 +334,8 @@ def _group_facts(kb: CompiledKB, gid: str) -> tuple[str, ...]:
 def _assumption_asks(
     kb: CompiledKB, ctx: _Context, assumed: list[str], results: dict[str, bool | None]
 ) -> None:
-    """Report an assumed fact only when it mattered: without it some group rule would answer differently."""
+    """Report an assumed fact only when it mattered: without it some group rule would answer
+    differently."""
     view = ctx.view
     for name, value, why in kb.assumptions:
         if name not in assumed:
@@ -333,7 +363,9 @@ def _raw_fields(fields: frozenset[str] | set[str], view: dict[str, Any] | None) 
     return out
 
 
-def _stage_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> Stage | None:
+def _stage_cached(
+    kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]
+) -> Stage | None:
     """Staging is a pure function of five facts: memoised on them."""
     system = kb.stager.system_for(facts.primary_site)
     if system is None:
@@ -347,7 +379,9 @@ def _stage_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex:
         tmp: dict[str, Any] = {"stage_group": None}
         st = _stage(kb, facts, tmp, lines)
         size_text = f"size {size:g} cm" if size is not None else None
-        templates = tuple(ln.replace(size_text, "size \x00 cm") if size_text else ln for ln in lines)
+        templates = tuple(
+            ln.replace(size_text, "size \x00 cm") if size_text else ln for ln in lines
+        )
         hit = (st, tmp["stage_group"], templates)
         kb.output_cache.put(key, hit)
     st, view["stage_group"], templates = hit
@@ -359,7 +393,9 @@ def _stage_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex:
     return st
 
 
-def _gist_risk_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> list[GistRisk]:
+def _gist_risk_cached(
+    kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]
+) -> list[GistRisk]:
     """GIST risk is a pure function of four facts: memoised on them."""
     key = ("risk", kb.risk.band_key(facts.primary_site, facts.size_cm, facts.mitotic_rate_per_5mm2),
            view["tumour_rupture"])
@@ -375,16 +411,26 @@ def _gist_risk_cached(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any],
     return list(risks_t)
 
 
-def _stage(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> Stage | None:
-    res = kb.stager.stage(facts.primary_site, facts.size_cm, facts.nodes, facts.metastasis, facts.grade)
+def _stage(
+    kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]
+) -> Stage | None:
+    res = kb.stager.stage(
+        facts.primary_site, facts.size_cm, facts.nodes, facts.metastasis, facts.grade
+    )
     if res is None:
         return None
     view["stage_group"] = res.group if res.group is not None else res.possible
     parts = [
-        f"size {facts.size_cm:g} cm -> {res.t}" if facts.size_cm is not None else "size unknown -> T not known",
-        f"nodes {facts.nodes}" + (" (staged as N0)" if facts.nodes == "NX" else "") if facts.nodes else "nodes unknown",
+        f"size {facts.size_cm:g} cm -> {res.t}"
+        if facts.size_cm is not None
+        else "size unknown -> T not known",
+        f"nodes {facts.nodes}" + (" (staged as N0)" if facts.nodes == "NX" else "")
+        if facts.nodes
+        else "nodes unknown",
         f"metastasis {facts.metastasis}" if facts.metastasis else "metastasis unknown",
-        f"grade {facts.grade} -> {res.g}" + (" (staged as G1)" if facts.grade == "X" else "") if facts.grade else "grade unknown",
+        f"grade {facts.grade} -> {res.g}" + (" (staged as G1)" if facts.grade == "X" else "")
+        if facts.grade
+        else "grade unknown",
     ]
     if res.group:
         ex.append(f"{res.system}: " + ", ".join(parts) + f": stage {res.group}.")
@@ -395,7 +441,9 @@ def _stage(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[s
                 possible_groups=tuple(sorted(res.possible)))
 
 
-def _gist_risk(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]) -> list[GistRisk]:
+def _gist_risk(
+    kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: list[str]
+) -> list[GistRisk]:
     site = facts.primary_site
     afip = kb.risk.afip_risk(site, facts.size_cm, facts.mitotic_rate_per_5mm2)
     nih = kb.risk.nih_risk(site, facts.size_cm, facts.mitotic_rate_per_5mm2, view["tumour_rupture"])
@@ -407,14 +455,31 @@ def _gist_risk(kb: CompiledKB, facts: PatientFacts, view: dict[str, Any], ex: li
         # a column); a missing fact gives no category (the fact is asked where it matters)
         out.append(fast(GistRisk, scheme=afip.scheme, category=afip.category,
                         progression_percent=afip.progression_percent, basis=afip.basis))
-        pct = f", {afip.progression_percent:g}% progression in the study" if afip.progression_percent is not None else ""
-        ex.append(f"GIST risk, AFIP (Miettinen & Lasota 2006): {afip.category.replace('_', ' ')}{pct} ({afip.basis}).")
+        pct = (
+            f", {afip.progression_percent:g}% progression in the study"
+            if afip.progression_percent is not None
+            else ""
+        )
+        ex.append(
+            f"GIST risk, AFIP (Miettinen & Lasota 2006): {afip.category.replace('_', ' ')}{pct} "
+            f"({afip.basis})."
+        )
     else:
         ex.append(f"GIST risk, AFIP (Miettinen & Lasota 2006): cannot be computed; {afip.basis}.")
     if nih.category is not None:
-        out.append(fast(GistRisk, scheme=nih.scheme, category=nih.category, progression_percent=None,
-                                            basis=nih.basis))
-        ex.append(f"GIST risk, modified NIH (Joensuu 2008): {nih.category.replace('_', ' ')} ({nih.basis}).")
+        out.append(
+            fast(
+                GistRisk,
+                scheme=nih.scheme,
+                category=nih.category,
+                progression_percent=None,
+                basis=nih.basis,
+            )
+        )
+        ex.append(
+            f"GIST risk, modified NIH (Joensuu 2008): {nih.category.replace('_', ' ')} "
+            f"({nih.basis})."
+        )
     else:
         ex.append(f"GIST risk, modified NIH (Joensuu 2008): cannot be computed; {nih.basis}.")
     return out
@@ -425,7 +490,9 @@ def _warning(code: str, treatment: str | None, message: str, refs: tuple[str, ..
                 references=tuple(refs))
 
 
-def _apply(ctx: _Context, br: BoundRule, oc: Outcome, marks: dict[Any, _Mark], group: Group) -> None:
+def _apply(
+    ctx: _Context, br: BoundRule, oc: Outcome, marks: dict[Any, _Mark], group: Group
+) -> None:
     rule = br.rule
     refs = rule.references
     if oc.status is not None or oc.note is not None:
@@ -462,7 +529,9 @@ def _personalise(kb: CompiledKB, group: Group, ctx: _Context) -> tuple[PathwayOu
     return pathways
 
 
-def _across_candidates(kb: CompiledKB, gids: list[str], view: dict[str, Any]) -> tuple[AcrossCandidate, ...]:
+def _across_candidates(
+    kb: CompiledKB, gids: list[str], view: dict[str, Any]
+) -> tuple[AcrossCandidate, ...]:
     """Contract 1.1: regimens whose status is the same in every candidate group that lists them.
 
     Each candidate group is personalised on the facts as given (missing facts unknown, so a
@@ -479,7 +548,9 @@ def _across_candidates(kb: CompiledKB, gids: list[str], view: dict[str, Any]) ->
         for pw in pathways:
             for st in pw.steps:
                 for op in st.options:
-                    _, statuses, groups, reasons = found.setdefault(frozenset(op.drugs), (op.drugs, set(), [], []))
+                    _, statuses, groups, reasons = found.setdefault(
+                        frozenset(op.drugs), (op.drugs, set(), [], [])
+                    )
                     statuses.add(op.status)
                     if gid not in groups:
                         groups.append(gid)
@@ -522,7 +593,9 @@ def _personalise_uncached(kb: CompiledKB, group: Group, view: dict[str, Any]) ->
         for br, oc in applied:
             _apply(tmp, br, oc, marks, group)
         pathways = _build_pathways(kb, group, marks, tmp.explanation)
-        hit = Personalised(pathways, tuple(tmp.explanation), tuple(tmp.missing.items()), tuple(tmp.warnings))
+        hit = Personalised(
+            pathways, tuple(tmp.explanation), tuple(tmp.missing.items()), tuple(tmp.warnings)
+        )
         kb.output_cache.put(key, hit)
     return hit
 
@@ -561,19 +634,33 @@ def _build_pathways(
             reasons = sm.reasons() if sm else []
             if st.options_cover_step and opts:
                 derived = _BY_SEVERITY[best]
-                if SEVERITY[derived] > SEVERITY[status] or (derived == "preferred" and not (sm and sm.statuses)):
+                if SEVERITY[derived] > SEVERITY[status] or (
+                    derived == "preferred" and not (sm and sm.statuses)
+                ):
                     status = derived
                     reasons = [*reasons, DERIVED_REASON[derived]]
             step = fast(
-                StepOut, tier=st.tier, treatment=st.treatment, label=st.label, applies_to=st.applies_to,
-                status=status, reasons=tuple(reasons), rationale=default_step.rationale,
-                references=default_step.references, options=tuple(opts),
-                notes=tuple(sm.notes) if sm else (), id=default_step.id,
+                StepOut,
+                tier=st.tier,
+                treatment=st.treatment,
+                label=st.label,
+                applies_to=st.applies_to,
+                status=status,
+                reasons=tuple(reasons),
+                rationale=default_step.rationale,
+                references=default_step.references,
+                options=tuple(opts),
+                notes=tuple(sm.notes) if sm else (),
+                id=default_step.id,
             )
             steps.append(step)
             if (sm and sm.statuses) or status != "option":
-                ex.append(f"{st.label} (pathway {pi + 1}): {_STATUS_WORDS[status]} - " + " ".join(reasons))
-        out.append(fast(PathwayOut, steps=tuple(steps), id=defaults[pi].id) if touched else defaults[pi])
+                ex.append(
+                    f"{st.label} (pathway {pi + 1}): {_STATUS_WORDS[status]} - " + " ".join(reasons)
+                )
+        out.append(
+            fast(PathwayOut, steps=tuple(steps), id=defaults[pi].id) if touched else defaults[pi]
+        )
     return tuple(out)
 
 
@@ -592,7 +679,8 @@ def _option_out(
     kb: CompiledKB, gid: str, addr: tuple[int, int, int], step: Step, drugs: tuple[str, ...],
     line: str, m: _Mark,
 ) -> tuple[Option, str]:
-    """The personalised regimen and its explanation line, memoised: outcomes repeat across patients."""
+    """The personalised regimen and its explanation line, memoised: outcomes repeat across
+    patients."""
     key = ("option", gid, addr, tuple(m.statuses), tuple(m.notes))
     hit: tuple[Option, str] | None = kb.output_cache.get(key)
     if hit is not None:
@@ -602,11 +690,16 @@ def _option_out(
     notes = tuple(m.notes)
     rule_refs = tuple(m.references())
     refs = tuple(dict.fromkeys((*step.references, *rule_refs)))
-    opt = fast(Option, drugs=drugs, line=line, status=status, reasons=reasons, notes=notes, references=refs)
+    opt = fast(
+        Option, drugs=drugs, line=line, status=status, reasons=reasons, notes=notes, references=refs
+    )
     text = ""
     if m.statuses:
-        text = (f"{' + '.join(drugs)} ({step.label}): {_STATUS_WORDS[status]} - " + " ".join(reasons)
-                + f" [refs {', '.join(rule_refs)}]")
+        text = (
+            f"{' + '.join(drugs)} ({step.label}): {_STATUS_WORDS[status]} - "
+            + " ".join(reasons)
+            + f" [refs {', '.join(rule_refs)}]"
+        )
     kb.output_cache.put(key, (opt, text))
     return opt, text
 
@@ -617,13 +710,38 @@ def kb_defaults(kb: CompiledKB, group: Group) -> tuple[PathwayOut, ...]:
     if cached is not None:
         return cached
     out = tuple(
-        fast(PathwayOut, id=f"{group.id}/{pi + 1}", steps=tuple(
-            fast(StepOut, tier=st.tier, treatment=st.treatment, label=st.label, applies_to=st.applies_to,
-                 status="option", reasons=(), rationale=" ".join(st.rationale.split()),
-                 references=tuple(st.references), notes=(), id=f"{group.id}/{pi + 1}/{st.treatment}",
-                 options=tuple(fast(Option, drugs=op.drugs, line=op.line, status="option", reasons=(),
-                                    notes=(), references=tuple(st.references)) for op in st.options))
-            for st in pw.steps))
+        fast(
+            PathwayOut,
+            id=f"{group.id}/{pi + 1}",
+            steps=tuple(
+                fast(
+                    StepOut,
+                    tier=st.tier,
+                    treatment=st.treatment,
+                    label=st.label,
+                    applies_to=st.applies_to,
+                    status="option",
+                    reasons=(),
+                    rationale=" ".join(st.rationale.split()),
+                    references=tuple(st.references),
+                    notes=(),
+                    id=f"{group.id}/{pi + 1}/{st.treatment}",
+                    options=tuple(
+                        fast(
+                            Option,
+                            drugs=op.drugs,
+                            line=op.line,
+                            status="option",
+                            reasons=(),
+                            notes=(),
+                            references=tuple(st.references),
+                        )
+                        for op in st.options
+                    ),
+                )
+                for st in pw.steps
+            ),
+        )
         for pi, pw in enumerate(group.pathways)
     )
     kb.output_cache.put(("defaults", group.id), out, fixed=True)
@@ -655,11 +773,22 @@ def _result(
     # a fact that was given is not missing, whatever rule asked for it (a rule's "unknown" case
     # lists every input of a derived fact, e.g. size and mitotic rate for the GIST risk);
     # values that say "not known" (KIT/PDGFRA 'unknown', grade X: not assessable) are still asked
-    missing = tuple(_missing_info(kb, f, w) for f, w in ctx.missing.items() if not _informative(facts, f))
+    missing = tuple(
+        _missing_info(kb, f, w) for f, w in ctx.missing.items() if not _informative(facts, f)
+    )
     return fast(
         Recommendation,
-        schema_version=SCHEMA_VERSION, guideline=guideline, patient_group=group, candidate_groups=tuple(candidates),
-        out_of_scope=oos, stage=stage, gist_risk=tuple(risks), pathways=tuple(pathways),
-        missing_information=missing, warnings=tuple(ctx.warnings), explanation=tuple(ctx.explanation),
-        across_candidates=across, disclaimer=DISCLAIMER,
+        schema_version=SCHEMA_VERSION,
+        guideline=guideline,
+        patient_group=group,
+        candidate_groups=tuple(candidates),
+        out_of_scope=oos,
+        stage=stage,
+        gist_risk=tuple(risks),
+        pathways=tuple(pathways),
+        missing_information=missing,
+        warnings=tuple(ctx.warnings),
+        explanation=tuple(ctx.explanation),
+        across_candidates=across,
+        disclaimer=DISCLAIMER,
     )

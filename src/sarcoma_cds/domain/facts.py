@@ -109,7 +109,8 @@ Comorbidity = Literal[
     "decompensated_liver_failure",
 ]
 
-#: Values that say "tested, result not known": read by the rules as an absent fact (and still asked).
+#: Values that say "tested, result not known": read by the rules as an absent fact (and still
+#: asked).
 UNKNOWN_VALUES: dict[str, str] = {"kit_mutation": "unknown", "pdgfra_mutation": "unknown"}
 
 #: Field names of the contract, in contract order (the CLI, FHIR mapper and web form use it).
@@ -183,7 +184,8 @@ LIST_FIELDS: tuple[str, ...] = tuple(n for n in FACT_FIELDS if _is_list_field(n)
 
 
 def contradictions(f: dict[str, Any]) -> list[tuple[str, str]]:
-    """Facts that cannot all be true at once. Kept small and literal: only what the contract implies.
+    """Facts that cannot all be true at once. Kept small and literal: only what the contract
+    implies.
 
     Works on the raw mapping so contradictions are reported together with type errors.
     """
@@ -218,7 +220,9 @@ def _message(err: dict[str, Any]) -> str:
     if t == "missing":
         return "required field is missing"
     value = err.get("input")
-    if isinstance(value, float) and value != value:  # NaN (JSON files may carry it): not a bound problem
+    if (
+        isinstance(value, float) and value != value
+    ):  # NaN (JSON files may carry it): not a bound problem
         return "NaN is not a number; give the value or leave the field out"
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return f"{'Infinity' if value > 0 else '-Infinity'} is not a finite number"
@@ -248,7 +252,9 @@ def parse_facts(data: Any) -> PatientFacts:
     try:
         facts = PatientFacts.model_validate(data)
     except ValidationError as e:
-        problems.extend((_loc(dict(err)), _message(dict(err))) for err in e.errors(include_url=False))
+        problems.extend(
+            (_loc(dict(err)), _message(dict(err))) for err in e.errors(include_url=False)
+        )
     problems.extend(contradictions(data))
     if problems or facts is None:
         raise InvalidFacts(problems)

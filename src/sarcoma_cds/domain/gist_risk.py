@@ -57,10 +57,16 @@ class AfipTable(_T):
             for sb in self.size_bands:
                 row = self.cells.get(mb.id, {}).get(sb.id)
                 if row is None or set(row) != columns:
-                    raise ValueError(f"afip cells[{mb.id}][{sb.id}] must give every site column {sorted(columns)}")
+                    raise ValueError(
+                        f"afip cells[{mb.id}][{sb.id}] must give every site column "
+                        f"{sorted(columns)}"
+                    )
                 for col, (cat, pct) in row.items():
                     if (cat == "insufficient_data") != (pct is None):
-                        raise ValueError(f"afip cells[{mb.id}][{sb.id}][{col}]: percent is null exactly when data are insufficient")
+                        raise ValueError(
+                            f"afip cells[{mb.id}][{sb.id}][{col}]: percent is null exactly when "
+                            "data are insufficient"
+                        )
         return self
 
 
@@ -91,7 +97,9 @@ class GistRiskTables(_T):
     nih_modified_joensuu_2008: NihTable
 
 
-def _band(bands: tuple[SizeBand, ...] | tuple[MitoticBand, ...], x: float | None) -> tuple[str, ...]:
+def _band(
+    bands: tuple[SizeBand, ...] | tuple[MitoticBand, ...], x: float | None
+) -> tuple[str, ...]:
     """The band of ``x`` (upper bounds inclusive), or every band when ``x`` is unknown."""
     if x is None:
         return tuple(b.id for b in bands)
@@ -112,7 +120,9 @@ class RiskResult:
 
 
 class GistRiskCalculator:
-    def band_key(self, site: str, size_cm: float | None, mitoses: float | None) -> tuple[object, ...]:
+    def band_key(
+        self, site: str, size_cm: float | None, mitoses: float | None
+    ) -> tuple[object, ...]:
         """Everything the two tables read, as bands: equal keys give equal results."""
         return (
             site,
@@ -128,8 +138,13 @@ class GistRiskCalculator:
     def afip_risk(self, site: str, size_cm: float | None, mitoses: float | None) -> RiskResult:
         col = self.afip.sites.get(site)
         if col is None:
-            return RiskResult("afip_miettinen_2006", "insufficient_data", frozenset({"insufficient_data"}), None,
-                              f"the AFIP table has no column for this site ({site})")
+            return RiskResult(
+                "afip_miettinen_2006",
+                "insufficient_data",
+                frozenset({"insufficient_data"}),
+                None,
+                f"the AFIP table has no column for this site ({site})",
+            )
         cells = [
             (mb, sb, self.afip.cells[mb][sb][col])
             for mb in _band(self.afip.mitotic_bands, mitoses)
@@ -138,13 +153,21 @@ class GistRiskCalculator:
         possible = frozenset(c[2][0] for c in cells)
         if len(cells) == 1:
             mb, sb, (cat, pct) = cells[0]
-            basis = f"{col.replace('_', '/')} site, size {_band_text(sb)} cm, {_band_text(mb)} mitoses per 5 mm2"
+            basis = (
+                f"{col.replace('_', '/')} site, size {_band_text(sb)} cm, {_band_text(mb)} mitoses "
+                "per 5 mm2"
+            )
             if (mb, sb, col) in self._small:
                 basis += " (few cases in the study)"
             return RiskResult("afip_miettinen_2006", cat, possible, pct, basis)
         cat1 = next(iter(possible)) if len(possible) == 1 else None
-        return RiskResult("afip_miettinen_2006", cat1, possible, None,
-                          "size or mitotic rate missing: " + ", ".join(sorted(possible)) + " still possible")
+        return RiskResult(
+            "afip_miettinen_2006",
+            cat1,
+            possible,
+            None,
+            "size or mitotic rate missing: " + ", ".join(sorted(possible)) + " still possible",
+        )
 
     def nih_risk(
         self, site: str, size_cm: float | None, mitoses: float | None, rupture: bool | None
@@ -166,8 +189,11 @@ class GistRiskCalculator:
         if cat is not None:
             sb = _band(self.nih.size_bands, size_cm)
             mb = _band(self.nih.mitotic_bands, mitoses)
-            basis = (f"{site_class.replace('_', '-')} site, size {_band_text(sb[0]) if len(sb) == 1 else 'unknown'} cm, "
-                     f"{_band_text(mb[0]) if len(mb) == 1 else 'unknown'} mitoses per 5 mm2")
+            basis = (
+                f"{site_class.replace('_', '-')} site, size "
+                f"{_band_text(sb[0]) if len(sb) == 1 else 'unknown'} cm, "
+                f"{_band_text(mb[0]) if len(mb) == 1 else 'unknown'} mitoses per 5 mm2"
+            )
         else:
             basis = "not pinned by the facts: " + ", ".join(sorted(possible)) + " still possible"
         return RiskResult("nih_modified_joensuu_2008", cat, possible, None, basis)

@@ -19,7 +19,8 @@ DEFINITIONS_FILE = "rules/definitions.yaml"
 
 
 def did_you_mean(word: object, candidates: Iterable[object]) -> str:
-    """``"; did you mean 'x'?"`` for the closest candidate (difflib), or ``""`` when none is close."""
+    """``"; did you mean 'x'?"`` for the closest candidate (difflib), or ``""`` when none is
+    close."""
     pool = sorted({str(c) for c in candidates})
     close = difflib.get_close_matches(str(word), pool, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -27,7 +28,9 @@ def did_you_mean(word: object, candidates: Iterable[object]) -> str:
 
 def group_file(gid: str, files: Iterable[str]) -> str:
     """The file a group is defined in (``groups/NN-<id>.yaml``), for messages."""
-    return next((f for f in files if f.startswith("groups/") and f.endswith(f"{gid}.yaml")), "groups/")
+    return next(
+        (f for f in files if f.startswith("groups/") and f.endswith(f"{gid}.yaml")), "groups/"
+    )
 
 
 def duplicate_regimens(groups: Iterable[Group], files: Iterable[str]) -> list[str]:
@@ -41,8 +44,11 @@ def duplicate_regimens(groups: Iterable[Group], files: Iterable[str]) -> list[st
                 for op in st.options:
                     key = frozenset(op.drugs)
                     if key in seen:
-                        out.append(f"{group_file(g.id, files)}: group {g.id}: pathway {pi} step {st.treatment}: "
-                                   f"options: regimen {'+'.join(sorted(op.drugs))} is listed twice")
+                        out.append(
+                            f"{group_file(g.id, files)}: group {g.id}: pathway {pi} step "
+                            f"{st.treatment}: "
+                            f"options: regimen {'+'.join(sorted(op.drugs))} is listed twice"
+                        )
                     seen.add(key)
     return out
 
@@ -58,15 +64,21 @@ def case_conflicts(rule: Rule) -> list[str]:
             continue
         other = rule.cases[j - 1]
         if other.status != case.status:
-            out.append(f"{RULES_FILE}: rule {rule.id}: cases: case {i} has the same condition as case {j} "
-                       f"but status {case.status} instead of {other.status} (contradictory cases)")
+            out.append(
+                f"{RULES_FILE}: rule {rule.id}: cases: case {i} has the same condition as case {j} "
+                f"but status {case.status} instead of {other.status} (contradictory cases)"
+            )
         else:
-            out.append(f"{RULES_FILE}: rule {rule.id}: cases: case {i} repeats the condition of case {j} "
-                       "(duplicate case)")
+            out.append(
+                f"{RULES_FILE}: rule {rule.id}: cases: case {i} repeats the condition of case {j} "
+                "(duplicate case)"
+            )
     return out
 
 
-def refs_of(c: Condition, defs: Mapping[str, Condition], seen: frozenset[str] = frozenset()) -> set[str]:
+def refs_of(
+    c: Condition, defs: Mapping[str, Condition], seen: frozenset[str] = frozenset()
+) -> set[str]:
     """Every definition a condition uses, directly or through other definitions."""
     out: set[str] = set()
     if c.ref is not None:
@@ -86,8 +98,12 @@ def reference_problems(groups: Iterable[Group], rules: Iterable[Rule], bibliogra
     files = tuple(files)
 
     def missing(refs: Iterable[str], where: str) -> list[str]:
-        return [f"{where}: references: reference number {r!r} is not in bibliography.yaml" + did_you_mean(r, known)
-                for r in refs if r.isdigit() and r not in known]
+        return [
+            f"{where}: references: reference number {r!r} is not in bibliography.yaml"
+            + did_you_mean(r, known)
+            for r in refs
+            if r.isdigit() and r not in known
+        ]
 
     out: list[str] = []
     for g in groups:

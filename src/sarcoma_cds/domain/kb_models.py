@@ -78,12 +78,15 @@ class Step(_Strict):
     options: tuple[RegimenOption, ...] = ()
     options_cover_step: bool = Field(
         default=False,
-        description="true when the regimens ARE the treatment (a drug-only step): if every regimen "
-        "is ruled out, so is the step",
+        description=(
+            "true when the regimens ARE the treatment (a drug-only step): if every regimen "
+            "is ruled out, so is the step"
+        ),
     )
     modalities: tuple[str, ...] = Field(
         default=(),
-        description="local procedures this step includes (e.g. image_guided_ablation, embolisation) "
+        description="local procedures this step includes (e.g. image_guided_ablation, "
+                    "embolisation) "
         "so contraindication rules can name them",
     )
 
@@ -130,7 +133,9 @@ class Group(_Strict):
     id: str
     label: str
     site: SiteFamily
-    source_heading: str = Field(description="the group heading as the source gives it (long headings elided with …)")
+    source_heading: str = Field(
+        description="the group heading as the source gives it (long headings elided with …)"
+    )
     order: int = Field(ge=1, le=99, description="position in the source")
     summary: str = Field(min_length=10, description="own-words description of who is in the group")
     references: tuple[str, ...] = ()
@@ -175,7 +180,9 @@ class Condition(BaseModel):
     le: float | None = None
     contains: str | None = None
     known: bool | None = None
-    count_ge: int | None = Field(default=None, ge=1, description="list facts: at least this many items")
+    count_ge: int | None = Field(
+        default=None, ge=1, description="list facts: at least this many items"
+    )
     ref: str | None = Field(default=None, description="a named condition from 'definitions'")
 
     @model_validator(mode="after")
@@ -187,12 +194,16 @@ class Condition(BaseModel):
         ]
         if logical:
             if len(logical) != 1 or self.fact is not None or tests:
-                raise ValueError("a logical node has exactly one of all/any/not/ref and nothing else")
+                raise ValueError(
+                    "a logical node has exactly one of all/any/not/ref and nothing else"
+                )
             return self
         if self.fact is None:
             raise ValueError("a condition needs 'fact' or one of all/any/not")
         if len(tests) != 1:
-            raise ValueError(f"fact {self.fact!r}: exactly one test of in/eq/gt/ge/lt/le/contains/known/count_ge")
+            raise ValueError(
+                f"fact {self.fact!r}: exactly one test of in/eq/gt/ge/lt/le/contains/known/count_ge"
+            )
         return self
 
 
@@ -212,7 +223,9 @@ class Outcome(_Strict):
 
     status: Status | None = None
     reason: str | None = None
-    note: str | None = Field(default=None, description="added to the target's notes, status unchanged")
+    note: str | None = Field(
+        default=None, description="added to the target's notes, status unchanged"
+    )
     ask: tuple[Ask, ...] = ()
     warning: WarningSpec | None = None
 
@@ -231,13 +244,21 @@ class Case(Outcome):
 
 class Targets(_Strict):
     steps: tuple[str, ...] = Field(default=(), description="treatment ids")
-    step_options: bool = Field(default=False, description="also every regimen of the targeted steps")
-    modalities: tuple[str, ...] = Field(default=(), description="steps that include these procedures")
-    options: tuple[tuple[str, ...], ...] = Field(default=(), description="drug combinations, in any step")
+    step_options: bool = Field(
+        default=False, description="also every regimen of the targeted steps"
+    )
+    modalities: tuple[str, ...] = Field(
+        default=(), description="steps that include these procedures"
+    )
+    options: tuple[tuple[str, ...], ...] = Field(
+        default=(), description="drug combinations, in any step"
+    )
     drugs: tuple[str, ...] = Field(
         default=(), description="every regimen (in any step) that contains one of these drugs")
     options_of_steps: tuple[str, ...] = Field(
-        default=(), description="every regimen of these steps (treatment ids), the steps themselves untouched")
+        default=(),
+        description="every regimen of these steps (treatment ids), the steps themselves untouched",
+    )
     group: bool = Field(default=False, description="the recommendation as a whole (warnings, asks)")
 
     @model_validator(mode="after")
@@ -353,16 +374,24 @@ class GuidelineMeta(_Strict):
     disclaimer: str = Field(min_length=40)
     released: str
     status: Literal["draft", "approved", "retired"] = Field(
-        default="draft", description="draft: under review; approved: for clinical use; retired: withdrawn")
+        default="draft",
+        description="draft: under review; approved: for clinical use; retired: withdrawn",
+    )
     approvals: tuple[Approval, ...] = ()
-    review_by: str | None = Field(default=None, pattern=_DATE, description="date the content is due for review")
+    review_by: str | None = Field(
+        default=None, pattern=_DATE, description="date the content is due for review"
+    )
     changelog: tuple[ChangelogEntry, ...] = ()
 
     @model_validator(mode="after")
     def _governance(self) -> GuidelineMeta:
         if self.status == "approved" and not self.approvals:
             raise ValueError("status 'approved' needs at least one entry in approvals")
-        if self.review_by is not None and re.match(_DATE, self.released) and self.review_by <= self.released:
+        if (
+            self.review_by is not None
+            and re.match(_DATE, self.released)
+            and self.review_by <= self.released
+        ):
             raise ValueError(f"review_by {self.review_by} must come after released {self.released}")
         versions = [c.version for c in self.changelog]
         if len(set(versions)) != len(versions):

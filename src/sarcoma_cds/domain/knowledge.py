@@ -121,9 +121,20 @@ class MemoKeySpec:
         out: list[Any] = [view[f] for f in self.plain]
         for f, bands in self.banded:
             v = view[f]
-            out.append(None if v is None else tuple(
-                (v > b) if op == "gt" else (v >= b) if op == "ge" else (v < b) if op == "lt" else (v <= b)
-                for op, b in bands))
+            out.append(
+                None
+                if v is None
+                else tuple(
+                    (v > b)
+                    if op == "gt"
+                    else (v >= b)
+                    if op == "ge"
+                    else (v < b)
+                    if op == "lt"
+                    else (v <= b)
+                    for op, b in bands
+                )
+            )
         return tuple(out)
 
 
@@ -165,7 +176,9 @@ class CompiledKB:
     site_families: dict[str, str]
     labels: dict[str, FactLabel] = field(default_factory=dict)
     #: group rules that can hold for a (histology, primary site): partial evaluation at load
-    rules_for_site: dict[tuple[str, str], tuple[tuple[str, Compiled], ...]] = field(default_factory=dict)
+    rules_for_site: dict[tuple[str, str], tuple[tuple[str, Compiled], ...]] = field(
+        default_factory=dict
+    )
     #: memoised output objects (frozen, shared); see engine.kb_defaults and engine._personalise
     output_cache: Memo = field(default_factory=Memo)
 
@@ -232,7 +245,9 @@ class _Build:
         self.problems: list[str] = []
         self.defs = dict(data.definitions)
         self.groups = {g.id: g for g in data.groups}
-        self.broken: set[str] = set()  # definitions that do not compile (reported once, where they are)
+        self.broken: set[str] = (
+            set()
+        )  # definitions that do not compile (reported once, where they are)
         self.vocab = fact_vocabularies(data.classification.site_families)
 
     def cc(self, c: Condition, where: str) -> Compiled | None:
@@ -280,8 +295,11 @@ class _Build:
                 group_rules.append((gr.group, t))
         problems.extend(f"{CLASSIFICATION_FILE}: groups: no rule for group {gid!r}"
                         for gid in groups if gid not in seen)
-        problems.extend(f"{CLASSIFICATION_FILE}: site_families: bad family {fam!r}"
-                        for fam in set(cls.site_families.values()) if not fam.replace("_", "").isalpha())
+        problems.extend(
+            f"{CLASSIFICATION_FILE}: site_families: bad family {fam!r}"
+            for fam in set(cls.site_families.values())
+            if not fam.replace("_", "").isalpha()
+        )
         problems.extend(f"tables/gist_risk.yaml: applies_to_groups: unknown group {gid!r}"
                         + did_you_mean(gid, groups)
                         for gid in self.data.gist_risk.applies_to_groups if gid not in groups)
@@ -308,16 +326,25 @@ class _Build:
         for a in cls.assumptions:
             allowed = vocab.get(a.field)
             if allowed is not None and allowed and a.value not in allowed:
-                problems.append(f"{CLASSIFICATION_FILE}: assumptions: {a.field}: value {a.value!r} is not "
-                                "in its vocabulary" + did_you_mean(a.value, allowed))
+                problems.append(
+                    f"{CLASSIFICATION_FILE}: assumptions: {a.field}: value {a.value!r} is not "
+                    "in its vocabulary" + did_you_mean(a.value, allowed)
+                )
         problems.extend(duplicate_regimens(self.groups.values(), self.data.files))
 
     def rules(self) -> dict[str, list[BoundRule]]:
         """Every personalisation rule compiled, checked and bound to the groups it targets."""
         bound: dict[str, list[BoundRule]] = {gid: [] for gid in self.groups}
         all_names = _names(self.groups.values())
-        treatments = {st.treatment for g in self.groups.values() for pw in g.pathways for st in pw.steps} | {
-            m for g in self.groups.values() for pw in g.pathways for st in pw.steps for m in st.modalities}
+        treatments = {
+            st.treatment for g in self.groups.values() for pw in g.pathways for st in pw.steps
+        } | {
+            m
+            for g in self.groups.values()
+            for pw in g.pathways
+            for st in pw.steps
+            for m in st.modalities
+        }
         rule_ids: set[str] = set()
         for rule in self.data.rules.rules:
             where = f"{RULES_FILE}: rule {rule.id}"
@@ -325,8 +352,10 @@ class _Build:
                 self.problems.append(f"{where}: id: duplicate rule id")
             rule_ids.add(rule.id)
             bad_groups = [gid for gid in rule.groups if gid not in self.groups]
-            self.problems.extend(f"{where}: groups: unknown group {gid!r}" + did_you_mean(gid, self.groups)
-                                 for gid in bad_groups)
+            self.problems.extend(
+                f"{where}: groups: unknown group {gid!r}" + did_you_mean(gid, self.groups)
+                for gid in bad_groups
+            )
             self.problems.extend(case_conflicts(rule))
             only_if = self.cc(rule.only_if, f"{where}: only_if") if rule.only_if else None
             cases = tuple(
@@ -334,17 +363,30 @@ class _Build:
                 if (t := self.cc(c.when, f"{where}: case {i + 1}: when"))
             )
             found = self._bind(rule, only_if, cases, bound)
-            if not bad_groups:  # (targets are looked up in the rule's groups: none to check against)
-                self.problems.extend(f"{where}: {m}" for m in _target_problems(rule.targets, *found, all_names))
-            self.problems.extend(f"{where}: {msg}" for msg in _rule_vocabulary_problems(rule, self.vocab, treatments))
+            if (
+                not bad_groups
+            ):  # (targets are looked up in the rule's groups: none to check against)
+                self.problems.extend(
+                    f"{where}: {m}" for m in _target_problems(rule.targets, *found, all_names)
+                )
             self.problems.extend(
-                f"{where}: references: {ref!r} is neither a source reference number nor a named source "
-                "in sources.yaml" + did_you_mean(ref, self.data.sources)
-                for ref in rule.references if not ref.isdigit() and ref not in self.data.sources)
+                f"{where}: {msg}" for msg in _rule_vocabulary_problems(rule, self.vocab, treatments)
+            )
+            self.problems.extend(
+                f"{where}: references: {ref!r} is neither a source reference number nor a named "
+                "source in sources.yaml" + did_you_mean(ref, self.data.sources)
+                for ref in rule.references
+                if not ref.isdigit() and ref not in self.data.sources
+            )
         return bound
 
-    def _bind(self, rule: Rule, only_if: Compiled | None, cases: tuple[CompiledCase, ...],
-              bound: dict[str, list[BoundRule]]) -> tuple[set[str], set[tuple[str, ...]], set[str], set[str], set[str]]:
+    def _bind(
+        self,
+        rule: Rule,
+        only_if: Compiled | None,
+        cases: tuple[CompiledCase, ...],
+        bound: dict[str, list[BoundRule]],
+    ) -> tuple[set[str], set[tuple[str, ...]], set[str], set[str], set[str]]:
         """Bind ``rule`` to the steps and regimens it targets in each of its groups; returns what
         was found (steps, regimens, modalities, drugs, steps whose regimens are targeted)."""
         found_steps: set[str] = set()
@@ -377,8 +419,11 @@ class _Build:
                             options.append((pi, si, oi))
                             found_options.add(tuple(sorted(op.drugs)))
             if steps or options or tg.group:
-                bound[gid].append(BoundRule(rule, only_if, cases, rule.unknown, tuple(steps), tuple(options),
-                                            tg.group))
+                bound[gid].append(
+                    BoundRule(
+                        rule, only_if, cases, rule.unknown, tuple(steps), tuple(options), tg.group
+                    )
+                )
         return found_steps, found_options, found_modalities, found_drugs, found_option_steps
 
     def references(self) -> None:
@@ -388,9 +433,15 @@ class _Build:
                                                     self.data.bibliography, self.data.files))
 
 
-def _assemble(data: KnowledgeBaseData, defs: dict[str, Condition], compiled_defs: dict[str, Compiled],
-              scope: tuple[CompiledScope, ...], gaps: tuple[CompiledScope, ...],
-              group_rules: list[tuple[str, Compiled]], bound: dict[str, list[BoundRule]]) -> CompiledKB:
+def _assemble(
+    data: KnowledgeBaseData,
+    defs: dict[str, Condition],
+    compiled_defs: dict[str, Compiled],
+    scope: tuple[CompiledScope, ...],
+    gaps: tuple[CompiledScope, ...],
+    group_rules: list[tuple[str, Compiled]],
+    bound: dict[str, list[BoundRule]],
+) -> CompiledKB:
     """The compiled knowledge base: generated code, site partial evaluation and memo keys."""
     _generate_code(defs, [
         *compiled_defs.values(), *(x.test for x in scope), *(x.test for x in gaps),
@@ -419,8 +470,10 @@ def _assemble(data: KnowledgeBaseData, defs: dict[str, Condition], compiled_defs
         [x.rule.when for x in (*kb.scope, *kb.gaps)] + [t.source for _, t in kb.group_rules], defs)
     kb.personalisation_keys = {
         gid: memo_spec(
-            [c.case.when for br in rules for c in br.cases] + [br.only_if.source for br in rules if br.only_if],
-            defs)
+            [c.case.when for br in rules for c in br.cases]
+            + [br.only_if.source for br in rules if br.only_if],
+            defs,
+        )
         for gid, rules in kb.bound.items()
     }
     return kb
@@ -474,8 +527,11 @@ def _kind(fact: str, vocab: Mapping[str, tuple[Any, ...] | None]) -> str:
     return "category"
 
 
-def condition_vocabulary_problems(c: Condition, vocab: Mapping[str, tuple[Any, ...] | None]) -> list[str]:
-    """Values outside a fact's vocabulary and tests that do not suit the fact (e.g. ``lt`` on grade)."""
+def condition_vocabulary_problems(
+    c: Condition, vocab: Mapping[str, tuple[Any, ...] | None]
+) -> list[str]:
+    """Values outside a fact's vocabulary and tests that do not suit the fact (e.g. ``lt`` on
+    grade)."""
     out: list[str] = []
     for kid in (*(c.all_ or ()), *(c.any_ or ()), *((c.not_,) if c.not_ else ())):
         out.extend(condition_vocabulary_problems(kid, vocab))
@@ -491,14 +547,21 @@ def condition_vocabulary_problems(c: Condition, vocab: Mapping[str, tuple[Any, .
         out.extend(f"fact {fact!r}: {v!r} is not a number" for v in values
                    if not isinstance(v, int | float) or isinstance(v, bool))
     elif values:
-        out.extend(f"fact {fact!r}: value {v!r} is not in its vocabulary ({', '.join(map(str, allowed))})"
-                   + did_you_mean(v, allowed) for v in values if v not in allowed)
+        out.extend(
+            f"fact {fact!r}: value {v!r} is not in its vocabulary ({', '.join(map(str, allowed))})"
+            + did_you_mean(v, allowed)
+            for v in values
+            if v not in allowed
+        )
     if c.contains is not None:
         if kind != "list":
             out.append(f"fact {fact!r} is not a list: 'contains' needs a list fact")
         elif c.contains not in allowed:
-            out.append(f"fact {fact!r}: value {c.contains!r} is not in its vocabulary ({', '.join(allowed)})"
-                       + did_you_mean(c.contains, allowed))
+            out.append(
+                f"fact {fact!r}: value {c.contains!r} is not in its vocabulary "
+                f"({', '.join(allowed)})"
+                + did_you_mean(c.contains, allowed)
+            )
     if c.count_ge is not None and kind != "list":
         out.append(f"fact {fact!r} is not a list: 'count_ge' needs a list fact")
     if any(getattr(c, op) is not None for op in ("gt", "ge", "lt", "le")) and kind != "number":
@@ -515,16 +578,23 @@ def _rule_vocabulary_problems(rule: Rule, vocab: Mapping[str, tuple[Any, ...] | 
         conds.append(("only_if", rule.only_if))
     for field_name, cond in conds:
         out.extend(f"{field_name}: {m}" for m in condition_vocabulary_problems(cond, vocab))
-    outcomes: list[tuple[str, Outcome]] = [(f"case {i}", c) for i, c in enumerate(rule.cases, start=1)]
+    outcomes: list[tuple[str, Outcome]] = [
+        (f"case {i}", c) for i, c in enumerate(rule.cases, start=1)
+    ]
     if rule.unknown:
         outcomes.append(("unknown", rule.unknown))
     for name, oc in outcomes:
-        out.extend(f"{name}: ask: {a.field!r} is not a contract fact" + did_you_mean(a.field, FACT_FIELDS)
-                   for a in oc.ask if a.field not in FACT_FIELDS)
+        out.extend(
+            f"{name}: ask: {a.field!r} is not a contract fact" + did_you_mean(a.field, FACT_FIELDS)
+            for a in oc.ask
+            if a.field not in FACT_FIELDS
+        )
         w = oc.warning
         if w is not None and w.treatment is not None and w.treatment not in treatments:
-            out.append(f"{name}: warning.treatment: {w.treatment!r} is not a treatment id or modality of the "
-                       "knowledge base" + did_you_mean(w.treatment, treatments))
+            out.append(
+                f"{name}: warning.treatment: {w.treatment!r} is not a treatment id or modality of "
+                "the knowledge base" + did_you_mean(w.treatment, treatments)
+            )
     return out
 
 
@@ -540,25 +610,46 @@ def _names(groups: Iterable[Group]) -> dict[str, set[str]]:
     return out
 
 
-def _target_problems(tg: Targets, steps: set[str], options: set[tuple[str, ...]], modalities: set[str],
-                     drugs: set[str], option_steps: set[str], names: dict[str, set[str]]) -> list[str]:
+def _target_problems(
+    tg: Targets,
+    steps: set[str],
+    options: set[tuple[str, ...]],
+    modalities: set[str],
+    drugs: set[str],
+    option_steps: set[str],
+    names: dict[str, set[str]],
+) -> list[str]:
     """Targets that name nothing in the rule's groups (each with the nearest existing name)."""
-    out = [f"targets.steps: {s!r} is not a step of the rule's groups" + did_you_mean(s, names["steps"])
-           for s in tg.steps if s not in steps]
+    out = [
+        f"targets.steps: {s!r} is not a step of the rule's groups" + did_you_mean(s, names["steps"])
+        for s in tg.steps
+        if s not in steps
+    ]
     out += [f"targets.options: {list(o)} is not a regimen of the rule's groups"
             + "".join(did_you_mean(d, names["drugs"]) for d in o if d not in names["drugs"])
             for o in tg.options if tuple(sorted(o)) not in options]
-    out += [f"targets.modalities: no step of the rule's groups includes {m!r}" + did_you_mean(m, names["modalities"])
-            for m in tg.modalities if m not in modalities]
-    out += [f"targets.drugs: no regimen of the rule's groups contains {d!r}" + did_you_mean(d, names["drugs"])
-            for d in tg.drugs if d not in drugs]
+    out += [
+        f"targets.modalities: no step of the rule's groups includes {m!r}"
+        + did_you_mean(m, names["modalities"])
+        for m in tg.modalities
+        if m not in modalities
+    ]
+    out += [
+        f"targets.drugs: no regimen of the rule's groups contains {d!r}"
+        + did_you_mean(d, names["drugs"])
+        for d in tg.drugs
+        if d not in drugs
+    ]
     out += [f"targets.options_of_steps: {s!r} is not a step with regimens in the rule's groups"
             + did_you_mean(s, names["steps"]) for s in tg.options_of_steps if s not in option_steps]
     return out
 
 
 def _collect_leaves(
-    c: Condition, defs: Mapping[str, Condition], fields: set[str], bands: dict[str, set[tuple[str, float]]],
+    c: Condition,
+    defs: Mapping[str, Condition],
+    fields: set[str],
+    bands: dict[str, set[tuple[str, float]]],
     exact: set[str],
 ) -> None:
     """Facts read by ``c``: thresholds of compared facts into ``bands``, others into ``exact``."""
@@ -598,7 +689,10 @@ def _generate_code(defs: Mapping[str, Condition], compiled: list[Compiled]) -> N
 
 def _partial_by_site(
     kb: CompiledKB,
-) -> tuple[dict[tuple[str, str], tuple[tuple[str, Compiled], ...]], dict[tuple[str, str], tuple[CompiledScope, ...]]]:
+) -> tuple[
+    dict[tuple[str, str], tuple[tuple[str, Compiled], ...]],
+    dict[tuple[str, str], tuple[CompiledScope, ...]],
+]:
     """Keep, per (histology, primary site), only the group and scope rules not already false.
 
     Histology and site are required facts, so a rule that is false with only them

@@ -30,7 +30,8 @@ class Memo:
         return self._data.get(key)
 
     def put(self, key: Hashable, value: T, fixed: bool = False) -> T:
-        """Store and return ``value``; ``fixed`` for the few per-knowledge-base entries (always kept)."""
+        """Store and return ``value``; ``fixed`` for the few per-knowledge-base entries (always
+        kept)."""
         if fixed or len(self._data) < self.limit:
             self._data[key] = value
         return value

@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict
 Status = Literal["preferred", "option", "conditional", "caution", "not_recommended"]
 #: The statuses from least to most restrictive: the one place their order is written. When
 #: several rules set a status, the most restrictive wins (docs/adr/0007-status-combination.md).
-STATUS_ORDER: tuple[Status, ...] = ("preferred", "option", "caution", "conditional", "not_recommended")
+STATUS_ORDER: tuple[Status, ...] = (
+    "preferred",
+    "option",
+    "caution",
+    "conditional",
+    "not_recommended",
+)
 #: status -> its rank in STATUS_ORDER
 SEVERITY: dict[str, int] = {s: i for i, s in enumerate(STATUS_ORDER)}
 WarningCode = Literal["contraindication", "out_of_guideline", "data_conflict"]
@@ -55,7 +61,9 @@ class Stage(_Out):
     m: str | None
     g: str | None
     group: Literal["IA", "IB", "II", "IIIA", "IIIB", "IV"] | None
-    possible_groups: tuple[str, ...] = ()  # extension: stage groups still possible when facts are missing
+    possible_groups: tuple[
+        str, ...
+    ] = ()  # extension: stage groups still possible when facts are missing
 
 
 class GistRisk(_Out):

@@ -26,11 +26,13 @@ _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
 
 class KbArchiveError(ValueError):
-    """A knowledge-base reference or archive operation that cannot be honoured (exit 2 at the CLI)."""
+    """A knowledge-base reference or archive operation that cannot be honoured (exit 2 at the
+    CLI)."""
 
 
 class KbReferenceError(KbArchiveError):
-    """A reference that is neither a directory nor a known version; the message lists the versions."""
+    """A reference that is neither a directory nor a known version; the message lists the
+    versions."""
 
 
 class VersionConflict(KbArchiveError):
@@ -39,7 +41,8 @@ class VersionConflict(KbArchiveError):
 
 @dataclass(frozen=True, slots=True)
 class Archived:
-    """Outcome of :func:`archive_kb`; ``created`` is False when the same content was already there."""
+    """Outcome of :func:`archive_kb`; ``created`` is False when the same content was already
+    there."""
 
     version: str
     path: Path
@@ -48,7 +51,8 @@ class Archived:
 
 
 def archive_dir(archive: Path | str | None = None) -> Path:
-    """The archive directory: the argument, else ``$SARCOMA_CDS_KB_ARCHIVE``, else ``./data/kb-archive``."""
+    """The archive directory: the argument, else ``$SARCOMA_CDS_KB_ARCHIVE``, else
+    ``./data/kb-archive``."""
     if archive is not None:
         return Path(archive)
     env = os.environ.get("SARCOMA_CDS_KB_ARCHIVE", "").strip()
@@ -60,7 +64,8 @@ def _sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def available_versions(archive: Path | str | None = None) -> dict[str, Path]:
-    """Every version a reference can name, packaged first (it wins over an archived copy), then archived."""
+    """Every version a reference can name, packaged first (it wins over an archived copy), then
+    archived."""
     found = {load_kb().version: DEFAULT_KB_DIR}
     root = archive_dir(archive)
     if root.is_dir():
@@ -114,7 +119,9 @@ def load_ref(ref: str | None, archive: Path | str | None = None) -> CompiledKB:
     kb = load_kb(path)
     if not Path(ref).is_dir() and kb.version != _normalise(ref):
         raise KbReferenceError(
-            f"knowledge base {ref!r}: the archived copy in {path} is version {kb.version}, not {_normalise(ref)}")
+            f"knowledge base {ref!r}: the archived copy in {path} is version {kb.version}, not "
+            f"{_normalise(ref)}"
+        )
     return kb
 
 
@@ -153,10 +160,14 @@ def archive_kb(source: Path | str | None = None, archive: Path | str | None = No
         except shutil.Error as e:  # copytree copies what it can, then lists what failed
             failed = e.args[0] if e.args and isinstance(e.args[0], list) else [e]
             why = "; ".join(str(f[2]) if isinstance(f, tuple) else str(f) for f in failed)
-            raise KbArchiveError(f"could not copy {src} into {root}, nothing archived: {why}") from e
+            raise KbArchiveError(
+                f"could not copy {src} into {root}, nothing archived: {why}"
+            ) from e
         copy = load_kb(tmp)
         if (copy.version, copy.content_hash) != (version, kb.content_hash):
-            raise KbArchiveError(f"the copy of {src} does not match it ({copy.content_hash[:19]}); nothing archived")
+            raise KbArchiveError(
+                f"the copy of {src} does not match it ({copy.content_hash[:19]}); nothing archived"
+            )
         try:
             tmp.rename(dest)
         except OSError:

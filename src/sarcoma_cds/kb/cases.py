@@ -34,7 +34,9 @@ class Expect(BaseModel):
     out_of_scope: bool = False
     candidates: tuple[str, ...] = ()
     statuses: dict[str, Status] = {}
-    warnings: tuple[str, ...] = Field(default=(), description="warning codes, '<code>: <treatment>' to pin one")
+    warnings: tuple[str, ...] = Field(
+        default=(), description="warning codes, '<code>: <treatment>' to pin one"
+    )
     asks: tuple[str, ...] = Field(default=(), description="facts that must be asked for")
 
 
@@ -45,7 +47,9 @@ class GoldenCase(BaseModel):
     description: str = Field(min_length=10)
     facts: dict[str, Any]
     expect: Expect
-    checked_by: str | None = Field(default=None, description="who confirmed the expectation against the source")
+    checked_by: str | None = Field(
+        default=None, description="who confirmed the expectation against the source"
+    )
 
 
 class StepExpect(BaseModel):
@@ -57,7 +61,9 @@ class StepExpect(BaseModel):
     step: str
     applies_to: Literal["all", "some"]
     references: tuple[str, ...] = ()
-    regimens: tuple[str, ...] = Field(default=(), description="'a + b' (drugs sorted), '(secondary)' appended")
+    regimens: tuple[str, ...] = Field(
+        default=(), description="'a + b' (drugs sorted), '(secondary)' appended"
+    )
 
 
 class CaseFile(BaseModel):
@@ -76,7 +82,9 @@ def load_files(root: Path) -> tuple[list[tuple[str, CaseFile]], list[str]]:
     for path in sorted((root / "cases").glob("*.yaml")):
         rel = path.relative_to(root).as_posix()
         try:
-            out.append((rel, CaseFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))))
+            out.append(
+                (rel, CaseFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))))
+            )
         except (yaml.YAMLError, ValidationError) as e:
             problems.append(f"{rel}: {' '.join(str(e).split())}")
     return out, problems
@@ -87,20 +95,37 @@ def load_cases(root: Path) -> tuple[list[tuple[str, GoldenCase]], list[str]]:
     files, problems = load_files(root)
     out = [(rel, c) for rel, f in files for c in f.cases]
     ids = [c.id for _, c in out]
-    problems += [f"cases/: case id {i!r} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    problems += [
+        f"cases/: case id {i!r} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})
+    ]
     return out, problems
 
 
 def structure(kb: CompiledKB, gid: str) -> tuple[tuple[StepExpect, ...], ...]:
     """A group's pathways in the golden-pathway form."""
-    return tuple(tuple(StepExpect(
-        tier=st.tier, step=st.treatment, applies_to=st.applies_to, references=st.references,
-        regimens=tuple(" + ".join(sorted(o.drugs)) + (" (secondary)" if o.line == "secondary" else "")
-                       for o in st.options)) for st in pw.steps) for pw in kb.groups[gid].pathways)
+    return tuple(
+        tuple(
+            StepExpect(
+                tier=st.tier,
+                step=st.treatment,
+                applies_to=st.applies_to,
+                references=st.references,
+                regimens=tuple(
+                    " + ".join(sorted(o.drugs)) + (" (secondary)" if o.line == "secondary" else "")
+                    for o in st.options
+                ),
+            )
+            for st in pw.steps
+        )
+        for pw in kb.groups[gid].pathways
+    )
 
 
-def check_pathways(kb: CompiledKB, rel: str, golden: dict[str, tuple[tuple[StepExpect, ...], ...]]) -> list[str]:
-    """Each group's pathways against the golden ones: the first difference of each pathway, in words."""
+def check_pathways(
+    kb: CompiledKB, rel: str, golden: dict[str, tuple[tuple[StepExpect, ...], ...]]
+) -> list[str]:
+    """Each group's pathways against the golden ones: the first difference of each pathway, in
+    words."""
     out: list[str] = []
     for gid, want in golden.items():
         if gid not in kb.groups:
@@ -108,22 +133,31 @@ def check_pathways(kb: CompiledKB, rel: str, golden: dict[str, tuple[tuple[StepE
             continue
         have = structure(kb, gid)
         if len(have) != len(want):
-            out.append(f"{rel}: group {gid}: expected {len(want)} pathways, the group has {len(have)}")
+            out.append(
+                f"{rel}: group {gid}: expected {len(want)} pathways, the group has {len(have)}"
+            )
         for pi, (h, w) in enumerate(zip(have, want, strict=False), start=1):
             if h == w:
                 continue
             if [x.step for x in h] != [x.step for x in w]:
-                out.append(f"{rel}: group {gid}: pathway {pi}: expected steps {[x.step for x in w]}, "
-                           f"the group has {[x.step for x in h]}")
+                out.append(
+                    f"{rel}: group {gid}: pathway {pi}: expected steps {[x.step for x in w]}, "
+                    f"the group has {[x.step for x in h]}"
+                )
                 continue
             for x, y in zip(h, w, strict=True):
                 for f in ("tier", "applies_to", "references", "regimens"):
                     if getattr(x, f) != getattr(y, f):
-                        out.append(f"{rel}: group {gid}: pathway {pi} step {x.step}: {f}: expected "
-                                   f"{list(getattr(y, f)) if f in ('references', 'regimens') else getattr(y, f)}, "
-                                   f"the group has "
-                                   f"{list(getattr(x, f)) if f in ('references', 'regimens') else getattr(x, f)}")
-    out += [f"{rel}: group {g}: no golden pathways" for g in kb.groups if golden and g not in golden]
+                        listed = f in ("references", "regimens")
+                        want_v = list(getattr(y, f)) if listed else getattr(y, f)
+                        have_v = list(getattr(x, f)) if listed else getattr(x, f)
+                        out.append(
+                            f"{rel}: group {gid}: pathway {pi} step {x.step}: {f}: expected "
+                            f"{want_v}, the group has {have_v}"
+                        )
+    out += [
+        f"{rel}: group {g}: no golden pathways" for g in kb.groups if golden and g not in golden
+    ]
     return out
 
 
@@ -160,7 +194,9 @@ def check_case(kb: CompiledKB, case: GoldenCase) -> list[str]:
     if ex.group != group:
         out.append(f"group: expected {ex.group}, got {group}")
     if ex.candidates and set(ex.candidates) != set(rec.candidate_groups):
-        out.append(f"candidates: expected {sorted(ex.candidates)}, got {sorted(rec.candidate_groups)}")
+        out.append(
+            f"candidates: expected {sorted(ex.candidates)}, got {sorted(rec.candidate_groups)}"
+        )
     found = _statuses(rec)
     for k, want in ex.statuses.items():
         got = found.get(_key(k))
@@ -168,7 +204,9 @@ def check_case(kb: CompiledKB, case: GoldenCase) -> list[str]:
             out.append(f"statuses: {k}: not in the recommendation")
         elif got != {want}:
             out.append(f"statuses: {k}: expected {want}, got {' / '.join(sorted(got))}")
-    codes = {w.code for w in rec.warnings} | {f"{w.code}: {w.treatment}" for w in rec.warnings if w.treatment}
+    codes = {w.code for w in rec.warnings} | {
+        f"{w.code}: {w.treatment}" for w in rec.warnings if w.treatment
+    }
     out += [f"warnings: expected {w}, none given" for w in ex.warnings if w not in codes]
     asked = {m.field for m in rec.missing_information}
     out += [f"asks: expected {a} to be asked, it is not" for a in ex.asks if a not in asked]

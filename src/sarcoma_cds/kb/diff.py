@@ -21,8 +21,19 @@ from sarcoma_cds.domain.kb_models import Case, Condition, Group, Outcome, Rule, 
 from sarcoma_cds.domain.knowledge import CompiledKB
 from sarcoma_cds.kb.words import words
 
-SECTIONS = ("guideline", "groups", "steps", "regimens", "classification", "definitions", "rules", "tables",
-            "facts", "sources", "bibliography")
+SECTIONS = (
+    "guideline",
+    "groups",
+    "steps",
+    "regimens",
+    "classification",
+    "definitions",
+    "rules",
+    "tables",
+    "facts",
+    "sources",
+    "bibliography",
+)
 _ID_KEYS = ("id", "t", "group", "field", "version", "number")
 
 
@@ -40,7 +51,11 @@ class Change:
 
 
 def _dump(x: Any) -> Any:
-    return x.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(x, BaseModel) else x
+    return (
+        x.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if isinstance(x, BaseModel)
+        else x
+    )
 
 
 def _leaves(a: Any, b: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
@@ -82,8 +97,15 @@ def _show(v: Any) -> str:
 
 
 def _data_changes(section: str, subject: str, a: Any, b: Any) -> list[Change]:
-    return [Change(section, "+" if o is None else "-" if n is None else "~", f"{subject} {p}".strip(),
-                   f"{_show(o)} -> {_show(n)}") for p, o, n in _leaves(_dump(a), _dump(b))]
+    return [
+        Change(
+            section,
+            "+" if o is None else "-" if n is None else "~",
+            f"{subject} {p}".strip(),
+            f"{_show(o)} -> {_show(n)}",
+        )
+        for p, o, n in _leaves(_dump(a), _dump(b))
+    ]
 
 
 def _cond(c: Condition | None, kb: CompiledKB) -> str:
@@ -101,7 +123,10 @@ def _outcome(oc: Outcome | None, kb: CompiledKB) -> str:
     if oc.note:
         parts.append("note")
     if oc.warning:
-        parts.append(f"warning {oc.warning.code}" + (f" ({oc.warning.treatment})" if oc.warning.treatment else ""))
+        parts.append(
+            f"warning {oc.warning.code}"
+            + (f" ({oc.warning.treatment})" if oc.warning.treatment else "")
+        )
     if oc.ask:
         parts.append("asks " + ", ".join(a.field for a in oc.ask))
     return "; ".join(parts)
@@ -111,21 +136,50 @@ def _case_changes(subject: str, i: str, a: Outcome | None, b: Outcome | None, ol
                   new: CompiledKB) -> list[Change]:
     if a is None or b is None:
         sign = "+" if a is None else "-"
-        return [Change("rules", sign, subject, f"{i} {_outcome(b if a is None else a, new if a is None else old)}")]
+        return [
+            Change(
+                "rules",
+                sign,
+                subject,
+                f"{i} {_outcome(b if a is None else a, new if a is None else old)}",
+            )
+        ]
     out = []
     if isinstance(a, Case) and isinstance(b, Case) and a.when != b.when:
-        out.append(Change("rules", "~", subject, f"{i} condition: {words(a.when, old)} -> {words(b.when, new)}"))
+        out.append(
+            Change(
+                "rules",
+                "~",
+                subject,
+                f"{i} condition: {words(a.when, old)} -> {words(b.when, new)}",
+            )
+        )
     if a.status != b.status:
         out.append(Change("rules", "~", subject, f"{i} status {a.status} -> {b.status}"))
     for f in ("reason", "note"):
         if getattr(a, f) != getattr(b, f):
-            out.append(Change("rules", "~", subject, f"{i} {f}: {_show(getattr(a, f))} -> {_show(getattr(b, f))}"))
+            out.append(
+                Change(
+                    "rules",
+                    "~",
+                    subject,
+                    f"{i} {f}: {_show(getattr(a, f))} -> {_show(getattr(b, f))}",
+                )
+            )
     if a.warning != b.warning:
         out += [Change("rules", "~", subject, f"{i} warning.{c.detail}") for c in
                 _data_changes("rules", "", a.warning, b.warning)]
     if a.ask != b.ask:
-        out.append(Change("rules", "~", subject, f"{i} asks {[x.field for x in a.ask]} -> {[x.field for x in b.ask]}"
-                          if [x.field for x in a.ask] != [x.field for x in b.ask] else f"{i} ask wording changed"))
+        out.append(
+            Change(
+                "rules",
+                "~",
+                subject,
+                f"{i} asks {[x.field for x in a.ask]} -> {[x.field for x in b.ask]}"
+                if [x.field for x in a.ask] != [x.field for x in b.ask]
+                else f"{i} ask wording changed",
+            )
+        )
     return out
 
 
@@ -134,16 +188,31 @@ def _rule_changes(a: Rule, b: Rule, old: CompiledKB, new: CompiledKB) -> list[Ch
     out: list[Change] = []
     for f in ("description", "references", "source", "groups"):
         if getattr(a, f) != getattr(b, f):
-            out.append(Change("rules", "~", subject, f"{f}: {_show(getattr(a, f))} -> {_show(getattr(b, f))}"))
+            out.append(
+                Change(
+                    "rules", "~", subject, f"{f}: {_show(getattr(a, f))} -> {_show(getattr(b, f))}"
+                )
+            )
     if a.only_if != b.only_if:
-        out.append(Change("rules", "~", subject, f"only if: {_cond(a.only_if, old)} -> {_cond(b.only_if, new)}"))
+        out.append(
+            Change(
+                "rules",
+                "~",
+                subject,
+                f"only if: {_cond(a.only_if, old)} -> {_cond(b.only_if, new)}",
+            )
+        )
     out += [Change("rules", "~", subject, f"targets{c.subject[len(subject):]}: {c.detail}")
             for c in _data_changes("rules", subject, a.targets, b.targets)]
     for i in range(max(len(a.cases), len(b.cases))):
         ca = a.cases[i] if i < len(a.cases) else None
         cb = b.cases[i] if i < len(b.cases) else None
         out += _case_changes(subject, f"case {i + 1}", ca, cb, old, new)
-    out += _case_changes(subject, "unknown", a.unknown, b.unknown, old, new) if (a.unknown or b.unknown) else []
+    out += (
+        _case_changes(subject, "unknown", a.unknown, b.unknown, old, new)
+        if (a.unknown or b.unknown)
+        else []
+    )
     return out
 
 
@@ -156,8 +225,13 @@ def _group_changes(a: Group | None, b: Group | None) -> list[Change]:
     assert g is not None
     if a is None or b is None:
         return [Change("groups", "+" if a is None else "-", f"group {g.id}", g.label)]
-    out = [Change("groups", "~", f"group {a.id}", f"{f}: {_show(getattr(a, f))} -> {_show(getattr(b, f))}")
-           for f in ("label", "site", "source_heading", "order", "summary", "references") if getattr(a, f) != getattr(b, f)]
+    out = [
+        Change(
+            "groups", "~", f"group {a.id}", f"{f}: {_show(getattr(a, f))} -> {_show(getattr(b, f))}"
+        )
+        for f in ("label", "site", "source_heading", "order", "summary", "references")
+        if getattr(a, f) != getattr(b, f)
+    ]
     sa, sb = _steps(a), _steps(b)
     for key in list(sa) + [k for k in sb if k not in sa]:
         subject = f"{a.id} pathway {key[0]}: step {key[1]}"
@@ -165,11 +239,33 @@ def _group_changes(a: Group | None, b: Group | None) -> list[Change]:
         if x is None or y is None:
             st = y if x is None else x
             assert st is not None
-            out.append(Change("steps", "+" if x is None else "-", subject, f"{st.tier}, {len(st.options)} regimens"))
+            out.append(
+                Change(
+                    "steps",
+                    "+" if x is None else "-",
+                    subject,
+                    f"{st.tier}, {len(st.options)} regimens",
+                )
+            )
             continue
-        for f in ("tier", "label", "applies_to", "references", "modalities", "options_cover_step", "rationale"):
+        for f in (
+            "tier",
+            "label",
+            "applies_to",
+            "references",
+            "modalities",
+            "options_cover_step",
+            "rationale",
+        ):
             if getattr(x, f) != getattr(y, f):
-                out.append(Change("steps", "~", subject, f"{f}: {_show(getattr(x, f))} -> {_show(getattr(y, f))}"))
+                out.append(
+                    Change(
+                        "steps",
+                        "~",
+                        subject,
+                        f"{f}: {_show(getattr(x, f))} -> {_show(getattr(y, f))}",
+                    )
+                )
         ox = {"+".join(sorted(o.drugs)): o for o in x.options}
         oy = {"+".join(sorted(o.drugs)): o for o in y.options}
         for d in list(ox) + [d for d in oy if d not in ox]:
@@ -178,9 +274,16 @@ def _group_changes(a: Group | None, b: Group | None) -> list[Change]:
             elif d not in ox:
                 out.append(Change("regimens", "+", f"{subject} regimen {d}", oy[d].line))
             else:
-                out += [Change("regimens", "~", f"{subject} regimen {d}", f"{f} {_show(getattr(ox[d], f))} -> "
-                               f"{_show(getattr(oy[d], f))}") for f in ("line", "references")
-                        if getattr(ox[d], f) != getattr(oy[d], f)]
+                out += [
+                    Change(
+                        "regimens",
+                        "~",
+                        f"{subject} regimen {d}",
+                        f"{f} {_show(getattr(ox[d], f))} -> {_show(getattr(oy[d], f))}",
+                    )
+                    for f in ("line", "references")
+                    if getattr(ox[d], f) != getattr(oy[d], f)
+                ]
     return out
 
 
@@ -193,9 +296,17 @@ def _by_id(old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[tuple[str
 def _classification(old: CompiledKB, new: CompiledKB) -> list[Change]:
     a, b = old.data.classification, new.data.classification
     out: list[Change] = []
-    for gid, x, y in _by_id({g.group: g.when for g in a.groups}, {g.group: g.when for g in b.groups}):
-        out.append(Change("classification", "~" if x and y else "+" if y else "-", f"group rule {gid}",
-                          f"{_cond(x, old)} -> {_cond(y, new)}"))
+    for gid, x, y in _by_id(
+        {g.group: g.when for g in a.groups}, {g.group: g.when for g in b.groups}
+    ):
+        out.append(
+            Change(
+                "classification",
+                "~" if x and y else "+" if y else "-",
+                f"group rule {gid}",
+                f"{_cond(x, old)} -> {_cond(y, new)}",
+            )
+        )
     for kind, xs, ys in (("out_of_scope", a.out_of_scope, b.out_of_scope), ("gap", a.gaps, b.gaps)):
         for sid, x, y in _by_id({s.id: s for s in xs}, {s.id: s for s in ys}):
             if x is None or y is None:
@@ -204,13 +315,38 @@ def _classification(old: CompiledKB, new: CompiledKB) -> list[Change]:
                                   _cond(s.when, new if x is None else old)))
                 continue
             if x.when != y.when:
-                out.append(Change("classification", "~", f"{kind} {sid}", f"{_cond(x.when, old)} -> {_cond(y.when, new)}"))
-            out += [Change("classification", c.sign, f"{kind} {sid} {c.subject}", c.detail)
-                    for c in _data_changes("classification", "", x.model_copy(update={"when": y.when}), y)]
-    out += _data_changes("classification", "rules/classification.yaml assumption", {x.field: _dump(x) for x in a.assumptions},
-                         {x.field: _dump(x) for x in b.assumptions})
-    out += _data_changes("classification", "rules/classification.yaml ask", {x.field: x.why for x in a.asks}, {x.field: x.why for x in b.asks})
-    out += _data_changes("classification", "rules/classification.yaml site_families", a.site_families, b.site_families)
+                out.append(
+                    Change(
+                        "classification",
+                        "~",
+                        f"{kind} {sid}",
+                        f"{_cond(x.when, old)} -> {_cond(y.when, new)}",
+                    )
+                )
+            out += [
+                Change("classification", c.sign, f"{kind} {sid} {c.subject}", c.detail)
+                for c in _data_changes(
+                    "classification", "", x.model_copy(update={"when": y.when}), y
+                )
+            ]
+    out += _data_changes(
+        "classification",
+        "rules/classification.yaml assumption",
+        {x.field: _dump(x) for x in a.assumptions},
+        {x.field: _dump(x) for x in b.assumptions},
+    )
+    out += _data_changes(
+        "classification",
+        "rules/classification.yaml ask",
+        {x.field: x.why for x in a.asks},
+        {x.field: x.why for x in b.asks},
+    )
+    out += _data_changes(
+        "classification",
+        "rules/classification.yaml site_families",
+        a.site_families,
+        b.site_families,
+    )
     return out
 
 
@@ -221,8 +357,14 @@ def kb_changes(old: CompiledKB, new: CompiledKB) -> list[Change]:
         out += _group_changes(old.groups.get(gid), new.groups.get(gid))
     out += _classification(old, new)
     for name, x, y in _by_id(dict(old.data.definitions), dict(new.data.definitions)):
-        out.append(Change("definitions", "~" if x and y else "+" if y else "-", f"definition {name}",
-                          f"{_cond(x, old)} -> {_cond(y, new)}"))
+        out.append(
+            Change(
+                "definitions",
+                "~" if x and y else "+" if y else "-",
+                f"definition {name}",
+                f"{_cond(x, old)} -> {_cond(y, new)}",
+            )
+        )
     orr = {r.id: r for r in old.data.rules.rules}
     nrr = {r.id: r for r in new.data.rules.rules}
     for rid, x, y in _by_id(orr, nrr):
@@ -233,21 +375,38 @@ def kb_changes(old: CompiledKB, new: CompiledKB) -> list[Change]:
             out += _rule_changes(x, y, old, new) or [Change("rules", "~", f"rule {rid}", "changed")]
     out += _data_changes("tables", "tables/ajcc8.yaml", old.data.ajcc, new.data.ajcc)
     out += _data_changes("tables", "tables/gist_risk.yaml", old.data.gist_risk, new.data.gist_risk)
-    out += _data_changes("facts", "facts.yaml", {k: _dump(v) for k, v in old.data.fact_labels.items()},
-                         {k: _dump(v) for k, v in new.data.fact_labels.items()})
-    out += _data_changes("sources", "sources.yaml", {k: _dump(v) for k, v in old.data.sources.items()},
-                         {k: _dump(v) for k, v in new.data.sources.items()})
-    out += _data_changes("bibliography", "bibliography.yaml", _bibliography(old), _bibliography(new))
+    out += _data_changes(
+        "facts",
+        "facts.yaml",
+        {k: _dump(v) for k, v in old.data.fact_labels.items()},
+        {k: _dump(v) for k, v in new.data.fact_labels.items()},
+    )
+    out += _data_changes(
+        "sources",
+        "sources.yaml",
+        {k: _dump(v) for k, v in old.data.sources.items()},
+        {k: _dump(v) for k, v in new.data.sources.items()},
+    )
+    out += _data_changes(
+        "bibliography", "bibliography.yaml", _bibliography(old), _bibliography(new)
+    )
     return sorted(out, key=lambda c: SECTIONS.index(c.section))
 
 
 def _bibliography(kb: CompiledKB) -> Any:
     bib = kb.data.bibliography
-    return {} if bib is None else {"note": bib.note, **{k: _dump(v) for k, v in bib.references.items()}}
+    return (
+        {}
+        if bib is None
+        else {"note": bib.note, **{k: _dump(v) for k, v in bib.references.items()}}
+    )
 
 
 def _title(old: CompiledKB, new: CompiledKB) -> str:
-    return f"knowledge base {old.version} ({old.content_hash[:19]}) -> {new.version} ({new.content_hash[:19]})"
+    return (
+        f"knowledge base {old.version} ({old.content_hash[:19]}) -> {new.version} "
+        f"({new.content_hash[:19]})"
+    )
 
 
 def to_lines(old: CompiledKB, new: CompiledKB, changes: list[Change]) -> list[str]:
@@ -262,8 +421,16 @@ def to_markdown(old: CompiledKB, new: CompiledKB, changes: list[Change]) -> str:
     for section in SECTIONS:
         rows = [c for c in changes if c.section == section]
         if rows:
-            out += [f"## {section.capitalize()} ({len(rows)})", "", "| | what | change |", "|---|---|---|"]
-            out += [f"| {c.sign} | {c.subject.replace('|', '/')} | {c.detail.replace('|', '/')} |" for c in rows]
+            out += [
+                f"## {section.capitalize()} ({len(rows)})",
+                "",
+                "| | what | change |",
+                "|---|---|---|",
+            ]
+            out += [
+                f"| {c.sign} | {c.subject.replace('|', '/')} | {c.detail.replace('|', '/')} |"
+                for c in rows
+            ]
             out.append("")
     if not changes:
         out.append("No change.")
@@ -281,8 +448,16 @@ def to_html(old: CompiledKB, new: CompiledKB, changes: list[Change]) -> str:
                 f"<td>{e(c.subject)}</td><td>{e(c.detail)}</td></tr>" for c in rows) + "</table>")
     if not changes:
         body.append("<p>No change.</p>")
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + e(_title(old, new)) +
-            "</title><style>body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px}"
-            "table{border-collapse:collapse;width:100%;font-size:14px}td{border-bottom:1px solid #eee;padding:4px 8px;"
-            "vertical-align:top}.sadd td:first-child{color:#2e7d32}.sdel td:first-child{color:#c62828}"
-            "</style></head><body>" + "".join(body) + "</body></html>\n")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>'
+        + e(_title(old, new))
+        + (
+            "</title><style>body{font-family:system-ui,sans-serif;margin:24px "
+            "auto;max-width:1200px}"
+            "table{border-collapse:collapse;width:100%;font-size:14px}td{border-bottom:1px solid "
+            "#eee;padding:4px 8px;"
+            "vertical-align:top}.sadd td:first-child{color:#2e7d32}.sdel "
+            "td:first-child{color:#c62828}"
+            "</style></head><body>"
+        ) + "".join(body) + "</body></html>\n"
+    )

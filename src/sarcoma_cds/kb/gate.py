@@ -1,10 +1,12 @@
-"""The release gate behind ``validate-kb DIR``: everything a knowledge base must pass before release.
+"""The release gate behind ``validate-kb DIR``: everything a knowledge base must pass before
+release.
 
 Loading (``load_kb``) already checks every file and cross-reference; that runs on every start, so
 it must stay fast. The gate adds what is too slow or too broad for every start: the
 classification proof (:mod:`sarcoma_cds.kb.proof`, about a second), whether the cohort audit
 can compile the rules, the governance data a release needs (:mod:`sarcoma_cds.kb.governance`) and
-the golden cases kept next to the knowledge base (:mod:`sarcoma_cds.kb.cases`). It never stops at the first failure of one kind, but it does not run the
+the golden cases kept next to the knowledge base (:mod:`sarcoma_cds.kb.cases`). It never stops at
+the first failure of one kind, but it does not run the
 proof on a knowledge base that failed to load: its findings would be follow-on errors.
 """
 
@@ -88,6 +90,8 @@ def release_gate(root: Path | str | None = None, proof: bool = True,
         report.problems.extend(report.proof.problems)
     report.cohort, problems = cohort_problems(report.kb)
     report.problems.extend(problems)
-    report.cases, problems = run_cases(report.kb, Path(root) if root is not None else DEFAULT_KB_DIR)
+    report.cases, problems = run_cases(
+        report.kb, Path(root) if root is not None else DEFAULT_KB_DIR
+    )
     report.problems.extend(problems)
     return report

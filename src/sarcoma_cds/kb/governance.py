@@ -34,18 +34,26 @@ def release_problems(kb: CompiledKB) -> tuple[list[str], list[str]]:
         problems.append(f"guideline.yaml: changelog: no entry for version {meta.version} "
                         "(say what changed for clinicians)")
     if meta.review_by is None:
-        problems.append("guideline.yaml: review_by: missing (the date the content is due for review)")
+        problems.append(
+            "guideline.yaml: review_by: missing (the date the content is due for review)"
+        )
     elif meta.review_by < date.today().isoformat():
-        notices.append(f"guideline.yaml: review_by {meta.review_by} has passed: the content is due for review")
+        notices.append(
+            f"guideline.yaml: review_by {meta.review_by} has passed: the content is due for review"
+        )
     if kb.data.bibliography is None:
-        problems.append("bibliography.yaml: missing: every source reference number cited must be listed")
+        problems.append(
+            "bibliography.yaml: missing: every source reference number cited must be listed"
+        )
     if meta.status != "approved":
         notices.append(f"guideline.yaml: status is {meta.status!r}: not approved for clinical use")
     return problems, notices
 
 
 def _digest(record: dict[str, Any]) -> str:
-    body = json.dumps({k: v for k, v in record.items() if k != "hash"}, sort_keys=True, separators=(",", ":"))
+    body = json.dumps(
+        {k: v for k, v in record.items() if k != "hash"}, sort_keys=True, separators=(",", ":")
+    )
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -53,7 +61,9 @@ def read_ledger(archive: Path) -> list[dict[str, Any]]:
     path = archive / LEDGER
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def record_approval(archive: Path, kb: CompiledKB, approver: str, role: str,
@@ -65,8 +75,10 @@ def record_approval(archive: Path, kb: CompiledKB, approver: str, role: str,
     """
     meta = kb.data.meta
     if meta.status != "approved":
-        raise ValueError(f"knowledge base {meta.version} has status {meta.status!r}; set status: approved "
-                         "and list the approvals in guideline.yaml first")
+        raise ValueError(
+            f"knowledge base {meta.version} has status {meta.status!r}; set status: approved "
+            "and list the approvals in guideline.yaml first"
+        )
     if approver not in {a.name for a in meta.approvals}:
         raise ValueError(f"{approver!r} is not among the approvals of guideline.yaml "
                          f"({', '.join(a.name for a in meta.approvals)})")
@@ -75,7 +87,10 @@ def record_approval(archive: Path, kb: CompiledKB, approver: str, role: str,
         raise ValueError("the approval ledger is broken, nothing recorded: " + "; ".join(problems))
     records = read_ledger(archive)
     record: dict[str, Any] = {
-        "version": meta.version, "content_hash": kb.content_hash, "approver": approver, "role": role,
+        "version": meta.version,
+        "content_hash": kb.content_hash,
+        "approver": approver,
+        "role": role,
         "recorded_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "prev": records[-1]["hash"] if records else GENESIS,
     }
@@ -94,11 +109,15 @@ def verify_ledger(archive: Path) -> list[str]:
     for n, rec in enumerate(read_ledger(archive), start=1):
         where = f"{LEDGER} line {n} ({rec.get('version')}, {rec.get('approver')})"
         if rec.get("prev") != prev:
-            problems.append(f"{where}: does not follow the previous record (a record was removed or reordered)")
+            problems.append(
+                f"{where}: does not follow the previous record (a record was removed or reordered)"
+            )
         if rec.get("hash") != _digest(rec):
             problems.append(f"{where}: its content does not match its hash (the record was edited)")
         copy = archive / str(rec.get("version"))
         if copy.is_dir() and content_hash(copy) != rec.get("content_hash"):
-            problems.append(f"{where}: the archived copy {copy} no longer has the approved content hash")
+            problems.append(
+                f"{where}: the archived copy {copy} no longer has the approved content hash"
+            )
         prev = str(rec.get("hash"))
     return problems

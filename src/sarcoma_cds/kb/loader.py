@@ -75,8 +75,14 @@ def _where(raw: Any, loc: tuple[Any, ...]) -> str:
         if isinstance(key, int) and isinstance(node, list) and key < len(node):
             item = node[key]
             word = _ITEM_WORDS.get(parts[-1], "item") if parts else "item"
-            name = next((item[k] for k in _NAMING_KEYS if isinstance(item, dict) and isinstance(item.get(k), str)),
-                        None)
+            name = next(
+                (
+                    item[k]
+                    for k in _NAMING_KEYS
+                    if isinstance(item, dict) and isinstance(item.get(k), str)
+                ),
+                None,
+            )
             if parts and parts[-1] in _ITEM_WORDS:
                 parts.pop()
             parts.append(f"{word} {name}" if name is not None else f"{word} {key + 1}")
@@ -92,7 +98,9 @@ def _got(err: Any) -> str:
     value = err.get("input")
     if not isinstance(value, str | int | float) or err["type"] == "missing":
         return ""
-    hint = did_you_mean(value, re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
+    hint = did_you_mean(
+        value, re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+    )
     return f" (got {value!r}){hint}"
 
 
@@ -119,7 +127,8 @@ def content_hash(root: Path) -> str:
 
 
 def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
-    """Load and validate every file under ``root``; raise :class:`KnowledgeBaseError` listing all problems."""
+    """Load and validate every file under ``root``; raise :class:`KnowledgeBaseError` listing all
+    problems."""
     root = Path(root)
     problems: list[str] = []
     if not root.is_dir():
@@ -137,7 +146,9 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
     ajcc = one("tables/ajcc8.yaml", AjccTables)
     risk = one("tables/gist_risk.yaml", GistRiskTables)
     sources = one("sources.yaml", _SOURCES) if (root / "sources.yaml").exists() else {}
-    bibliography = one("bibliography.yaml", Bibliography) if (root / "bibliography.yaml").exists() else None
+    bibliography = (
+        one("bibliography.yaml", Bibliography) if (root / "bibliography.yaml").exists() else None
+    )
 
     groups: list[Group] = []
     group_files = sorted((root / "groups").glob("*.yaml"))
@@ -155,7 +166,9 @@ def load_data(root: Path | str = DEFAULT_KB_DIR) -> KnowledgeBaseData:
     for gid in {i for i in ids if ids.count(i) > 1}:
         problems.append(f"groups/: group id {gid!r} is defined twice")
     orders = sorted(g.order for g in groups)
-    if len(groups) == len(group_files) and orders != list(range(1, len(groups) + 1)):  # (no follow-on)
+    if len(groups) == len(group_files) and orders != list(
+        range(1, len(groups) + 1)
+    ):  # (no follow-on)
         problems.append(f"groups/: order must run 1..{len(groups)} without gaps; found {orders}")
     if problems:
         raise KnowledgeBaseError(problems)

@@ -1,4 +1,5 @@
-"""The classification proof: no overlap, no silent gap, every group reachable, for any knowledge base.
+"""The classification proof: no overlap, no silent gap, every group reachable, for any knowledge
+base.
 
 Loading a knowledge base checks each rule on its own; whether the group rules *together* split
 the patients cleanly can only be shown by trying every complete set of facts. This module does
@@ -26,7 +27,15 @@ from sarcoma_cds.domain.knowledge import ALL_FACTS, DERIVED_FACTS, CompiledKB, f
 
 CLASSIFICATION = "rules/classification.yaml"
 #: facts that staging and the site family are derived from: enumerated together
-_COUPLED = ("histology", "primary_site", "size_cm", "grade", "nodes", "metastasis", "metastatic_burden")
+_COUPLED = (
+    "histology",
+    "primary_site",
+    "size_cm",
+    "grade",
+    "nodes",
+    "metastasis",
+    "metastatic_burden",
+)
 #: examples kept per kind of problem (the count is always exact)
 _EXAMPLES = 3
 
@@ -92,7 +101,9 @@ def domains(kb: CompiledKB) -> dict[str, list[Any]]:
             sets.setdefault(c.fact, []).append(frozenset(c.in_ if c.in_ is not None else [c.eq]))
     spec = kb.classification_key
     read = [f for f in (*spec.plain, *(f for f, _ in spec.banded)) if f not in DERIVED_FACTS]
-    bounds = tuple(b.max_cm for s in kb.data.ajcc.systems for b in s.t_bands if b.max_cm is not None)
+    bounds = tuple(
+        b.max_cm for s in kb.data.ajcc.systems for b in s.t_bands if b.max_cm is not None
+    )
     out: dict[str, list[Any]] = {}
     for f in dict.fromkeys((*_COUPLED, *read)):
         if f in LIST_FIELDS:
@@ -107,7 +118,12 @@ def domains(kb: CompiledKB) -> dict[str, list[Any]]:
                 s = kb.stager.system_for(v)
                 return (kb.site_families.get(v), s.id if s else None)
             out[f] = _classes(allowed, sets.get(f, []), system)
-        elif f in ("grade", "nodes", "metastasis", "metastatic_burden"):  # staging reads every value
+        elif f in (
+            "grade",
+            "nodes",
+            "metastasis",
+            "metastatic_burden",
+        ):  # staging reads every value
             out[f] = list(allowed)
         else:
             out[f] = _classes(allowed, sets.get(f, []))
@@ -116,7 +132,9 @@ def domains(kb: CompiledKB) -> dict[str, list[Any]]:
 
 def _histories(kb: CompiledKB) -> list[dict[str, Any]]:
     """None given; per therapy the classification names: given, and given and failed."""
-    named = sorted({c.contains for c in _leaves(kb) if c.fact in LIST_FIELDS and c.contains is not None})
+    named = sorted(
+        {c.contains for c in _leaves(kb) if c.fact in LIST_FIELDS and c.contains is not None}
+    )
     out: list[dict[str, Any]] = [{"prior_therapies": (), "progressed_on": ()}]
     fails = set(fact_vocabularies(kb.site_families).get("progressed_on") or ())
     for v in named:
@@ -134,8 +152,14 @@ def _coupled_views(kb: CompiledKB, dom: dict[str, list[Any]]) -> Iterator[dict[s
     read = [f for f in spec.plain if f in _COUPLED or f in DERIVED_FACTS]
     seen: set[tuple[Any, ...]] = set()
     burdens = [None, *dom["metastatic_burden"]]
-    for h, s, size, g, n, m in itertools.product(dom["histology"], dom["primary_site"], dom["size_cm"],
-                                                dom["grade"], dom["nodes"], dom["metastasis"]):
+    for h, s, size, g, n, m in itertools.product(
+        dom["histology"],
+        dom["primary_site"],
+        dom["size_cm"],
+        dom["grade"],
+        dom["nodes"],
+        dom["metastasis"],
+    ):
         for b in burdens:
             if (m == "M1") != (b is not None):  # a burden only with distant metastases
                 continue
@@ -190,7 +214,9 @@ def prove(kb: CompiledKB) -> ProofResult:
                 res.reached[g] += 1
     for kind, examples in found.items():
         shown = "; ".join(examples[:_EXAMPLES])
-        res.problems.append(f"{CLASSIFICATION}: {kind} ({len(examples)} combinations; e.g. {shown})")
+        res.problems.append(
+            f"{CLASSIFICATION}: {kind} ({len(examples)} combinations; e.g. {shown})"
+        )
     res.problems.extend(
         f"{CLASSIFICATION}: group {g}: unreachable: no complete combination of facts lands in it"
         for g, n in res.reached.items() if n == 0)
