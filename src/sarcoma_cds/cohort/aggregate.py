@@ -59,10 +59,14 @@ def aggregates(patients: Any, norm: Any | None = None) -> Aggregates:
             v.sum().alias("_n"), *[(pl.col(f).is_null() & v).sum().alias(f) for f in FACT_FIELDS])
         # (lazy: the filter reads the candidate sets and null flags only, never the wide fact
         # columns)
-        by_cands = df.lazy() \
-            .select(pl.col("_cands").cast(pl.Utf8), v, *[pl.col(f).is_null() for f in FACT_FIELDS]) \
-            .filter(v & pl.col("_cands").is_not_null()).group_by("_cands").agg(
-            [pl.col(f).sum().alias(f) for f in FACT_FIELDS]).collect()
+        by_cands = (
+            df.lazy()
+            .select(pl.col("_cands").cast(pl.Utf8), v, *[pl.col(f).is_null() for f in FACT_FIELDS])
+            .filter(v & pl.col("_cands").is_not_null())
+            .group_by("_cands")
+            .agg([pl.col(f).sum().alias(f) for f in FACT_FIELDS])
+            .collect()
+        )
     invalid = int(patients.get_column("valid").not_().sum())
     return Aggregates(patients.height, invalid, cube, reasons, by_centre, by_cands)
 

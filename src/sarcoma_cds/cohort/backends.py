@@ -54,7 +54,9 @@ def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
             return ~t(e.arg)
         if isinstance(e, ir.Cmp):
             a, b = t(e.a), t(e.b)
-            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[
+                e.op
+            ]
         if isinstance(e, ir.Arith):
             a, b = t(e.a), t(e.b)
             if e.op == "&":
@@ -83,7 +85,8 @@ def to_polars(e: ir.E, memo: dict[int, tuple[ir.E, Any]] | None = None) -> Any:
 
 
 def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = ()) -> tuple[Any, Any]:
-    """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``); ``keep``: its
+    """``table``: a Polars DataFrame of encoded columns (with ``row`` and ``n_items``); ``keep``:
+    its
     columns to pass through.
 
     Stage 1 runs on every row. Stage 2 runs once per distinct *stage-2 key*: the group, the
@@ -107,7 +110,9 @@ def run_polars(plan: ir.Plan, table: Any, keep: tuple[str, ...] = ()) -> tuple[A
     per_group, default_reads = ir.stage2_reads(plan)
     made = {n for layers in plan.stage2.values() for layer in layers for n, _ in layer.columns}
     made |= {n for n, _ in plan.stage2_default}
-    always = ({c for c in plan.outputs if c not in made} | set(keep) | {"group_idx", "n_items"}) - {"row"}
+    always = ({c for c in plan.outputs if c not in made} | set(keep) | {"group_idx", "n_items"}) - {
+        "row"
+    }
     in_group = pl.col("group_idx").is_not_null() & (pl.col("n_items") > 0)
     key_exprs = [pl.col(c) for c in sorted(always)]
     for c in sorted(set().union(*per_group.values(), default_reads) - always - {"row"}):
@@ -198,7 +203,10 @@ def to_sql(e: ir.E, dialect: str = "duckdb") -> str:
         if isinstance(e, ir.Lookup):
             vals = ", ".join("NULL" if v is None else str(int(v)) for v in e.table)
             if spark:
-                return f"element_at(CAST(array({vals}) AS ARRAY<BIGINT>), CAST({t(e.index)} + 1 AS INT))"
+                return (
+                    f"element_at(CAST(array({vals}) AS ARRAY<BIGINT>), CAST({t(e.index)} + 1 AS "
+                    "INT))"
+                )
             return f"(CAST([{vals}] AS BIGINT[])[{t(e.index)} + 1])"
         raise TypeError(e)
 
@@ -230,7 +238,10 @@ def run_duckdb(plan: ir.Plan, table: Any, threads: int | None = None) -> Any:
         inner = _layered_sql("s1", layers, where=f'"group_idx" = {g} AND "n_items" > 0')
         parts.append(f"SELECT {outs} FROM ({inner})")
     default = ", ".join(f"{to_sql(e)} AS {_q(n)}" for n, e in plan.stage2_default)
-    rest = f'SELECT *, {default} FROM s1 WHERE NOT (COALESCE("group_idx" IS NOT NULL AND "n_items" > 0, FALSE))'
+    rest = (
+        f'SELECT *, {default} FROM s1 WHERE NOT (COALESCE("group_idx" IS NOT NULL AND "n_items" > '
+        '0, FALSE))'
+    )
     parts.append(f"SELECT {outs} FROM ({rest})")
     sql = " UNION ALL ".join(parts) + ' ORDER BY "row"'
     rel = con.sql(sql)

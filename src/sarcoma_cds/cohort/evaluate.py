@@ -33,16 +33,36 @@ from sarcoma_cds.cohort.pack import pack
 from sarcoma_cds.domain.knowledge import SEVERITY, CompiledKB
 
 ENGINES = ("polars", "duckdb", "spark", "python")
-TEXT_COLUMNS = ("group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
-                "delivered", "statuses", "concordance", "reason")
+TEXT_COLUMNS = (
+    "group",
+    "candidates",
+    "out_of_scope",
+    "stage",
+    "stage_possible",
+    "gist_risk_afip",
+    "gist_risk_nih",
+    "delivered",
+    "statuses",
+    "concordance",
+    "reason",
+)
 PATIENT_COLUMNS = ["patient_id", "centre", "diagnosis_date", "year", "valid", "group", "candidates",
                    "out_of_scope", "stage", "stage_possible", "gist_risk_afip", "gist_risk_nih",
                    "delivered", "statuses", "pathway", "concordance", "reason"]
 
 
-def reason_text(kind: int, *, group: str | None = None, item: str | None = None, why: str = "",
-                items: list[str] | None = None, oos: str | None = None, cands: list[str] | None = None,
-                pathway: int | None = None, errors: list[str] | None = None) -> str:
+def reason_text(
+    kind: int,
+    *,
+    group: str | None = None,
+    item: str | None = None,
+    why: str = "",
+    items: list[str] | None = None,
+    oos: str | None = None,
+    cands: list[str] | None = None,
+    pathway: int | None = None,
+    errors: list[str] | None = None,
+) -> str:
     """The human-readable reason of a concordance class (one format for every engine)."""
     if kind == C.RK_NOT_REC:
         return f"{item} is not_recommended: {why}"
@@ -65,7 +85,8 @@ def reason_text(kind: int, *, group: str | None = None, item: str | None = None,
 
 @dataclass(frozen=True)
 class DecodeSpec:
-    """What :func:`decode` needs of a compilation (small and picklable: Spark ships it to executors)."""
+    """What :func:`decode` needs of a compilation (small and picklable: Spark ships it to
+    executors)."""
 
     slots: int
     groups: list[str]
@@ -104,7 +125,9 @@ def _with_kb(unchecked: Any, kb: CompiledKB, slots: int | None = None) -> Prepar
     return Prepared(norm, comp, unchecked, items)
 
 
-def evaluate(prep: Prepared, engine: str = "polars", spark: Any = None, progress: Any = None) -> Any:
+def evaluate(
+    prep: Prepared, engine: str = "polars", spark: Any = None, progress: Any = None
+) -> Any:
     """One row per input row with :data:`PATIENT_COLUMNS`."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -128,7 +151,9 @@ def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, 
         from sarcoma_cds.cohort.backends import run_polars
 
         table, vocab = encode_lazy(valid, comp, items)
-        rows, outcomes = run_polars(comp.plan, table, keep=tuple(f"x_{j}" for j in range(comp.slots)))
+        rows, outcomes = run_polars(
+            comp.plan, table, keep=tuple(f"x_{j}" for j in range(comp.slots))
+        )
         # decoded once per distinct outcome (its row: the outcome's index), then given to every
         # row with that outcome
         texts = decode(outcomes, None, vocab, comp).drop("row")
@@ -145,7 +170,9 @@ def _evaluate_valid(valid: Any, comp: C.KBCompilation, engine: str, spark: Any, 
     return decode(out, codes, vocab, comp)
 
 
-def _mask_map(values: list[int | None], vocab: list[str] | tuple[str, ...], sep: str) -> dict[int, str]:
+def _mask_map(
+    values: list[int | None], vocab: list[str] | tuple[str, ...], sep: str
+) -> dict[int, str]:
     out: dict[int, str] = {}
     for v in values:
         if v is None:
@@ -171,10 +198,24 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
         full = out.hstack(codes.drop("row"))  # both in row order (the usual case): no join
     else:
         full = out.join(codes, on="row", how="left")
-    keys = ["group_idx", "cand_mask", "oos_idx", "stage_mask", "afip_mask", "nih_mask", "conc", "rkind", "pathway",
-            "rslot", "rreason", *dcols, *[f"st_{j}" for j in range(comp.slots)]]
+    keys = [
+        "group_idx",
+        "cand_mask",
+        "oos_idx",
+        "stage_mask",
+        "afip_mask",
+        "nih_mask",
+        "conc",
+        "rkind",
+        "pathway",
+        "rslot",
+        "rreason",
+        *dcols,
+        *[f"st_{j}" for j in range(comp.slots)],
+    ]
     # strings are built once per distinct outcome, then joined back: far fewer than patients.
-    # The outcome's integer columns are packed exactly into a few 63-bit words (the key of both steps).
+    # The outcome's integer columns are packed exactly into a few 63-bit words (the key of both
+    # steps).
     words, unpack = pack(full, keys)
     full = full.select("row", *words)
     wnames = [w.meta.output_name() for w in words]
@@ -191,7 +232,9 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
         if single:
             m = {k: v for k, v in m.items() if k and (k & (k - 1)) == 0}
         keys = list(m)
-        return pl.col(colname).replace_strict(keys, [m[k] for k in keys], default=None, return_dtype=pl.Utf8)
+        return pl.col(colname).replace_strict(
+            keys, [m[k] for k in keys], default=None, return_dtype=pl.Utf8
+        )
 
     groups = comp.groups
     status_names = list(C.STATUSES)
@@ -202,9 +245,12 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
         stat_exprs.append(pl.when(name.is_not_null()).then(pl.concat_str(
             name, pl.lit("="), st.replace_strict(list(range(5)), status_names, default="absent",
                                                  return_dtype=pl.Utf8).fill_null("absent"))))
-    group = pl.col("group_idx").replace_strict(list(range(len(groups))), groups, default=None, return_dtype=pl.Utf8)
-    oos = pl.col("oos_idx").replace_strict(list(range(len(comp.oos_reasons))), comp.oos_reasons, default=None,
-                                           return_dtype=pl.Utf8)
+    group = pl.col("group_idx").replace_strict(
+        list(range(len(groups))), groups, default=None, return_dtype=pl.Utf8
+    )
+    oos = pl.col("oos_idx").replace_strict(
+        list(range(len(comp.oos_reasons))), comp.oos_reasons, default=None, return_dtype=pl.Utf8
+    )
     cands = mapped("cand_mask", groups, ";")
     slot = pl.col("rslot").fill_null(0)
     item: Any = pl.lit(None, pl.Utf8)
@@ -214,28 +260,56 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
                                            return_dtype=pl.Utf8)
     k = pl.col("rkind")
     reason = (
-        pl.when(k == C.RK_NOT_REC).then(pl.concat_str(item, pl.lit(" is not_recommended: "), why))
-        .when(k == C.RK_COND).then(pl.concat_str(item, pl.lit(" is conditional: "), why))
-        .when(k == C.RK_NOT_IN_GROUP).then(pl.concat_str(item, pl.lit(" is not in any pathway of "), pl.col("group")))
-        .when(k == C.RK_NO_SINGLE_PATHWAY).then(pl.concat_str(
-            pl.lit("no single pathway of "), pl.col("group"), pl.lit(" contains all of: "),
-            pl.concat_str(items, separator=", ", ignore_nulls=True)))
-        .when(k == C.RK_OUT_OF_SCOPE).then(pl.concat_str(pl.lit("out of scope: "), pl.col("out_of_scope")))
-        .when(k == C.RK_CANDIDATES).then(pl.concat_str(
-            pl.lit("no single patient group; candidates: "), pl.col("candidates").str.replace_all(";", ", ", literal=True)))
-        .when(k == C.RK_NO_DELIVERED).then(pl.lit("delivered: no treatment recorded"))
-        .otherwise(pl.concat_str(pl.lit("pathway "), (pl.col("pathway") + 1).cast(pl.Utf8), pl.lit(" of "),
-                                 pl.col("group")))
+        pl.when(k == C.RK_NOT_REC)
+        .then(pl.concat_str(item, pl.lit(" is not_recommended: "), why))
+        .when(k == C.RK_COND)
+        .then(pl.concat_str(item, pl.lit(" is conditional: "), why))
+        .when(k == C.RK_NOT_IN_GROUP)
+        .then(pl.concat_str(item, pl.lit(" is not in any pathway of "), pl.col("group")))
+        .when(k == C.RK_NO_SINGLE_PATHWAY)
+        .then(
+            pl.concat_str(
+                pl.lit("no single pathway of "),
+                pl.col("group"),
+                pl.lit(" contains all of: "),
+                pl.concat_str(items, separator=", ", ignore_nulls=True),
+            )
+        )
+        .when(k == C.RK_OUT_OF_SCOPE)
+        .then(pl.concat_str(pl.lit("out of scope: "), pl.col("out_of_scope")))
+        .when(k == C.RK_CANDIDATES)
+        .then(
+            pl.concat_str(
+                pl.lit("no single patient group; candidates: "),
+                pl.col("candidates").str.replace_all(";", ", ", literal=True),
+            )
+        )
+        .when(k == C.RK_NO_DELIVERED)
+        .then(pl.lit("delivered: no treatment recorded"))
+        .otherwise(
+            pl.concat_str(
+                pl.lit("pathway "),
+                (pl.col("pathway") + 1).cast(pl.Utf8),
+                pl.lit(" of "),
+                pl.col("group"),
+            )
+        )
     )
     res = df.with_columns(
-        group.alias("group"), cands.alias("candidates"), oos.alias("out_of_scope"),
+        group.alias("group"),
+        cands.alias("candidates"),
+        oos.alias("out_of_scope"),
         mapped("stage_mask", C.STAGE_VOCAB, "|", single=True).alias("stage"),
         mapped("stage_mask", C.STAGE_VOCAB, "|").alias("stage_possible"),
         mapped("afip_mask", C.AFIP_VOCAB, "|").alias("gist_risk_afip"),
         mapped("nih_mask", C.NIH_VOCAB, "|").alias("gist_risk_nih"),
-        pl.when(pl.col("group_idx").is_null()).then(pl.lit("")).otherwise(
-            pl.concat_str(stat_exprs, separator="; ", ignore_nulls=True)).alias("statuses"),
-        pl.col("conc").replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8).alias("concordance"),
+        pl.when(pl.col("group_idx").is_null())
+        .then(pl.lit(""))
+        .otherwise(pl.concat_str(stat_exprs, separator="; ", ignore_nulls=True))
+        .alias("statuses"),
+        pl.col("conc")
+        .replace_strict(list(range(4)), list(C.CONCORDANCE), return_dtype=pl.Utf8)
+        .alias("concordance"),
         pl.concat_str(items, separator="; ", ignore_nulls=True).alias("delivered"),
     ).with_columns(reason.alias("reason"), (pl.col("pathway") + 1).alias("pathway"))
     # Categorical: each distinct text is stored once and rows carry a small code (the join below,
@@ -249,9 +323,21 @@ def decode(out: Any, codes: Any, vocab: list[str], comp: C.KBCompilation | Decod
     joined = key.join(res.select(*wnames, *[c for c in res.columns if c not in keys
                                                                      and c not in wnames]),
                                               on=wnames, how="left", maintain_order="left")
-    return joined.select("row", "group", "candidates", "out_of_scope", "stage", "stage_possible", "gist_risk_afip",
-                         "gist_risk_nih", "delivered", "statuses", pl.col("_pathway1").alias("pathway"), "concordance",
-                         "reason")
+    return joined.select(
+        "row",
+        "group",
+        "candidates",
+        "out_of_scope",
+        "stage",
+        "stage_possible",
+        "gist_risk_afip",
+        "gist_risk_nih",
+        "delivered",
+        "statuses",
+        pl.col("_pathway1").alias("pathway"),
+        "concordance",
+        "reason",
+    )
 
 
 def _delivered_text() -> Any:
@@ -276,14 +362,17 @@ def _base_columns(norm: Any, delivered: bool = True) -> Any:
 
 
 def assemble(norm: Any, out: Any, base: Any = None) -> Any:
-    """Join evaluated rows back to every input row; invalid rows are not_assessable with their errors.
+    """Join evaluated rows back to every input row; invalid rows are not_assessable with their
+    errors.
     ``base``: :func:`_base_columns` of ``norm`` when already built."""
     import polars as pl
 
     if base is None:
         base = _base_columns(norm, "delivered" not in out.columns)
     if out.height == base.height and out.get_column("row").equals(base.get_column("row")):
-        res = base.hstack(out.drop("row"))  # every row evaluated, in the same order (the usual case): no join
+        res = base.hstack(
+            out.drop("row")
+        )  # every row evaluated, in the same order (the usual case): no join
     else:
         res = base.join(out, on="row", how="left", maintain_order="left")
     if not base.get_column("row").is_sorted():
@@ -291,17 +380,33 @@ def assemble(norm: Any, out: Any, base: Any = None) -> Any:
     cat = pl.Categorical
     all_valid = res.get_column("valid").all()
     if "_no_items" in res.columns:  # (the evaluated rows' text; none without items)
-        res = res.with_columns(pl.when(~pl.col("_no_items")).then(pl.col("delivered")).alias("delivered"))
+        res = res.with_columns(
+            pl.when(~pl.col("_no_items")).then(pl.col("delivered")).alias("delivered")
+        )
         if not all_valid:  # invalid rows were not evaluated: their text from their items
-            invalid = norm.lazy().filter(pl.col("_err").list.len() > 0).select("row", _delivered_text()).collect()
+            invalid = (
+                norm.lazy()
+                .filter(pl.col("_err").list.len() > 0)
+                .select("row", _delivered_text())
+                .collect()
+            )
             res = res.update(invalid, on="row", how="left")
     if not all_valid:
         res = res.with_columns(
-            pl.when(pl.col("valid")).then(pl.col("concordance").cast(cat))
-            .otherwise(pl.lit("not_assessable", cat)).alias("concordance"),
-            pl.when(pl.col("valid")).then(pl.col("reason").cast(cat))
-            .otherwise(pl.concat_str(pl.lit("invalid row: "), pl.col("_err").list.join("; ")).cast(cat)).alias("reason"))
-    res = res.with_columns(pl.col("pathway").cast(pl.Int64), *[pl.col(c).cast(cat) for c in TEXT_COLUMNS])
+            pl.when(pl.col("valid"))
+            .then(pl.col("concordance").cast(cat))
+            .otherwise(pl.lit("not_assessable", cat))
+            .alias("concordance"),
+            pl.when(pl.col("valid"))
+            .then(pl.col("reason").cast(cat))
+            .otherwise(
+                pl.concat_str(pl.lit("invalid row: "), pl.col("_err").list.join("; ")).cast(cat)
+            )
+            .alias("reason"),
+        )
+    res = res.with_columns(
+        pl.col("pathway").cast(pl.Int64), *[pl.col(c).cast(cat) for c in TEXT_COLUMNS]
+    )
     return res.select(PATIENT_COLUMNS)
 
 
@@ -326,18 +431,28 @@ def oracle_row(kb: CompiledKB, facts: dict[str, Any], items: list[str]) -> dict[
     cands = list(rec.candidate_groups)
     oos = rec.out_of_scope.reason if rec.out_of_scope else None
     out: dict[str, Any] = {
-        "group": group, "candidates": ";".join(cands) if cands else None, "out_of_scope": oos,
+        "group": group,
+        "candidates": ";".join(cands) if cands else None,
+        "out_of_scope": oos,
         "stage": rec.stage.group if rec.stage else None,
-        "stage_possible": _one_of(rec.stage.possible_groups or rec.stage.group, C.STAGE_VOCAB) if rec.stage else None,
-        "gist_risk_afip": None, "gist_risk_nih": None,
-        "statuses": "", "pathway": None,
+        "stage_possible": _one_of(rec.stage.possible_groups or rec.stage.group, C.STAGE_VOCAB)
+        if rec.stage
+        else None,
+        "gist_risk_afip": None,
+        "gist_risk_nih": None,
+        "statuses": "",
+        "pathway": None,
     }
-    if facts.get("histology") == "gist":  # the risk categories still possible, as the engine derives them
+    if (
+        facts.get("histology") == "gist"
+    ):  # the risk categories still possible, as the engine derives them
         from sarcoma_cds.domain.engine import evaluation_view
         from sarcoma_cds.domain.facts import parse_facts
 
         view = evaluation_view(kb, parse_facts(facts))
-        if not any(sc.test.test(view) is True for sc in kb.scope):  # (an out-of-scope GIST has none)
+        if not any(
+            sc.test.test(view) is True for sc in kb.scope
+        ):  # (an out-of-scope GIST has none)
             out["gist_risk_afip"] = _one_of(view["gist_risk_afip"], C.AFIP_VOCAB)
             out["gist_risk_nih"] = _one_of(view["gist_risk_nih"], C.NIH_VOCAB)
     if group is None:
@@ -407,9 +522,20 @@ def _python_engine(valid: Any, comp: C.KBCompilation, progress: Any = None) -> A
             progress(n)
     if progress is not None:
         progress(len(recs))
-    schema = {"row": pl.Int64, "group": pl.Utf8, "candidates": pl.Utf8, "out_of_scope": pl.Utf8,
-              "stage": pl.Utf8, "stage_possible": pl.Utf8, "gist_risk_afip": pl.Utf8, "gist_risk_nih": pl.Utf8,
-              "statuses": pl.Utf8, "pathway": pl.Int64, "concordance": pl.Utf8, "reason": pl.Utf8}
+    schema = {
+        "row": pl.Int64,
+        "group": pl.Utf8,
+        "candidates": pl.Utf8,
+        "out_of_scope": pl.Utf8,
+        "stage": pl.Utf8,
+        "stage_possible": pl.Utf8,
+        "gist_risk_afip": pl.Utf8,
+        "gist_risk_nih": pl.Utf8,
+        "statuses": pl.Utf8,
+        "pathway": pl.Int64,
+        "concordance": pl.Utf8,
+        "reason": pl.Utf8,
+    }
     df = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
     return df.select(list(schema))
 

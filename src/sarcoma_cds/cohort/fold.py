@@ -39,7 +39,9 @@ def _null(kind: str | None) -> Lit | None:
 
 
 def _cmp(op: str, a: Any, b: Any) -> bool:
-    return bool({"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
+    return bool(
+        {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    )
 
 
 class Folder:
@@ -90,7 +92,12 @@ class Folder:
             a, b = self(e.a), self(e.b)
             if isinstance(a, Lit) and isinstance(b, Lit):
                 if isinstance(e, ir.Cmp):
-                    return Lit(None if a.value is None or b.value is None else _cmp(e.op, a.value, b.value), "bool")
+                    return Lit(
+                        None
+                        if a.value is None or b.value is None
+                        else _cmp(e.op, a.value, b.value),
+                        "bool",
+                    )
                 k = _kind(e)
                 if k is not None and (a.value is None or b.value is None):
                     return Lit(None, k)
@@ -135,7 +142,9 @@ class Folder:
                 return _null(_kind(e)) or e
             if all(isinstance(a, Lit) for a in gargs):
                 vals = [a.value for a in gargs if isinstance(a, Lit)]
-                return Lit(max(vals) if isinstance(e, ir.Greatest) else min(vals), _kind(gargs[0]) or "int")
+                return Lit(
+                    max(vals) if isinstance(e, ir.Greatest) else min(vals), _kind(gargs[0]) or "int"
+                )
             return gargs[0] if len(gargs) == 1 else type(e)(tuple(gargs))
         if isinstance(e, ir.Lookup):
             i = self(e.index)

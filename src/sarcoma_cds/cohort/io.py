@@ -20,7 +20,8 @@ LIST_FIELDS = tuple(f for f in FACT_FIELDS if FACTS[f][0] == "list")
 
 
 def _ranges() -> dict[str, tuple[Any, bool, Any]]:
-    """fact -> (lower bound, lower bound inclusive, upper bound), from the contract's Field constraints."""
+    """fact -> (lower bound, lower bound inclusive, upper bound), from the contract's Field
+    constraints."""
     from sarcoma_cds.domain.facts import PatientFacts
 
     out: dict[str, tuple[Any, bool, Any]] = {}
@@ -71,7 +72,9 @@ def check_columns(columns: list[str]) -> None:
     """A misspelt column must never be silently ignored; every cohort needs patient_id."""
     unknown = [c for c in columns if c not in FACT_FIELDS and c not in COHORT_COLUMNS]
     if unknown:
-        raise CohortError("unknown column(s) (not contract facts; check the spelling): " + ", ".join(unknown))
+        raise CohortError(
+            "unknown column(s) (not contract facts; check the spelling): " + ", ".join(unknown)
+        )
     if "patient_id" not in columns:
         raise CohortError("the cohort needs a patient_id column")
 
@@ -108,7 +111,9 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
     import polars as pl
 
     n = df.height
-    cols: list[Any] = [(pl.col(row).cast(pl.Int64) if row else pl.int_range(0, n, dtype=pl.Int64)).alias("row")]
+    cols: list[Any] = [
+        (pl.col(row).cast(pl.Int64) if row else pl.int_range(0, n, dtype=pl.Int64)).alias("row")
+    ]
     errs: list[Any] = []
 
     def err(cond: Any, msg: Any, flag: Any = None) -> None:
@@ -118,7 +123,10 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
 
     pid = pl.col("patient_id").cast(pl.Utf8)
     cols.append(pid.alias("patient_id"))
-    err(pid.is_null() | (pid.str.strip_chars() == ""), pl.lit("patient_id: required field is missing"))
+    err(
+        pid.is_null() | (pid.str.strip_chars() == ""),
+        pl.lit("patient_id: required field is missing"),
+    )
     # exact duplicates are found among the rows whose id hash repeats (every copy of a repeated id
     # is such a row, so is_duplicated over the flagged rows is the whole cohort's answer)
     if duplicated:
@@ -127,7 +135,11 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
         dup_possible = (df.select(pid.hash().n_unique()).item() != n) if n else False
         err(pid.is_not_null() & pid.is_duplicated(), pl.lit("patient_id: duplicated in the cohort"),
             (pid.is_not_null() & pid.hash().is_duplicated()) if dup_possible else pl.lit(False))
-    cols.append((pl.col("centre").cast(pl.Utf8) if "centre" in df.columns else pl.lit(None, pl.Utf8)).alias("centre"))
+    cols.append(
+        (pl.col("centre").cast(pl.Utf8) if "centre" in df.columns else pl.lit(None, pl.Utf8)).alias(
+            "centre"
+        )
+    )
     date_type = df.schema.get("diagnosis_date")
     if date_type == pl.Date:  # (typed input: nothing to parse)
         cols.append(pl.col("diagnosis_date"))
@@ -149,7 +161,9 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
         if kind == "cat":
             if not present:
                 cols.append(pl.lit(None, pl.Enum(list(vocab))).alias(name))
-            elif df.schema[name] == pl.Enum(list(vocab)):  # typed as the vocabulary: every value is in it
+            elif df.schema[name] == pl.Enum(
+                list(vocab)
+            ):  # typed as the vocabulary: every value is in it
                 cols.append(c)
             else:
                 # (an Enum of the vocabulary: one lookup validates the value and gives the code
@@ -157,10 +171,19 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
                 s = c.cast(pl.Utf8)
                 e = s.cast(pl.Enum(list(vocab)), strict=False)
                 cols.append(e.alias(name))
-                err(s.is_not_null() & e.is_null(),
-                    pl.concat_str(pl.lit(f"{name}: '"), s, pl.lit(f"' is not allowed; expected one of {', '.join(vocab)}")))
+                err(
+                    s.is_not_null() & e.is_null(),
+                    pl.concat_str(
+                        pl.lit(f"{name}: '"),
+                        s,
+                        pl.lit(f"' is not allowed; expected one of {', '.join(vocab)}"),
+                    ),
+                )
             if name in ("histology", "primary_site"):
-                err(c.is_null() if present else pl.lit(True), pl.lit(f"{name}: required field is missing"))
+                err(
+                    c.is_null() if present else pl.lit(True),
+                    pl.lit(f"{name}: required field is missing"),
+                )
         elif kind == "bool":
             if not present:
                 cols.append(pl.lit(None, pl.Boolean).alias(name))
@@ -168,9 +191,17 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
                 cols.append(c.alias(name))
             else:
                 s = c.cast(pl.Utf8).str.to_lowercase()
-                cols.append(pl.when(s == "true").then(True).when(s == "false").then(False).alias(name))
-                err(s.is_not_null() & ~s.is_in(["true", "false"]),
-                    pl.concat_str(pl.lit(f"{name}: expected true, false or empty, got '"), c.cast(pl.Utf8), pl.lit("'")))
+                cols.append(
+                    pl.when(s == "true").then(True).when(s == "false").then(False).alias(name)
+                )
+                err(
+                    s.is_not_null() & ~s.is_in(["true", "false"]),
+                    pl.concat_str(
+                        pl.lit(f"{name}: expected true, false or empty, got '"),
+                        c.cast(pl.Utf8),
+                        pl.lit("'"),
+                    ),
+                )
         elif kind in ("num", "int"):
             if not present:
                 cols.append(pl.lit(None, pl.Float64).alias(name))
@@ -182,10 +213,19 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
             else:
                 x = c.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
                 bad_type = c.is_not_null() & x.is_null()
-                err(bad_type, pl.concat_str(pl.lit(f"{name}: expected a number, got '"), c.cast(pl.Utf8), pl.lit("'")))
+                err(
+                    bad_type,
+                    pl.concat_str(
+                        pl.lit(f"{name}: expected a number, got '"), c.cast(pl.Utf8), pl.lit("'")
+                    ),
+                )
             if kind == "int":
-                err(x.is_not_null() & (x != x.floor()),
-                    pl.concat_str(pl.lit(f"{name}: expected a whole number, got "), x.cast(pl.Utf8)))
+                err(
+                    x.is_not_null() & (x != x.floor()),
+                    pl.concat_str(
+                        pl.lit(f"{name}: expected a whole number, got "), x.cast(pl.Utf8)
+                    ),
+                )
             lo, lo_ok, hi = RANGES.get(name, (None, True, None))
             if lo is not None:
                 below = (x < lo) if lo_ok else (x <= lo)
@@ -196,31 +236,53 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
             lst = _as_list(df, name) if present else pl.lit(None, dtype=pl.List(pl.Utf8))
             cols.append(lst.alias(name))
             if present:
-                bad = lst.list.eval(pl.element().filter(~pl.element().is_in(list(vocab)))).list.join(", ")
-                err(lst.is_not_null() & (bad != ""),
-                    pl.concat_str(pl.lit(f"{name}: not allowed: "), bad, pl.lit(f"; expected items of {', '.join(vocab)}")),
-                    lst.list.eval(~pl.element().is_in(list(vocab))).list.any())
-                err(lst.is_not_null() & (lst.list.len() != lst.list.unique().list.len()),
-                    pl.lit(f"{name}: a value is listed twice"), lst.list.len() != lst.list.n_unique())
+                bad = lst.list.eval(
+                    pl.element().filter(~pl.element().is_in(list(vocab)))
+                ).list.join(", ")
+                err(
+                    lst.is_not_null() & (bad != ""),
+                    pl.concat_str(
+                        pl.lit(f"{name}: not allowed: "),
+                        bad,
+                        pl.lit(f"; expected items of {', '.join(vocab)}"),
+                    ),
+                    lst.list.eval(~pl.element().is_in(list(vocab))).list.any(),
+                )
+                err(
+                    lst.is_not_null() & (lst.list.len() != lst.list.unique().list.len()),
+                    pl.lit(f"{name}: a value is listed twice"),
+                    lst.list.len() != lst.list.n_unique(),
+                )
     cols.append((_as_list(df, "delivered") if "delivered" in df.columns
                  else pl.lit(None, dtype=pl.List(pl.Utf8))).alias("delivered"))
     # one pass over the whole table: canonical columns and "has a field problem" (cheap flags)
     flags = [pl.coalesce(f, pl.lit(False)) for _, _, f in errs]
     # (lazy: common subexpressions such as the parsed date are computed once)
-    out = df.lazy().select([*cols, (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("_bad")]) \
+    out = (
+        df.lazy()
+        .select([*cols, (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("_bad")])
         .collect(engine="streaming")
+    )
     # contradictions (facts.contradictions), on the canonical columns
     m = pl.col("metastasis")
     contra = [
-        (pl.col("metastatic_burden").is_not_null() & (m == "M0"),
-         "metastatic_burden: given only with metastasis M1 (metastasis is M0)"),
-        ((pl.col("metastatic_sites").list.len() > 0) & (m == "M0"),
-         "metastatic_sites: metastatic sites are listed but metastasis is M0"),
-        (pl.col("progression_extent").is_not_null() & (pl.col("disease_status") != "progressive").fill_null(True),
-         "progression_extent: given only with disease_status progressive"),
+        (
+            pl.col("metastatic_burden").is_not_null() & (m == "M0"),
+            "metastatic_burden: given only with metastasis M1 (metastasis is M0)",
+        ),
+        (
+            (pl.col("metastatic_sites").list.len() > 0) & (m == "M0"),
+            "metastatic_sites: metastatic sites are listed but metastasis is M0",
+        ),
+        (
+            pl.col("progression_extent").is_not_null()
+            & (pl.col("disease_status") != "progressive").fill_null(True),
+            "progression_extent: given only with disease_status progressive",
+        ),
     ]
-    bad_rows = out.select(pl.col("_bad") | pl.any_horizontal([pl.coalesce(c, pl.lit(False)) for c, _ in contra])) \
-        .to_series()
+    bad_rows = out.select(
+        pl.col("_bad") | pl.any_horizontal([pl.coalesce(c, pl.lit(False)) for c, _ in contra])
+    ).to_series()
     out = out.drop("_bad")
     empty = pl.lit([], dtype=pl.List(pl.Utf8))
     if not bad_rows.any():
@@ -232,11 +294,19 @@ def normalise(df: Any, row: str | None = None, duplicated: str | None = None) ->
     csub = out.filter(bad_rows)
     cerr = csub.select(pl.concat_list([pl.when(c).then(pl.lit(msg)) for c, msg in contra])
                        .list.drop_nulls().alias("_cerr"))
-    msgs = pl.concat([csub.select("row"), *( [ferr] if ferr is not None else []), cerr], how="horizontal")
-    msgs = msgs.select("row", (pl.concat_list(["_ferr", "_cerr"]) if ferr is not None else pl.col("_cerr"))
-                       .list.drop_nulls().alias("_err"))
+    msgs = pl.concat(
+        [csub.select("row"), *([ferr] if ferr is not None else []), cerr], how="horizontal"
+    )
+    msgs = msgs.select(
+        "row",
+        (pl.concat_list(["_ferr", "_cerr"]) if ferr is not None else pl.col("_cerr"))
+        .list.drop_nulls()
+        .alias("_err"),
+    )
     # (joined on the narrow row column, then placed beside the wide table: rows stay in order)
-    errs_col = out.select("row").join(msgs, on="row", how="left", maintain_order="left").get_column("_err")
+    errs_col = (
+        out.select("row").join(msgs, on="row", how="left", maintain_order="left").get_column("_err")
+    )
     return out.with_columns(errs_col.fill_null(empty).alias("_err"))
 
 
@@ -255,7 +325,13 @@ def check_delivered_items(norm: Any, comp: KBCompilation | ItemVocabulary) -> tu
     elems = norm.select(pl.col("delivered").explode().drop_nulls().unique()).with_columns(
         pl.col("delivered").str.split("+").list.eval(pl.element().str.strip_chars()).list.sort().list.join("+")
         .alias("canon"))
-    canon = dict(zip(elems.get_column("delivered").to_list(), elems.get_column("canon").to_list(), strict=True))
+    canon = dict(
+        zip(
+            elems.get_column("delivered").to_list(),
+            elems.get_column("canon").to_list(),
+            strict=True,
+        )
+    )
     # (every non-null element is a key, so the non-strict replace is exact; replace_strict inside
     # list.eval takes a slow path on some list layouts). Both steps are skipped when they would
     # change nothing: elements already canonical (the usual case), no item listed twice.
@@ -267,7 +343,9 @@ def check_delivered_items(norm: Any, comp: KBCompilation | ItemVocabulary) -> tu
         norm = norm.with_columns(pl.col("items").list.unique(maintain_order=True))
     bad = sorted({u for u in canon.values() if not _known_item(u, comp)})
     if bad:
-        flag = pl.col("items").list.eval(pl.element().filter(pl.element().is_in(bad))).list.join(", ")
+        flag = (
+            pl.col("items").list.eval(pl.element().filter(pl.element().is_in(bad))).list.join(", ")
+        )
         norm = norm.with_columns(
             pl.when(pl.col("items").is_not_null() & (flag != ""))
             .then(pl.col("_err").list.concat(pl.concat_list(pl.concat_str(
@@ -295,7 +373,9 @@ def encode_with_items(norm: Any, comp: KBCompilation,
     return enc.drop(xcols), enc.select("row", *xcols), vocab
 
 
-def encode_lazy(norm: Any, comp: KBCompilation, present: list[str] | None = None) -> tuple[Any, list[str]]:
+def encode_lazy(
+    norm: Any, comp: KBCompilation, present: list[str] | None = None
+) -> tuple[Any, list[str]]:
     """The encoded columns and the item codes ``x_j`` as one LazyFrame (the evaluator computes
     them as it streams, nothing wide is materialised), and ``vocab`` (``present``: as for
     :func:`encode_with_items`)."""
@@ -313,35 +393,59 @@ def encode_facts(norm: Any) -> list[Any]:
         kind, vocab = FACTS[name]
         c = pl.col(name)
         if kind == "cat":
-            if schema[name] == pl.Enum(list(vocab)):  # (normalise's columns: code -> bit, no strings)
+            if schema[name] == pl.Enum(
+                list(vocab)
+            ):  # (normalise's columns: code -> bit, no strings)
                 bits = pl.lit(pl.Series([1 << i for i in range(len(vocab))], dtype=pl.Int64))
                 cols.append(bits.gather(c.to_physical()).alias(f"f_{name}"))
             else:
-                cols.append(c.cast(pl.Utf8).replace_strict(list(vocab), [1 << i for i in range(len(vocab))],
-                                                           default=None, return_dtype=pl.Int64).alias(f"f_{name}"))
+                cols.append(
+                    c.cast(pl.Utf8)
+                    .replace_strict(
+                        list(vocab),
+                        [1 << i for i in range(len(vocab))],
+                        default=None,
+                        return_dtype=pl.Int64,
+                    )
+                    .alias(f"f_{name}")
+                )
         elif kind == "bool":
             cols.append(pl.when(c).then(2).when(~c).then(1).cast(pl.Int64).alias(f"f_{name}"))
         elif kind == "list":
             # (replace_strict inside list.eval takes a slow path on some list layouts: text
             # replace + cast, exact for vocabulary items, 0 for anything else)
             e = pl.element()
-            bits = c.list.eval(pl.when(e.is_in(list(vocab))).then(
-                e.replace(list(vocab), [str(1 << i) for i in range(len(vocab))]).cast(pl.Int64, strict=False))
-                .otherwise(pl.lit(0, pl.Int64))).list.sum()
+            bits = c.list.eval(
+                pl.when(e.is_in(list(vocab)))
+                .then(
+                    e.replace(list(vocab), [str(1 << i) for i in range(len(vocab))]).cast(
+                        pl.Int64, strict=False
+                    )
+                )
+                .otherwise(pl.lit(0, pl.Int64))
+            ).list.sum()
             cols.append(pl.when(c.is_null()).then(None).otherwise(bits).cast(pl.Int64).alias(f"f_{name}"))
-        else:  # whole-number facts stay integers: stage 2 may key on them (cohort/pack.py packs integers)
+        else:
+            # whole-number facts stay integers: stage 2 may key on them
+            # (cohort/pack.py packs integers)
             cols.append(c.cast(pl.Int64 if kind == "int" else pl.Float64).alias(f"f_{name}"))
     site = pl.col("primary_site")
     if schema["primary_site"] == pl.Enum(list(SITES)):
         cols.append(site.to_physical().cast(pl.Int64).alias("i_primary_site"))
     else:
-        cols.append(site.cast(pl.Utf8).replace_strict(list(SITES), list(range(len(SITES))), default=None,
-                                                      return_dtype=pl.Int64).alias("i_primary_site"))
+        cols.append(
+            site.cast(pl.Utf8)
+            .replace_strict(
+                list(SITES), list(range(len(SITES))), default=None, return_dtype=pl.Int64
+            )
+            .alias("i_primary_site")
+        )
     return cols
 
 
 def item_vocab(items: list[str] | tuple[str, ...], present: list[str]) -> list[str]:
-    """The decoder's item codes: the knowledge base's items, then the other items present, sorted."""
+    """The decoder's item codes: the knowledge base's items, then the other items present,
+    sorted."""
     known = set(items)
     return [*items, *sorted({x for x in present if x not in known})]
 
@@ -354,7 +458,9 @@ def _vocab(norm: Any, comp: KBCompilation, present: list[str] | None = None) -> 
     return item_vocab(comp.items, present)
 
 
-def encode_items(norm: Any, items: list[str] | tuple[str, ...], slots: int, vocab: list[str], cols: list[Any]) -> Any:
+def encode_items(
+    norm: Any, items: list[str] | tuple[str, ...], slots: int, vocab: list[str], cols: list[Any]
+) -> Any:
     """``cols`` plus ``n_items``; ``d_j``: index of the row's j-th item in ``items`` (-1: not
     there); ``x_j``: its index in ``vocab`` (for decoding). ``norm``: a DataFrame or LazyFrame."""
     import polars as pl
@@ -366,8 +472,13 @@ def encode_items(norm: Any, items: list[str] | tuple[str, ...], slots: int, voca
             vocab, list(range(len(vocab))), default=None, return_dtype=pl.Int64).alias(f"x_{j}"))
     enc = norm.select(cols)
     return enc.with_columns(
-        pl.when(pl.col(f"x_{j}") < n).then(pl.col(f"x_{j}")).when(pl.col(f"x_{j}").is_not_null()).then(-1)
-        .alias(f"d_{j}") for j in range(slots))
+        pl.when(pl.col(f"x_{j}") < n)
+        .then(pl.col(f"x_{j}"))
+        .when(pl.col(f"x_{j}").is_not_null())
+        .then(-1)
+        .alias(f"d_{j}")
+        for j in range(slots)
+    )
 
 
 def max_items(norm: Any) -> int:

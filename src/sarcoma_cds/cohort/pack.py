@@ -39,15 +39,21 @@ def pack(df: Any, cols: list[str], wide: bool = False) -> tuple[list[Any], Calla
         v = (pl.col(c) - lo + 1).fill_null(0)
         words[-1].append(v * (1 << used) if used else v)
         field = (pl.col(f"_w{len(words) - 1}") // (1 << used)) % (1 << bits)
-        fields.append(pl.when(field == 0).then(None).otherwise(field - 1 + lo).cast(pl.Int64).alias(c))
+        fields.append(
+            pl.when(field == 0).then(None).otherwise(field - 1 + lo).cast(pl.Int64).alias(c)
+        )
         used += bits
     narrow = [pl.sum_horizontal(w).cast(pl.Int64).alias(f"_w{k}") for k, w in enumerate(words)]
     if not wide or len(narrow) < 2:
         return narrow, lambda frame: frame.with_columns(fields)
     i128, shift = pl.Int128, pl.lit(1 << _BITS, pl.Int128)
     pairs = [narrow[k:k + 2] for k in range(0, len(narrow), 2)]
-    joined = [(p[0].cast(i128) + p[1].cast(i128) * shift if len(p) == 2 else p[0].cast(i128)).alias(f"_k{k}")
-              for k, p in enumerate(pairs)]
+    joined = [
+        (p[0].cast(i128) + p[1].cast(i128) * shift if len(p) == 2 else p[0].cast(i128)).alias(
+            f"_k{k}"
+        )
+        for k, p in enumerate(pairs)
+    ]
     split = []
     for k, p in enumerate(pairs):
         split.append((pl.col(f"_k{k}") % shift).cast(pl.Int64).alias(f"_w{2 * k}"))

@@ -31,19 +31,31 @@ class RowsColumn(ProgressColumn):
         if not task.fields.get("rows") or task.total is None:
             return Text("")
         left = task.time_remaining
-        eta = f", {timedelta(seconds=round(left))} left" if left is not None and not task.finished else ""
+        eta = (
+            f", {timedelta(seconds=round(left))} left"
+            if left is not None and not task.finished
+            else ""
+        )
         return Text(f"{int(task.completed):,}/{int(task.total):,}{eta}")
 
 
 def progress_bar(console: Any, get_time: Callable[[], float] | None = None) -> Progress:
     """The ``concordance`` progress display: the steps, and rows with the time left on the
     long ones (the per-patient engine, Spark's write-out). ``get_time``: a clock (tests)."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), RowsColumn(), TimeElapsedColumn(),
-                    transient=True, console=console, get_time=get_time)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        RowsColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=console,
+        get_time=get_time,
+    )
 
 
 def rows_task(prog: Progress | None, label: str) -> Callable[[int, int], None] | None:
-    """A callback ``(rows done, rows in all)`` that shows a row bar in ``prog`` (none without one)."""
+    """A callback ``(rows done, rows in all)`` that shows a row bar in ``prog`` (none without
+    one)."""
     if prog is None:
         return None
     task: TaskID | None = None

@@ -36,7 +36,8 @@ class Flat:
 
 @dataclass
 class ChangeRow:
-    """One kind of change (e.g. a regimen's status preferred -> option in one group) and its patients."""
+    """One kind of change (e.g. a regimen's status preferred -> option in one group) and its
+    patients."""
 
     kind: str  # group | status | warning | question
     group: str
@@ -48,8 +49,16 @@ class ChangeRow:
     rules: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "group": self.group, "item": self.item, "old": self.old, "new": self.new,
-                "patients": self.patients, "examples": self.examples, "rules": list(self.rules)}
+        return {
+            "kind": self.kind,
+            "group": self.group,
+            "item": self.item,
+            "old": self.old,
+            "new": self.new,
+            "patients": self.patients,
+            "examples": self.examples,
+            "rules": list(self.rules),
+        }
 
 
 @dataclass
@@ -88,7 +97,9 @@ def flatten(rec: Recommendation) -> Flat:
             items[f"{pi}/{st.treatment}"] = st.status
             for op in st.options:
                 items[f"{pi}/{st.treatment}/{'+'.join(sorted(op.drugs))}"] = op.status
-    warnings = frozenset(f"{w.code}" + (f" ({w.treatment})" if w.treatment else "") for w in rec.warnings)
+    warnings = frozenset(
+        f"{w.code}" + (f" ({w.treatment})" if w.treatment else "") for w in rec.warnings
+    )
     return Flat(group, items, warnings, frozenset(m.field for m in rec.missing_information))
 
 
@@ -139,8 +150,15 @@ def responsible(old: CompiledKB, new: CompiledKB) -> Callable[[str, str, str], t
         if kind == "group":
             return (f"classification: {group}",) if ocls.get(group) != ncls.get(group) else ()
         if kind != "status":
-            return tuple(sorted(edited & {br.rule.id for br in (*old.bound.get(group, ()), *new.bound.get(group, ()))}))
-        hit = (targets_old.get((group, item), set()) | targets_new.get((group, item), set())) & edited
+            return tuple(
+                sorted(
+                    edited
+                    & {br.rule.id for br in (*old.bound.get(group, ()), *new.bound.get(group, ()))}
+                )
+            )
+        hit = (
+            targets_old.get((group, item), set()) | targets_new.get((group, item), set())
+        ) & edited
         if hit:
             return tuple(sorted(hit))
         return ("group content",) if _group_changed(old, new, group) else ()
@@ -178,8 +196,10 @@ def impact(facts: Iterable[tuple[str, dict[str, Any]]], old: CompiledKB, new: Co
             row = rows.get(key)
             if row is None:
                 kind, group, item, o, nw = key
-                row = rows[key] = ChangeRow(*key, rules=why(kind, group, item) if kind != "group" else
-                                            _group_why(why, o, nw))
+                row = rows[key] = ChangeRow(
+                    *key,
+                    rules=why(kind, group, item) if kind != "group" else _group_why(why, o, nw),
+                )
             row.patients += 1
             if len(row.examples) < EXAMPLES:
                 row.examples.append(pid)
@@ -188,7 +208,9 @@ def impact(facts: Iterable[tuple[str, dict[str, Any]]], old: CompiledKB, new: Co
     return out
 
 
-def _group_why(why: Callable[[str, str, str], tuple[str, ...]], old_group: str, new_group: str) -> tuple[str, ...]:
+def _group_why(
+    why: Callable[[str, str, str], tuple[str, ...]], old_group: str, new_group: str
+) -> tuple[str, ...]:
     return tuple(sorted(set(why("group", new_group, "")) | set(why("group", old_group, ""))))
 
 
@@ -200,6 +222,8 @@ def cohort_facts(cohort: Any) -> list[tuple[str, dict[str, Any]]]:
 
     if not isinstance(cohort, pl.DataFrame):
         cohort = read_raw(cohort)
-    norm = cohort if "_err" in cohort.columns else normalise(cohort)  # (a run's rows are normalised already)
+    norm = (
+        cohort if "_err" in cohort.columns else normalise(cohort)
+    )  # (a run's rows are normalised already)
     valid = norm.filter(pl.col("_err").list.len() == 0)
     return [(str(r["patient_id"]), facts_dict(r)) for r in valid.iter_rows(named=True)]

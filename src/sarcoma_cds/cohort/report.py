@@ -38,12 +38,20 @@ def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
     tot = [max(1, sum(counts[k].values())) for k in keys]
     data = []
     for c in CONCORDANCE:
-        data.append({"type": "bar", "orientation": "h", "name": LABELS[c],
-                     "marker": {"color": COLOURS[c]},
-                     "x": [100 * counts[k][c] / t for k, t in zip(keys, tot, strict=True)], "y": keys,
-                     "customdata": [f"{counts[k][c]}" for k in keys],
-                     "hovertemplate": "%{y}: %{customdata} patients (%{x:.1f}%)<extra>"
-                                      + LABELS[c] + "</extra>"})
+        data.append(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": LABELS[c],
+                "marker": {"color": COLOURS[c]},
+                "x": [100 * counts[k][c] / t for k, t in zip(keys, tot, strict=True)],
+                "y": keys,
+                "customdata": [f"{counts[k][c]}" for k in keys],
+                "hovertemplate": "%{y}: %{customdata} patients (%{x:.1f}%)<extra>"
+                + LABELS[c]
+                + "</extra>",
+            }
+        )
     return {"data": data, "layout": _layout(
         barmode="stack", title={"text": title}, height=max(320, 34 * len(keys) + 140),
         legend={"orientation": "h", "y": -0.15},
@@ -51,7 +59,8 @@ def _stacked(counts: dict[str, dict[str, int]], title: str) -> dict[str, Any]:
 
 
 def _impact_section(summary: dict[str, Any]) -> str:
-    """The recommendation-level impact of ``--compare-kb``, both versions named (empty otherwise)."""
+    """The recommendation-level impact of ``--compare-kb``, both versions named (empty
+    otherwise)."""
     rec = (summary.get("guideline_change") or {}).get("recommendation")
     if not rec:
         return ""
@@ -61,7 +70,8 @@ def _impact_section(summary: dict[str, Any]) -> str:
 
 
 def build(summary: dict[str, Any], agg: Aggregates, title: str = "Guideline concordance") -> str:
-    """``agg``: the cohort's :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables only)."""
+    """``agg``: the cohort's :class:`~sarcoma_cds.cohort.aggregate.Aggregates` (small tables
+    only)."""
     import plotly.io as pio
     import polars as pl
 
@@ -127,23 +137,33 @@ def build(summary: dict[str, Any], agg: Aggregates, title: str = "Guideline conc
         for r in summary.get("completeness", [])[:8])
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;color:#222}}
-h1{{margin:0 0 4px}} .sub{{color:#555;margin-bottom:16px}} .tiles{{display:flex;gap:12px;margin:12px 0 20px}}
+<style>body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px \
+auto;max-width:1280px;color:#222}}
+h1{{margin:0 0 4px}} .sub{{color:#555;margin-bottom:16px}} \
+.tiles{{display:flex;gap:12px;margin:12px 0 20px}}
 .tile{{flex:1;border-left:6px solid;padding:10px 14px;background:#fafafa;border-radius:4px}}
-.tile .n{{font-size:28px;font-weight:600}} .tile .l{{color:#555}} .grid{{display:grid;grid-template-columns:1fr 1fr;gap:16px}}
-table{{border-collapse:collapse;width:100%;font-size:14px}} td,th{{border-bottom:1px solid #eee;padding:5px 8px;text-align:left;vertical-align:top}}
-.card{{background:#fff;border:1px solid #eee;border-radius:6px;padding:8px}} .note{{color:#666;font-size:13px}}</style>
+.tile .n{{font-size:28px;font-weight:600}} .tile .l{{color:#555}} \
+.grid{{display:grid;grid-template-columns:1fr 1fr;gap:16px}}
+table{{border-collapse:collapse;width:100%;font-size:14px}} td,th{{border-bottom:1px solid \
+#eee;padding:5px 8px;text-align:left;vertical-align:top}}
+.card{{background:#fff;border:1px solid #eee;border-radius:6px;padding:8px}} \
+.note{{color:#666;font-size:13px}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
-<div class="sub">{summary['patients']:,} patients, {summary['assessable']:,} assessable, {summary['invalid_rows']:,} invalid rows
+<div class="sub">{summary["patients"]:,} patients, {summary["assessable"]:,} assessable, \
+{summary["invalid_rows"]:,} invalid rows
 (kept out of the rates). Concordance (incl. conditional) among assessable patients:
-<b>{'n/a' if rate is None else f'{100 * rate:.1f}%'}</b>.</div>
+<b>{"n/a" if rate is None else f"{100 * rate:.1f}%"}</b>.</div>
 <div class="tiles">{tiles}</div>
 <div class="grid"><div class="card">{parts[0]}</div><div class="card">{parts[1]}</div></div>
 <div class="card">{parts[3]}</div>
-<div class="grid"><div class="card"><h3>Most common discordance reasons</h3><table><tr><th>Patients</th><th>Reason</th></tr>{reasons}</table></div>
-<div class="card"><h3>Missing facts that leave the group open</h3><table><tr><th>Fact</th><th>Missing</th><th>Undecided patients missing it</th><th>Groups it blocks</th></tr>{comp}</table></div></div>
+<div class="grid"><div class="card"><h3>Most common discordance \
+reasons</h3><table><tr><th>Patients</th><th>Reason</th></tr>{reasons}</table></div>
+<div class="card"><h3>Missing facts that leave the group \
+open</h3><table><tr><th>Fact</th><th>Missing</th><th>Undecided patients missing it</th><th>Groups \
+it blocks</th></tr>{comp}</table></div></div>
 <div class="card">{parts[2]}</div>
 {_impact_section(summary)}
-<p class="note">Decision support, not orders. Concordance is computed on the knowledge base's own rules; see docs/cohort.md.</p>
+<p class="note">Decision support, not orders. Concordance is computed on the knowledge base's own \
+rules; see docs/cohort.md.</p>
 </body></html>"""

@@ -54,7 +54,9 @@ def run_concordance(cohort: str | Path, out_dir: str | Path, kb: CompiledKB, eng
                 changes = compare(evaluate_file(cohort, compare_kb).patients, new)
                 step(3)
             rec = _recommendation_impact(cohort, compare_kb, kb)
-            s = _summary_and_report(agg, kb, engine, compare_kb, (changes, rec), out, step, len(steps))
+            s = _summary_and_report(
+                agg, kb, engine, compare_kb, (changes, rec), out, step, len(steps)
+            )
         else:
             s = _in_process(cohort, out, kb, engine, compare_kb, prog, step, steps)
         step(len(steps))
@@ -99,8 +101,16 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
     ]
     try:
         atomic(out / "invalid_rows.csv", invalid_rows(norm).write_csv)
-        s = _summary_and_report(aggregates(patients, norm), kb, engine, compare_kb, (changes, rec), out, step,
-                                len(steps))
+        s = _summary_and_report(
+            aggregates(patients, norm),
+            kb,
+            engine,
+            compare_kb,
+            (changes, rec),
+            out,
+            step,
+            len(steps),
+        )
         for w in written:
             w.result()
     finally:
@@ -108,7 +118,9 @@ def _in_process(cohort: str | Path, out: Path, kb: CompiledKB, engine: str,
     return s
 
 
-def _recommendation_impact(cohort: Any, old: CompiledKB | None, new: CompiledKB) -> dict[str, Any] | None:
+def _recommendation_impact(
+    cohort: Any, old: CompiledKB | None, new: CompiledKB
+) -> dict[str, Any] | None:
     """Whose recommendation changes between the versions (per patient, exact; ADR 0308)."""
     if old is None:
         return None
@@ -129,9 +141,12 @@ def _summary_and_report(agg: Aggregates, kb: CompiledKB, engine: str, compare_kb
     if changes is not None:
         # patients_changed: the concordance of the treatment given changes; the recommendation
         # itself (status of every step and regimen, group, warnings, questions): "recommendation"
-        s["guideline_change"] = {"from_version": compare_kb.version if compare_kb else None,
-                                 "from_content_hash": compare_kb.content_hash if compare_kb else None,
-                                 "patients_changed": changes.height, "recommendation": rec}
+        s["guideline_change"] = {
+            "from_version": compare_kb.version if compare_kb else None,
+            "from_content_hash": compare_kb.content_hash if compare_kb else None,
+            "patients_changed": changes.height,
+            "recommendation": rec,
+        }
     step(n_steps - 2)
     if changes is not None:
         atomic(out / "guideline_change.csv", changes.write_csv)

@@ -29,29 +29,69 @@ from sarcoma_cds.domain.knowledge import CompiledKB
 
 # Weights (relative; a None key is "not recorded"). These dictionaries are the documentation.
 HISTOLOGY = {
-    "gist": 20, "liposarcoma_well_differentiated": 6, "liposarcoma_dedifferentiated": 7,
-    "liposarcoma_myxoid": 5, "liposarcoma_pleomorphic": 2, "liposarcoma": 2, "leiomyosarcoma": 14,
-    "undifferentiated_pleomorphic_sarcoma": 14, "synovial_sarcoma": 5, "myxofibrosarcoma": 8,
-    "malignant_peripheral_nerve_sheath_tumour": 3, "angiosarcoma": 3, "other_soft_tissue_sarcoma": 8,
-    "rhabdomyosarcoma": 1, "desmoid_tumour": 1, "dermatofibrosarcoma_protuberans": 1,
+    "gist": 20,
+    "liposarcoma_well_differentiated": 6,
+    "liposarcoma_dedifferentiated": 7,
+    "liposarcoma_myxoid": 5,
+    "liposarcoma_pleomorphic": 2,
+    "liposarcoma": 2,
+    "leiomyosarcoma": 14,
+    "undifferentiated_pleomorphic_sarcoma": 14,
+    "synovial_sarcoma": 5,
+    "myxofibrosarcoma": 8,
+    "malignant_peripheral_nerve_sheath_tumour": 3,
+    "angiosarcoma": 3,
+    "other_soft_tissue_sarcoma": 8,
+    "rhabdomyosarcoma": 1,
+    "desmoid_tumour": 1,
+    "dermatofibrosarcoma_protuberans": 1,
 }
-SITE_GIST = {"stomach": 55, "small_intestine": 26, "duodenum": 5, "rectum": 4, "colon": 2, "oesophagus": 1,
-             "other_gi": 3, "intra_abdominal": 3, "retroperitoneum": 1}
+SITE_GIST = {
+    "stomach": 55,
+    "small_intestine": 26,
+    "duodenum": 5,
+    "rectum": 4,
+    "colon": 2,
+    "oesophagus": 1,
+    "other_gi": 3,
+    "intra_abdominal": 3,
+    "retroperitoneum": 1,
+}
 SITE_STS = {"lower_extremity": 40, "upper_extremity": 12, "trunk": 15, "retroperitoneum": 16,
             "intra_abdominal": 6, "small_intestine": 1, "colon": 1, "head_neck": 5, "other": 4}
 GRADE = {"1": 20, "2": 30, "3": 45, "X": 5}  # non-GIST only
 NODES = {"N0": 84, "N1": 4, "NX": 12}
 METASTASIS = {"M0": 81, "M1": 17, None: 2}
 BURDEN = {"oligometastatic": 40, "disseminated": 60}  # M1 only
-MET_SITES = {"lung": 40, "lung;bone": 10, "liver": 20, "liver;peritoneum": 12, "peritoneum": 8, "bone": 6,
-             "lung;liver": 4}  # M1 only; ';' separates list items
-RESECTABILITY = {"resectable": 64, "resectable_significant_morbidity": 14, "unresectable": 16, None: 6}
+MET_SITES = {
+    "lung": 40,
+    "lung;bone": 10,
+    "liver": 20,
+    "liver;peritoneum": 12,
+    "peritoneum": 8,
+    "bone": 6,
+    "lung;liver": 4,
+}  # M1 only; ';' separates list items
+RESECTABILITY = {
+    "resectable": 64,
+    "resectable_significant_morbidity": 14,
+    "unresectable": 16,
+    None: 6,
+}
 DISEASE = {"primary": 80, "recurrent": 11, "progressive": 5, None: 4}
 EXTENT = {"limited": 50, "widespread": 50}  # progression extent, progressive disease only
 RESECTION = {"not_resected": 70, "R0": 20, "R1": 6, "R2": 2, None: 2}  # GIST only
 RUPTURE = {True: 5, False: 70, None: 25}  # GIST only
 KIT = {"exon_11": 65, "exon_9": 9, "exon_13": 1, "exon_17": 1, "none": 13, "unknown": 5, None: 6}
-PDGFRA = {"none": 72, "d842v": 6, "exon_18_sensitive": 2, "exon_12": 1, "exon_14": 1, "unknown": 6, None: 12}
+PDGFRA = {
+    "none": 72,
+    "d842v": 6,
+    "exon_18_sensitive": 2,
+    "exon_12": 1,
+    "exon_14": 1,
+    "unknown": 6,
+    None: 12,
+}
 TRI = {"gist_sdh": {True: 4, False: 56, None: 40}, "gist_braf": {True: 1, False: 49, None: 50},
        "gist_nf1": {True: 2, False: 38, None: 60}, "ntrk": {True: 1, False: 39, None: 60}}
 # prior therapies ('' = recorded, none); GIST with progressive disease: imatinib when recorded
@@ -64,15 +104,33 @@ INTOLERANT_OF = {None: 80, "": 17, "anthracycline": 2, "imatinib_standard_dose":
 COMORBIDITIES = {None: 60, "heart_failure": 3, "uncorrectable_coagulopathy": 1, "": 36}
 ECOG = {0: 40, 1: 40, 2: 15, 3: 5}
 DEPTH = {"deep": 80, "superficial": 20}
-CENTRES = {"Amsterdam": 14, "Berlin": 16, "Copenhagen": 8, "Dublin": 7, "Edinburgh": 10, "Florence": 13,
-           "Geneva": 9, "Helsinki": 6, "Lyon": 17}
+CENTRES = {
+    "Amsterdam": 14,
+    "Berlin": 16,
+    "Copenhagen": 8,
+    "Dublin": 7,
+    "Edinburgh": 10,
+    "Florence": 13,
+    "Geneva": 9,
+    "Helsinki": 6,
+    "Lyon": 17,
+}
 SIZE_CM = (1.9, 0.65, 0.3, 60.0)  # log-normal mu, sigma; rounded to 0.1 cm, clipped to min-max
 MITOSES_MEAN = 5.0  # per 5 mm2, exponential, rounded to whole mitoses; GIST only
 AGE_YEARS = (58.0, 15.0, 5, 95)  # normal mean, sd; truncated to whole years, clipped to min-max
 DIAGNOSIS_YEARS = (2015, 2024)  # uniform year, then day 1-365 of it
-MISSING = {"size_cm": 0.06, "grade": 0.07, "nodes": 0.05, "mitotic_rate_per_5mm2": 0.10, "age_years": 0.03,
-           "ecog": 0.2, "depth": 0.15}
-INVALID_GRADE = "grade_4"  # what an invalid row (share ``invalid_rate``) carries: outside the vocabulary
+MISSING = {
+    "size_cm": 0.06,
+    "grade": 0.07,
+    "nodes": 0.05,
+    "mitotic_rate_per_5mm2": 0.10,
+    "age_years": 0.03,
+    "ecog": 0.2,
+    "depth": 0.15,
+}
+INVALID_GRADE = (
+    "grade_4"  # what an invalid row (share ``invalid_rate``) carries: outside the vocabulary
+)
 
 
 def concordant_choices(kb: CompiledKB) -> dict[str, list[list[str]]]:
@@ -82,8 +140,14 @@ def concordant_choices(kb: CompiledKB) -> dict[str, list[list[str]]]:
         ch: list[list[str]] = []
         for pw in g.pathways:
             first = pw.steps[0]
-            heads = (["+".join(o.drugs) for o in first.options if o.line == "primary"] or [first.treatment]) \
-                if first.options_cover_step else [first.treatment]
+            heads = (
+                (
+                    ["+".join(o.drugs) for o in first.options if o.line == "primary"]
+                    or [first.treatment]
+                )
+                if first.options_cover_step
+                else [first.treatment]
+            )
             for h in heads:
                 ch.append([h])
                 if len(pw.steps) > 1:
@@ -104,14 +168,16 @@ def all_items(kb: CompiledKB) -> list[str]:
 
 
 def _generator(seed: int) -> Any:
-    """NumPy's PCG64 stream for ``seed``; PCG64 takes no negative seed, so those get their own stream."""
+    """NumPy's PCG64 stream for ``seed``; PCG64 takes no negative seed, so those get their own
+    stream."""
     from numpy.random import PCG64, Generator, SeedSequence
 
     return Generator(PCG64(seed if seed >= 0 else SeedSequence([-seed, 1])))
 
 
 class _Draw:
-    """Whole-column draws from one generator, in call order (the order fixes the cohort for a seed)."""
+    """Whole-column draws from one generator, in call order (the order fixes the cohort for a
+    seed)."""
 
     def __init__(self, seed: int, n: int) -> None:
         self.rng, self.n = _generator(seed), n
@@ -168,7 +234,8 @@ def synth(n: int, seed: int = 0, discordance_rate: float = 0.15, kb: CompiledKB 
     d = _Draw(seed, n)
     s, b, i64, f64 = pl.Utf8, pl.Boolean, pl.Int64, pl.Float64
     ls = pl.List(pl.Utf8)
-    # every draw is for all n patients (then masked), so one fact's rule never shifts another's stream
+    # every draw is for all n patients (then masked), so one fact's rule never shifts another's
+    # stream
     hist = d.codes(HISTOLOGY)
     gist = hist == list(HISTOLOGY).index("gist")
     site_g, site_s = d.codes(SITE_GIST), d.codes(SITE_STS)
@@ -196,51 +263,69 @@ def synth(n: int, seed: int = 0, discordance_rate: float = 0.15, kb: CompiledKB 
 
     recorded = np.array([k is not None for k in PRIOR])[prior]
     prior = np.where(gist & progressive & recorded, len(PRIOR), prior)
-    progressed = np.where(gist & ~progressive & (np.array(list(PROGRESSED_ON))[progressed] == "anthracycline"),
-                          list(PROGRESSED_ON).index(""), progressed)  # anthracycline failure: not GIST
+    progressed = np.where(
+        gist & ~progressive & (np.array(list(PROGRESSED_ON))[progressed] == "anthracycline"),
+        list(PROGRESSED_ON).index(""),
+        progressed,
+    )  # anthracycline failure: not GIST
     progressed = np.where(gist & progressive & (progressed != list(PROGRESSED_ON).index(None)),
                           len(PROGRESSED_ON), progressed)
     dates = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]") + day
-    facts = pl.DataFrame([
-        pl.select(pl.concat_str(pl.lit(f"P{seed}-"), pl.int_range(n, dtype=pl.Int64).cast(s).str.zfill(7)))
-        .to_series().alias("patient_id"),
-        _gather(CENTRES, centre, s).alias("centre"),
-        pl.Series(dates, dtype=pl.Date).cast(s).alias("diagnosis_date"),
-        _gather(HISTOLOGY, hist, s).alias("histology"),
-        _gather([*SITE_GIST, *SITE_STS], np.where(gist, site_g, len(SITE_GIST) + site_s), s).alias("primary_site"),
-        _num(size, miss["size_cm"], f64).alias("size_cm"),
-        _gather(DEPTH, depth, s, miss["depth"]).alias("depth"),
-        _gather(GRADE, grade, s, gist | miss["grade"]).alias("grade"),
-        _gather(NODES, nodes, s, miss["nodes"]).alias("nodes"),
-        _gather(METASTASIS, meta, s).alias("metastasis"),
-        _gather(BURDEN, burden, s, ~m1).alias("metastatic_burden"),
-        _gather(MET_SITES, sites, ls, ~m1).alias("metastatic_sites"),
-        _gather(RESECTABILITY, resect, s).alias("resectability"),
-        _gather(DISEASE, disease, s).alias("disease_status"),
-        _gather(EXTENT, extent, s, ~progressive).alias("progression_extent"),
-        _num(mitoses, ~gist | miss["mitotic_rate_per_5mm2"], f64).alias("mitotic_rate_per_5mm2"),
-        _gather(RUPTURE, rupture, b, ~gist).alias("tumour_rupture"),
-        _gather(RESECTION, resection, s, ~gist).alias("resection_status"),
-        _gather(KIT, kit, s, ~gist).alias("kit_mutation"),
-        _gather(PDGFRA, pdgfra, s, ~gist).alias("pdgfra_mutation"),
-        _gather(TRI["gist_sdh"], sdh, b, ~gist).alias("sdh_deficient"),
-        _gather(TRI["gist_nf1"], nf1, b, ~gist).alias("nf1_mutation"),
-        _gather(TRI["gist_braf"], braf, b, ~gist).alias("braf_v600e"),
-        _gather(TRI["ntrk"], ntrk, b).alias("ntrk_fusion"),
-        _gather([*PRIOR, PRIOR_GIST_PROGRESSIVE], prior, ls).alias("prior_therapies"),
-        _gather(COMORBIDITIES, comorb, ls).alias("comorbidities"),
-        _num(age, miss["age_years"], i64).alias("age_years"),
-        _gather(ECOG, ecog, i64, miss["ecog"]).alias("ecog"),
-        _gather([*PROGRESSED_ON, PRIOR_GIST_PROGRESSIVE], progressed, ls).alias("progressed_on"),
-        _gather(INTOLERANT_OF, intolerant, ls).alias("intolerant_of"),
-    ])
+    facts = pl.DataFrame(
+        [
+            pl.select(
+                pl.concat_str(
+                    pl.lit(f"P{seed}-"), pl.int_range(n, dtype=pl.Int64).cast(s).str.zfill(7)
+                )
+            )
+            .to_series()
+            .alias("patient_id"),
+            _gather(CENTRES, centre, s).alias("centre"),
+            pl.Series(dates, dtype=pl.Date).cast(s).alias("diagnosis_date"),
+            _gather(HISTOLOGY, hist, s).alias("histology"),
+            _gather(
+                [*SITE_GIST, *SITE_STS], np.where(gist, site_g, len(SITE_GIST) + site_s), s
+            ).alias("primary_site"),
+            _num(size, miss["size_cm"], f64).alias("size_cm"),
+            _gather(DEPTH, depth, s, miss["depth"]).alias("depth"),
+            _gather(GRADE, grade, s, gist | miss["grade"]).alias("grade"),
+            _gather(NODES, nodes, s, miss["nodes"]).alias("nodes"),
+            _gather(METASTASIS, meta, s).alias("metastasis"),
+            _gather(BURDEN, burden, s, ~m1).alias("metastatic_burden"),
+            _gather(MET_SITES, sites, ls, ~m1).alias("metastatic_sites"),
+            _gather(RESECTABILITY, resect, s).alias("resectability"),
+            _gather(DISEASE, disease, s).alias("disease_status"),
+            _gather(EXTENT, extent, s, ~progressive).alias("progression_extent"),
+            _num(mitoses, ~gist | miss["mitotic_rate_per_5mm2"], f64).alias(
+                "mitotic_rate_per_5mm2"
+            ),
+            _gather(RUPTURE, rupture, b, ~gist).alias("tumour_rupture"),
+            _gather(RESECTION, resection, s, ~gist).alias("resection_status"),
+            _gather(KIT, kit, s, ~gist).alias("kit_mutation"),
+            _gather(PDGFRA, pdgfra, s, ~gist).alias("pdgfra_mutation"),
+            _gather(TRI["gist_sdh"], sdh, b, ~gist).alias("sdh_deficient"),
+            _gather(TRI["gist_nf1"], nf1, b, ~gist).alias("nf1_mutation"),
+            _gather(TRI["gist_braf"], braf, b, ~gist).alias("braf_v600e"),
+            _gather(TRI["ntrk"], ntrk, b).alias("ntrk_fusion"),
+            _gather([*PRIOR, PRIOR_GIST_PROGRESSIVE], prior, ls).alias("prior_therapies"),
+            _gather(COMORBIDITIES, comorb, ls).alias("comorbidities"),
+            _num(age, miss["age_years"], i64).alias("age_years"),
+            _gather(ECOG, ecog, i64, miss["ecog"]).alias("ecog"),
+            _gather([*PROGRESSED_ON, PRIOR_GIST_PROGRESSIVE], progressed, ls).alias(
+                "progressed_on"
+            ),
+            _gather(INTOLERANT_OF, intolerant, ls).alias("intolerant_of"),
+        ]
+    )
 
     # delivered treatment, from the patient's group (the knowledge base decides the group)
     from sarcoma_cds.cohort.evaluate import evaluate, prepare
 
     res = evaluate(prepare(facts.with_columns(pl.lit(None, ls).alias("delivered")), kb, slots=1))
     items = all_items(kb)
-    table = [[it] for it in items]  # rows 0..len(items)-1: the random item; then each group's choices
+    table = [
+        [it] for it in items
+    ]  # rows 0..len(items)-1: the random item; then each group's choices
     start: dict[str, int] = {}
     count: dict[str, int] = {}
     for g, ch in concordant_choices(kb).items():
@@ -250,7 +335,9 @@ def synth(n: int, seed: int = 0, discordance_rate: float = 0.15, kb: CompiledKB 
     g_start = group.replace_strict(start, return_dtype=i64).fill_null(-1).to_numpy()
     g_count = group.replace_strict(count, return_dtype=i64).fill_null(0).to_numpy()
     follows = (g_start >= 0) & ~(disc < discordance_rate)
-    idx = np.where(follows, g_start + (pick * g_count).astype(np.int64), (pick * len(items)).astype(np.int64))
+    idx = np.where(
+        follows, g_start + (pick * g_count).astype(np.int64), (pick * len(items)).astype(np.int64)
+    )
     out = facts.with_columns(pl.Series("delivered", table, dtype=ls).gather(idx))
     if invalid_rate > 0:
         out = out.with_columns(pl.when(pl.Series(bad < invalid_rate)).then(pl.lit(INVALID_GRADE))
@@ -266,8 +353,15 @@ def write(df: Any, path: str | Path) -> None:
     suffix = p.suffix.lower()
     if suffix == ".csv":
         lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
-        df.with_columns([pl.when(pl.col(c).list.len() == 0).then(pl.lit("[]")).otherwise(pl.col(c).list.join(";"))
-                         .alias(c) for c in lists]).write_csv(p)
+        df.with_columns(
+            [
+                pl.when(pl.col(c).list.len() == 0)
+                .then(pl.lit("[]"))
+                .otherwise(pl.col(c).list.join(";"))
+                .alias(c)
+                for c in lists
+            ]
+        ).write_csv(p)
     elif suffix in (".parquet", ".pq"):
         typed(df).write_parquet(p)
     elif suffix in (".jsonl", ".ndjson"):
@@ -285,9 +379,17 @@ def typed(df: Any) -> Any:
 
     from sarcoma_cds.cohort.compiler import FACTS
 
-    cats = [name for name, (kind, _) in FACTS.items() if kind == "cat" and df.schema.get(name) == pl.Utf8]
-    inside = df.select([(pl.col(c).is_in(list(FACTS[c][1])) | pl.col(c).is_null()).all() for c in cats]).row(0)
-    out = [pl.col(c).cast(pl.Enum(list(FACTS[c][1]))) for c, ok in zip(cats, inside, strict=True) if ok]
+    cats = [
+        name
+        for name, (kind, _) in FACTS.items()
+        if kind == "cat" and df.schema.get(name) == pl.Utf8
+    ]
+    inside = df.select(
+        [(pl.col(c).is_in(list(FACTS[c][1])) | pl.col(c).is_null()).all() for c in cats]
+    ).row(0)
+    out = [
+        pl.col(c).cast(pl.Enum(list(FACTS[c][1]))) for c, ok in zip(cats, inside, strict=True) if ok
+    ]
     if df.schema.get("diagnosis_date") == pl.Utf8:
         out.append(pl.col("diagnosis_date").str.to_date("%Y-%m-%d"))
     return df.with_columns(out)

@@ -18,7 +18,10 @@ class DuplicateKeyError(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(f"duplicate key {key!r}")
         self.key = key
-        self.message = "duplicate key: given more than once in the same object; which value is meant is ambiguous"
+        self.message = (
+            "duplicate key: given more than once in the same object; which value is meant is "
+            "ambiguous"
+        )
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from sarcoma_cds.domain.knowledge import CompiledKB
 
 
 def groups_document(kb: CompiledKB) -> dict[str, Any]:
-    """``{"groups": [...]}``: every patient group with its id, label, site, summary and references."""
+    """``{"groups": [...]}``: every patient group with its id, label, site, summary and
+    references."""
     return {"groups": [{"id": g.id, "label": g.label, "site": g.site, "summary": g.summary,
                         "references": list(g.references)} for g in kb.data.groups]}

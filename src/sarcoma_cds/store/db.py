@@ -20,7 +20,11 @@ def make_engine(url: str) -> Engine:
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            for f in (db_path, db_path + "-wal", db_path + "-shm"):  # patient data: owner only (issue 12)
+            for f in (
+                db_path,
+                db_path + "-wal",
+                db_path + "-shm",
+            ):  # patient data: owner only (issue 12)
                 Path(f).touch(mode=0o600, exist_ok=True)
                 os.chmod(f, 0o600)
         engine = create_engine(url, connect_args={"timeout": 30})

@@ -52,11 +52,24 @@ SNOMED_TNM_VALUE: dict[str, str] = {
     "1229967007": "cN0", "1229947003": "pN0", "1229901006": "cM0", "1229903009": "cM1",
 }
 # mCODE HistologicGradeVS -> FNCLCC grade (three-tier: low = 1, intermediate = 2, high = 3).
-SNOMED_GRADE: dict[str, str] = {"1155708003": "1", "1286893008": "2", "1155707008": "3",
-                                 # AJCC G grades (SNOMED CT findings; AJCC 8 soft tissue grades by FNCLCC)
-                                 "54102005": "1", "1663004": "2", "61026006": "3", "12619005": "X"}
+SNOMED_GRADE: dict[str, str] = {
+    "1155708003": "1",
+    "1286893008": "2",
+    "1155707008": "3",
+    # AJCC G grades (SNOMED CT findings; AJCC 8 soft tissue grades by FNCLCC)
+    "54102005": "1",
+    "1663004": "2",
+    "61026006": "3",
+    "12619005": "X",
+}
 # LOINC LL529-9 ECOG answers.
-LOINC_ECOG: dict[str, int] = {"LA9622-7": 0, "LA9623-5": 1, "LA9624-3": 2, "LA9625-0": 3, "LA9626-8": 4}
+LOINC_ECOG: dict[str, int] = {
+    "LA9622-7": 0,
+    "LA9623-5": 1,
+    "LA9624-3": 2,
+    "LA9625-0": 3,
+    "LA9626-8": 4,
+}
 # mCODE ConditionStatusTrendVS.
 SNOMED_DISEASE_STATUS: dict[str, str | None] = {
     "271299001": "progressive",  # Patient's condition worsened

@@ -83,9 +83,19 @@ def _status_ext(status: str, direction: bool = False) -> list[dict[str, Any]]:
     dir_code, strength = STATUS_CPG[status]
     ext: list[dict[str, Any]] = [{"url": EXT_STATUS, "valueCode": status}]
     if strength:
-        ext.append({"url": EXT_STRENGTH, "valueCodeableConcept": {"coding": [{"system": CS_STRENGTH, "code": strength}]}})
+        ext.append(
+            {
+                "url": EXT_STRENGTH,
+                "valueCodeableConcept": {"coding": [{"system": CS_STRENGTH, "code": strength}]},
+            }
+        )
     if direction:
-        ext.append({"url": EXT_DIRECTION, "valueCodeableConcept": {"coding": [{"system": CS_DIRECTION, "code": dir_code}]}})
+        ext.append(
+            {
+                "url": EXT_DIRECTION,
+                "valueCodeableConcept": {"coding": [{"system": CS_DIRECTION, "code": dir_code}]},
+            }
+        )
     return ext
 
 
@@ -96,7 +106,10 @@ def _drug_concept(drugs: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
     coding = [{"system": CS_DRUG, "code": d} for d in drugs]
     if len(drugs) == 1:
-        rx = next((c for c, v in terms._table("drugs", terms.RXNORM, "drug").items() if v == drugs[0]), None)
+        rx = next(
+            (c for c, v in terms._table("drugs", terms.RXNORM, "drug").items() if v == drugs[0]),
+            None,
+        )
         if rx:
             coding.append({"system": RXNORM, "code": rx, "display": drugs[0].replace("_", " ")})
     return {"coding": coding, "text": " + ".join(drugs)}
@@ -106,11 +119,17 @@ _PROCESS = {"coding": [{"system": CS_COMMON_PROCESS, "code": "guideline-based-ca
 
 
 def _citations(refs: tuple[str, ...] | list[str], source: str) -> list[dict[str, Any]]:
-    return [{"type": "citation", "label": f"[{r}]", "display": f"{source}, reference {r}"} for r in refs]
+    return [
+        {"type": "citation", "label": f"[{r}]", "display": f"{source}, reference {r}"} for r in refs
+    ]
 
 
-def _documentation(reasons: tuple[str, ...], refs: tuple[str, ...], source: str) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = [{"type": "justification", "display": r[:1000]} for r in reasons if r]
+def _documentation(
+    reasons: tuple[str, ...], refs: tuple[str, ...], source: str
+) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = [
+        {"type": "justification", "display": r[:1000]} for r in reasons if r
+    ]
     docs.extend(_citations(refs, source))
     return docs
 
@@ -141,7 +160,9 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
                 "extension": _status_ext(s.status),
                 "title": s.label,
                 "description": s.rationale,
-                "code": [{"coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}]}],
+                "code": [
+                    {"coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}]}
+                ],
                 "documentation": _documentation(s.reasons, s.references, source),
             }
             if s.tier == "first_line":
@@ -152,10 +173,15 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
                 action["prefix"] = "consider"
             note = [{"text": disclaimer}] + [{"text": n} for n in s.notes]
             sr: dict[str, Any] = {
-                "resourceType": "ServiceRequest", "status": "draft", "intent": "option",
-                "instantiatesCanonical": [s_url], "subject": subject,
-                "code": {"coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}],
-                         "text": s.label},
+                "resourceType": "ServiceRequest",
+                "status": "draft",
+                "intent": "option",
+                "instantiatesCanonical": [s_url],
+                "subject": subject,
+                "code": {
+                    "coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}],
+                    "text": s.label,
+                },
                 "extension": [e for e in _status_ext(s.status) if e["url"] == EXT_STATUS],
                 "note": note,
             }
@@ -201,13 +227,17 @@ def recommendation_to_bundle(rec: Any, kb: Any, facts: dict[str, Any] | None = N
                else "No single patient group: " + (rec.out_of_scope.reason if rec.out_of_scope
                                                  else "more facts are needed."))
     careplan: dict[str, Any] = {
-        "resourceType": "CarePlan", "status": "draft", "intent": "proposal", "subject": subject,
+        "resourceType": "CarePlan",
+        "status": "draft",
+        "intent": "proposal",
+        "subject": subject,
         "instantiatesCanonical": [pathway_url()],
         "title": f"{source} (v{rec.guideline.version})",
         "description": cp_desc,
         "activity": [{"reference": {"reference": rg_url}}],
-        "note": [{"text": disclaimer}] + [{"text": f"Missing: {m.field}: {m.why}"} for m in rec.missing_information]
-                + [{"text": f"Warning ({w.code}): {w.message}"} for w in rec.warnings],
+        "note": [{"text": disclaimer}]
+        + [{"text": f"Missing: {m.field}: {m.why}"} for m in rec.missing_information]
+        + [{"text": f"Warning ({w.code}): {w.message}"} for w in rec.warnings],
         "extension": [{"url": EXT_DISCLAIMER, "valueString": disclaimer}],
     }
     if audit_id:
@@ -251,32 +281,75 @@ def kb_to_fhir(kb: Any) -> list[dict[str, Any]]:
                     key = tuple(sorted(o.drugs))
                     if key not in regimens:
                         regimens[key] = {
-                            "resourceType": "ActivityDefinition", "id": regimen_id(o.drugs),
-                            "url": regimen_url(o.drugs), "name": _name("Regimen", *key),
-                            "title": " + ".join(o.drugs), **common, "kind": "MedicationRequest",
+                            "resourceType": "ActivityDefinition",
+                            "id": regimen_id(o.drugs),
+                            "url": regimen_url(o.drugs),
+                            "name": _name("Regimen", *key),
+                            "title": " + ".join(o.drugs),
+                            **common,
+                            "kind": "MedicationRequest",
                             "intent": "proposal",
-                            "productCodeableConcept": {"coding": _drug_concept(o.drugs)["coding"],
-                                                       "text": " + ".join(o.drugs)},
-                            "description": f"Drug regimen listed by the guideline: {' + '.join(o.drugs)}.",
+                            "productCodeableConcept": {
+                                "coding": _drug_concept(o.drugs)["coding"],
+                                "text": " + ".join(o.drugs),
+                            },
+                            "description": (
+                                f"Drug regimen listed by the guideline: {' + '.join(o.drugs)}."
+                            ),
                         }
-                    pd_actions.append({"title": " + ".join(o.drugs), "description": f"{o.line} regimen",
-                                       "definitionCanonical": regimen_url(o.drugs)})
+                    pd_actions.append(
+                        {
+                            "title": " + ".join(o.drugs),
+                            "description": f"{o.line} regimen",
+                            "definitionCanonical": regimen_url(o.drugs),
+                        }
+                    )
                 step_pd: dict[str, Any] = {
-                    "resourceType": "PlanDefinition", "id": url.rsplit("/", 1)[1], "url": url,
-                    "name": _name("Rec", g.id, str(pi), s.treatment), "title": f"{g.label}: {s.label}",
+                    "resourceType": "PlanDefinition",
+                    "id": url.rsplit("/", 1)[1],
+                    "url": url,
+                    "name": _name("Rec", g.id, str(pi), s.treatment),
+                    "title": f"{g.label}: {s.label}",
                     **common,
                     "type": {"coding": [{"system": PLAN_TYPE, "code": "eca-rule"}]},
                     "description": s.rationale,
                     "relatedArtifact": _citations(s.references, meta.title),
-                    "action": [{
-                        "extension": [{"url": EXT_DIRECTION, "valueCodeableConcept": {
-                            "coding": [{"system": CS_DIRECTION, "code": "for"}]}}],
-                        "title": s.label, "description": s.rationale,
-                        "prefix": {"first_line": "1st line", "plus": "plus", "consider": "consider"}[s.tier],
-                        "code": [{"coding": [{"system": CS_TREATMENT, "code": s.treatment, "display": s.label}]}],
-                        "documentation": _citations(s.references, meta.title),
-                        **({"selectionBehavior": "at-most-one", "action": pd_actions} if pd_actions else {}),
-                    }],
+                    "action": [
+                        {
+                            "extension": [
+                                {
+                                    "url": EXT_DIRECTION,
+                                    "valueCodeableConcept": {
+                                        "coding": [{"system": CS_DIRECTION, "code": "for"}]
+                                    },
+                                }
+                            ],
+                            "title": s.label,
+                            "description": s.rationale,
+                            "prefix": {
+                                "first_line": "1st line",
+                                "plus": "plus",
+                                "consider": "consider",
+                            }[s.tier],
+                            "code": [
+                                {
+                                    "coding": [
+                                        {
+                                            "system": CS_TREATMENT,
+                                            "code": s.treatment,
+                                            "display": s.label,
+                                        }
+                                    ]
+                                }
+                            ],
+                            "documentation": _citations(s.references, meta.title),
+                            **(
+                                {"selectionBehavior": "at-most-one", "action": pd_actions}
+                                if pd_actions
+                                else {}
+                            ),
+                        }
+                    ],
                 }
                 out.append(step_pd)
                 rec_actions.append((pi, s, url))
@@ -284,25 +357,50 @@ def kb_to_fhir(kb: Any) -> list[dict[str, Any]]:
         for pi, s, url in rec_actions:
             by_pathway.setdefault(pi, []).append({"title": s.label, "definitionCanonical": url})
         strat = {
-            "resourceType": "PlanDefinition", "id": _id("strategy", g.id), "url": strategy_url(g.id),
-            "name": _name("Strategy", g.id), "title": g.label, **common,
-            "type": {"coding": [{"system": PLAN_TYPE, "code": "workflow-definition"}]},  # CPG strategy
+            "resourceType": "PlanDefinition",
+            "id": _id("strategy", g.id),
+            "url": strategy_url(g.id),
+            "name": _name("Strategy", g.id),
+            "title": g.label,
+            **common,
+            "type": {
+                "coding": [{"system": PLAN_TYPE, "code": "workflow-definition"}]
+            },  # CPG strategy
             "description": g.summary,
             "relatedArtifact": _citations(g.references, meta.title),
-            "action": [{"title": "Alternative pathways", "description": f"One of the pathways for {g.label}",
-                        "code": [_PROCESS], "selectionBehavior": "exactly-one",
-                        "action": [{"title": f"Pathway {pi}", "action": acts}
-                                   for pi, acts in sorted(by_pathway.items())]}],
+            "action": [
+                {
+                    "title": "Alternative pathways",
+                    "description": f"One of the pathways for {g.label}",
+                    "code": [_PROCESS],
+                    "selectionBehavior": "exactly-one",
+                    "action": [
+                        {"title": f"Pathway {pi}", "action": acts}
+                        for pi, acts in sorted(by_pathway.items())
+                    ],
+                }
+            ],
         }
         out.append(strat)
         strategies.append(strat)
     pathway = {
-        "resourceType": "PlanDefinition", "id": "sts-treatment-pathway", "url": pathway_url(),
-        "name": "StsTreatmentPathway", "title": meta.title, **common,
+        "resourceType": "PlanDefinition",
+        "id": "sts-treatment-pathway",
+        "url": pathway_url(),
+        "name": "StsTreatmentPathway",
+        "title": meta.title,
+        **common,
         "type": {"coding": [{"system": PLAN_TYPE, "code": "clinical-protocol"}]},  # CPG pathway
         "description": f"{meta.source}\n\n{meta.disclaimer}",
-        "action": [{"title": s["title"], "description": s.get("description") or s["title"], "code": [_PROCESS],
-                    "definitionCanonical": s["url"]} for s in strategies],
+        "action": [
+            {
+                "title": s["title"],
+                "description": s.get("description") or s["title"],
+                "code": [_PROCESS],
+                "definitionCanonical": s["url"],
+            }
+            for s in strategies
+        ],
     }
     return [pathway, *out, *regimens.values()]
 

@@ -1,4 +1,5 @@
-"""Genomic variant Observations (mCODE / Genomics Reporting) -> KIT, PDGFRA, BRAF, NTRK, SDH, NF1 facts.
+"""Genomic variant Observations (mCODE / Genomics Reporting) -> KIT, PDGFRA, BRAF, NTRK, SDH, NF1
+facts.
 
 Why a module: laboratories write the same variant many ways (p. or c. HGVS only, three- or
 one-letter amino acids, gene ids with or without ``HGNC:``, in the HGNC or geneId system) and
@@ -63,13 +64,22 @@ def _genes(m: Mapper, ref: str, cc: Any) -> list[str]:
         if sys_ != T.HGNC:
             m.gap(ref, "component[gene-studied]", f"gene code system {sys_!r} is not HGNC")
             continue
-        gene = T.hgnc_gene(c) or (c.strip().upper() if c.strip().upper() in T.gene_symbols() else None)
+        gene = T.hgnc_gene(c) or (
+            c.strip().upper() if c.strip().upper() in T.gene_symbols() else None
+        )
         if gene is None:
-            m.gap(ref, "component[gene-studied]", f"{c} ({display or 'no display'}): gene not used by the guideline")
+            m.gap(
+                ref,
+                "component[gene-studied]",
+                f"{c} ({display or 'no display'}): gene not used by the guideline",
+            )
             continue
         if display and display.strip().upper() != gene:
-            m.gap(ref, "component[gene-studied]", f"data_conflict: {c} is {gene} but its display says "
-                  f"{display!r}; gene not used")
+            m.gap(
+                ref,
+                "component[gene-studied]",
+                f"data_conflict: {c} is {gene} but its display says {display!r}; gene not used",
+            )
             continue
         out.append(gene)
     if not codings(cc):
@@ -85,7 +95,11 @@ def read_variant(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
         if sys_ == C.LOINC and c in (C.PRESENT, C.ABSENT):
             answer = c
     if answer is None:
-        m.gap(ref, "valueCodeableConcept", "variant assessment is neither Present (LA9633-4) nor Absent (LA9634-2)")
+        m.gap(
+            ref,
+            "valueCodeableConcept",
+            "variant assessment is neither Present (LA9633-4) nor Absent (LA9634-2)",
+        )
         return
     genes: list[str] = []
     texts: list[str] = []
@@ -96,14 +110,20 @@ def read_variant(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
         if has_code(comp.get("code"), {C.GENE_STUDIED}):
             genes += _genes(m, ref, cc)
         elif has_code(comp.get("code"), {SOURCE_CLASS}):
-            germline = any(c == GERMLINE for _, c, _ in codings(cc)) or "germline" in text_of(cc).lower()
+            germline = (
+                any(c == GERMLINE for _, c, _ in codings(cc)) or "germline" in text_of(cc).lower()
+            )
         elif has_code(comp.get("code"), {SIGNIFICANCE}):
             benign = any(c in BENIGN for _, c, _ in codings(cc)) or "benign" in text_of(cc).lower()
         elif has_code(comp.get("code"), C.VARIANT_TEXT_COMPONENTS):
             texts += [f"{c} {display}" for _, c, display in codings(cc)]
             texts += [s_(comp.get("valueString")), s_(d_(cc).get("text"))]
     if germline and benign:
-        m.gap(ref, "component[clinical-significance]", "germline variant classed benign or likely benign; ignored")
+        m.gap(
+            ref,
+            "component[clinical-significance]",
+            "germline variant classed benign or likely benign; ignored",
+        )
         return
     if not genes:
         if not m.has_gap(ref):
@@ -116,7 +136,9 @@ def read_variant(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
         _gene_fact(m, ref, gene, present, text, fusion, when)
 
 
-def _gene_fact(m: Mapper, ref: str, gene: str, present: bool, text: str, fusion: bool, when: str) -> None:
+def _gene_fact(
+    m: Mapper, ref: str, gene: str, present: bool, text: str, fusion: bool, when: str
+) -> None:
     def put(fact: str, value: Any, element: str) -> None:
         m.put(fact, value, ref, element, when=when)
 
@@ -129,7 +151,11 @@ def _gene_fact(m: Mapper, ref: str, gene: str, present: bool, text: str, fusion:
         elif ex:
             put("kit_mutation", "other", "component[variant]")
         else:
-            m.gap(ref, "component[variant]", "KIT variant present but its exon cannot be read; kit_mutation left unset")
+            m.gap(
+                ref,
+                "component[variant]",
+                "KIT variant present but its exon cannot be read; kit_mutation left unset",
+            )
     elif gene == "PDGFRA":
         if not present:
             put("pdgfra_mutation", "none", "component[gene-studied]=PDGFRA, Absent")
@@ -140,12 +166,22 @@ def _gene_fact(m: Mapper, ref: str, gene: str, present: bool, text: str, fusion:
             if ex in ("exon_12", "exon_14"):
                 put("pdgfra_mutation", ex, "component[variant]")
             elif ex == "exon_18":
-                m.gap(ref, "component[variant]", "PDGFRA exon 18 variant other than D842V: whether it is "
-                      "imatinib-sensitive must be stated by the laboratory; pdgfra_mutation left unset")
+                m.gap(
+                    ref,
+                    "component[variant]",
+                    "PDGFRA exon 18 variant other than D842V: whether it is "
+                    "imatinib-sensitive must be stated by the laboratory; pdgfra_mutation left "
+                    "unset",
+                )
             elif ex:
                 put("pdgfra_mutation", "other", "component[variant]")
             else:
-                m.gap(ref, "component[variant]", "PDGFRA variant present but its exon cannot be read; pdgfra_mutation left unset")
+                m.gap(
+                    ref,
+                    "component[variant]",
+                    "PDGFRA variant present but its exon cannot be read; pdgfra_mutation left "
+                    "unset",
+                )
     elif gene == "BRAF":
         if not present:
             put("braf_v600e", False, "component[gene-studied]=BRAF, Absent")
@@ -154,13 +190,20 @@ def _gene_fact(m: Mapper, ref: str, gene: str, present: bool, text: str, fusion:
         elif _PROT.search(text):
             put("braf_v600e", False, "component[variant] (BRAF protein change other than V600E)")
         else:
-            m.gap(ref, "component[variant]", "BRAF variant present but its protein change is not given; "
-                  "braf_v600e left unset")
+            m.gap(
+                ref,
+                "component[variant]",
+                "BRAF variant present but its protein change is not given; braf_v600e left unset",
+            )
     elif gene in C.NTRK_GENES:
         if present and fusion:
             put("ntrk_fusion", True, f"component[gene-studied]={gene} (fusion)")
         elif present:
-            m.gap(ref, "component[variant]", f"{gene} variant present but not described as a fusion; ntrk_fusion left unset")
+            m.gap(
+                ref,
+                "component[variant]",
+                f"{gene} variant present but not described as a fusion; ntrk_fusion left unset",
+            )
         else:
             m.res.reported.setdefault("ntrk_absent", set()).add(gene)
             put("_ntrk_absent", True, f"component[gene-studied]={gene}, Absent")
@@ -168,8 +211,13 @@ def _gene_fact(m: Mapper, ref: str, gene: str, present: bool, text: str, fusion:
         if present:
             put("sdh_deficient", True, f"component[gene-studied]={gene}")
         else:
-            m.gap(ref, "component[gene-studied]", f"{gene} variant absent: SDH deficiency is shown by SDHB "
-                  "immunohistochemistry and is not ruled out by absent SDHx variants; sdh_deficient left unset")
+            m.gap(
+                ref,
+                "component[gene-studied]",
+                f"{gene} variant absent: SDH deficiency is shown by SDHB "
+                "immunohistochemistry and is not ruled out by absent SDHx variants; sdh_deficient "
+                "left unset",
+            )
     elif gene == "NF1":
         put("nf1_mutation", present, "component[gene-studied]=NF1")
     else:

@@ -4,7 +4,8 @@ Why: real records hold more than one cancer (a breast cancer and a radiation-ind
 angiosarcoma; a GIST found during colon cancer surgery). A staging, grade, size or variant
 observation of the other cancer must never become a fact of the sarcoma. A resource is tied to
 a cancer Condition through ``focus``, ``Condition.evidence.detail``, ``Condition.stage.assessment``,
-``reasonReference``, membership of a group (``hasMember``, ``derivedFrom``, ``DiagnosticReport.result``)
+``reasonReference``, membership of a group (``hasMember``, ``derivedFrom``,
+``DiagnosticReport.result``)
 that is tied, or, when nothing links it, through its body site or specimen site. With one cancer
 in the record an unlinked resource is that cancer's; with several and no link, the answer is
 "cannot tell" and the reader leaves the fact out and reports a gap.
@@ -104,7 +105,9 @@ class Cancers:
                 if str(_d(e).get("url", "")).endswith(("related-condition", "condition-related")):
                     for t in _refs(_d(e).get("valueReference")):
                         self.claim(ref, t)
-        for t in _refs(res.get("hasMember")) + _refs(res.get("derivedFrom")) + _refs(res.get("result")):
+        for t in (
+            _refs(res.get("hasMember")) + _refs(res.get("derivedFrom")) + _refs(res.get("result"))
+        ):
             self.link(ref, t)
 
     # ------------------------------------------------------------ answer
@@ -121,14 +124,20 @@ class Cancers:
         dangling = self._agg[1].get(root, [])
         sar, oth = claimed & self.sarcoma, claimed - self.sarcoma
         if sar and oth:
-            return UNKNOWN, f"linked to the sarcoma and to another cancer ({', '.join(sorted(oth))})"
+            return (
+                UNKNOWN,
+                f"linked to the sarcoma and to another cancer ({', '.join(sorted(oth))})",
+            )
         if sar:
             return SARCOMA, ""
         if oth:
             labels = ", ".join(f"{o} ({self.other.get(o, 'another cancer')})" for o in sorted(oth))
             return OTHER, f"belongs to another cancer: {labels}"
         if dangling:
-            return UNKNOWN, f"refers to {', '.join(sorted(set(dangling)))}, which is not in the record"
+            return (
+                UNKNOWN,
+                f"refers to {', '.join(sorted(set(dangling)))}, which is not in the record",
+            )
         if not self.other:
             return SARCOMA, ""
         if site is not None:
@@ -136,6 +145,8 @@ class Cancers:
             clash = {c for c in self.other if self.sites.get(c) == site}
             if same and not clash:
                 return SARCOMA, ""
-        return UNKNOWN, ("the record has more than one cancer and this resource is not linked to one "
-                         f"(no focus or evidence link): sarcoma {', '.join(sorted(self.sarcoma)) or '?'}, "
-                         f"other {', '.join(sorted(self.other))}")
+        return UNKNOWN, (
+            "the record has more than one cancer and this resource is not linked to one "
+            f"(no focus or evidence link): sarcoma {', '.join(sorted(self.sarcoma)) or '?'}, "
+            f"other {', '.join(sorted(self.other))}"
+        )

@@ -86,19 +86,29 @@ class Mapper:
         best = [c for c in pool if c.priority == top]
         if len({repr(c.value) for c in best}) > 1:
             srcs = ", ".join(self._name(c) for c in best)
-            self.gap("Bundle", fact, f"data_conflict: resources disagree at the same time ({srcs}); fact left unset")
+            self.gap(
+                "Bundle",
+                fact,
+                f"data_conflict: resources disagree at the same time ({srcs}); fact left unset",
+            )
             return
         win = best[0]
         if dated:
             undated = [c for c in cands if not c.when and repr(c.value) != repr(win.value)]
             if undated:
                 srcs = ", ".join(self._name(c) for c in [win, *undated])
-                self.gap("Bundle", fact, f"data_conflict: resources disagree and the undated ones cannot be "
-                                         f"placed in time ({srcs}); fact left unset")
+                self.gap(
+                    "Bundle",
+                    fact,
+                    f"data_conflict: resources disagree and the undated ones cannot be "
+                    f"placed in time ({srcs}); fact left unset",
+                )
                 return
         for c in cands:
             if repr(c.value) != repr(win.value):
-                why = "an older value" if c.when and c.when < win.when else "a lower-precedence value"
+                why = (
+                    "an older value" if c.when and c.when < win.when else "a lower-precedence value"
+                )
                 self.gap(f"{c.source['resourceType']}/{c.source['id']}", fact,
                          f"superseded: {why} ({self._name(c)}) than {self._name(win)}")
         if win.value == UNSET:
@@ -142,7 +152,8 @@ def codings(cc: Any) -> list[tuple[str, str, str]]:
 
 
 def has_code(cc: Any, table: Any) -> Any:
-    """The value of the first coding of ``cc`` found in ``table`` (dict or set of (system, code))."""
+    """The value of the first coding of ``cc`` found in ``table`` (dict or set of (system,
+    code))."""
     for sys_, code, _ in codings(cc):
         if (sys_, code) in table:
             return table[(sys_, code)] if isinstance(table, dict) else True

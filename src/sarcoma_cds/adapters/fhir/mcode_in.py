@@ -44,13 +44,22 @@ from sarcoma_cds.adapters.fhir.therapy_in import GIVEN, finish, read_therapy
 
 __all__ = ["MappingResult", "facts_from_bundle"]
 
-_AJCC_DISPLAY = re.compile(r"American Joint Committee on Cancer\s+(?:y?[cpa]?)(T|N|M)([0-9][a-d]?|X|is)\b", re.I)
-_AJCC_STAGE_DISPLAY = re.compile(r"American Joint Committee on Cancer stage\s+([0IV]+[ABC]?)\b", re.I)
+_AJCC_DISPLAY = re.compile(
+    r"American Joint Committee on Cancer\s+(?:y?[cpa]?)(T|N|M)([0-9][a-d]?|X|is)\b", re.I
+)
+_AJCC_STAGE_DISPLAY = re.compile(
+    r"American Joint Committee on Cancer stage\s+([0IV]+[ABC]?)\b", re.I
+)
 _AJCC_CODE = re.compile(r"^(?:y?[cpa])?(T|N|M)([0-9][a-d]?|X|is)$", re.I)
 _STAGE_TEXT = re.compile(r"^(?:stage\s+)?([0IV]+[ABC]?)$", re.I)
-_CANCER_WORDS = re.compile(r"cancer|carcinoma|neoplasm|sarcoma|tumou?r|malignan|lymphoma|leuka?emia|melanoma|\bGIST\b", re.I)
+_CANCER_WORDS = re.compile(
+    r"cancer|carcinoma|neoplasm|sarcoma|tumou?r|malignan|lymphoma|leuka?emia|melanoma|\bGIST\b",
+    re.I,
+)
 _SARCOMA_WORDS = re.compile(r"sarcoma|stromal|\bGIST\b", re.I)
-_NOT_CANCER = re.compile(r"family history|screening|benign|fear of|risk of|suspect|rule out|ruled out", re.I)
+_NOT_CANCER = re.compile(
+    r"family history|screening|benign|fear of|risk of|suspect|rule out|ruled out", re.I
+)
 _SECONDARY_WORDS = re.compile(r"secondary|metasta", re.I)
 
 NOT_VERIFIED = {"refuted", "entered-in-error", "unconfirmed", "provisional", "differential"}
@@ -77,7 +86,10 @@ def _histology_from_cc(cc: Any) -> tuple[str | None, str]:
             hist = T.snomed_histology(code)
             if hist:
                 return hist, ""
-            problems.append(f"SNOMED CT {code} ({display or 'no display'}) is not a histology code this service knows")
+            problems.append(
+                f"SNOMED CT {code} ({display or 'no display'}) is not a histology code this "
+                "service knows"
+            )
         elif sys_ in (T.ICD10CM, T.ICD10):
             hist = T.icd10cm(code, "histology")[1]
             if hist:
@@ -100,7 +112,10 @@ def _site_from_cc(cc: Any) -> tuple[str | None, str]:
             site = T.icd10cm(code, "primary_site")[1]
         if site:
             return site, ""
-        problems.append(f"body site {sys_ or '?'}|{code} ({display or 'no display'}) is not a site this service knows")
+        problems.append(
+            f"body site {sys_ or '?'}|{code} ({display or 'no display'}) is not a site this "
+            "service knows"
+        )
     return None, "; ".join(problems) or "no coding"
 
 
@@ -111,7 +126,10 @@ def _met_site_from_cc(cc: Any) -> tuple[str | None, str]:
             T.icd10cm(code, "metastatic_sites")[1] if sys_ in (T.ICD10CM, T.ICD10) else None)
         if site:
             return site, ""
-        problems.append(f"metastatic site {sys_ or '?'}|{code} ({display or 'no display'}) is not one this service knows")
+        problems.append(
+            f"metastatic site {sys_ or '?'}|{code} ({display or 'no display'}) is not one this "
+            "service knows"
+        )
     return None, "; ".join(problems) or "no coding"
 
 
@@ -122,7 +140,10 @@ def _ajcc_value(cc: Any, axis: str, text: str = "") -> tuple[str | None, str]:
             v = C.SNOMED_TNM_VALUE[code].lstrip("cpay")
             m = _AJCC_DISPLAY.search(display) if display else None
             if m and (m.group(1) + m.group(2)).upper() != v.upper():
-                return None, f"data_conflict: SNOMED CT {code} means {v} but its display says {display!r}"
+                return (
+                    None,
+                    f"data_conflict: SNOMED CT {code} means {v} but its display says {display!r}",
+                )
             if v[0].upper() == axis:
                 return v.upper(), ""
         if sys_ == C.AJCC:
@@ -169,7 +190,9 @@ class _Reader:
         self.index: dict[str, dict[str, Any]] = {}
         self.canon_of: dict[str, str] = {}
         self.cancers = Cancers(self.canon)
-        self.kind: dict[str, str] = {}  # condition ref -> primary | secondary | other_cancer | comorbidity | skip
+        self.kind: dict[
+            str, str
+        ] = {}  # condition ref -> primary | secondary | other_cancer | comorbidity | skip
         self.patients: set[str] = set()
         self.drug_seen: dict[str, list[str]] = {}
 
@@ -203,7 +226,9 @@ class _Reader:
         hist = hist or _histology_from_cc(code)[0]
         soft_tissue = any(c.startswith(("C49", "C48.0", "C480")) for c in icd)
         is_primary = "mcode-primary-cancer-condition" in prof or bool(hist_ext)
-        is_secondary = "mcode-secondary-cancer-condition" in prof or any(T.icd10cm(c, "metastatic_sites")[0] for c in icd)
+        is_secondary = "mcode-secondary-cancer-condition" in prof or any(
+            T.icd10cm(c, "metastatic_sites")[0] for c in icd
+        )
         if icd:  # an ICD-10 code says whether this is a cancer (Z80.3 family history is not)
             cancer = any(c.startswith(("C", "D0")) for c in icd)
         else:
@@ -225,7 +250,9 @@ class _Reader:
         if hist in CONTRACT_HISTOLOGIES:
             self.kind[ref] = "primary"
             self.cancers.sarcoma.add(ref)
-        elif hist is None and (soft_tissue or _SARCOMA_WORDS.search(text) or (is_primary and not text)):
+        elif hist is None and (
+            soft_tissue or _SARCOMA_WORDS.search(text) or (is_primary and not text)
+        ):
             self.kind[ref] = "possible"
         else:
             self.kind[ref] = "other_cancer"
@@ -238,7 +265,9 @@ class _Reader:
         possible = [r for r, k in self.kind.items() if k == "possible"]
         sarcoma_sites = {self.cancers.sites.get(c) for c in self.cancers.sarcoma}
         for r in possible:
-            if not self.cancers.sarcoma or (self.cancers.sites.get(r) and self.cancers.sites.get(r) in sarcoma_sites):
+            if not self.cancers.sarcoma or (
+                self.cancers.sites.get(r) and self.cancers.sites.get(r) in sarcoma_sites
+            ):
                 self.kind[r] = "primary"
                 self.cancers.sarcoma.add(r)
             else:
@@ -254,10 +283,17 @@ class _Reader:
         if kind == "skip":
             return
         if kind == "other_cancer":
-            hist = [_histology_from_cc(d_(e).get("valueCodeableConcept"))[1] for e in l_(res.get("extension"))
-                    if d_(e).get("url") == C.EXT_HISTOLOGY] or [_histology_from_cc(res.get("code"))[1]]
-            m.gap(ref, "Condition", f"another cancer ({self.cancers.other.get(ref)}; {'; '.join(hist)}): "
-                  "its facts are not used for the sarcoma")
+            hist = [
+                _histology_from_cc(d_(e).get("valueCodeableConcept"))[1]
+                for e in l_(res.get("extension"))
+                if d_(e).get("url") == C.EXT_HISTOLOGY
+            ] or [_histology_from_cc(res.get("code"))[1]]
+            m.gap(
+                ref,
+                "Condition",
+                f"another cancer ({self.cancers.other.get(ref)}; {'; '.join(hist)}): "
+                "its facts are not used for the sarcoma",
+            )
             return
         if kind == "secondary":
             self._secondary(ref, res, when, clinical)
@@ -273,7 +309,11 @@ class _Reader:
     def _secondary(self, ref: str, res: dict[str, Any], when: str, clinical: list[str]) -> None:
         m = self.m
         if clinical and not set(clinical) & ACTIVE:
-            m.gap(ref, "clinicalStatus", f"secondary cancer not active ({', '.join(clinical)}); not used")
+            m.gap(
+                ref,
+                "clinicalStatus",
+                f"secondary cancer not active ({', '.join(clinical)}); not used",
+            )
             return
         for e in l_(res.get("extension")):
             url = s_(d_(e).get("url"))
@@ -281,7 +321,9 @@ class _Reader:
                 self.cancers.claim(ref, s_(d_(d_(e).get("valueReference")).get("reference")))
         owner, why = self.cancers.owner(ref)
         if owner != SARCOMA:
-            m.gap(ref, "Condition (secondary cancer)", f"{why}; metastasis not used for the sarcoma")
+            m.gap(
+                ref, "Condition (secondary cancer)", f"{why}; metastasis not used for the sarcoma"
+            )
             return
         m.put("metastasis", "M1", ref, "Condition (secondary cancer)", priority=2, when=when)
         sites = l_(res.get("bodySite")) or [res.get("code")]
@@ -295,13 +337,24 @@ class _Reader:
     def _primary(self, ref: str, res: dict[str, Any], when: str, clinical: list[str]) -> None:
         m = self.m
         if len(self.cancers.sarcoma) > 1:
-            m.gap(ref, "Condition", f"more than one sarcoma condition ({', '.join(sorted(self.cancers.sarcoma))}); "
-                  "facts from each are compared and conflicts reported")
+            m.gap(
+                ref,
+                "Condition",
+                f"more than one sarcoma condition ({', '.join(sorted(self.cancers.sarcoma))}); "
+                "facts from each are compared and conflicts reported",
+            )
         got = False
         for e in [d_(e) for e in l_(res.get("extension")) if d_(e).get("url") == C.EXT_HISTOLOGY]:
             hist, problem = _histology_from_cc(e.get("valueCodeableConcept"))
             if hist:
-                m.put("histology", hist, ref, "extension[histology-morphology-behavior]", priority=1, when=when)
+                m.put(
+                    "histology",
+                    hist,
+                    ref,
+                    "extension[histology-morphology-behavior]",
+                    priority=1,
+                    when=when,
+                )
                 got = True
             else:
                 m.gap(ref, "extension[histology-morphology-behavior]", problem)
@@ -327,25 +380,48 @@ class _Reader:
                 if s_(d_(e).get("url")) == EXT_LOCATION_QUALIFIER:
                     for s, c, _ in codings(d_(e).get("valueCodeableConcept")):
                         if s == T.SNOMED and c in DEPTH:
-                            m.put("depth", DEPTH[c], ref, "bodySite.extension[body-location-qualifier]", when=when)
-        if set(clinical) & {"recurrence", "relapse"}:  # the current status: undated, not the diagnosis date
+                            m.put(
+                                "depth",
+                                DEPTH[c],
+                                ref,
+                                "bodySite.extension[body-location-qualifier]",
+                                when=when,
+                            )
+        if set(clinical) & {
+            "recurrence",
+            "relapse",
+        }:  # the current status: undated, not the diagnosis date
             m.put("disease_status", "recurrent", ref, "clinicalStatus")
         for st in l_(res.get("stage")):
             summary = d_(st).get("summary")
             got_stage = _stage_group(summary)
             if got_stage:
-                phase = "pathologic" if "patholog" in text_of(d_(st).get("type")).lower() else "clinical"
-                m.res.reported.setdefault("stage_group", []).append({"value": got_stage, "phase": phase, "resource": ref})
+                phase = (
+                    "pathologic"
+                    if "patholog" in text_of(d_(st).get("type")).lower()
+                    else "clinical"
+                )
+                m.res.reported.setdefault("stage_group", []).append(
+                    {"value": got_stage, "phase": phase, "resource": ref}
+                )
 
     # ------------------------------------------------------------ observations
     def observation(self, ref: str, res: dict[str, Any]) -> None:
         m = self.m
         status = s_(res.get("status"))
         if status not in OBS_FINAL:
-            m.gap(ref, "status", f"observation status {status or 'missing'!r}; only final results are used")
+            m.gap(
+                ref,
+                "status",
+                f"observation status {status or 'missing'!r}; only final results are used",
+            )
             return
         if res.get("dataAbsentReason") is not None:
-            m.gap(ref, "dataAbsentReason", f"no value ({text_of(res.get('dataAbsentReason')) or 'data absent'})")
+            m.gap(
+                ref,
+                "dataAbsentReason",
+                f"no value ({text_of(res.get('dataAbsentReason')) or 'data absent'})",
+            )
             return
         code = res.get("code")
         when = when_of(res)
@@ -366,7 +442,11 @@ class _Reader:
     def _site_hint(self, res: dict[str, Any]) -> str | None:
         site = _site_from_cc(res.get("bodySite"))[0] if res.get("bodySite") else None
         if site is None:
-            for sp in l_(res.get("specimen")) if isinstance(res.get("specimen"), list) else [res.get("specimen")]:
+            for sp in (
+                l_(res.get("specimen"))
+                if isinstance(res.get("specimen"), list)
+                else [res.get("specimen")]
+            ):
                 c = self.canon(s_(d_(sp).get("reference")))
                 spec = self.index.get(c or "")
                 if spec:
@@ -389,7 +469,11 @@ class _Reader:
         except ValueError:
             m.gap(ref, "birthDate", "birth date is not a calendar date")
             return
-        age = self.today.year - born.year - ((self.today.month, self.today.day) < (born.month, born.day))
+        age = (
+            self.today.year
+            - born.year
+            - ((self.today.month, self.today.day) < (born.month, born.day))
+        )
         if 0 <= age <= 120:
             m.put("age_years", age, ref, "birthDate")
         else:
@@ -402,7 +486,12 @@ class _Reader:
         c = self.canon(subj)
         if c in self.patients:
             return False
-        self.m.gap(ref, "subject", f"about {subj}, not the record's patient ({', '.join(sorted(self.patients))}); not used")
+        self.m.gap(
+            ref,
+            "subject",
+            f"about {subj}, not the record's patient ({', '.join(sorted(self.patients))}); not "
+            "used",
+        )
         return True
 
 
@@ -422,8 +511,18 @@ def _stage_group(cc: Any) -> str | None:
     return None
 
 
-_CANCER_OBS = (C.TNM_N_CODES, C.TNM_M_CODES, C.TNM_T_CODES, C.STAGE_GROUP_CODES, C.TUMOR_SIZE_CODES,
-               C.GRADE_CODES, C.HISTOLOGY_OBS_CODES, C.DISEASE_STATUS_CODES, C.VARIANT_CODES, RESIDUAL_CODES)
+_CANCER_OBS = (
+    C.TNM_N_CODES,
+    C.TNM_M_CODES,
+    C.TNM_T_CODES,
+    C.STAGE_GROUP_CODES,
+    C.TUMOR_SIZE_CODES,
+    C.GRADE_CODES,
+    C.HISTOLOGY_OBS_CODES,
+    C.DISEASE_STATUS_CODES,
+    C.VARIANT_CODES,
+    RESIDUAL_CODES,
+)
 
 
 # (system, code) -> what an observation code is, looked up once per observation.
@@ -442,9 +541,13 @@ def _cancer_observation(m: Mapper, res: dict[str, Any], ref: str, when: str) -> 
             return _tnm(m, ref, axis, phase, value_cc, vstr, when)
     phase = has_code(code, C.STAGE_GROUP_CODES)
     if phase:
-        got = _stage_group(value_cc) or (_STAGE_TEXT.match(vstr.strip()) and vstr.strip().upper().removeprefix("STAGE ").strip())
+        got = _stage_group(value_cc) or (
+            _STAGE_TEXT.match(vstr.strip()) and vstr.strip().upper().removeprefix("STAGE ").strip()
+        )
         if got:
-            m.res.reported.setdefault("stage_group", []).append({"value": got, "phase": phase, "resource": ref})
+            m.res.reported.setdefault("stage_group", []).append(
+                {"value": got, "phase": phase, "resource": ref}
+            )
             m.used.add(ref)
         else:
             m.gap(ref, "valueCodeableConcept", f"{code_str(value_cc)}: stage group not readable")
@@ -462,7 +565,11 @@ def _cancer_observation(m: Mapper, res: dict[str, Any], ref: str, when: str) -> 
         if g:
             m.put("grade", g, ref, "valueCodeableConcept", when=when)
         else:
-            m.gap(ref, "valueCodeableConcept", f"{code_str(value_cc)}: not a histologic grade this service knows")
+            m.gap(
+                ref,
+                "valueCodeableConcept",
+                f"{code_str(value_cc)}: not a histologic grade this service knows",
+            )
         return None
     if _has_any(code, C.HISTOLOGY_OBS_CODES):
         hist, problem = _histology_from_cc(value_cc)
@@ -475,19 +582,33 @@ def _cancer_observation(m: Mapper, res: dict[str, Any], ref: str, when: str) -> 
         for sys_, c, display in codings(value_cc):
             if sys_ == C.SNOMED and c in C.SNOMED_DISEASE_STATUS:
                 v = C.SNOMED_DISEASE_STATUS[c]
-                m.put("disease_status", v or UNSET, ref, "valueCodeableConcept", when=when,
-                      note=f"latest disease status {display or c!r} does not say whether the disease is primary, "
-                           "recurrent or progressive; disease_status left unset")
+                m.put(
+                    "disease_status",
+                    v or UNSET,
+                    ref,
+                    "valueCodeableConcept",
+                    when=when,
+                    note=f"latest disease status {display or c!r} does not say whether the "
+                         "disease is primary, "
+                    "recurrent or progressive; disease_status left unset",
+                )
                 return None
         m.gap(ref, "valueCodeableConcept", f"{code_str(value_cc)}: disease status not known")
         return None
     if _has_any(code, RESIDUAL_CODES):
-        vals = {c.upper() for _, c, _ in codings(value_cc)} | {text_of(value_cc).strip().upper(), vstr.strip().upper()}
+        vals = {c.upper() for _, c, _ in codings(value_cc)} | {
+            text_of(value_cc).strip().upper(),
+            vstr.strip().upper(),
+        }
         r = {v for v in vals if v in ("R0", "R1", "R2")}
         if len(r) == 1:
             m.put("resection_status", r.pop(), ref, "valueCodeableConcept", when=when)
         else:
-            m.gap(ref, "valueCodeableConcept", f"{code_str(value_cc)}: residual tumour (R) class not readable")
+            m.gap(
+                ref,
+                "valueCodeableConcept",
+                f"{code_str(value_cc)}: residual tumour (R) class not readable",
+            )
         return None
     read_variant(m, res, ref, when)
     return None
@@ -499,17 +620,27 @@ def _tnm(m: Mapper, ref: str, axis: str, phase: str, value_cc: Any, vstr: str, w
     if v is None:
         m.gap(ref, "valueCodeableConcept", problem)
     elif axis == "T":
-        m.res.reported.setdefault("t_category", []).append({"value": v, "phase": phase, "resource": ref})
-        m.gap(ref, "valueCodeableConcept", f"T category {v} recorded for reference only: "
-              "the guideline stages from tumour size (size_cm)")
+        m.res.reported.setdefault("t_category", []).append(
+            {"value": v, "phase": phase, "resource": ref}
+        )
+        m.gap(ref, "valueCodeableConcept", (
+            f"T category {v} recorded for reference only: "
+            "the guideline stages from tumour size (size_cm)"
+        ))
     elif axis == "N" and v in ("N0", "NX"):
         m.put("nodes", v, ref, "valueCodeableConcept", prio, when=when)
     elif axis == "N" and v.startswith("N1"):
         m.put("nodes", "N1", ref, "valueCodeableConcept", prio, when=when)
     elif axis == "M" and (v == "M0" or v.startswith("M1")):
-        m.put("metastasis", "M0" if v == "M0" else "M1", ref, "valueCodeableConcept", prio, when=when)
+        m.put(
+            "metastasis", "M0" if v == "M0" else "M1", ref, "valueCodeableConcept", prio, when=when
+        )
     elif axis == "N":
-        m.gap(ref, "valueCodeableConcept", f"{v} is not an AJCC 8 soft-tissue sarcoma N category (N0, N1, NX)")
+        m.gap(
+            ref,
+            "valueCodeableConcept",
+            f"{v} is not an AJCC 8 soft-tissue sarcoma N category (N0, N1, NX)",
+        )
     else:
         m.gap(ref, "valueCodeableConcept", f"{v} is not an M category the guideline uses (M0, M1)")
 
@@ -519,7 +650,9 @@ def _size(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
     sizes: list[float] = []
     other = False
     components = [d_(c) for c in l_(res.get("component"))]
-    if res.get("valueQuantity") is not None and (_has_any(code, {C.TUMOR_SIZE_MAX_DIM}) or not components):
+    if res.get("valueQuantity") is not None and (
+        _has_any(code, {C.TUMOR_SIZE_MAX_DIM}) or not components
+    ):
         cm = _quantity_cm(res.get("valueQuantity"))
         if cm is None:
             m.gap(ref, "valueQuantity", "tumour size without a usable value and unit (cm or mm)")
@@ -529,14 +662,24 @@ def _size(m: Mapper, res: dict[str, Any], ref: str, when: str) -> None:
         if _has_any(comp.get("code"), {C.TUMOR_SIZE_MAX_DIM} | C.TUMOR_SIZE_OTHER_DIMS):
             cm = _quantity_cm(comp.get("valueQuantity"))
             if cm is None:
-                m.gap(ref, "component.valueQuantity", "tumour dimension without a usable value and unit")
+                m.gap(
+                    ref,
+                    "component.valueQuantity",
+                    "tumour dimension without a usable value and unit",
+                )
             else:
                 sizes.append(cm)
                 other = True
     if sizes:
         size = max(sizes)
         if 0 < size <= 100:
-            m.put("size_cm", size, ref, "component.valueQuantity" if other else "valueQuantity", when=when)
+            m.put(
+                "size_cm",
+                size,
+                ref,
+                "component.valueQuantity" if other else "valueQuantity",
+                when=when,
+            )
         else:
             m.gap(ref, "valueQuantity", f"tumour size {size} cm is outside 0-100 cm")
     elif not m.has_gap(ref):
@@ -570,33 +713,60 @@ def _comorbidity_from_cc(m: Mapper, cc: Any, ref: str, element: str) -> bool:
     return False
 
 
-def _comorbidity_obs(m: Mapper, res: dict[str, Any], ref: str, index: dict[str, dict[str, Any]]) -> None:
+def _comorbidity_obs(
+    m: Mapper, res: dict[str, Any], ref: str, index: dict[str, dict[str, Any]]
+) -> None:
     for e in l_(res.get("extension")):
         e = d_(e)
         if e.get("url") == C.EXT_RELATED_CONDITION:
             target = s_(d_(e.get("valueReference")).get("reference"))
             cond = index.get(target)
             if cond is None:
-                m.gap(ref, "extension[related-condition]", f"reference {target!r} is not in the bundle")
+                m.gap(
+                    ref,
+                    "extension[related-condition]",
+                    f"reference {target!r} is not in the bundle",
+                )
             else:
-                _comorbidity_from_cc(m, cond.get("code"), ref, f"extension[related-condition] -> {target}")
+                _comorbidity_from_cc(
+                    m, cond.get("code"), ref, f"extension[related-condition] -> {target}"
+                )
     for comp in l_(res.get("component")):  # older mCODE shape
         _comorbidity_from_cc(m, d_(comp).get("valueCodeableConcept"), ref, "component")
     m.used.add(ref)
 
 
-_IGNORED_TYPES = {"Practitioner", "PractitionerRole", "Organization", "Specimen", "Location",
-                  "FamilyMemberHistory", "Group", "Encounter", "BodyStructure", "Medication",
-                  "DiagnosticReport", "Provenance", "Coverage", "AllergyIntolerance", "Immunization"}
+_IGNORED_TYPES = {
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Specimen",
+    "Location",
+    "FamilyMemberHistory",
+    "Group",
+    "Encounter",
+    "BodyStructure",
+    "Medication",
+    "DiagnosticReport",
+    "Provenance",
+    "Coverage",
+    "AllergyIntolerance",
+    "Immunization",
+}
 
 
 def facts_from_bundle(bundle: Any, today: date | None = None) -> MappingResult:
-    """Map an mCODE / US Core Bundle (a dict) to contract facts with provenance and gaps. Never raises."""
+    """Map an mCODE / US Core Bundle (a dict) to contract facts with provenance and gaps. Never
+    raises."""
     r = _Reader(today or date.today())
     m = r.m
     b = d_(bundle)
     if b.get("resourceType") != "Bundle":
-        m.gap("Bundle", "resourceType", f"expected a FHIR Bundle, got {s_(b.get('resourceType')) or type(bundle).__name__!r}")
+        m.gap(
+            "Bundle",
+            "resourceType",
+            f"expected a FHIR Bundle, got {s_(b.get('resourceType')) or type(bundle).__name__!r}",
+        )
         return m.res
     entries = l_(b.get("entry"))
     if not entries:
@@ -670,8 +840,10 @@ def _after(m: Mapper, r: _Reader) -> None:
                 res.facts["ntrk_fusion"] = False
                 res.provenance["ntrk_fusion"] = prov
             else:
-                m.gap("Bundle", "ntrk_fusion", f"only {', '.join(sorted(absent))} reported absent; "
-                      "NTRK1, NTRK2 and NTRK3 are all needed to rule out an NTRK fusion")
+                m.gap("Bundle", "ntrk_fusion", (
+                    f"only {', '.join(sorted(absent))} reported absent; "
+                    "NTRK1, NTRK2 and NTRK3 are all needed to rule out an NTRK fusion"
+                ))
     else:
         res.reported.pop("ntrk_absent", None)
     if not r.cancers.sarcoma and "histology" not in res.facts:
@@ -681,7 +853,11 @@ def _after(m: Mapper, r: _Reader) -> None:
             if f in res.facts:
                 res.facts.pop(f)
                 res.provenance.pop(f, None)
-                m.gap("Bundle", f, "metastatic sites recorded but the current M category is not M1; not used")
+                m.gap(
+                    "Bundle",
+                    f,
+                    "metastatic sites recorded but the current M category is not M1; not used",
+                )
     # progressed_on / intolerant_of items are prior therapies too (contract 1.1).
     for f in ("progressed_on",):
         for item in res.facts.get(f, []):

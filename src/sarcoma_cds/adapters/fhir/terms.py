@@ -26,15 +26,25 @@ HGNC = "http://www.genenames.org"
 
 # Other spellings of the same code systems seen in EHR, registry and laboratory exports.
 _ALIASES = {
-    "urn:oid:2.16.840.1.113883.6.96": SNOMED, "http://snomed.info/sct/": SNOMED,
-    "urn:oid:2.16.840.1.113883.6.43.1": ICDO3, "http://hl7.org/fhir/sid/icd-o-3": ICDO3,
-    "urn:oid:2.16.840.1.113883.6.90": ICD10CM, "http://hl7.org/fhir/sid/icd-10-cm/": ICD10CM,
-    "urn:oid:2.16.840.1.113883.6.3": ICD10, "http://hl7.org/fhir/sid/icd-10/": ICD10,
-    "urn:oid:2.16.840.1.113883.6.88": RXNORM, "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
-    "urn:oid:2.16.840.1.113883.6.281": HGNC, "http://www.genenames.org/geneId": HGNC,
-    "https://www.genenames.org": HGNC, "https://www.genenames.org/": HGNC, "http://www.genenames.org/": HGNC,
-    "https://genenames.org": HGNC, "http://genenames.org": HGNC,
-    "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org", "https://loinc.org": "http://loinc.org",
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "http://snomed.info/sct/": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.43.1": ICDO3,
+    "http://hl7.org/fhir/sid/icd-o-3": ICDO3,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://hl7.org/fhir/sid/icd-10-cm/": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.3": ICD10,
+    "http://hl7.org/fhir/sid/icd-10/": ICD10,
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.281": HGNC,
+    "http://www.genenames.org/geneId": HGNC,
+    "https://www.genenames.org": HGNC,
+    "https://www.genenames.org/": HGNC,
+    "http://www.genenames.org/": HGNC,
+    "https://genenames.org": HGNC,
+    "http://genenames.org": HGNC,
+    "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
+    "https://loinc.org": "http://loinc.org",
     "http://loinc.org/": "http://loinc.org",
 }
 
@@ -94,7 +104,11 @@ def icdo3_site(code: str) -> str | None:
     table = _table("topography", ICDO3, "primary_site")
     code = code.upper().strip()
     for prefix in sorted(table, key=len, reverse=True):
-        if code == prefix or code.startswith(prefix + ".") or (len(prefix) > 3 and code.startswith(prefix)):
+        if (
+            code == prefix
+            or code.startswith(prefix + ".")
+            or (len(prefix) > 3 and code.startswith(prefix))
+        ):
             return table[prefix]
     return None
 
@@ -134,7 +148,10 @@ def icdo3_histology(code: str) -> tuple[str | None, str]:
     morph, behaviour = m.groups()
     hist = _table("morphology", ICDO3, "histology").get(morph)
     if hist is None:
-        return None, f"ICD-O-3 {code} is not a soft-tissue sarcoma or GIST histology this service knows"
+        return (
+            None,
+            f"ICD-O-3 {code} is not a soft-tissue sarcoma or GIST histology this service knows",
+        )
     if behaviour not in ("3", "6") and morph not in _BORDERLINE_OK:
         return None, f"ICD-O-3 {code}: behaviour /{behaviour} is not malignant"
     return hist, ""
@@ -163,7 +180,10 @@ def _drug_words() -> list[tuple[re.Pattern[str], str]]:
                 words[e["display"].lower().replace("_", " ")] = drug
             else:
                 words[e["code"].lower().replace("_", " ")] = drug
-    pats = [(re.compile(rf"\b{re.escape(w)}\b"), d) for w, d in sorted(words.items(), key=lambda x: -len(x[0]))]
+    pats = [
+        (re.compile(rf"\b{re.escape(w)}\b"), d)
+        for w, d in sorted(words.items(), key=lambda x: -len(x[0]))
+    ]
     return pats
 
 

@@ -39,9 +39,11 @@ log = logging.getLogger("sarcoma_cds.service")
 access_log = logging.getLogger("sarcoma_cds.service.access")
 
 #: Answer to an upload from a web page over its limit (``mount`` sets ``app.state.body_limits``).
-WEB_TOO_LARGE = ('<!doctype html><html lang="en"><meta charset="utf-8"><title>File too large</title>'
-                 '<h1>File too large</h1><p>The upload is larger than the page accepts (1 MB).</p>'
-                 '<p><a href="/import">Back to the import page</a></p></html>')
+WEB_TOO_LARGE = (
+    '<!doctype html><html lang="en"><meta charset="utf-8"><title>File too large</title>'
+    "<h1>File too large</h1><p>The upload is larger than the page accepts (1 MB).</p>"
+    '<p><a href="/import">Back to the import page</a></p></html>'
+)
 
 
 class BodyLimitMiddleware:

@@ -43,11 +43,27 @@ REQUIRED_PREFETCH = ("patient", "conditions", "observations")
 TOPIC_SYSTEM = "http://sarcoma-cds.org/fhir/CodeSystem/patient-group"
 OVERRIDE_SYSTEM = "http://sarcoma-cds.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = [
-    {"code": "mdt-decision", "system": OVERRIDE_SYSTEM, "display": "Sarcoma MDT / tumour board decision"},
+    {
+        "code": "mdt-decision",
+        "system": OVERRIDE_SYSTEM,
+        "display": "Sarcoma MDT / tumour board decision",
+    },
     {"code": "clinical-trial", "system": OVERRIDE_SYSTEM, "display": "Part of a clinical trial"},
-    {"code": "facts-incorrect", "system": OVERRIDE_SYSTEM, "display": "Patient facts in the record are incorrect"},
-    {"code": "alternative-contraindicated", "system": OVERRIDE_SYSTEM, "display": "Recommended alternative contraindicated or unavailable"},
-    {"code": "patient-preference", "system": OVERRIDE_SYSTEM, "display": "Patient's informed preference"},
+    {
+        "code": "facts-incorrect",
+        "system": OVERRIDE_SYSTEM,
+        "display": "Patient facts in the record are incorrect",
+    },
+    {
+        "code": "alternative-contraindicated",
+        "system": OVERRIDE_SYSTEM,
+        "display": "Recommended alternative contraindicated or unavailable",
+    },
+    {
+        "code": "patient-preference",
+        "system": OVERRIDE_SYSTEM,
+        "display": "Patient's informed preference",
+    },
 ]
 
 
@@ -60,30 +76,43 @@ class BadHookRequest(Exception):
 
 
 def discovery() -> dict[str, Any]:
-    return {"services": [
-        {
-            "hook": "patient-view", "id": TREATMENT,
-            "title": "Sarcoma and GIST treatment pathways",
-            "description": "Guideline treatment pathways for adult soft-tissue sarcoma and GIST, "
-                           "personalised to the patient's mCODE data (decision support, not orders).",
-            "prefetch": PREFETCH,
-            "usageRequirements": "Needs an mCODE primary cancer condition (histology and body site).",
-        },
-        {
-            "hook": "order-select", "id": ORDER_CHECK,
-            "title": "Sarcoma and GIST systemic therapy order check",
-            "description": "Warns when a drug being ordered is not recommended for this patient by "
-                           "the guideline, and suggests the recommended alternative.",
-            "prefetch": PREFETCH,
-        },
-        {
-            "hook": "order-sign", "id": ORDER_SIGN,
-            "title": "Sarcoma and GIST systemic therapy check at signing",
-            "description": "The same check as the order-select service, on every draft order about to "
-                           "be signed.",
-            "prefetch": PREFETCH,
-        },
-    ]}
+    return {
+        "services": [
+            {
+                "hook": "patient-view",
+                "id": TREATMENT,
+                "title": "Sarcoma and GIST treatment pathways",
+                "description": (
+                    "Guideline treatment pathways for adult soft-tissue sarcoma and GIST, "
+                    "personalised to the patient's mCODE data (decision support, not orders)."
+                ),
+                "prefetch": PREFETCH,
+                "usageRequirements": (
+                    "Needs an mCODE primary cancer condition (histology and body site)."
+                ),
+            },
+            {
+                "hook": "order-select",
+                "id": ORDER_CHECK,
+                "title": "Sarcoma and GIST systemic therapy order check",
+                "description": (
+                    "Warns when a drug being ordered is not recommended for this patient by "
+                    "the guideline, and suggests the recommended alternative."
+                ),
+                "prefetch": PREFETCH,
+            },
+            {
+                "hook": "order-sign",
+                "id": ORDER_SIGN,
+                "title": "Sarcoma and GIST systemic therapy check at signing",
+                "description": (
+                    "The same check as the order-select service, on every draft order about to "
+                    "be signed."
+                ),
+                "prefetch": PREFETCH,
+            },
+        ]
+    }
 
 
 # ------------------------------------------------------------------ data gathering
@@ -92,7 +121,11 @@ def _entries(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, dict):
         return []
     if value.get("resourceType") == "Bundle":
-        return [e for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        return [
+            e
+            for e in value.get("entry") or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
     if isinstance(value.get("resourceType"), str):
         return [{"resource": value}]
     return []
@@ -113,8 +146,16 @@ def _fetch(fhir_server: str, auth: Any, path: str, timeout: float) -> Any:
                 r.raise_for_status()
                 data = r.json()
                 out.extend(_entries(data))
-                nxt = [lk.get("url") for lk in (data.get("link") or []) if isinstance(lk, dict) and lk.get("relation") == "next"]
-                if not nxt or not isinstance(nxt[0], str) or not nxt[0].startswith(fhir_server.rstrip("/")):
+                nxt = [
+                    lk.get("url")
+                    for lk in (data.get("link") or [])
+                    if isinstance(lk, dict) and lk.get("relation") == "next"
+                ]
+                if (
+                    not nxt
+                    or not isinstance(nxt[0], str)
+                    or not nxt[0].startswith(fhir_server.rstrip("/"))
+                ):
                     break
                 url = nxt[0]
     except (httpx.HTTPError, ValueError) as e:
@@ -136,7 +177,9 @@ def _other_patient(res: dict[str, Any], patient_id: str) -> str | None:
     return None
 
 
-def gather_bundle(req: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def gather_bundle(
+    req: dict[str, Any], timeout: float
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """(a collection Bundle of everything prefetched or fetched, gaps of what was left out)."""
     ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
     patient_id = ctx.get("patientId")
@@ -155,24 +198,47 @@ def gather_bundle(req: dict[str, Any], timeout: float) -> tuple[dict[str, Any], 
             continue
         if not can_fetch:
             if key in REQUIRED_PREFETCH:
-                raise PreconditionFailed(f"prefetch '{key}' absent and no fhirServer to fetch it from")
-            gaps.append({"resource": "prefetch", "element": key, "problem": "not prefetched and no FHIR server "
-                         "to fetch it from; these resources were not read"})
+                raise PreconditionFailed(
+                    f"prefetch '{key}' absent and no fhirServer to fetch it from"
+                )
+            gaps.append(
+                {
+                    "resource": "prefetch",
+                    "element": key,
+                    "problem": (
+                        "not prefetched and no FHIR server "
+                        "to fetch it from; these resources were not read"
+                    ),
+                }
+            )
             continue
         try:
-            entries.extend(_entries(_fetch(str(fhir_server), req.get("fhirAuthorization"), path, timeout)))
+            entries.extend(
+                _entries(_fetch(str(fhir_server), req.get("fhirAuthorization"), path, timeout))
+            )
         except PreconditionFailed as e:
             if key in REQUIRED_PREFETCH:
                 raise
-            gaps.append({"resource": "prefetch", "element": key, "problem": f"{e}; these resources were not read"})
+            gaps.append(
+                {
+                    "resource": "prefetch",
+                    "element": key,
+                    "problem": f"{e}; these resources were not read",
+                }
+            )
     kept: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for entry in entries:
         res = entry["resource"]
         other = _other_patient(res, patient_id)
         if other:
-            gaps.append({"resource": f"{res.get('resourceType')}/{res.get('id')}", "element": "subject",
-                         "problem": f"about {other}, not Patient/{patient_id}: rejected"})
+            gaps.append(
+                {
+                    "resource": f"{res.get('resourceType')}/{res.get('id')}",
+                    "element": "subject",
+                    "problem": f"about {other}, not Patient/{patient_id}: rejected",
+                }
+            )
             continue
         key2 = (str(res.get("resourceType")), str(res.get("id")))
         if res.get("id") and key2 in seen:  # the same resource from two searches
@@ -193,28 +259,48 @@ def _source(services: Any, rec: Any | None) -> dict[str, Any]:
     meta = services.kb.data.meta
     src: dict[str, Any] = {"label": f"sarcoma-cds: {meta.title} v{meta.version}"}
     if rec is not None and rec.patient_group is not None:
-        src["topic"] = {"system": TOPIC_SYSTEM, "code": rec.patient_group.id, "display": rec.patient_group.label}
+        src["topic"] = {
+            "system": TOPIC_SYSTEM,
+            "code": rec.patient_group.id,
+            "display": rec.patient_group.label,
+        }
     else:
-        src["topic"] = {"system": TOPIC_SYSTEM, "code": "sts-treatment", "display": "Sarcoma and GIST treatment"}
+        src["topic"] = {
+            "system": TOPIC_SYSTEM,
+            "code": "sts-treatment",
+            "display": "Sarcoma and GIST treatment",
+        }
     return src
 
 
 def _card(services: Any, rec: Any | None, summary: str, indicator: str, detail: str | None,
           link: str | None, **extra: Any) -> dict[str, Any]:
-    card: dict[str, Any] = {"uuid": str(uuid.uuid4()), "summary": _trim(summary), "indicator": indicator,
-                            "source": _source(services, rec)}
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _trim(summary),
+        "indicator": indicator,
+        "source": _source(services, rec),
+    }
     if detail:
         card["detail"] = detail + f"\n\n_{services.disclaimer}_"
     if link:
         base, _, case = link.rpartition("/cases/")
-        card["links"] = [{"label": "Full recommendation (sarcoma-cds)", "url": link, "type": "absolute"},
-                         {"label": "Open the recommendation in sarcoma-cds (SMART app)", "url": f"{base}/smart/launch",
-                          "type": "smart", "appContext": json.dumps({"case": case})}]
+        card["links"] = [
+            {"label": "Full recommendation (sarcoma-cds)", "url": link, "type": "absolute"},
+            {
+                "label": "Open the recommendation in sarcoma-cds (SMART app)",
+                "url": f"{base}/smart/launch",
+                "type": "smart",
+                "appContext": json.dumps({"case": case}),
+            },
+        ]
     card.update({k: v for k, v in extra.items() if v})
     return card
 
 
-def _missing_card(services: Any, problems: list[tuple[str, str]], gaps: list[dict[str, str]]) -> dict[str, Any]:
+def _missing_card(
+    services: Any, problems: list[tuple[str, str]], gaps: list[dict[str, str]]
+) -> dict[str, Any]:
     lines = ["The record does not give the facts the guideline needs:", ""]
     lines += [f"- **{f}**: {m}" for f, m in problems]
     if gaps:
@@ -223,7 +309,9 @@ def _missing_card(services: Any, problems: list[tuple[str, str]], gaps: list[dic
         if len(gaps) > 10:
             lines.append(f"- … and {len(gaps) - 10} more")
     fields = ", ".join(sorted({f.split(".")[0] for f, _ in problems}))
-    return _card(services, None, f"Sarcoma CDS needs more data: {fields}", "info", "\n".join(lines), None)
+    return _card(
+        services, None, f"Sarcoma CDS needs more data: {fields}", "info", "\n".join(lines), None
+    )
 
 
 def _rec_detail(rec: Any) -> str:
@@ -245,10 +333,19 @@ def _rec_detail(rec: Any) -> str:
 
 
 def _proposal(drugs: tuple[str, ...], patient_id: str) -> dict[str, Any]:
-    return {"resourceType": "MedicationRequest", "status": "draft", "intent": "proposal",
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "medicationCodeableConcept": {"text": " + ".join(drugs), "coding": [
-                {"system": "http://sarcoma-cds.org/fhir/CodeSystem/drug", "code": d, "display": d} for d in drugs]}}
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "medicationCodeableConcept": {
+            "text": " + ".join(drugs),
+            "coding": [
+                {"system": "http://sarcoma-cds.org/fhir/CodeSystem/drug", "code": d, "display": d}
+                for d in drugs
+            ],
+        },
+    }
 
 
 def treatment_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
@@ -259,10 +356,19 @@ def treatment_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
                            rec.out_of_scope.reason, audit_link))
         return cards
     if rec.patient_group is None:
-        cards.append(_card(services, rec, "Sarcoma CDS: more facts needed to choose a patient group", "info",
-                           "Possible groups: " + ", ".join(rec.candidate_groups) + "\n\n"
-                           + "\n".join(f"- **{m.field}**: {m.why}" for m in rec.missing_information),
-                           audit_link))
+        cards.append(
+            _card(
+                services,
+                rec,
+                "Sarcoma CDS: more facts needed to choose a patient group",
+                "info",
+                "Possible groups: "
+                + ", ".join(rec.candidate_groups)
+                + "\n\n"
+                + "\n".join(f"- **{m.field}**: {m.why}" for m in rec.missing_information),
+                audit_link,
+            )
+        )
         return cards
     indicator = "warning" if any(w.code == "contraindication" for w in rec.warnings) else "info"
     suggestions: list[dict[str, Any]] = []
@@ -270,20 +376,33 @@ def treatment_cards(services: Any, rec: Any, audit_link: str, patient_id: str,
         for s in p.steps:
             for o in s.options:
                 if o.status == "preferred" and len(suggestions) < 3:
-                    suggestions.append({
-                        "label": _trim(f"Propose {' + '.join(o.drugs)} ({s.label})", 80),
-                        "uuid": str(uuid.uuid4()),
-                        "actions": [{"type": "create", "description": f"Draft order proposal: {' + '.join(o.drugs)}",
-                                     "resource": _proposal(o.drugs, patient_id)}],
-                    })
+                    suggestions.append(
+                        {
+                            "label": _trim(f"Propose {' + '.join(o.drugs)} ({s.label})", 80),
+                            "uuid": str(uuid.uuid4()),
+                            "actions": [
+                                {
+                                    "type": "create",
+                                    "description": f"Draft order proposal: {' + '.join(o.drugs)}",
+                                    "resource": _proposal(o.drugs, patient_id),
+                                }
+                            ],
+                        }
+                    )
     cards.append(_card(services, rec, f"Sarcoma guideline: {rec.patient_group.label}", indicator,
                        _rec_detail(rec), audit_link, suggestions=suggestions,
                        selectionBehavior="at-most-one" if suggestions else None))
     if rec.missing_information:
-        cards.append(_card(services, rec,
-                           "Sarcoma CDS: please record " + ", ".join(m.field for m in rec.missing_information),
-                           "info", "\n".join(f"- **{m.field}**: {m.why}" for m in rec.missing_information),
-                           audit_link))
+        cards.append(
+            _card(
+                services,
+                rec,
+                "Sarcoma CDS: please record " + ", ".join(m.field for m in rec.missing_information),
+                "info",
+                "\n".join(f"- **{m.field}**: {m.why}" for m in rec.missing_information),
+                audit_link,
+            )
+        )
     return cards
 
 
@@ -293,11 +412,22 @@ def ordered_drugs(order: dict[str, Any], medications: dict[str, dict[str, Any]])
     points to. Every drug named counts: for a safety check, a code and a text that disagree both
     get checked."""
     cc = order.get("medicationCodeableConcept")
-    ref = (order.get("medicationReference") or {}).get("reference") if isinstance(order.get("medicationReference"), dict) else None
+    ref = (
+        (order.get("medicationReference") or {}).get("reference")
+        if isinstance(order.get("medicationReference"), dict)
+        else None
+    )
     if isinstance(ref, str):
         med = medications.get(ref) or medications.get(ref.split("/")[-1])
         if med is None and ref.startswith("#"):
-            med = next((c for c in order.get("contained") or [] if isinstance(c, dict) and "#" + str(c.get("id")) == ref), None)
+            med = next(
+                (
+                    c
+                    for c in order.get("contained") or []
+                    if isinstance(c, dict) and "#" + str(c.get("id")) == ref
+                ),
+                None,
+            )
         cc = (med or {}).get("code")
     found: set[str] = set()
     texts = []
@@ -329,7 +459,11 @@ def _medications(req: dict[str, Any], bundle: dict[str, Any]) -> dict[str, dict[
 
 def draft_orders(ctx: dict[str, Any], service_id: str) -> list[dict[str, Any]]:
     draft = ctx.get("draftOrders")
-    selections = {s for s in ctx.get("selections") or [] if isinstance(s, str)} if service_id == ORDER_CHECK else set()
+    selections = (
+        {s for s in ctx.get("selections") or [] if isinstance(s, str)}
+        if service_id == ORDER_CHECK
+        else set()
+    )
     out = []
     for e in _entries(draft):
         r = e["resource"]
@@ -365,43 +499,95 @@ def _replace_suggestions(order: dict[str, Any], drug: str, alts: list[tuple[str,
     return out
 
 
-def _warn(services: Any, rec: Any, order: dict[str, Any], drug: str, where: str, reasons: list[str],
-          alts: list[tuple[str, ...]], critical: bool, link: str | None, patient_id: str) -> dict[str, Any]:
-    detail = f"**{drug}** is *not recommended* for this patient ({where}):\n\n" + "\n".join(f"- {r}" for r in reasons)
+def _warn(
+    services: Any,
+    rec: Any,
+    order: dict[str, Any],
+    drug: str,
+    where: str,
+    reasons: list[str],
+    alts: list[tuple[str, ...]],
+    critical: bool,
+    link: str | None,
+    patient_id: str,
+) -> dict[str, Any]:
+    detail = f"**{drug}** is *not recommended* for this patient ({where}):\n\n" + "\n".join(
+        f"- {r}" for r in reasons
+    )
     if alts:
         detail += "\n\n**Recommended instead:** " + "; ".join(" + ".join(a) for a in alts)
     sugg = _replace_suggestions(order, drug, alts, patient_id)
-    return _card(services, rec, f"{drug} not recommended: " + (reasons[0] if reasons else ""),
-                 "critical" if critical else "warning", detail, link, suggestions=sugg,
-                 selectionBehavior="at-most-one" if sugg else None, overrideReasons=OVERRIDE_REASONS)
+    return _card(
+        services,
+        rec,
+        f"{drug} not recommended: " + (reasons[0] if reasons else ""),
+        "critical" if critical else "warning",
+        detail,
+        link,
+        suggestions=sugg,
+        selectionBehavior="at-most-one" if sugg else None,
+        overrideReasons=OVERRIDE_REASONS,
+    )
 
 
-def _hits(options: list[tuple[Any, Any]], ordered: set[str]) -> list[tuple[str, list[tuple[Any, Any]]]]:
+def _hits(
+    options: list[tuple[Any, Any]], ordered: set[str]
+) -> list[tuple[str, list[tuple[Any, Any]]]]:
     exact = [(s, o) for s, o in options if set(o.drugs) == ordered]
     if exact:
         return [(" + ".join(sorted(ordered)), exact)]
     return [(d, [(s, o) for s, o in options if d in o.drugs]) for d in sorted(ordered)]
 
 
-def _group_cards(services: Any, rec: Any, order: dict[str, Any], ordered: set[str], link: str | None,
-                 patient_id: str) -> list[dict[str, Any]]:
+def _group_cards(
+    services: Any,
+    rec: Any,
+    order: dict[str, Any],
+    ordered: set[str],
+    link: str | None,
+    patient_id: str,
+) -> list[dict[str, Any]]:
     cards = []
     options = [(s, o) for p in rec.pathways for s in p.steps for o in s.options]
     for drug, hits in _hits(options, ordered):
         if not hits:
-            cards.append(_card(services, rec, f"{drug} is not among the regimens listed for {rec.patient_group.label}",
-                               "info", "The guideline lists no regimen with this drug for this patient group.",
-                               link, overrideReasons=OVERRIDE_REASONS))
+            cards.append(
+                _card(
+                    services,
+                    rec,
+                    f"{drug} is not among the regimens listed for {rec.patient_group.label}",
+                    "info",
+                    "The guideline lists no regimen with this drug for this patient group.",
+                    link,
+                    overrideReasons=OVERRIDE_REASONS,
+                )
+            )
         elif all(o.status == "not_recommended" for _, o in hits):
             reasons = list(dict.fromkeys(r for _, o in hits for r in o.reasons))
             steps = {s.treatment for s, _ in hits}
-            critical = any(w.code == "contraindication" and (w.treatment in steps or w.treatment is None)
-                           for w in rec.warnings)
+            critical = any(
+                w.code == "contraindication" and (w.treatment in steps or w.treatment is None)
+                for w in rec.warnings
+            )
             alts: list[tuple[str, ...]] = []
             for s, _ in hits:
-                alts += [o.drugs for o in s.options if o.status == "preferred" and o.drugs not in alts]
-            cards.append(_warn(services, rec, order, drug, rec.patient_group.label, reasons, alts, critical,
-                               link, patient_id))
+                alts += [
+                    o.drugs for o in s.options if o.status == "preferred" and o.drugs not in alts
+                ]
+            cards.append(
+                _warn(
+                    services,
+                    rec,
+                    order,
+                    drug,
+                    rec.patient_group.label,
+                    reasons,
+                    alts,
+                    critical,
+                    link,
+                    patient_id,
+                )
+            )
         elif any(o.status == "conditional" for _, o in hits) and not any(
                 o.status in ("preferred", "option", "caution") for _, o in hits):
             reasons = list(dict.fromkeys(r for _, o in hits for r in o.reasons))
@@ -410,8 +596,14 @@ def _group_cards(services: Any, rec: Any, order: dict[str, Any], ordered: set[st
     return cards
 
 
-def _across_cards(services: Any, rec: Any, order: dict[str, Any], ordered: set[str], link: str | None,
-                  patient_id: str) -> list[dict[str, Any]]:
+def _across_cards(
+    services: Any,
+    rec: Any,
+    order: dict[str, Any],
+    ordered: set[str],
+    link: str | None,
+    patient_id: str,
+) -> list[dict[str, Any]]:
     """No single group: what holds in every candidate group (contract 1.1 ``across_candidates``)."""
     cards = []
     entries = list(rec.across_candidates)
@@ -421,17 +613,43 @@ def _across_cards(services: Any, rec: Any, order: dict[str, Any], ordered: set[s
             reasons = list(dict.fromkeys(r for _, a in hits for r in a.reasons))
             alts = [a.drugs for a in entries if a.status == "preferred"]
             groups = sorted({g for _, a in hits for g in a.groups})
-            cards.append(_warn(services, rec, order, drug, "in every possible patient group: " + ", ".join(groups),
-                               reasons, alts, False, link, patient_id))
+            cards.append(
+                _warn(
+                    services,
+                    rec,
+                    order,
+                    drug,
+                    "in every possible patient group: " + ", ".join(groups),
+                    reasons,
+                    alts,
+                    False,
+                    link,
+                    patient_id,
+                )
+            )
         else:
-            cards.append(_card(services, rec, f"{drug}: the patient group is not known yet; record {missing}",
-                               "info", f"Whether **{drug}** fits this patient depends on {missing}. The order "
-                               "was not checked against one patient group.", link))
+            cards.append(
+                _card(
+                    services,
+                    rec,
+                    f"{drug}: the patient group is not known yet; record {missing}",
+                    "info",
+                    f"Whether **{drug}** fits this patient depends on {missing}. The order "
+                    "was not checked against one patient group.",
+                    link,
+                )
+            )
     return cards
 
 
-def order_cards(services: Any, rec: Any, audit_link: str | None, patient_id: str,
-                orders: list[dict[str, Any]], medications: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def order_cards(
+    services: Any,
+    rec: Any,
+    audit_link: str | None,
+    patient_id: str,
+    orders: list[dict[str, Any]],
+    medications: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
     cards = []
     for order in orders:
         ordered = ordered_drugs(order, medications)
@@ -446,17 +664,31 @@ def order_cards(services: Any, rec: Any, audit_link: str | None, patient_id: str
     return cards
 
 
-def unchecked_order_cards(services: Any, problems: list[tuple[str, str]], orders: list[dict[str, Any]],
-                          medications: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Orders that could not be checked because the record lacks required facts: said, never silent."""
+def unchecked_order_cards(
+    services: Any,
+    problems: list[tuple[str, str]],
+    orders: list[dict[str, Any]],
+    medications: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Orders that could not be checked because the record lacks required facts: said, never
+    silent."""
     fields = ", ".join(sorted({f.split(".")[0] for f, _ in problems}))
     cards = []
     for order in orders:
         for drug in sorted(ordered_drugs(order, medications)):
-            cards.append(_card(services, None, f"{drug} order NOT checked: the record lacks {fields}", "warning",
-                               f"Sarcoma CDS could not check **{drug}** against the guideline because the "
-                               f"record does not give: {fields}. Check the order against the guideline by hand.",
-                               None, overrideReasons=OVERRIDE_REASONS))
+            cards.append(
+                _card(
+                    services,
+                    None,
+                    f"{drug} order NOT checked: the record lacks {fields}",
+                    "warning",
+                    f"Sarcoma CDS could not check **{drug}** against the guideline because the "
+                    f"record does not give: {fields}. Check the order against the guideline by "
+                    "hand.",
+                    None,
+                    overrideReasons=OVERRIDE_REASONS,
+                )
+            )
     return cards
 
 
@@ -473,7 +705,9 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     # patient-view checks the record's active orders too: a dangerous one is never passed over
     orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
     meds = _medications(req, bundle)
-    ans = services.answer_bundle(bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id)
+    ans = services.answer_bundle(
+        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id
+    )
     gaps = fetch_gaps + ans.gaps
     if ans.recommendation is None:
         unchecked = unchecked_order_cards(services, ans.problems, orders, meds)

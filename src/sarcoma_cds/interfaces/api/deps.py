@@ -93,8 +93,12 @@ async def json_body(request: Request) -> Any:
         raise BadRequest("request body is empty; expected JSON")
     try:
         return json_input.loads(raw)
-    except json_input.DuplicateKeyError as e:  # (a record with two values of one field is ambiguous)
-        raise InvalidInput(f"{e}: {e.message}", errors=[{"field": e.key, "message": e.message}]) from None
+    except (
+        json_input.DuplicateKeyError
+    ) as e:  # (a record with two values of one field is ambiguous)
+        raise InvalidInput(
+            f"{e}: {e.message}", errors=[{"field": e.key, "message": e.message}]
+        ) from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
 

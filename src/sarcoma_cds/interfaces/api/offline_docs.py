@@ -28,7 +28,8 @@ ASSETS_URL = "/api/docs-static"
 
 
 def assets_dir() -> Path | None:
-    """The folder holding swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js, if installed."""
+    """The folder holding swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js, if
+    installed."""
     try:
         d = Path(str(importlib.resources.files("fastapi_offline") / "static"))
     except ModuleNotFoundError:
@@ -37,20 +38,25 @@ def assets_dir() -> Path | None:
 
 
 def install(app: FastAPI, docs_url: str = "/api/docs", redoc_url: str = "/api/redoc") -> None:
-    """Add the two documentation pages to ``app`` (create it with ``docs_url=None, redoc_url=None``)."""
+    """Add the two documentation pages to ``app`` (create it with ``docs_url=None,
+    redoc_url=None``)."""
     static = assets_dir()
     title = f"{app.title} API"
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2 = docs_url + "/oauth2-redirect"
     if static is None:
-        log.warning("fastapi-offline is not installed: the API docs load their assets from public CDNs")
+        log.warning(
+            "fastapi-offline is not installed: the API docs load their assets from public CDNs"
+        )
     else:
         app.mount(ASSETS_URL, StaticFiles(directory=str(static)), name="api-docs-static")
 
     @app.get(docs_url, include_in_schema=False)
     def swagger() -> HTMLResponse:
         if static is None:
-            return get_swagger_ui_html(openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2)
+            return get_swagger_ui_html(
+                openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2
+            )
         return get_swagger_ui_html(openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2,
                                    swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",

@@ -31,7 +31,9 @@ def problem(status: int, detail: str, *, request_id: str | None = None,
     if errors is not None:
         body["errors"] = errors
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 PROBLEM_SCHEMA = {

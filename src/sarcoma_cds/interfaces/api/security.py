@@ -47,7 +47,9 @@ def load_api_keys(path: Path | None) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:  # fail closed: never an open API by accident
-        raise ValueError(f"{path}: the API key file cannot be read ({e.__class__.__name__})") from None
+        raise ValueError(
+            f"{path}: the API key file cannot be read ({e.__class__.__name__})"
+        ) from None
     keys: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

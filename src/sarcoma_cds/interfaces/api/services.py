@@ -24,7 +24,8 @@ from sarcoma_cds.store import AuditStore
 
 @dataclass
 class BundleAnswer:
-    """What :meth:`Services.answer_bundle` returns: the mapping, and the answer when the facts are valid."""
+    """What :meth:`Services.answer_bundle` returns: the mapping, and the answer when the facts are
+    valid."""
 
     facts: dict[str, Any]
     provenance: dict[str, Any]
@@ -36,13 +37,24 @@ class BundleAnswer:
 
 
 def stage_cross_check(rec: Recommendation, reported: dict[str, Any]) -> list[dict[str, str]]:
-    """A ``data_conflict`` gap for each recorded stage group that differs from the computed AJCC 8 stage."""
+    """A ``data_conflict`` gap for each recorded stage group that differs from the computed AJCC 8
+    stage."""
     out = []
     for sg in reported.get("stage_group", []):
-        if rec.stage is not None and rec.stage.group and sg["value"] not in (rec.stage.group, rec.stage.group[:-1]):
-            out.append({"resource": sg["resource"], "element": "valueCodeableConcept",
-                        "problem": f"data_conflict: recorded stage group {sg['value']} differs from the "
-                                   f"computed AJCC 8 stage {rec.stage.group}"})
+        if (
+            rec.stage is not None
+            and rec.stage.group
+            and sg["value"] not in (rec.stage.group, rec.stage.group[:-1])
+        ):
+            out.append(
+                {
+                    "resource": sg["resource"],
+                    "element": "valueCodeableConcept",
+                    "problem": f"data_conflict: recorded stage group {sg['value']} differs from "
+                               "the "
+                    f"computed AJCC 8 stage {rec.stage.group}",
+                }
+            )
     return out
 
 
@@ -120,7 +132,9 @@ class Services:
         ``feedback`` (decisions and CDS outcomes). None when unknown."""
         return self.store.get_record(case_id)
 
-    def list_cases(self, limit: int = 50, offset: int = 0, saved_only: bool = True) -> list[dict[str, Any]]:
+    def list_cases(
+        self, limit: int = 50, offset: int = 0, saved_only: bool = True
+    ) -> list[dict[str, Any]]:
         """Newest first; without recommendation bodies."""
         return self.store.list_cases(limit=limit, offset=offset, saved_only=saved_only)
 
@@ -139,7 +153,9 @@ class Services:
         return f"{self.settings.base_url or ''}/cases/{case_id}"
 
     # ------------------------------------------------------------ FHIR
-    def facts_from_bundle(self, bundle: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    def facts_from_bundle(
+        self, bundle: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
         """mCODE Bundle -> ``(facts, provenance, gaps)``.
 
         ``facts`` is a contract facts dict (possibly incomplete: check with
@@ -159,8 +175,16 @@ class Services:
 
         return facts_from_bundle(bundle)
 
-    def answer_bundle(self, bundle: Any, interface: str, caller: str, *, request_id: str | None = None,
-                      service_id: str | None = None, card_uuids: Sequence[str] = ()) -> BundleAnswer:
+    def answer_bundle(
+        self,
+        bundle: Any,
+        interface: str,
+        caller: str,
+        *,
+        request_id: str | None = None,
+        service_id: str | None = None,
+        card_uuids: Sequence[str] = (),
+    ) -> BundleAnswer:
         """The one door from a FHIR Bundle to an answer, for every interface (REST, CDS Hooks, web).
 
         Maps the bundle (facts, provenance, gaps), checks the facts, recommends, cross-checks
@@ -181,12 +205,23 @@ class Services:
             ans.problems = list(e.problems)
             return ans
         ans.recommendation, ans.audit_id = self.recommend_and_record(
-            facts, interface, caller, request_id=request_id, service_id=service_id, card_uuids=card_uuids)
+            facts,
+            interface,
+            caller,
+            request_id=request_id,
+            service_id=service_id,
+            card_uuids=card_uuids,
+        )
         ans.gaps += stage_cross_check(ans.recommendation, mapped.reported)
         return ans
 
-    def recommendation_to_fhir(self, rec: Recommendation, facts: dict[str, Any] | None = None,
-                               audit_id: str | None = None, patient_ref: str | None = None) -> dict[str, Any]:
+    def recommendation_to_fhir(
+        self,
+        rec: Recommendation,
+        facts: dict[str, Any] | None = None,
+        audit_id: str | None = None,
+        patient_ref: str | None = None,
+    ) -> dict[str, Any]:
         """The recommendation as a CPG-on-FHIR Bundle (CarePlan, RequestGroup, requests);
         ``patient_ref`` (e.g. ``Patient/123``) becomes their subject."""
         from sarcoma_cds.adapters.fhir import recommendation_to_bundle

@@ -14,7 +14,10 @@ import typer
 from sarcoma_cds.interfaces.cli.extras import exit_if_missing, requires
 from sarcoma_cds.interfaces.cli.kb_app import kb_app
 
-_ARCHIVE_HELP = "Archive of released knowledge-base versions (default: $SARCOMA_CDS_KB_ARCHIVE, else ./data/kb-archive)."
+_ARCHIVE_HELP = (
+    "Archive of released knowledge-base versions (default: $SARCOMA_CDS_KB_ARCHIVE, else "
+    "./data/kb-archive)."
+)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -23,7 +26,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load(ref: str | Path | None, archive: Path | None = None):  # type: ignore[no-untyped-def]
-    """A knowledge base from a directory or a version; a bad reference or KB exits 2, no traceback."""
+    """A knowledge base from a directory or a version; a bad reference or KB exits 2, no
+    traceback."""
     from sarcoma_cds import KnowledgeBaseError
     from sarcoma_cds.kb.archive import KbArchiveError, load_ref
 
@@ -37,16 +41,29 @@ def _load(ref: str | Path | None, archive: Path | None = None):  # type: ignore[
 
 @requires("cohort", "concordance")
 def concordance(
-    cohort: Path = typer.Argument(..., help="Cohort file: .csv, .parquet or .jsonl, one patient a row."),
+    cohort: Path = typer.Argument(
+        ..., help="Cohort file: .csv, .parquet or .jsonl, one patient a row."
+    ),
     out: Path = typer.Option(Path("concordance-out"), "--out", help="Output directory."),
-    engine: str = typer.Option("polars", "--engine", help="polars | duckdb | spark | python (per patient)."),
-    compare_kb: str | None = typer.Option(None, "--compare-kb", help="An older knowledge base, a directory or a "
-                                          "version (packaged or archived, e.g. 1.0.0): list the patients whose "
-                                          "group or statuses change, and why."),
-    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory (default: the packaged one)."),
+    engine: str = typer.Option(
+        "polars", "--engine", help="polars | duckdb | spark | python (per patient)."
+    ),
+    compare_kb: str | None = typer.Option(
+        None,
+        "--compare-kb",
+        help=(
+            "An older knowledge base, a directory or a "
+            "version (packaged or archived, e.g. 1.0.0): list the patients whose "
+            "group or statuses change, and why."
+        ),
+    ),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="Knowledge-base directory (default: the packaged one)."
+    ),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
-    """Guideline concordance of the treatment given to a cohort (patients.csv/.parquet, summary.json, report.html)."""
+    """Guideline concordance of the treatment given to a cohort (patients.csv/.parquet,
+    summary.json, report.html)."""
     from sarcoma_cds.cohort.evaluate import ENGINES
     from sarcoma_cds.cohort.io import CohortError
 
@@ -68,8 +85,11 @@ def concordance(
     line = s["_line"]
     if "guideline_change" in s:
         gc = s["guideline_change"]
-        line += (f"; vs {gc['from_version']}: {gc['recommendation']['patients_changed']} patients get a different "
-                 f"recommendation, {gc['patients_changed']} a different concordance")
+        line += (
+            f"; vs {gc['from_version']}: {gc['recommendation']['patients_changed']} patients get "
+            "a different "
+            f"recommendation, {gc['patients_changed']} a different concordance"
+        )
     typer.echo(line + f" -> {out}/")
 
 
@@ -78,11 +98,22 @@ def synth_cmd(
     n: int = typer.Option(1000, "--n", min=1, help="Number of patients."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same cohort)."),
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .parquet or .jsonl."),
-    discordance_rate: float = typer.Option(0.15, "--discordance-rate", min=0.0, max=1.0,
-                                           help="Share of patients given a random (mostly off-pathway) treatment."),
-    kb: str | None = typer.Option(None, "--kb", help="Knowledge base whose groups and regimens the delivered "
-                                  "treatments are drawn from: a directory or a version (default: the packaged "
-                                  "one), so a draft's new content is exercised."),
+    discordance_rate: float = typer.Option(
+        0.15,
+        "--discordance-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of patients given a random (mostly off-pathway) treatment.",
+    ),
+    kb: str | None = typer.Option(
+        None,
+        "--kb",
+        help=(
+            "Knowledge base whose groups and regimens the delivered "
+            "treatments are drawn from: a directory or a version (default: the packaged "
+            "one), so a draft's new content is exercised."
+        ),
+    ),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Write a synthetic cohort (documented distributions; see docs/cohort.md)."""
@@ -94,12 +125,17 @@ def synth_cmd(
 
 
 def kb_diff_cmd(
-    old: str = typer.Argument(..., help="Old knowledge base: a directory or a version (packaged or archived)."),
-    new: str | None = typer.Argument(None, help="New knowledge base: a directory or a version "
-                                     "(default: the packaged one)."),
+    old: str = typer.Argument(
+        ..., help="Old knowledge base: a directory or a version (packaged or archived)."
+    ),
+    new: str | None = typer.Argument(
+        None, help="New knowledge base: a directory or a version (default: the packaged one)."
+    ),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
     format: str = typer.Option("text", "--format", "-f", help="text | markdown | html."),
-    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of standard output."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write to this file instead of standard output."
+    ),
 ) -> None:
     """What changed in the algorithm: guideline metadata, groups, steps, regimens, classification,
     definitions, rules case by case (conditions in plain words), tables, fact labels, sources and
@@ -110,8 +146,11 @@ def kb_diff_cmd(
         raise _fail("--format: use text, markdown or html")
     a, b = _load(old, kb_archive), _load(new, kb_archive)
     changes = kb_changes(a, b)
-    text = {"text": lambda: "\n".join(to_lines(a, b, changes)) + "\n", "markdown": lambda: to_markdown(a, b, changes),
-            "html": lambda: to_html(a, b, changes)}[format]()
+    text = {
+        "text": lambda: "\n".join(to_lines(a, b, changes)) + "\n",
+        "markdown": lambda: to_markdown(a, b, changes),
+        "html": lambda: to_html(a, b, changes),
+    }[format]()
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -121,10 +160,14 @@ def kb_diff_cmd(
 
 @requires("cohort", "kb impact")
 def kb_impact_cmd(
-    old: str = typer.Argument(..., help="Old knowledge base: a directory or a version (packaged or archived)."),
+    old: str = typer.Argument(
+        ..., help="Old knowledge base: a directory or a version (packaged or archived)."
+    ),
     new: str = typer.Argument(..., help="New knowledge base: a directory or a version."),
     cohort: Path = typer.Option(..., "--cohort", help="Cohort file: .csv, .parquet or .jsonl."),
-    out: Path | None = typer.Option(None, "--out", help="Directory for impact.json, impact.md and impact.html."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Directory for impact.json, impact.md and impact.html."
+    ),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Whose recommendation changes between two knowledge bases: per group and per step or regimen,
@@ -154,12 +197,20 @@ def kb_impact_cmd(
 
 
 def kb_archive_cmd(
-    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory to archive (default: the packaged one)."),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="Knowledge-base directory to archive (default: the packaged one)."
+    ),
     kb_archive: Path | None = typer.Option(None, "--kb-archive", help=_ARCHIVE_HELP),
     to: Path | None = typer.Option(None, "--to", hidden=True, help="Deprecated: use --kb-archive."),
-    approved_by: str | None = typer.Option(None, "--approved-by", help="Record in the archive's hash-chained "
-                                           "approval ledger that this person (listed in guideline.yaml "
-                                           "approvals) approved this version and content hash."),
+    approved_by: str | None = typer.Option(
+        None,
+        "--approved-by",
+        help=(
+            "Record in the archive's hash-chained "
+            "approval ledger that this person (listed in guideline.yaml "
+            "approvals) approved this version and content hash."
+        ),
+    ),
     role: str = typer.Option("", "--role", help="The approver's role (with --approved-by)."),
 ) -> None:
     """Keep a copy of a knowledge-base version in the archive, to compare cohorts against it later;
@@ -171,13 +222,18 @@ def kb_archive_cmd(
         raise _fail(f"--kb: {kb} is not a directory")
     if to is not None:  # (the one name is --kb-archive, as in concordance and kb diff)
         typer.echo("warning: --to is deprecated; use --kb-archive", err=True)
-    if approved_by is not None:  # an approval is recorded only for content that passes the release gate
+    if (
+        approved_by is not None
+    ):  # an approval is recorded only for content that passes the release gate
         from sarcoma_cds.kb.gate import release_gate
 
         gate = release_gate(kb, archive=kb_archive or to)
         if not gate.ok:
-            raise _fail("the knowledge base does not pass the release gate (validate-kb), nothing archived: "
-                        + "; ".join(gate.problems))
+            raise _fail(
+                "the knowledge base does not pass the release gate (validate-kb), nothing "
+                "archived: "
+                + "; ".join(gate.problems)
+            )
     try:
         a = archive_kb(kb, kb_archive or to)
     except KbArchiveError as e:
@@ -189,8 +245,10 @@ def kb_archive_cmd(
     if a.created:
         typer.echo(f"archived knowledge base {a.version} ({a.content_hash[:19]}) -> {a.path}")
     else:
-        typer.echo(f"knowledge base {a.version} is already archived in {a.path} with the same content "
-                   f"({a.content_hash[:19]}); nothing to do")
+        typer.echo(
+            f"knowledge base {a.version} is already archived in {a.path} with the same content "
+            f"({a.content_hash[:19]}); nothing to do"
+        )
     if approved_by is not None:
         from sarcoma_cds.kb.archive import archive_dir
         from sarcoma_cds.kb.governance import LEDGER, record_approval
@@ -199,8 +257,10 @@ def kb_archive_cmd(
             rec = record_approval(archive_dir(kb_archive or to), _load(a.path), approved_by, role)
         except ValueError as e:
             raise _fail(str(e)) from None
-        typer.echo(f"approval by {approved_by} of {a.version} recorded in {archive_dir(kb_archive or to) / LEDGER} "
-                   f"({rec['hash'][:19]})")
+        typer.echo(
+            f"approval by {approved_by} of {a.version} recorded in "
+            f"{archive_dir(kb_archive or to) / LEDGER} ({rec['hash'][:19]})"
+        )
 
 
 def kb_approvals_cmd(
@@ -212,8 +272,10 @@ def kb_approvals_cmd(
 
     root = archive_dir(kb_archive)
     for rec in read_ledger(root):
-        typer.echo(f"{rec['recorded_at']}  {rec['version']}  {rec['content_hash'][:19]}  {rec['approver']}"
-                   f"{' (' + rec['role'] + ')' if rec.get('role') else ''}  {rec['hash'][:19]}")
+        typer.echo(
+            f"{rec['recorded_at']}  {rec['version']}  {rec['content_hash'][:19]}  {rec['approver']}"
+            f"{' (' + rec['role'] + ')' if rec.get('role') else ''}  {rec['hash'][:19]}"
+        )
     problems = verify_ledger(root)
     if problems:
         for p in problems:

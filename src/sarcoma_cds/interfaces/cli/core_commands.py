@@ -78,8 +78,13 @@ def _json_error(line_no: int, problems: list[tuple[str, str]]) -> str:
 
 
 def recommend_cmd(
-    file: str = typer.Argument(..., help="Patient facts: a .json file, a .jsonl stream (one patient a line), or '-' for stdin."),
-    format: Format = typer.Option(Format.text, "--format", "-f", help="json (machine) or text (people)."),
+    file: str = typer.Argument(
+        ...,
+        help="Patient facts: a .json file, a .jsonl stream (one patient a line), or '-' for stdin.",
+    ),
+    format: Format = typer.Option(
+        Format.text, "--format", "-f", help="json (machine) or text (people)."
+    ),
     kb_dir: Path | None = typer.Option(None, "--kb", help="Use another knowledge-base directory."),
 ) -> None:
     """Recommend treatment pathways for one patient (or a .jsonl stream of patients)."""
@@ -131,7 +136,9 @@ def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> N
         except InvalidFacts as e:
             raise _fail(_problems(e)) from None
         except json.JSONDecodeError as e:
-            raise _fail([f"error: input: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"]) from None
+            raise _fail(
+                [f"error: input: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"]
+            ) from None
         try:
             rec = engine_recommend(kb, data)
         except InvalidFacts as e:
@@ -149,7 +156,9 @@ def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> N
     for n, line in enumerate(text.splitlines(), start=1):
         try:
             if not line.strip():
-                raise InvalidFacts([("input", "blank line; expected one patient (a JSON object) per line")])
+                raise InvalidFacts(
+                    [("input", "blank line; expected one patient (a JSON object) per line")]
+                )
             data = _parse(line)
             rec = engine_recommend(kb, data)
         except ValueError as e:
@@ -172,7 +181,9 @@ def _run(kb: CompiledKB, text: str, stream: bool, fmt: Format, out: TextIO) -> N
 
 
 def groups_cmd(
-    group_id: str | None = typer.Argument(None, help="Show one group with its pathways (omit to list all)."),
+    group_id: str | None = typer.Argument(
+        None, help="Show one group with its pathways (omit to list all)."
+    ),
     kb_dir: Path | None = typer.Option(None, "--kb", help="Use another knowledge-base directory."),
     format: Format = typer.Option(Format.text, "--format", "-f"),
 ) -> None:
@@ -190,7 +201,11 @@ def groups_cmd(
     group = kb.groups.get(group_id)
     if group is None:
         close = [g for g in kb.groups if group_id.lower() in g]
-        hint = f" (did you mean {', '.join(close)}?)" if close else " (run 'sarcoma-cds groups' for the list)"
+        hint = (
+            f" (did you mean {', '.join(close)}?)"
+            if close
+            else " (run 'sarcoma-cds groups' for the list)"
+        )
         raise _fail([f"error: group: unknown group {group_id!r}{hint}"])
     if format is Format.json:
         sys.stdout.write(group.model_dump_json() + "\n")
@@ -199,40 +214,51 @@ def groups_cmd(
 
 
 def validate_kb_cmd(
-    kb_dir: Path | None = typer.Argument(None, help="Knowledge-base directory (default: the packaged one)."),
-    no_proof: bool = typer.Option(False, "--no-proof", metavar="",
-                                  help="Skip the classification proof (about a second)."),
+    kb_dir: Path | None = typer.Argument(
+        None, help="Knowledge-base directory (default: the packaged one)."
+    ),
+    no_proof: bool = typer.Option(
+        False, "--no-proof", metavar="", help="Skip the classification proof (about a second)."
+    ),
 ) -> None:
     """The release gate: every file and cross-reference, the classification proof (no overlap, no
-    gap, every group reachable) and cohort compatibility; prints version and hash, or every problem."""
+    gap, every group reachable) and cohort compatibility; prints version and hash, or every
+    problem."""
     from sarcoma_cds.kb.gate import release_gate
 
     if kb_dir is not None and not kb_dir.is_dir():
         raise _fail([f"error: {kb_dir}: knowledge-base directory not found"])
     report = release_gate(kb_dir, proof=not no_proof)
     if not report.ok or report.kb is None:
-        raise _fail([f"error: {p}" for p in report.problems]
-                    + [f"error: {len(report.problems)} problem(s); the knowledge base is not releasable"])
+        raise _fail(
+            [f"error: {p}" for p in report.problems]
+            + [f"error: {len(report.problems)} problem(s); the knowledge base is not releasable"]
+        )
     kb = report.kb
     steps = sum(len(p.steps) for g in kb.data.groups for p in g.pathways)
     pathways = sum(len(g.pathways) for g in kb.data.groups)
     rules = len(kb.data.rules.rules)
     sys.stdout.write(
         f"ok: {kb.data.meta.id} {kb.version} {kb.content_hash}\n"
-        f"    {len(kb.groups)} groups, {pathways} pathways, {steps} steps, {rules} personalisation rules, "
+        f"    {len(kb.groups)} groups, {pathways} pathways, {steps} steps, {rules} "
+        "personalisation rules, "
         f"{len(kb.data.files)} files\n"
     )
     if report.proof is not None:
         sys.stdout.write(
-            f"    classification proof: {report.proof.combinations:,} complete combinations, each in exactly one "
+            f"    classification proof: {report.proof.combinations:,} complete combinations, each "
+            "in exactly one "
             f"group, gap or out-of-scope rule; all {len(report.proof.reached)} groups reachable "
-            f"({report.proof_seconds:.1f} s)\n")
+            f"({report.proof_seconds:.1f} s)\n"
+        )
     sys.stdout.write(f"    cohort audit: {report.cohort}\n")
     sys.stdout.write(f"    golden cases and group pathways (cases/): {report.cases} pass\n")
     meta = kb.data.meta
     refs = len(kb.data.bibliography.references) if kb.data.bibliography else 0
-    sys.stdout.write(f"    status {meta.status}, released {meta.released}, review by {meta.review_by}, "
-                     f"{len(meta.approvals)} approval(s), {refs} source references in the bibliography\n")
+    sys.stdout.write(
+        f"    status {meta.status}, released {meta.released}, review by {meta.review_by}, "
+        f"{len(meta.approvals)} approval(s), {refs} source references in the bibliography\n"
+    )
     for note in report.notices:
         sys.stdout.write(f"note: {note}\n")
 

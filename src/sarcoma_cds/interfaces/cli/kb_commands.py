@@ -13,9 +13,15 @@ from sarcoma_cds.interfaces.cli.kb_app import kb_app
 
 
 def kb_render_cmd(
-    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory (default: the packaged one)."),
-    html_out: Path | None = typer.Option(None, "--html", help="Write the document as HTML to this file."),
-    pdf_out: Path | None = typer.Option(None, "--pdf", help="Write it as PDF (needs the 'web' extra)."),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="Knowledge-base directory (default: the packaged one)."
+    ),
+    html_out: Path | None = typer.Option(
+        None, "--html", help="Write the document as HTML to this file."
+    ),
+    pdf_out: Path | None = typer.Option(
+        None, "--pdf", help="Write it as PDF (needs the 'web' extra)."
+    ),
 ) -> None:
     """The whole knowledge base as one document for review: every group with its entry criteria in
     plain words, pathways, regimens, rules, references, bibliography and governance."""

@@ -73,7 +73,9 @@ def _use_flag_help(t: typer.Typer) -> None:
             c.cls = Command
     for g in t.registered_groups:
         if g.typer_instance is not None:
-            if g.typer_instance.info.cls is TyperGroup or not isinstance(g.typer_instance.info.cls, type):
+            if g.typer_instance.info.cls is TyperGroup or not isinstance(
+                g.typer_instance.info.cls, type
+            ):
                 g.typer_instance.info.cls = Group
             _use_flag_help(g.typer_instance)
 

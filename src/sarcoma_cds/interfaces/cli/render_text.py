@@ -51,12 +51,19 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
         c.print("[bold red]Warnings:[/]")
         for w in rec.warnings:
             what = f" ({w.treatment})" if w.treatment else ""
-            c.print(Padding(f"! [bold]{w.code}[/]{what}: {escape(w.message)}", (0, 0, 0, 2), expand=False))
+            c.print(
+                Padding(
+                    f"! [bold]{w.code}[/]{what}: {escape(w.message)}", (0, 0, 0, 2), expand=False
+                )
+            )
     if rec.missing_information or rec.warnings:
         c.print()
 
     if rec.patient_group is not None:
-        c.print(f"[bold]Patient group:[/] {escape(rec.patient_group.label)}  [dim]({rec.patient_group.id})[/]")
+        c.print(
+            f"[bold]Patient group:[/] {escape(rec.patient_group.label)}  "
+            f"[dim]({rec.patient_group.id})[/]"
+        )
     elif rec.out_of_scope is not None:
         c.print(f"[bold]Outside the guideline:[/] {escape(rec.out_of_scope.reason)}")
     else:
@@ -64,7 +71,11 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
         for gid in rec.candidate_groups:
             c.print(f"  - {escape(kb.groups[gid].label)} [dim]({gid})[/]")
         # the informative ones: ruled out, preferred or with a caution in every candidate group
-        firm = [a for a in rec.across_candidates if a.status in ("not_recommended", "preferred", "caution")]
+        firm = [
+            a
+            for a in rec.across_candidates
+            if a.status in ("not_recommended", "preferred", "caution")
+        ]
         if firm:
             c.print("[bold]Holds whatever the missing facts turn out to be:[/]")
             for a in firm:
@@ -73,17 +84,30 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
     if rec.stage is not None:
         s = rec.stage
         grp = s.group or ("not pinned: " + " or ".join(s.possible_groups))
-        c.print(f"[bold]Stage:[/] {s.system}: {s.t or 'T?'} {s.n or 'N?'} {s.m or 'M?'} {s.g or 'G?'} -> {grp}")
+        c.print(
+            f"[bold]Stage:[/] {s.system}: {s.t or 'T?'} {s.n or 'N?'} {s.m or 'M?'} {s.g or 'G?'} "
+            f"-> {grp}"
+        )
     for r in rec.gist_risk:
-        pct = f" ({r.progression_percent:g}% progression)" if r.progression_percent is not None else ""
-        name = "AFIP, Miettinen & Lasota 2006" if r.scheme.startswith("afip") else "modified NIH, Joensuu 2008"
+        pct = (
+            f" ({r.progression_percent:g}% progression)"
+            if r.progression_percent is not None
+            else ""
+        )
+        name = (
+            "AFIP, Miettinen & Lasota 2006"
+            if r.scheme.startswith("afip")
+            else "modified NIH, Joensuu 2008"
+        )
         c.print(f"[bold]GIST risk ({name}):[/] {r.category.replace('_', ' ')}{pct}")
 
     for i, pw in enumerate(rec.pathways, start=1):
         tree = Tree(f"[bold]Pathway {i}[/]")
         for st in pw.steps:
-            node = tree.add(f"{TIER[st.tier]}: [bold]{escape(st.label)}[/] {_badge(st.status)}"
-                            f" [dim](applies to {st.applies_to}; refs {', '.join(st.references) or '-'})[/]")
+            node = tree.add(
+                f"{TIER[st.tier]}: [bold]{escape(st.label)}[/] {_badge(st.status)}"
+                f" [dim](applies to {st.applies_to}; refs {', '.join(st.references) or '-'})[/]"
+            )
             for why in st.reasons:
                 node.add(f"[italic]{escape(why)}[/]")
             for n in st.notes:
@@ -101,14 +125,20 @@ def render(rec: Recommendation, kb: CompiledKB, out: TextIO) -> None:
         c.print("[bold]Why:[/]")
         for e in rec.explanation:
             c.print(Padding(f"- {escape(e)}", (0, 0, 0, 2), expand=False))
-    c.print(f"[dim]Guideline {rec.guideline.id} {rec.guideline.version} ({rec.guideline.content_hash[:19]}...)[/]")
+    c.print(
+        f"[dim]Guideline {rec.guideline.id} {rec.guideline.version} "
+        f"({rec.guideline.content_hash[:19]}...)[/]"
+    )
     c.print(f"[bold]{escape(rec.disclaimer)}[/]")
 
 
 def render_group_list(kb: CompiledKB, out: TextIO) -> None:
     c = _console(out)
-    sites = {"extremity": "Extremity and trunk", "retroperitoneal": "Retroperitoneal / intra-abdominal",
-             "gist": "GIST"}
+    sites = {
+        "extremity": "Extremity and trunk",
+        "retroperitoneal": "Retroperitoneal / intra-abdominal",
+        "gist": "GIST",
+    }
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("#", justify="right")
     table.add_column("group id", no_wrap=True)
@@ -126,13 +156,17 @@ def render_group_list(kb: CompiledKB, out: TextIO) -> None:
 
 def render_group(kb: CompiledKB, g: Group, out: TextIO) -> None:
     c = _console(out)
-    c.print(f"[bold]{escape(g.label)}[/] [dim]({g.id}; source group {g.order} of {len(kb.groups)})[/]")
+    c.print(
+        f"[bold]{escape(g.label)}[/] [dim]({g.id}; source group {g.order} of {len(kb.groups)})[/]"
+    )
     c.print(escape(" ".join(g.summary.split())))
     for i, pw in enumerate(g.pathways, start=1):
         tree = Tree(f"[bold]Pathway {i}[/]")
         for st in pw.steps:
-            node = tree.add(f"{TIER[st.tier]}: [bold]{escape(st.label)}[/] [dim]({st.treatment}; applies to "
-                            f"{st.applies_to}; refs {', '.join(st.references) or '-'})[/]")
+            node = tree.add(
+                f"{TIER[st.tier]}: [bold]{escape(st.label)}[/] [dim]({st.treatment}; applies to "
+                f"{st.applies_to}; refs {', '.join(st.references) or '-'})[/]"
+            )
             node.add(escape(" ".join(st.rationale.split())))
             for op in st.options:
                 node.add(f"{escape(_drugs(op.drugs))} [dim]({op.line})[/]")

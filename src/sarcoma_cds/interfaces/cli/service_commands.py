@@ -28,13 +28,26 @@ audit_app = typer.Typer(help="The audit trail of recommendations served.", no_ar
 
 @requires("service", "serve")
 def serve(
-    host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 only with API keys)."),
+    host: str | None = typer.Option(
+        None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 only with API keys)."
+    ),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
-                                 help="Log start-up details (migrations, uvicorn, settings notes)."),
-    kb: Path | None = typer.Option(None, "--kb", help="Serve this knowledge-base directory instead of the "
-                                   "packaged one (to preview a draft; sets SARCOMA_CDS_KB_DIR for the workers)."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        metavar="",
+        help="Log start-up details (migrations, uvicorn, settings notes).",
+    ),
+    kb: Path | None = typer.Option(
+        None,
+        "--kb",
+        help=(
+            "Serve this knowledge-base directory instead of the "
+            "packaged one (to preview a draft; sets SARCOMA_CDS_KB_DIR for the workers)."
+        ),
+    ),
 ) -> None:
     """Run the HTTP service (REST, FHIR, CDS Hooks, web) with uvicorn."""
     import logging.config
@@ -46,9 +59,13 @@ def serve(
 
     if kb is not None:
         _check_kb(kb)
-        os.environ["SARCOMA_CDS_KB_DIR"] = str(kb.resolve())  # (read by every worker's Settings.from_env)
+        os.environ["SARCOMA_CDS_KB_DIR"] = str(
+            kb.resolve()
+        )  # (read by every worker's Settings.from_env)
     settings = Settings.from_env()
-    if settings.api_keys_file is not None:  # an unreadable or empty key file stops the start (fail closed)
+    if (
+        settings.api_keys_file is not None
+    ):  # an unreadable or empty key file stops the start (fail closed)
         from sarcoma_cds.interfaces.api.security import load_api_keys
 
         try:
@@ -56,8 +73,11 @@ def serve(
         except ValueError as e:
             sys.stderr.write(f"error: {e}\n")
             raise typer.Exit(2) from None
-    log_config = serve_log_config(verbose, local_only=settings.api_keys_file is None,
-                                  cds_clients=settings.clients_file is not None or settings.dev_mode)
+    log_config = serve_log_config(
+        verbose,
+        local_only=settings.api_keys_file is None,
+        cds_clients=settings.clients_file is not None or settings.dev_mode,
+    )
     logging.config.dictConfig(log_config)
     if settings.api_keys_file is None:
         if host not in (None, "127.0.0.1", "localhost"):
@@ -111,11 +131,19 @@ class StartupNotes(logging.Filter):
 
     def __init__(self, local_only: bool, cds_clients: bool) -> None:
         super().__init__()
-        self.prefixes = tuple(p for p, drop in (("no API keys configured", local_only),
-                                                ("SARCOMA_CDS_BASE_URL is not set", not cds_clients)) if drop)
+        self.prefixes = tuple(
+            p
+            for p, drop in (
+                ("no API keys configured", local_only),
+                ("SARCOMA_CDS_BASE_URL is not set", not cds_clients),
+            )
+            if drop
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "sarcoma_cds.service" and str(record.msg).startswith(self.prefixes))
+        return not (
+            record.name == "sarcoma_cds.service" and str(record.msg).startswith(self.prefixes)
+        )
 
 
 def serve_log_config(verbose: bool, *, local_only: bool, cds_clients: bool) -> dict[str, Any]:
@@ -144,7 +172,9 @@ def serve_log_config(verbose: bool, *, local_only: bool, cds_clients: bool) -> d
 @requires("service", "kb export")
 def kb_export(
     fhir: Path = typer.Option(..., "--fhir", help="Directory to write the FHIR resources into."),
-    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory (default: the packaged one)."),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="Knowledge-base directory (default: the packaged one)."
+    ),
 ) -> None:
     """Export the algorithm as CPG PlanDefinitions and ActivityDefinitions (FHIR R4 JSON)."""
     import json
@@ -161,7 +191,9 @@ def kb_export(
         except Exception as e:  # report all, write none that is invalid
             problems.append(f"{res['resourceType']}/{res['id']}: {str(e).splitlines()[0]}")
             continue
-        (fhir / f"{res['resourceType']}-{res['id']}.json").write_text(json.dumps(res, indent=2) + "\n")
+        (fhir / f"{res['resourceType']}-{res['id']}.json").write_text(
+            json.dumps(res, indent=2) + "\n"
+        )
     bundle = {"resourceType": "Bundle", "type": "collection",
               "entry": [{"fullUrl": r["url"], "resource": r} for r in resources]}
     (fhir / "Bundle-sts-treatment-definitions.json").write_text(json.dumps(bundle, indent=2) + "\n")

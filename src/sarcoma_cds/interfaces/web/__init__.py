@@ -63,13 +63,16 @@ def mount(app: FastAPI, services: Services | None = None) -> WebBackend:
     pages = Pages(backend)
     app.state.web_pages = pages
     app.include_router(router)
-    app.include_router(build_extra_router(backend))  # tumour-board mode, compare, favicon (issue 14)
+    app.include_router(
+        build_extra_router(backend)
+    )  # tumour-board mode, compare, favicon (issue 14)
     app.add_exception_handler(PageNotFound, not_found_handler(pages.templates))
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend
     # the import page accepts files up to 1 MB (MAX_UPLOAD): a body limit above that for its form,
-    # so that the page itself says when a file is too large (read by create_app's BodyLimitMiddleware)
+    # so that the page itself says when a file is too large (read by create_app's
+    # BodyLimitMiddleware)
     app.state.body_limits = {"/import": 2 * MAX_UPLOAD}
     return backend
 

@@ -191,7 +191,8 @@ class WebBackend:
         return dict(facts), dict(provenance or {}), list(gaps or [])
 
     def answer_bundle(self, bundle: dict[str, Any], caller: str) -> Any:
-        """The service's one door for a FHIR Bundle (mapping, cross-checks, recommendation, audit)."""
+        """The service's one door for a FHIR Bundle (mapping, cross-checks, recommendation,
+        audit)."""
         svc = self.services
         if svc is None or not hasattr(svc, "answer_bundle"):
             raise NotImplementedError("FHIR import needs the service layer")

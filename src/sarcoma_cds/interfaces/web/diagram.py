@@ -58,14 +58,22 @@ def _node(x: float, y: float, w: float, h: float, title: str, sub: str, taken: b
     rows = lines or [_clip(title, int((w - 24) / CHAR_BOLD_13))]
     first = y + (h - 16 * len(rows) - (14 if sub else 0)) / 2 + 13
     parts = [
-        f'<g><title>{escape(title)}{(" — " + escape(sub)) if sub else ""}</title>',
-        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dash}/>',
+        f"<g><title>{escape(title)}{(' — ' + escape(sub)) if sub else ''}</title>",
+        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}" '
+        f'stroke-width="{sw}"{dash}/>',
     ]
-    parts += [f'<text x="{x + 12}" y="{first + 16 * i:.1f}" font-size="13" font-weight="{weight}" fill="{colour}">'
-              f'{escape(r)}</text>' for i, r in enumerate(rows)]
+    parts += [
+        f'<text x="{x + 12}" y="{first + 16 * i:.1f}" font-size="13" font-weight="{weight}" '
+        f'fill="{colour}">'
+        f"{escape(r)}</text>"
+        for i, r in enumerate(rows)
+    ]
     if sub:
-        parts.append(f'<text x="{x + 12}" y="{first + 16 * len(rows) + 1:.1f}" font-size="11.5" fill="{MUTED}">'
-                     f'{escape(_clip(sub, int((w - 24) / CHAR_115)))}</text>')
+        parts.append(
+            f'<text x="{x + 12}" y="{first + 16 * len(rows) + 1:.1f}" font-size="11.5" '
+            f'fill="{MUTED}">'
+            f"{escape(_clip(sub, int((w - 24) / CHAR_115)))}</text>"
+        )
     parts.append("</g>")
     return "".join(parts)
 
@@ -79,7 +87,9 @@ def _step_h(step: dict[str, Any]) -> float:
 def _regimens(step: dict[str, Any]) -> str:
     """The regimens worth naming in a step box: the preferred ones, else those not ruled out."""
     opts = step.get("options") or []
-    pick = [o for o in opts if o["status"] == "preferred"] or [o for o in opts if o["status"] != "not_recommended"]
+    pick = [o for o in opts if o["status"] == "preferred"] or [
+        o for o in opts if o["status"] != "not_recommended"
+    ]
     names = [" + ".join(d.replace("_", " ") for d in o["drugs"]) for o in pick]
     return ", ".join(names[:2]) + (f" +{len(names) - 2} more" if len(names) > 2 else "")
 
@@ -140,7 +150,8 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
         taken = (sid == taken_site) or (sid == "__oos" and out_of_scope)
         body.append(_node(cols[1], y, widths[1], NODE_H, label, "", taken))
 
-    # groups of the taken site: labels wrapped (never clipped: two stage III groups differ at the end)
+    # groups of the taken site: labels wrapped (never clipped: two stage III groups differ at the
+    # end)
     g_y: dict[str, float] = {}
     g_h: dict[str, float] = {}
     site_groups = [g for g in kb.data.groups if g.site == taken_site] if taken_site else []
@@ -153,27 +164,50 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
         rows = _wrap(short, int((widths[2] - 24) / CHAR_BOLD_13))
         gh = float(max(NODE_H, 16 * len(rows) + (14 if cand else 0) + 14))
         g_y[g.id], g_h[g.id] = y, gh
-        body.append(_node(cols[2], y, widths[2], gh, short, "candidate — facts missing" if cand else "",
-                          taken or cand, dashed=cand, lines=rows))
+        body.append(
+            _node(
+                cols[2],
+                y,
+                widths[2],
+                gh,
+                short,
+                "candidate — facts missing" if cand else "",
+                taken or cand,
+                dashed=cand,
+                lines=rows,
+            )
+        )
         y += gh + GAP
     groups_bottom = y
 
     # patient node: histology, site, and what steers the choice (stage, genotype)
-    hist = kb.value_label("histology", facts.get("histology", "")) if facts.get("histology") else "patient"
-    site = kb.value_label("primary_site", facts.get("primary_site", "")) if facts.get("primary_site") else ""
+    hist = (
+        kb.value_label("histology", facts.get("histology", ""))
+        if facts.get("histology")
+        else "patient"
+    )
+    site = (
+        kb.value_label("primary_site", facts.get("primary_site", ""))
+        if facts.get("primary_site")
+        else ""
+    )
     py = top
     lines = _wrap(hist[:1].upper() + hist[1:], int((widths[0] - 24) / CHAR_BOLD_13))[:3]
     extra = [t for t in (site, *_steering(rec, facts, kb)) if t]
     ph = 16 + 17 * len(lines) + 15 * len(extra)
     body.append(
-        f'<g><title>{escape(hist)} — {escape(", ".join(extra))}</title>'
+        f"<g><title>{escape(hist)} — {escape(', '.join(extra))}</title>"
         f'<rect x="{cols[0]}" y="{py}" width="{widths[0]}" height="{ph}" rx="8" fill="#0f3d47"/>'
-        + "".join(f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * i}" font-size="13" '
-                  f'font-weight="700" fill="#ffffff">{escape(t)}</text>'
-                  for i, t in enumerate(lines))
-        + "".join(f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * len(lines) + 15 * i}" font-size="11.5" '
-                  f'fill="#d7e8ec">{escape(_clip(t, int((widths[0] - 24) / CHAR_115)))}</text>'
-                  for i, t in enumerate(extra))
+        + "".join(
+            f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * i}" font-size="13" '
+            f'font-weight="700" fill="#ffffff">{escape(t)}</text>'
+            for i, t in enumerate(lines)
+        )
+        + "".join(
+            f'<text x="{cols[0] + 12}" y="{py + 20 + 17 * len(lines) + 15 * i}" font-size="11.5" '
+            f'fill="#d7e8ec">{escape(_clip(t, int((widths[0] - 24) / CHAR_115)))}</text>'
+            for i, t in enumerate(extra)
+        )
         + "</g>"
     )
     desc.append(f"Patient: {hist}, {', '.join(extra)}.")
@@ -200,7 +234,11 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
     pathways = rec.get("pathways") or []
     if pathways:
         best = min(SEVERITY.get(p["steps"][0]["status"], 9) for p in pathways if p.get("steps"))
-        n_best = sum(1 for p in pathways if p.get("steps") and SEVERITY.get(p["steps"][0]["status"], 9) == best)
+        n_best = sum(
+            1
+            for p in pathways
+            if p.get("steps") and SEVERITY.get(p["steps"][0]["status"], 9) == best
+        )
         # "best fit" only when one pathway leads; tied pathways are alternatives for the board
         tag = " — best fit" if n_best == 1 and len(pathways) > 1 else (
             f" — one of {n_best} alternatives" if n_best > 1 else "")
@@ -215,8 +253,10 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
                         f'fill="{"#f3f8f9" if taken else "#fafbfc"}" '
                         f'stroke="{ACCENT if taken else GREY}" '
                         f'stroke-width="{2.5 if taken else 1.2}"/>')
-            body.append(f'<text x="{x + 12}" y="{py_cursor + 19}" font-size="12" font-weight="700" '
-                        f'fill="{ACCENT if taken else MUTED}">Pathway {pi}{tag if taken else ""}</text>')
+            body.append(
+                f'<text x="{x + 12}" y="{py_cursor + 19}" font-size="12" font-weight="700" '
+                f'fill="{ACCENT if taken else MUTED}">Pathway {pi}{tag if taken else ""}</text>'
+            )
             sy = py_cursor + 28
             step_desc = []
             for s in steps:
@@ -225,20 +265,36 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
                 label = f'{TIER_LABEL.get(s["tier"], s["tier"])} · {s["label"]}'
                 status_text = f'{STATUS_ICON.get(st, "")} {STATUS_LABEL.get(st, st)}'
                 rows = _wrap(label, int((widths[3] - 44) / CHAR_12))
-                rows = [*rows[:1], _clip(" ".join(rows[1:]), int((widths[3] - 44) / CHAR_12))] if len(rows) > 1 else rows
+                rows = (
+                    [*rows[:1], _clip(" ".join(rows[1:]), int((widths[3] - 44) / CHAR_12))]
+                    if len(rows) > 1
+                    else rows
+                )
                 regs = _regimens(s)
                 room = int((widths[3] - 44) / CHAR_115) - len(status_text) - 3
                 sh = _step_h(s)
                 body.append(
-                    f'<g><title>{escape(label)}: {escape(STATUS_LABEL.get(st, st))}{(" — " + escape(regs)) if regs else ""}</title>'
-                    f'<rect x="{x + 10}" y="{sy}" width="{widths[3] - 20}" height="{sh}" rx="6" fill="#ffffff" stroke="#d5dbe1"/>'
+                    f"<g><title>{escape(label)}: "
+                    f"{escape(STATUS_LABEL.get(st, st))}{(' — ' + escape(regs)) if regs else ''}</"
+                    "title>"
+                    f'<rect x="{x + 10}" y="{sy}" width="{widths[3] - 20}" height="{sh}" rx="6" '
+                    'fill="#ffffff" stroke="#d5dbe1"/>'
                     f'<rect x="{x + 10}" y="{sy}" width="6" height="{sh}" rx="3" fill="{colour}"/>'
-                    + "".join(f'<text x="{x + 24}" y="{sy + 17 + 15 * i}" font-size="12" fill="{INK}">{escape(r)}</text>'
-                              for i, r in enumerate(rows))
-                    + f'<text x="{x + 24}" y="{sy + 17 + 15 * len(rows) + 1}" font-size="11.5">'
-                      f'<tspan font-weight="700" fill="{colour}">{escape(status_text)}</tspan>'
-                    + (f'<tspan fill="{INK}"> · {escape(_clip(regs, max(room, 8)))}</tspan>' if regs else "")
-                    + '</text></g>'
+                    + "".join(
+                        f'<text x="{x + 24}" y="{sy + 17 + 15 * i}" font-size="12" '
+                        f'fill="{INK}">{escape(r)}</text>'
+                        for i, r in enumerate(rows)
+                    )
+                    + (
+                        f'<text x="{x + 24}" y="{sy + 17 + 15 * len(rows) + 1}" font-size="11.5">'
+                        f'<tspan font-weight="700" fill="{colour}">{escape(status_text)}</tspan>'
+                    )
+                    + (
+                        f'<tspan fill="{INK}"> · {escape(_clip(regs, max(room, 8)))}</tspan>'
+                        if regs
+                        else ""
+                    )
+                    + "</text></g>"
                 )
                 step_desc.append(f'{label} ({STATUS_LABEL.get(st, st)})')
                 sy += sh + 6
@@ -247,8 +303,11 @@ def render(rec: dict[str, Any], facts: dict[str, Any], kb: CompiledKB) -> str:
             py_cursor += h + GAP
 
     height = max(top + 4 * (NODE_H + GAP), groups_bottom if site_groups else top, py_cursor) + 10
-    defs = (f'<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" '
-            f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{ACCENT}"/></marker></defs>')
+    defs = (
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
+        'markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        f'fill="{ACCENT}"/></marker></defs>'
+    )
     title = "Decision diagram: this patient's path through the algorithm"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '

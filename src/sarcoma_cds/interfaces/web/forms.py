@@ -35,20 +35,27 @@ HINTS: dict[str, str] = {
     "size_cm": "Greatest dimension.",
     "metastatic_burden": "Only with distant metastasis M1.",
     "metastatic_sites": "Only with distant metastasis M1.",
-    "resectability": "Unresectable includes resection that would leave an unacceptable "
-                     "functional outcome.",
+    "resectability": (
+        "Unresectable includes resection that would leave an unacceptable functional outcome."
+    ),
     "progression_extent": "Only when disease status is progressive.",
     "mitotic_rate_per_5mm2": "Equivalent to per 50 high-power fields.",
     "tumour_rupture": "Spontaneous or during surgery.",
     "ntrk_fusion": "Also relevant outside GIST.",
     "resection_status": "After surgery, if any.",
     "ecog": "Performance status on the ECOG scale.",
-    "prior_therapies": "Given, e.g. completed adjuvant treatment; neither a failure nor an intolerance.",
-    "progressed_on": "Treatment failure: progression or recurrence during, or within 6 months of, the therapy. Counts as given too.",
+    "prior_therapies": (
+        "Given, e.g. completed adjuvant treatment; neither a failure nor an intolerance."
+    ),
+    "progressed_on": (
+        "Treatment failure: progression or recurrence during, or within 6 months of, the therapy. "
+        "Counts as given too."
+    ),
     "intolerant_of": "Not tolerated, or must not be given (toxicity, contraindication).",
 }
 
-#: ECOG performance status as a choice (a typed number invites typos): the grade and its short meaning.
+#: ECOG performance status as a choice (a typed number invites typos): the grade and its short
+#: meaning.
 ECOG_CHOICES = (
     ("0", "0: fully active"),
     ("1", "1: light work only; strenuous activity restricted"),
@@ -57,7 +64,11 @@ ECOG_CHOICES = (
     ("4", "4: completely disabled; no self-care"),
 )
 
-BOOL_CHOICES = (("", "Not tested / unknown"), ("true", "Yes / positive"), ("false", "No / negative"))
+BOOL_CHOICES = (
+    ("", "Not tested / unknown"),
+    ("true", "Yes / positive"),
+    ("false", "No / negative"),
+)
 EVENT_CHOICES = (("", "Not recorded"), ("true", "Yes"), ("false", "No"))
 
 

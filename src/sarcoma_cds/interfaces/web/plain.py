@@ -89,10 +89,15 @@ def situation_sentence(rec: dict[str, Any], facts: dict[str, Any] | None = None)
     elif "disseminated" in gid or "recurrent_or_metastatic" in gid:
         back = f.get("disease_status") == "recurrent"
         spread = f.get("metastasis") == "M1"
-        parts.append("The tumour has come back and spread to other parts of the body." if back and spread
-                     else "The tumour has come back after earlier treatment." if back
-                     else "The tumour has spread to other parts of the body." if spread
-                     else "The tumour has come back or spread to other parts of the body.")
+        parts.append(
+            "The tumour has come back and spread to other parts of the body."
+            if back and spread
+            else "The tumour has come back after earlier treatment."
+            if back
+            else "The tumour has spread to other parts of the body."
+            if spread
+            else "The tumour has come back or spread to other parts of the body."
+        )
     elif "recurrent" in gid:
         parts.append("The tumour has come back after earlier treatment.")
     if "progressive" in gid:

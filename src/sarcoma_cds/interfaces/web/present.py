@@ -258,7 +258,9 @@ def _unit_text(unit: str | None) -> str:
     return (unit or "").replace("mm2", "mm²")
 
 
-def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, Any]) -> tuple[Any, list[WhatIf]]:
+def what_if(
+    kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, Any]
+) -> tuple[Any, list[WhatIf]]:
     """Recompute the recommendation under each value of each missing or decisive fact."""
     base = recommend(facts)
     if base.out_of_scope is not None:
@@ -273,7 +275,12 @@ def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, An
         spec = fields[name]
         values: list[Any] = [v for v, _ in spec.choices if v != ""]
         if name in NUMERIC_PROBES:
-            values = sorted({*NUMERIC_PROBES[name], *([facts[name]] if isinstance(facts.get(name), int | float) else [])})
+            values = sorted(
+                {
+                    *NUMERIC_PROBES[name],
+                    *([facts[name]] if isinstance(facts.get(name), int | float) else []),
+                }
+            )
         if spec.kind == "bool":
             values = [True, False]
         elif spec.kind == "integer":
@@ -282,7 +289,11 @@ def what_if(kb: Any, recommend: Any, facts: dict[str, Any], fields: dict[str, An
             continue
         variants: list[Variant] = []
         for v in values:
-            label = f"{v:g} {_unit_text(spec.unit)}".strip() if name in NUMERIC_PROBES else kb.value_label(name, v)
+            label = (
+                f"{v:g} {_unit_text(spec.unit)}".strip()
+                if name in NUMERIC_PROBES
+                else kb.value_label(name, v)
+            )
             label = label[:1].upper() + label[1:]
             current = facts.get(name) == v
             try:
@@ -331,7 +342,9 @@ class BottomLine:
     out_of_scope: str = ""
     candidates: list[str] = field(default_factory=list)  # labels, when the group is not pinned
     preferred: list[ReasonGroup] = field(default_factory=list)
-    alternatives: list[str] = field(default_factory=list)  # first step of each pathway when nothing is preferred
+    alternatives: list[str] = field(
+        default_factory=list
+    )  # first step of each pathway when nothing is preferred
     caution: list[ReasonGroup] = field(default_factory=list)
     ruled_out: list[ReasonGroup] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (fact field, why)
@@ -432,7 +445,9 @@ def bottom_line(rec: dict[str, Any], facts: dict[str, Any] | None = None,
     oos = rec.get("out_of_scope")
     g = rec.get("patient_group")
     if oos:
-        return BottomLine(group="Outside the algorithm's scope", out_of_scope=str(oos.get("reason") or ""))
+        return BottomLine(
+            group="Outside the algorithm's scope", out_of_scope=str(oos.get("reason") or "")
+        )
     if g:
         group = str(g.get("label") or g.get("id"))
     elif rec.get("candidate_groups"):
@@ -465,8 +480,11 @@ def bottom_line(rec: dict[str, Any], facts: dict[str, Any] | None = None,
                     caution.append((name, list(o.get("reasons") or [])))
                 elif o["status"] == "not_recommended":
                     ruled.append((name, list(o.get("reasons") or [])))
-    bl = BottomLine(group=group, stage=stage,
-                    candidates=[str(label(c)) for c in rec.get("candidate_groups") or []] if not g else [])
+    bl = BottomLine(
+        group=group,
+        stage=stage,
+        candidates=[str(label(c)) for c in rec.get("candidate_groups") or []] if not g else [],
+    )
     bl.preferred = group_by_reason(pref)
     if not pref:
         bl.alternatives = list(dict.fromkeys(firsts))
@@ -475,7 +493,9 @@ def bottom_line(rec: dict[str, Any], facts: dict[str, Any] | None = None,
     bl.missing = [(m["field"], m["why"]) for m in rec.get("missing_information") or []]
     if not g:
         for a in rec.get("across_candidates") or []:
-            if a["status"] in FIRM_STATUSES and len(a.get("groups") or []) == len(rec.get("candidate_groups") or []):
+            if a["status"] in FIRM_STATUSES and len(a.get("groups") or []) == len(
+                rec.get("candidate_groups") or []
+            ):
                 reasons = a.get("reasons") or []
                 bl.holds.append((a["status"], regimen(a["drugs"]), reasons[0] if reasons else ""))
     bl.risk_not_applicable = bool(rec.get("gist_risk")) and not risk_applies(facts, rec)

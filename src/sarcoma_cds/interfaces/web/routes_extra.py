@@ -48,7 +48,11 @@ def build_extra_router(backend: Any) -> APIRouter:
     def session_cases(day: str) -> list[dict[str, Any]]:
         """The day's saved cases, in the order they were saved (``all``: the 100 most recent)."""
         rows = list(reversed(backend.list_cases(100)))
-        return rows if day == "all" else [r for r in rows if _day(str(r.get("created_at") or "")) == day]
+        return (
+            rows
+            if day == "all"
+            else [r for r in rows if _day(str(r.get("created_at") or "")) == day]
+        )
 
     def today() -> str:
         from datetime import UTC, datetime
@@ -74,11 +78,17 @@ def build_extra_router(backend: Any) -> APIRouter:
     def compare(request: Request) -> HTMLResponse:
         """Two or three saved cases side by side: the facts that differ, then each bottom line."""
         ids = list(dict.fromkeys(request.query_params.getlist("id")))[:3]
-        cases = [c for c in (backend.get_case(i) for i in ids) if c is not None and c.recommendation]
+        cases = [
+            c for c in (backend.get_case(i) for i in ids) if c is not None and c.recommendation
+        ]
         names = sorted({k for c in cases for k in c.facts})
         differ = [n for n in names if len({repr(c.facts.get(n)) for c in cases}) > 1]
-        return templates.TemplateResponse(request, "compare.html", {"cases": cases, "differ": differ},
-                                          status_code=200 if len(cases) >= 2 else 422)
+        return templates.TemplateResponse(
+            request,
+            "compare.html",
+            {"cases": cases, "differ": differ},
+            status_code=200 if len(cases) >= 2 else 422,
+        )
 
     @router.get("/board/{n}", response_class=HTMLResponse)
     def board_session(request: Request, n: int, day: str = "") -> HTMLResponse:
@@ -91,13 +101,23 @@ def build_extra_router(backend: Any) -> APIRouter:
             raise PageNotFound("That saved case has no recommendation.")
         q = "" if day == today() else f"?day={day}"
         rec = case.recommendation
-        ctx = {"rec": rec, "audit_id": case.id, "facts": case.facts, "facts_qs": facts_query(case.facts),
-               "diagram": Markup(diagram.render(rec, case.facts, kb)), "case": case,
-               "choices": _choices(rec),
-               "session": {"n": n, "total": len(rows), "url": f"/board/{n}{q}",
-                           "prev": f"/board/{n - 1}{q}" if n > 1 else "",
-                           "next": f"/board/{n + 1}{q}" if n < len(rows) else "",
-                           "list": f"/board{q}"}}
+        ctx = {
+            "rec": rec,
+            "audit_id": case.id,
+            "facts": case.facts,
+            "facts_qs": facts_query(case.facts),
+            "diagram": Markup(diagram.render(rec, case.facts, kb)),
+            "case": case,
+            "choices": _choices(rec),
+            "session": {
+                "n": n,
+                "total": len(rows),
+                "url": f"/board/{n}{q}",
+                "prev": f"/board/{n - 1}{q}" if n > 1 else "",
+                "next": f"/board/{n + 1}{q}" if n < len(rows) else "",
+                "list": f"/board{q}",
+            },
+        }
         return templates.TemplateResponse(request, "board.html", ctx)
 
     @router.get("/favicon.ico")
@@ -114,7 +134,8 @@ def not_found_handler(templates: Jinja2Templates) -> Any:
 
     async def handle(request: Request, exc: Exception) -> HTMLResponse:
         msg = exc.message if isinstance(exc, PageNotFound) else "Not found."
-        return templates.TemplateResponse(request, "error.html", {"title": "Not found", "message": msg},
-                                          status_code=404)
+        return templates.TemplateResponse(
+            request, "error.html", {"title": "Not found", "message": msg}, status_code=404
+        )
 
     return handle

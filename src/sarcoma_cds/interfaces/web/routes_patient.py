@@ -127,7 +127,9 @@ async def import_file(request: Request, pages: PagesDep) -> HTMLResponse:
     except _ImportRefused as e:
         return pages.render(request, "import.html", 422, error=str(e),
                             has_fhir=pages.backend.has_fhir)
-    if answer is not None and answer.recommendation is not None:  # (already recommended and audited)
+    if (
+        answer is not None and answer.recommendation is not None
+    ):  # (already recommended and audited)
         return pages.render(request, "patient.html", sections=SECTIONS, fields=pages.fields,
                             values=form_values(facts), errors={},
                             **pages.result_context(facts, answer.recommendation, answer.audit_id),
