@@ -84,15 +84,20 @@ def main() -> None:
         walls = []
         for _ in range(3):
             t0 = time.perf_counter()
-            out = subprocess.run([*exe, "recommend", str(path), "--format", "json"], capture_output=True, check=False)
+            out = subprocess.run(
+                [*exe, "recommend", str(path), "--format", "json"], capture_output=True, check=False
+            )
             walls.append(time.perf_counter() - t0)
             assert out.returncode == 0, out.stderr[:500]
         t0 = time.perf_counter()
         subprocess.run([*exe, "--help"], capture_output=True, check=True)
         startup = time.perf_counter() - t0
         lines = out.stdout.count(b"\n")
-        print(f"CLI recommend on {args.cli_n}-patient .jsonl: median {statistics.median(walls):.2f} s wall "
-              f"({lines} lines; CLI start-up alone {startup:.2f} s) (target < 3 s)")
+        print(
+            f"CLI recommend on {args.cli_n}-patient .jsonl: median {statistics.median(walls):.2f} "
+            "s wall "
+            f"({lines} lines; CLI start-up alone {startup:.2f} s) (target < 3 s)"
+        )
 
 
 if __name__ == "__main__":

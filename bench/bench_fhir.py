@@ -31,24 +31,42 @@ TODAY = date(2026, 11, 30)
 def big_bundle(n_resources: int) -> dict[str, Any]:
     """The angiosarcoma-after-breast-cancer record padded with dated, linked observations
     (sizes, grades, ECOG) and unlinked labs, as a long EHR history is."""
-    base = json.loads(next(RECORD.glob("*angiosarcoma-after-breast-cancer.json")).read_text())["bundle"]
+    base = json.loads(next(RECORD.glob("*angiosarcoma-after-breast-cancer.json")).read_text())[
+        "bundle"
+    ]
     entries = list(base["entry"])
     i = 0
     while len(entries) < n_resources:
         day = f"20{10 + (i // 365) % 16:02d}-{1 + (i // 28) % 12:02d}-{1 + i % 28:02d}"
         kind = i % 4
         if kind == 0:
-            res = {"resourceType": "Observation", "id": f"s{i}", "status": "final", "effectiveDateTime": day,
-                   "focus": [{"reference": "Condition/sarcoma"}],
-                   "code": {"coding": [{"system": "http://loinc.org", "code": "33728-7"}]},
-                   "valueQuantity": {"value": 4.0, "unit": "cm", "code": "cm"}}
+            res = {
+                "resourceType": "Observation",
+                "id": f"s{i}",
+                "status": "final",
+                "effectiveDateTime": day,
+                "focus": [{"reference": "Condition/sarcoma"}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "33728-7"}]},
+                "valueQuantity": {"value": 4.0, "unit": "cm", "code": "cm"},
+            }
         elif kind == 1:
-            res = {"resourceType": "Observation", "id": f"e{i}", "status": "final", "effectiveDateTime": day,
-                   "code": {"coding": [{"system": "http://loinc.org", "code": "89247-1"}]}, "valueInteger": 1}
+            res = {
+                "resourceType": "Observation",
+                "id": f"e{i}",
+                "status": "final",
+                "effectiveDateTime": day,
+                "code": {"coding": [{"system": "http://loinc.org", "code": "89247-1"}]},
+                "valueInteger": 1,
+            }
         else:
-            res = {"resourceType": "Observation", "id": f"l{i}", "status": "final", "effectiveDateTime": day,
-                   "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
-                   "valueQuantity": {"value": 13.0, "unit": "g/dL"}}
+            res = {
+                "resourceType": "Observation",
+                "id": f"l{i}",
+                "status": "final",
+                "effectiveDateTime": day,
+                "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+                "valueQuantity": {"value": 13.0, "unit": "g/dL"},
+            }
         entries.append({"fullUrl": f"urn:uuid:x{i}", "resource": res})
         i += 1
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
@@ -72,7 +90,10 @@ def main(argv: list[str]) -> int:
         bundle_to_recommendation(kb, b300)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times) * 1000
-    print(f"300-resource Bundle -> recommendation: median {med:.2f} ms over {args.repeat} runs (target < 5 ms)")
+    print(
+        f"300-resource Bundle -> recommendation: median {med:.2f} ms over {args.repeat} runs "
+        "(target < 5 ms)"
+    )
     per: dict[int, float] = {}
     for n in (2_500, 5_000, 10_000, 20_000):
         b = big_bundle(n)

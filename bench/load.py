@@ -7,9 +7,10 @@ must be 0). Prints requests/s, p50/p95/p99 latency, errors, missing audit record
 machine's load average (the machine is shared; read the figures with it).
 
     python bench/load.py --mode rest --concurrency 32 --seconds 20
-    python bench/load.py --mode cds --concurrency 32 --seconds 20          # patient-view with prefetch
+    python bench/load.py --mode cds --concurrency 32 --seconds 20  # patient-view with prefetch
     python bench/load.py --mode rest --db postgresql+psycopg://u:p@127.0.0.1:5432/db
-    python bench/load.py --mode rest --kill-after 5   # SIGKILL the server mid-load: every answer audited?
+    python bench/load.py --mode rest --kill-after 5   # SIGKILL the server mid-load:
+                                                      # every answer audited?
     python bench/load.py --workers 2 ...               # passed to `sarcoma-cds serve --workers`
 
 Loopback only (the server binds 127.0.0.1); bounded by --seconds and --max-requests.
@@ -62,8 +63,14 @@ class _Client:
 
     def token(self, aud: str) -> str:
         now = int(time.time())
-        claims = {"iss": self.iss, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4()),
-                  "sub": "load-client"}
+        claims = {
+            "iss": self.iss,
+            "aud": aud,
+            "iat": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+            "sub": "load-client",
+        }
         return str(self._jwt.encode(claims, self.key, algorithm="ES384", headers={"kid": "load-1"}))
 
 
@@ -72,22 +79,38 @@ def _hook_requests() -> list[dict[str, Any]]:
     out = []
     for f in sorted(FHIR_FIXTURES.glob("*.json")):
         bundle = json.loads(f.read_text())
-        entries = [e["resource"] for e in bundle.get("entry", []) if isinstance(e, dict) and "resource" in e]
-        patient = next((r for r in entries if r.get("resourceType") == "Patient"), {"resourceType": "Patient",
-                                                                                    "id": "p1"})
+        entries = [
+            e["resource"]
+            for e in bundle.get("entry", [])
+            if isinstance(e, dict) and "resource" in e
+        ]
+        patient = next(
+            (r for r in entries if r.get("resourceType") == "Patient"),
+            {"resourceType": "Patient", "id": "p1"},
+        )
         pid = patient.get("id", "p1")
 
         def search(kind: str, entries: list[dict[str, Any]] = entries) -> dict[str, Any]:
             return {"resourceType": "Bundle", "type": "searchset",
                     "entry": [{"resource": r} for r in entries if r.get("resourceType") == kind]}
 
-        out.append({"hook": "patient-view", "context": {"userId": "Practitioner/1", "patientId": pid},
-                    "prefetch": {"patient": patient, "conditions": search("Condition"),
-                                 "observations": search("Observation")}})
+        out.append(
+            {
+                "hook": "patient-view",
+                "context": {"userId": "Practitioner/1", "patientId": pid},
+                "prefetch": {
+                    "patient": patient,
+                    "conditions": search("Condition"),
+                    "observations": search("Observation"),
+                },
+            }
+        )
     return out
 
 
-def _serve(args: argparse.Namespace, port: int, data: Path, client: _Client) -> subprocess.Popen[bytes]:
+def _serve(
+    args: argparse.Namespace, port: int, data: Path, client: _Client
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, SARCOMA_CDS_DATA_DIR=str(data), SARCOMA_CDS_BASE_URL=f"http://127.0.0.1:{port}")
     clients = data / "clients.json"
     clients.write_text(json.dumps({"clients": [{"iss": client.iss, "jwks": client.jwks}]}))
@@ -95,7 +118,16 @@ def _serve(args: argparse.Namespace, port: int, data: Path, client: _Client) -> 
     if args.db:
         env["DATABASE_URL"] = args.db
     exe = Path(sys.executable).parent / "sarcoma-cds"
-    cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
+    cmd = [
+        str(exe),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -140,7 +172,9 @@ async def _drive(args: argparse.Namespace, base: str, client: _Client,
             else:
                 req = dict(rng.choice(hooks), hookInstance=str(uuid.uuid4()))
                 url = base + "/cds-services/sarcoma-treatment"
-                r = await c.post(url, json=req, headers={"Authorization": "Bearer " + client.token(url)})
+                r = await c.post(
+                    url, json=req, headers={"Authorization": "Bearer " + client.token(url)}
+                )
         except httpx.TransportError:
             errors += 1
             return
@@ -170,7 +204,8 @@ async def _drive(args: argparse.Namespace, base: str, client: _Client,
 
 
 def _missing_audit(args: argparse.Namespace, data: Path, audit_ids: list[str], cds_ok: int) -> int:
-    """Answered requests without a committed audit record (read from the store after the server stopped)."""
+    """Answered requests without a committed audit record (read from the store after the server
+    stopped)."""
     from sarcoma_cds.store import AuditStore
 
     url = args.db or f"sqlite:///{data / 'sarcoma-cds.sqlite3'}"
@@ -192,7 +227,9 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--db", default=None, help="DATABASE_URL (default: a fresh SQLite file)")
-    ap.add_argument("--kill-after", type=float, default=None, help="SIGKILL the server after this many seconds")
+    ap.add_argument(
+        "--kill-after", type=float, default=None, help="SIGKILL the server after this many seconds"
+    )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
 
@@ -218,12 +255,23 @@ def main() -> None:
     load1, load5, _ = os.getloadavg()
     store = "PostgreSQL" if args.db else "SQLite"
     if args.kill_after is not None:
-        print(f"server SIGKILLed after {args.kill_after:g} s; errors below are the requests in flight then")
-    print(f"{args.mode} x{args.concurrency} clients, {args.workers} worker(s), {store}, {wall:.1f} s: "
-          f"{ok} answered ({ok / wall:,.0f}/s), {errors} errors")
-    print(f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
+        print(
+            f"server SIGKILLed after {args.kill_after:g} s; errors below are the requests in "
+            "flight then"
+        )
+    print(
+        f"{args.mode} x{args.concurrency} clients, {args.workers} worker(s), {store}, {wall:.1f} "
+        "s: "
+        f"{ok} answered ({ok / wall:,.0f}/s), {errors} errors"
+    )
+    print(
+        f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms"
+    )
     print(f"answered without a committed audit record: {missing} (must be 0)")
-    print(f"load average during the run: {load1:.2f} (1 min), {load5:.2f} (5 min) on {os.cpu_count()} cores")
+    print(
+        f"load average during the run: {load1:.2f} (1 min), {load5:.2f} (5 min) on "
+        f"{os.cpu_count()} cores"
+    )
     if missing:
         raise SystemExit(1)
 

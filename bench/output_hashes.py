@@ -38,8 +38,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="output-hashes-"))
     first = synth(50_000, seed=3, kb=kb, invalid_rate=0.05)
     n = pl.int_range(0, first.height)
-    first = first.with_columns(pl.when(n % 97 == 0).then(None).when(n % 89 == 0)
-                               .then(pl.lit([], pl.List(pl.Utf8))).otherwise(pl.col("delivered")).alias("delivered"))
+    first = first.with_columns(
+        pl.when(n % 97 == 0)
+        .then(None)
+        .when(n % 89 == 0)
+        .then(pl.lit([], pl.List(pl.Utf8)))
+        .otherwise(pl.col("delivered"))
+        .alias("delivered")
+    )
     cohorts = {"a": first, "b": synth(30_000, seed=5, kb=kb, invalid_rate=0.1)}
     out: dict[str, str] = {}
     for name, df in cohorts.items():
@@ -53,7 +59,9 @@ def main() -> None:
             s = json.loads((d / "summary.json").read_text())
             s.pop("engine", None)
             out[f"{name}/{engine}/summary.json"] = _digest(json.dumps(s, sort_keys=True).encode())
-            p = pl.read_parquet(d / "patients.parquet").with_columns(pl.col(pl.Categorical).cast(pl.Utf8))
+            p = pl.read_parquet(d / "patients.parquet").with_columns(
+                pl.col(pl.Categorical).cast(pl.Utf8)
+            )
             out[f"{name}/{engine}/patients.parquet (content)"] = _digest(p.write_csv().encode())
     print(json.dumps(out, indent=1))
 

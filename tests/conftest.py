@@ -12,8 +12,12 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
@@ -22,5 +26,7 @@ def require_service(available: bool, what: str) -> None:
     if available:
         return
     if os.environ.get("SARCOMA_CDS_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{what} is required in CI (SARCOMA_CDS_REQUIRE_SERVICES=1) but is not available")
+        pytest.fail(
+            f"{what} is required in CI (SARCOMA_CDS_REQUIRE_SERVICES=1) but is not available"
+        )
     pytest.skip(f"{what} not available on this machine")

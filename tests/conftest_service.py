@@ -55,8 +55,15 @@ class Signer:
 
     def token(self, aud: str, **over: Any) -> str:
         now = int(time.time())
-        claims = {"iss": self.iss, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4()),
-                  "sub": "client-1", "tenant": "t1"}
+        claims = {
+            "iss": self.iss,
+            "aud": aud,
+            "iat": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+            "sub": "client-1",
+            "tenant": "t1",
+        }
         claims.update(over)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, self.key, algorithm="ES384", headers={"kid": self.kid})
@@ -79,7 +86,9 @@ def service_app(tmp_path: Path, signer: Signer) -> Any:
 
     from sarcoma_cds.interfaces.api import create_app
 
-    settings = make_settings(tmp_path, base_url=BASE_URL, clients_file=write_clients(tmp_path, signer))
+    settings = make_settings(
+        tmp_path, base_url=BASE_URL, clients_file=write_clients(tmp_path, signer)
+    )
     app = create_app(settings)
     with TestClient(app, base_url=BASE_URL) as client:
         client.app_services = app.state.services  # type: ignore[attr-defined]
@@ -110,19 +119,39 @@ def obs(oid: str, code: dict[str, Any], **kw: Any) -> dict[str, Any]:
 
 
 def tnm(axis: str, value: str, phase: str = "c") -> dict[str, Any]:
-    codes = {("N", "c"): "21906-3", ("M", "c"): "21907-1", ("N", "p"): "21900-6", ("M", "p"): "21901-4"}
-    return obs(f"tnm-{phase}{axis}", cc(LOINC, codes[(axis, phase)]),
-               valueCodeableConcept={"coding": [{"system": "http://cancerstaging.org", "code": f"{phase}{value}"}]})
+    codes = {
+        ("N", "c"): "21906-3",
+        ("M", "c"): "21907-1",
+        ("N", "p"): "21900-6",
+        ("M", "p"): "21901-4",
+    }
+    return obs(
+        f"tnm-{phase}{axis}",
+        cc(LOINC, codes[(axis, phase)]),
+        valueCodeableConcept={
+            "coding": [{"system": "http://cancerstaging.org", "code": f"{phase}{value}"}]
+        },
+    )
 
 
-def variant(oid: str, genes: list[tuple[str, str]], present: bool = True, text: str | None = None) -> dict[str, Any]:
-    comps = [{"code": cc(LOINC, "48018-6"), "valueCodeableConcept": cc("http://www.genenames.org", h, g)} for h, g in genes]
+def variant(
+    oid: str, genes: list[tuple[str, str]], present: bool = True, text: str | None = None
+) -> dict[str, Any]:
+    comps = [
+        {"code": cc(LOINC, "48018-6"), "valueCodeableConcept": cc("http://www.genenames.org", h, g)}
+        for h, g in genes
+    ]
     if text:
         comps.append({"code": cc(LOINC, "48005-3"), "valueCodeableConcept": {"coding": [
             {"system": "http://varnomen.hgvs.org", "code": text, "display": text}]}})
-    return obs(oid, cc(LOINC, "69548-6"),
-               valueCodeableConcept=cc(LOINC, "LA9633-4" if present else "LA9634-2", "Present" if present else "Absent"),
-               component=comps)
+    return obs(
+        oid,
+        cc(LOINC, "69548-6"),
+        valueCodeableConcept=cc(
+            LOINC, "LA9633-4" if present else "LA9634-2", "Present" if present else "Absent"
+        ),
+        component=comps,
+    )
 
 
 def bundle(histology_icdo: str, site_sct: str, *extra: dict[str, Any], size_cm: float | None = None,
@@ -138,27 +167,67 @@ def bundle(histology_icdo: str, site_sct: str, *extra: dict[str, Any], size_cm: 
          "bodySite": [cc(SCT, site_sct)], "subject": {"reference": "Patient/p1"}},
     ]
     if size_cm is not None:
-        resources.append(obs("size", cc(LOINC, "21889-1"), component=[
-            {"code": cc(LOINC, "33728-7"), "valueQuantity": {"value": size_cm, "unit": "cm",
-                                                           "system": "http://unitsofmeasure.org", "code": "cm"}}]))
+        resources.append(
+            obs(
+                "size",
+                cc(LOINC, "21889-1"),
+                component=[
+                    {
+                        "code": cc(LOINC, "33728-7"),
+                        "valueQuantity": {
+                            "value": size_cm,
+                            "unit": "cm",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "cm",
+                        },
+                    }
+                ],
+            )
+        )
     if grade is not None:
         g = {"1": "1155708003", "2": "1286893008", "3": "1155707008"}[grade]
-        resources.append(obs("grade", cc("http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl", "C18000"),
-                             valueCodeableConcept=cc(SCT, g)))
+        resources.append(
+            obs(
+                "grade",
+                cc("http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl", "C18000"),
+                valueCodeableConcept=cc(SCT, g),
+            )
+        )
     resources.extend(extra)
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, r['resourceType'] + r['id'])}",
-                       "resource": r} for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": (
+                    f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, r['resourceType'] + r['id'])}"
+                ),
+                "resource": r,
+            }
+            for r in resources
+        ],
+    }
 
 
 def secondary(site_sct: str) -> dict[str, Any]:
-    return {"resourceType": "Condition", "id": f"met-{site_sct}",
-            "meta": {"profile": [MCODE + "mcode-secondary-cancer-condition"]},
-            "clinicalStatus": cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "active"),
-            "code": {"text": "Metastasis"}, "bodySite": [cc(SCT, site_sct)], "subject": {"reference": "Patient/p1"}}
+    return {
+        "resourceType": "Condition",
+        "id": f"met-{site_sct}",
+        "meta": {"profile": [MCODE + "mcode-secondary-cancer-condition"]},
+        "clinicalStatus": cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "active"),
+        "code": {"text": "Metastasis"},
+        "bodySite": [cc(SCT, site_sct)],
+        "subject": {"reference": "Patient/p1"},
+    }
 
 
-KIT, PDGFRA, BRAF, NTRK3, SDHB = ("HGNC:6342", "KIT"), ("HGNC:8803", "PDGFRA"), ("HGNC:1097", "BRAF"), ("HGNC:8033", "NTRK3"), ("HGNC:10681", "SDHB")
+KIT, PDGFRA, BRAF, NTRK3, SDHB = (
+    ("HGNC:6342", "KIT"),
+    ("HGNC:8803", "PDGFRA"),
+    ("HGNC:1097", "BRAF"),
+    ("HGNC:8033", "NTRK3"),
+    ("HGNC:10681", "SDHB"),
+)
 STOMACH, LOWER_LIMB, LIVER, LUNG = "69695003", "61685007", "10200004", "39607008"
 
 
@@ -168,30 +237,71 @@ def own_bundles() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     wt = (variant("kit-neg", [KIT], present=False), variant("pdgfra-neg", [PDGFRA], present=False))
     gist = lambda *x, **k: bundle("8936/3", STOMACH, *x, size_cm=7.0, **k)  # noqa: E731
     return {
-        "gist-kit-exon11": (gist(variant("v", [KIT], text="NP_000213.1:p.Trp557_Lys558del"), *met),
-                            {"histology": "gist", "primary_site": "stomach", "kit_mutation": "exon_11",
-                             "metastasis": "M1", "metastatic_sites": ["liver"]}),
-        "gist-kit-exon9": (gist(variant("v", [KIT], text="NP_000213.1:p.Ala502_Tyr503dup"), *met),
-                           {"kit_mutation": "exon_9"}),
-        "gist-pdgfra-d842v": (gist(variant("v", [PDGFRA], text="NP_006197.1:p.Asp842Val"),
-                                   variant("kit-neg", [KIT], present=False), *met),
-                              {"pdgfra_mutation": "d842v", "kit_mutation": "none"}),
-        "gist-sdh-deficient": (gist(variant("v", [SDHB], text="NP_002991.2:p.Arg46Ter"), *wt, *met),
-                               {"sdh_deficient": True, "kit_mutation": "none", "pdgfra_mutation": "none"}),
-        "gist-braf-v600e": (gist(variant("v", [BRAF], text="NP_004324.2:p.Val600Glu"), *wt, *met),
-                            {"braf_v600e": True}),
-        "gist-ntrk": (gist(variant("v", [NTRK3], text="ETV6::NTRK3 fusion"), *wt, *met),
-                      {"ntrk_fusion": True}),
-        "extremity-stage-i": (bundle("8890/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M0"), size_cm=4.0, grade="1"),
-                              {"histology": "leiomyosarcoma", "primary_site": "lower_extremity",
-                               "size_cm": 4.0, "grade": "1", "nodes": "N0", "metastasis": "M0"}),
-        "extremity-stage-ii": (bundle("8802/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M0"), size_cm=4.0, grade="3"),
-                               {"histology": "undifferentiated_pleomorphic_sarcoma", "grade": "3"}),
-        "extremity-stage-iii": (bundle("8802/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M0"), size_cm=8.0, grade="3"),
-                                {"size_cm": 8.0, "grade": "3"}),
-        "extremity-stage-iv": (bundle("9040/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M1"), secondary(LUNG),
-                                      size_cm=12.0, grade="3"),
-                               {"histology": "synovial_sarcoma", "metastasis": "M1", "metastatic_sites": ["lung"]}),
+        "gist-kit-exon11": (
+            gist(variant("v", [KIT], text="NP_000213.1:p.Trp557_Lys558del"), *met),
+            {
+                "histology": "gist",
+                "primary_site": "stomach",
+                "kit_mutation": "exon_11",
+                "metastasis": "M1",
+                "metastatic_sites": ["liver"],
+            },
+        ),
+        "gist-kit-exon9": (
+            gist(variant("v", [KIT], text="NP_000213.1:p.Ala502_Tyr503dup"), *met),
+            {"kit_mutation": "exon_9"},
+        ),
+        "gist-pdgfra-d842v": (
+            gist(
+                variant("v", [PDGFRA], text="NP_006197.1:p.Asp842Val"),
+                variant("kit-neg", [KIT], present=False),
+                *met,
+            ),
+            {"pdgfra_mutation": "d842v", "kit_mutation": "none"},
+        ),
+        "gist-sdh-deficient": (
+            gist(variant("v", [SDHB], text="NP_002991.2:p.Arg46Ter"), *wt, *met),
+            {"sdh_deficient": True, "kit_mutation": "none", "pdgfra_mutation": "none"},
+        ),
+        "gist-braf-v600e": (
+            gist(variant("v", [BRAF], text="NP_004324.2:p.Val600Glu"), *wt, *met),
+            {"braf_v600e": True},
+        ),
+        "gist-ntrk": (
+            gist(variant("v", [NTRK3], text="ETV6::NTRK3 fusion"), *wt, *met),
+            {"ntrk_fusion": True},
+        ),
+        "extremity-stage-i": (
+            bundle("8890/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M0"), size_cm=4.0, grade="1"),
+            {
+                "histology": "leiomyosarcoma",
+                "primary_site": "lower_extremity",
+                "size_cm": 4.0,
+                "grade": "1",
+                "nodes": "N0",
+                "metastasis": "M0",
+            },
+        ),
+        "extremity-stage-ii": (
+            bundle("8802/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M0"), size_cm=4.0, grade="3"),
+            {"histology": "undifferentiated_pleomorphic_sarcoma", "grade": "3"},
+        ),
+        "extremity-stage-iii": (
+            bundle("8802/3", LOWER_LIMB, tnm("N", "N0"), tnm("M", "M0"), size_cm=8.0, grade="3"),
+            {"size_cm": 8.0, "grade": "3"},
+        ),
+        "extremity-stage-iv": (
+            bundle(
+                "9040/3",
+                LOWER_LIMB,
+                tnm("N", "N0"),
+                tnm("M", "M1"),
+                secondary(LUNG),
+                size_cm=12.0,
+                grade="3",
+            ),
+            {"histology": "synovial_sarcoma", "metastasis": "M1", "metastatic_sites": ["lung"]},
+        ),
     }
 
 

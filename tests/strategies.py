@@ -45,7 +45,10 @@ def _value(name: str) -> st.SearchStrategy[Any]:
 
 @st.composite
 def valid_facts(draw: st.DrawFn) -> dict[str, Any]:
-    facts: dict[str, Any] = {"histology": draw(_value("histology")), "primary_site": draw(_value("primary_site"))}
+    facts: dict[str, Any] = {
+        "histology": draw(_value("histology")),
+        "primary_site": draw(_value("primary_site")),
+    }
     for name in FACT_FIELDS[2:]:
         if draw(st.booleans()):
             value = draw(st.one_of(st.none(), _value(name)) if name in BOOLS else _value(name))

@@ -24,7 +24,12 @@ from sarcoma_cds.interfaces.api import create_app
 service_app = conftest_service.service_app
 signer = conftest_service.signer
 
-GIST = {"histology": "gist", "primary_site": "stomach", "pdgfra_mutation": "d842v", "metastasis": "M1"}
+GIST = {
+    "histology": "gist",
+    "primary_site": "stomach",
+    "pdgfra_mutation": "d842v",
+    "metastasis": "M1",
+}
 
 
 def _problem(r: Any, status: int) -> dict[str, Any]:
@@ -38,7 +43,9 @@ def _problem(r: Any, status: int) -> dict[str, Any]:
 
 @pytest.fixture
 def keyed(tmp_path: Path) -> Any:
-    settings = make_settings(tmp_path, api_keys_file=write_api_keys(tmp_path, {"ward": "secret-ward-key"}))
+    settings = make_settings(
+        tmp_path, api_keys_file=write_api_keys(tmp_path, {"ward": "secret-ward-key"})
+    )
     with TestClient(create_app(settings), base_url=BASE_URL) as c:
         yield c
 
@@ -81,8 +88,16 @@ def test_recommendation_and_audit_record(service_app: TestClient) -> None:
 
 
 def test_422_names_every_field(service_app: TestClient) -> None:
-    r = service_app.post("/recommendations", json={"histology": "gistt", "size_cm": -1, "colour": "x",
-                                                   "metastatic_burden": "disseminated", "metastasis": "M0"})
+    r = service_app.post(
+        "/recommendations",
+        json={
+            "histology": "gistt",
+            "size_cm": -1,
+            "colour": "x",
+            "metastatic_burden": "disseminated",
+            "metastasis": "M0",
+        },
+    )
     body = _problem(r, 422)
     fields = {e["field"] for e in body["errors"]}
     assert {"histology", "primary_site", "size_cm", "colour", "metastatic_burden"} <= fields
@@ -90,30 +105,45 @@ def test_422_names_every_field(service_app: TestClient) -> None:
 
 @pytest.mark.parametrize("payload", [b"", b"{not json", b"[1,2]", b'"x"', b"\xff\xfe"])
 def test_bad_bodies(service_app: TestClient, payload: bytes) -> None:
-    r = service_app.post("/recommendations", content=payload, headers={"content-type": "application/json"})
+    r = service_app.post(
+        "/recommendations", content=payload, headers={"content-type": "application/json"}
+    )
     assert r.status_code in (400, 422)
     _problem(r, r.status_code)
 
 
 def test_413(service_app: TestClient) -> None:
     big = b'{"histology": "gist", "x": "' + b"a" * 300_000 + b'"}'
-    _problem(service_app.post("/recommendations", content=big, headers={"content-type": "application/json"}), 413)
+    _problem(
+        service_app.post(
+            "/recommendations", content=big, headers={"content-type": "application/json"}
+        ),
+        413,
+    )
 
     def gen():  # type: ignore[no-untyped-def]
         for _ in range(40):
             yield b" " * 10_000
 
-    r = service_app.post("/recommendations", content=gen(), headers={"content-type": "application/json"})
+    r = service_app.post(
+        "/recommendations", content=gen(), headers={"content-type": "application/json"}
+    )
     _problem(r, 413)
     # like every other problem document: the request id in the body and the header
     r = service_app.post("/recommendations", content=big,
                          headers={"content-type": "application/json", "X-Request-ID": "big-1"})
-    assert _problem(r, 413)["instance"] == "urn:request:big-1" and r.headers["X-Request-ID"] == "big-1"
-    r = service_app.post("/recommendations", content=gen(), headers={"content-type": "application/json"})
+    assert (
+        _problem(r, 413)["instance"] == "urn:request:big-1" and r.headers["X-Request-ID"] == "big-1"
+    )
+    r = service_app.post(
+        "/recommendations", content=gen(), headers={"content-type": "application/json"}
+    )
     assert _problem(r, 413)["instance"] == f"urn:request:{r.headers['X-Request-ID']}"
 
 
-def test_unexpected_error_is_a_problem_without_trace(service_app: TestClient, monkeypatch: Any) -> None:
+def test_unexpected_error_is_a_problem_without_trace(
+    service_app: TestClient, monkeypatch: Any
+) -> None:
     def boom(*a: Any, **k: Any) -> Any:
         raise RuntimeError("secret internals")
 
@@ -127,7 +157,10 @@ def test_unexpected_error_is_a_problem_without_trace(service_app: TestClient, mo
 def test_no_patient_data_in_logs(service_app: TestClient, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)
     service_app.post("/recommendations", json={**GIST, "size_cm": 42.4242, "age_years": 77})
-    service_app.post("/recommendations", json={"histology": "gist", "primary_site": "stomach", "size_cm": 98.7654})
+    service_app.post(
+        "/recommendations",
+        json={"histology": "gist", "primary_site": "stomach", "size_cm": 98.7654},
+    )
     text = caplog.text
     assert "42.4242" not in text and "98.7654" not in text and "d842v" not in text
     assert "route=/recommendations" in text and "status=200" in text
@@ -135,7 +168,9 @@ def test_no_patient_data_in_logs(service_app: TestClient, caplog: Any) -> None:
 
 def test_api_keys(keyed: TestClient) -> None:
     _problem(keyed.post("/recommendations", json=GIST), 401)
-    _problem(keyed.post("/recommendations", json=GIST, headers={"Authorization": "Bearer wrong"}), 401)
+    _problem(
+        keyed.post("/recommendations", json=GIST, headers={"Authorization": "Bearer wrong"}), 401
+    )
     _problem(keyed.get("/groups"), 401)
     assert keyed.post("/recommendations", json=GIST, headers=AUTH).status_code == 200
     assert keyed.get("/healthz").status_code == 200  # probes stay open
@@ -176,8 +211,11 @@ def test_fhir_recommendations(service_app: TestClient) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["facts"]["pdgfra_mutation"] == "d842v"
-    assert body["provenance"]["histology"][0] == {"resourceType": "Condition", "id": "primary",
-                                                  "element": "extension[histology-morphology-behavior]"}
+    assert body["provenance"]["histology"][0] == {
+        "resourceType": "Condition",
+        "id": "primary",
+        "element": "extension[histology-morphology-behavior]",
+    }
     assert isinstance(body["gaps"], list)
     assert body["recommendation"]["patient_group"]["id"] == "gist.recurrent_or_metastatic"
     assert body["fhir"]["resourceType"] == "Bundle"
@@ -203,5 +241,8 @@ def test_root_is_left_to_the_web_app(service_app: TestClient) -> None:
         import sarcoma_cds.interfaces.web  # noqa: F401
     except ModuleNotFoundError:
         assert service_app.get("/").status_code == 404
-    assert all(getattr(r, "path", None) != "/" or r.endpoint.__module__.startswith("sarcoma_cds.interfaces.web")
-               for r in service_app.app.routes)
+    assert all(
+        getattr(r, "path", None) != "/"
+        or r.endpoint.__module__.startswith("sarcoma_cds.interfaces.web")
+        for r in service_app.app.routes
+    )

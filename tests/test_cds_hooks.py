@@ -41,7 +41,9 @@ def _split(bundle: dict[str, Any]) -> dict[str, Any]:
             "conditions": sb("Condition"), "observations": sb("Observation")}
 
 
-def hook_request(hook: str, fixture: str | None = "gist-pdgfra-d842v", prefetch: bool = True, **kw: Any) -> dict[str, Any]:
+def hook_request(
+    hook: str, fixture: str | None = "gist-pdgfra-d842v", prefetch: bool = True, **kw: Any
+) -> dict[str, Any]:
     req: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()),
                            "context": {"userId": "Practitioner/1", "patientId": "p1"}}
     if fixture and prefetch:
@@ -79,7 +81,9 @@ def test_discovery(service_app: TestClient) -> None:
     services = {s["id"]: s for s in service_app.get("/cds-services").json()["services"]}
     t = services["sarcoma-treatment"]
     assert t["hook"] == "patient-view" and t["description"] and t["title"]
-    assert {"patient", "conditions", "observations", "medicationRequests", "procedures"} <= set(t["prefetch"])
+    assert {"patient", "conditions", "observations", "medicationRequests", "procedures"} <= set(
+        t["prefetch"]
+    )
     assert t["prefetch"]["patient"] == "Patient/{{context.patientId}}"
     # EHR servers refuse Observation searches without a category
     assert all("category=" in q for k, q in t["prefetch"].items() if q.startswith("Observation?"))
@@ -95,7 +99,10 @@ def test_patient_view_cards(service_app: TestClient, signer: Signer) -> None:
     for c in cards:
         check_card(c)
     main = cards[0]
-    assert "GIST" in main["summary"] and main["source"]["topic"]["code"] == "gist.recurrent_or_metastatic"
+    assert (
+        "GIST" in main["summary"]
+        and main["source"]["topic"]["code"] == "gist.recurrent_or_metastatic"
+    )
     assert "not an order" in main["detail"]
     assert any("avapritinib" in s["label"] for s in main["suggestions"])
     audit_id = main["links"][0]["url"].rsplit("/", 1)[1]
@@ -125,10 +132,15 @@ def test_wrong_hook_or_bad_request_is_400(service_app: TestClient, signer: Signe
     req = hook_request("patient-view")
     del req["context"]["patientId"]
     assert call(service_app, signer, TREAT, req).status_code == 400
-    assert call(service_app, signer, "/cds-services/nope", hook_request("patient-view")).status_code == 404
+    assert (
+        call(service_app, signer, "/cds-services/nope", hook_request("patient-view")).status_code
+        == 404
+    )
 
 
-def test_412_when_not_prefetched_and_no_fhir_server(service_app: TestClient, signer: Signer) -> None:
+def test_412_when_not_prefetched_and_no_fhir_server(
+    service_app: TestClient, signer: Signer
+) -> None:
     r = call(service_app, signer, TREAT, hook_request("patient-view", prefetch=False))
     assert r.status_code == 412
 
@@ -155,7 +167,10 @@ class _FhirHandler(BaseHTTPRequestHandler):
                   "/fhir/Condition?patient=p1": self.data.get("conditions"),
                   "/fhir/Observation?patient=p1&category=laboratory": self.data.get("observations"),
                   "/jwks.json": self.jwks}
-        if self.path.startswith("/fhir/") and self.headers.get("Authorization") != "Bearer fhir-token":
+        if (
+            self.path.startswith("/fhir/")
+            and self.headers.get("Authorization") != "Bearer fhir-token"
+        ):
             self.send_response(401)
             self.end_headers()
             return
@@ -179,18 +194,32 @@ def fhir_server() -> Any:
     srv.server_close()
 
 
-def test_fetches_from_fhir_server_when_not_prefetched(service_app: TestClient, signer: Signer, fhir_server: str) -> None:
-    req = hook_request("patient-view", prefetch=False, fhirServer=fhir_server + "/fhir",
-                       fhirAuthorization={"access_token": "fhir-token", "token_type": "Bearer",
-                                          "expires_in": 300, "scope": "patient/*.read", "subject": "cds"})
+def test_fetches_from_fhir_server_when_not_prefetched(
+    service_app: TestClient, signer: Signer, fhir_server: str
+) -> None:
+    req = hook_request(
+        "patient-view",
+        prefetch=False,
+        fhirServer=fhir_server + "/fhir",
+        fhirAuthorization={
+            "access_token": "fhir-token",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "cds",
+        },
+    )
     r = call(service_app, signer, TREAT, req)
     assert r.status_code == 200, r.text
     assert r.json()["cards"][0]["source"]["topic"]["code"] == "gist.recurrent_or_metastatic"
-    # every prefetch template is fetched; the optional ones this server does not answer (404) are gaps
+    # every prefetch template is fetched; the optional ones this server does not answer (404) are
+    # gaps
     assert _FhirHandler.seen_auth.count("Bearer fhir-token") == len(cds_hooks.PREFETCH)
 
 
-def test_fhir_server_refusing_is_412(service_app: TestClient, signer: Signer, fhir_server: str) -> None:
+def test_fhir_server_refusing_is_412(
+    service_app: TestClient, signer: Signer, fhir_server: str
+) -> None:
     req = hook_request("patient-view", prefetch=False, fhirServer=fhir_server + "/fhir",
                        fhirAuthorization={"access_token": "wrong", "token_type": "Bearer"})
     assert call(service_app, signer, TREAT, req).status_code == 412
@@ -200,7 +229,9 @@ def test_jwks_url_client(tmp_path: Path, fhir_server: str) -> None:
     s = Signer(iss="https://other-ehr.example.org", kid="remote")
     _FhirHandler.jwks = s.jwks
     clients = tmp_path / "clients.json"
-    clients.write_text(json.dumps({"clients": [{"iss": s.iss, "jwks_url": fhir_server + "/jwks.json"}]}))
+    clients.write_text(
+        json.dumps({"clients": [{"iss": s.iss, "jwks_url": fhir_server + "/jwks.json"}]})
+    )
     with TestClient(create_app(make_settings(tmp_path, base_url=BASE_URL, clients_file=clients)),
                     base_url=BASE_URL) as c:
         assert call(c, s, TREAT, hook_request("patient-view")).status_code == 200
@@ -211,10 +242,22 @@ def test_jwks_url_client(tmp_path: Path, fhir_server: str) -> None:
 def _order(drug: str, oid: str = "draft-1") -> dict[str, Any]:
     # RxNorm 282388 is imatinib: it is given only with an imatinib text (the test data once put it
     # beside avapritinib; the order check now reads codes too and would see both drugs).
-    coding = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "282388", "display": drug}
-    return {"resourceType": "MedicationRequest", "id": oid, "status": "draft", "intent": "order",
-            "subject": {"reference": "Patient/p1"},
-            "medicationCodeableConcept": {"coding": [coding] if "imatinib" in drug.lower() else [], "text": drug}}
+    coding = {
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": "282388",
+        "display": drug,
+    }
+    return {
+        "resourceType": "MedicationRequest",
+        "id": oid,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {
+            "coding": [coding] if "imatinib" in drug.lower() else [],
+            "text": drug,
+        },
+    }
 
 
 def order_request(drug: str, fixture: str = "gist-pdgfra-d842v") -> dict[str, Any]:
@@ -232,7 +275,9 @@ def test_order_check_imatinib_for_d842v(service_app: TestClient, signer: Signer)
     check_card(card)
     assert card["indicator"] in ("warning", "critical")
     assert "imatinib" in card["summary"] and "D842V" in card["detail"]
-    assert card["overrideReasons"] and all(o["code"] and o["display"] for o in card["overrideReasons"])
+    assert card["overrideReasons"] and all(
+        o["code"] and o["display"] for o in card["overrideReasons"]
+    )
     assert card["selectionBehavior"] == "at-most-one"
     sug = card["suggestions"][0]
     assert "avapritinib" in sug["label"]
@@ -242,12 +287,16 @@ def test_order_check_imatinib_for_d842v(service_app: TestClient, signer: Signer)
     assert sug["actions"][1]["resource"]["resourceType"] == "MedicationRequest"
 
 
-def test_order_check_recommended_drug_gives_no_warning(service_app: TestClient, signer: Signer) -> None:
+def test_order_check_recommended_drug_gives_no_warning(
+    service_app: TestClient, signer: Signer
+) -> None:
     r = call(service_app, signer, ORDER, order_request("avapritinib 300 mg"))
     assert all(c["indicator"] == "info" for c in r.json()["cards"])
 
 
-def test_order_check_imatinib_for_kit_exon11_is_fine(service_app: TestClient, signer: Signer) -> None:
+def test_order_check_imatinib_for_kit_exon11_is_fine(
+    service_app: TestClient, signer: Signer
+) -> None:
     r = call(service_app, signer, ORDER, order_request("imatinib", "gist-kit-exon11"))
     assert not [c for c in r.json()["cards"] if c["indicator"] != "info"]
 
@@ -257,8 +306,16 @@ def test_order_check_imatinib_for_kit_exon11_is_fine(service_app: TestClient, si
 def test_feedback_is_stored(service_app: TestClient, signer: Signer) -> None:
     cards = call(service_app, signer, ORDER, order_request("imatinib")).json()["cards"]
     cu = cards[0]["uuid"]
-    fb = {"feedback": [{"card": cu, "outcome": "overridden", "outcomeTimestamp": "2026-01-01T10:00:00Z",
-                        "overrideReason": {"reason": cards[0]["overrideReasons"][0], "userComment": "MDT"}}]}
+    fb = {
+        "feedback": [
+            {
+                "card": cu,
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-01-01T10:00:00Z",
+                "overrideReason": {"reason": cards[0]["overrideReasons"][0], "userComment": "MDT"},
+            }
+        ]
+    }
     r = call(service_app, signer, ORDER + "/feedback", fb)
     assert r.status_code == 200 and r.json() == {}
     store = service_app.app_services.store  # type: ignore[attr-defined]
@@ -271,8 +328,16 @@ def test_feedback_is_stored(service_app: TestClient, signer: Signer) -> None:
     assert call(service_app, signer, ORDER + "/feedback", ok).status_code == 200
 
 
-@pytest.mark.parametrize("body", [{}, {"feedback": []}, {"feedback": [{"card": "x", "outcome": "maybe"}]},
-                                  {"feedback": [{"outcome": "accepted"}]}, [1]])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"feedback": []},
+        {"feedback": [{"card": "x", "outcome": "maybe"}]},
+        {"feedback": [{"outcome": "accepted"}]},
+        [1],
+    ],
+)
 def test_bad_feedback_is_400(service_app: TestClient, signer: Signer, body: Any) -> None:
     assert call(service_app, signer, ORDER + "/feedback", body).status_code == 400
 
@@ -285,30 +350,58 @@ def test_feedback_needs_a_token(service_app: TestClient) -> None:
 
 def _hs256(aud: str) -> str:
     now = int(time.time())
-    return jwt.encode({"iss": ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "h"}, "k" * 32, algorithm="HS256")
+    return jwt.encode(
+        {"iss": ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "h"},
+        "k" * 32,
+        algorithm="HS256",
+    )
 
 
 def _none(aud: str) -> str:
     now = int(time.time())
-    return jwt.encode({"iss": ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "n"}, None, algorithm="none")
+    return jwt.encode(
+        {"iss": ISS, "aud": aud, "iat": now, "exp": now + 60, "jti": "n"}, None, algorithm="none"
+    )
 
 
-@pytest.mark.parametrize("case", ["missing", "garbage", "bad_signature", "wrong_aud", "aud_other_path", "expired",
-                                  "no_exp", "no_iat", "no_jti", "unknown_iss", "hs256", "none", "future_iat",
-                                  "basic"])
-def test_jwt_failures_are_401(service_app: TestClient, signer: Signer, case: str, caplog: Any) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "garbage",
+        "bad_signature",
+        "wrong_aud",
+        "aud_other_path",
+        "expired",
+        "no_exp",
+        "no_iat",
+        "no_jti",
+        "unknown_iss",
+        "hs256",
+        "none",
+        "future_iat",
+        "basic",
+    ],
+)
+def test_jwt_failures_are_401(
+    service_app: TestClient, signer: Signer, case: str, caplog: Any
+) -> None:
     aud = BASE_URL + TREAT
     now = int(time.time())
     tokens = {
-        "missing": None, "garbage": "not.a.jwt",
+        "missing": None,
+        "garbage": "not.a.jwt",
         "bad_signature": Signer(kid="k1").token(aud),
         "wrong_aud": signer.token("http://evil.test" + TREAT),
         "aud_other_path": signer.token(BASE_URL + ORDER),
         "expired": signer.token(aud, iat=now - 600, exp=now - 300),
-        "no_exp": signer.token(aud, exp=None), "no_iat": signer.token(aud, iat=None),
+        "no_exp": signer.token(aud, exp=None),
+        "no_iat": signer.token(aud, iat=None),
         "no_jti": signer.token(aud, jti=None),
         "unknown_iss": Signer(iss="https://stranger.example.org").token(aud),
-        "hs256": _hs256(aud), "none": _none(aud), "future_iat": signer.token(aud, iat=now + 600, exp=now + 900),
+        "hs256": _hs256(aud),
+        "none": _none(aud),
+        "future_iat": signer.token(aud, iat=now + 600, exp=now + 900),
     }
     headers = {}
     if case == "basic":
@@ -343,7 +436,9 @@ def test_extra_claims_and_rs384_accepted(tmp_path: Path) -> None:
         tok = jwt.encode({"iss": "rsa-ehr", "aud": BASE_URL + TREAT, "iat": now, "exp": now + 60,
                           "jti": "r-1", "sub": "x", "nbf": now - 5, "tenant": "t"}, key,
                          algorithm="RS384", headers={"kid": "r1"})
-        r = c.post(TREAT, json=hook_request("patient-view"), headers={"Authorization": f"Bearer {tok}"})
+        r = c.post(
+            TREAT, json=hook_request("patient-view"), headers={"Authorization": f"Bearer {tok}"}
+        )
         assert r.status_code == 200
 
 
@@ -353,7 +448,9 @@ def test_dev_mode_key_pair(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, base_url=BASE_URL, dev_mode=True)
     with TestClient(create_app(settings), base_url=BASE_URL) as c:
         tok = mint_dev_token(settings.data_dir / "dev-client-key.pem", BASE_URL + TREAT)
-        r = c.post(TREAT, json=hook_request("patient-view"), headers={"Authorization": f"Bearer {tok}"})
+        r = c.post(
+            TREAT, json=hook_request("patient-view"), headers={"Authorization": f"Bearer {tok}"}
+        )
         assert r.status_code == 200
     # not the default: without dev mode the same token is refused
     with TestClient(create_app(make_settings(tmp_path, base_url=BASE_URL)), base_url=BASE_URL) as c:
@@ -362,13 +459,15 @@ def test_dev_mode_key_pair(tmp_path: Path) -> None:
                       headers={"Authorization": f"Bearer {tok}"}).status_code == 401
 
 
-# ------------------------------------------------------------------ issue 11: orders on real records
+# ----------------------------------------------------------------- issue 11: orders on real records
 
 SIGN = "/cds-services/sarcoma-order-sign"
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
-def _sign_request(order: dict[str, Any], fixture: str = "gist-pdgfra-d842v", **extra: Any) -> dict[str, Any]:
+def _sign_request(
+    order: dict[str, Any], fixture: str = "gist-pdgfra-d842v", **extra: Any
+) -> dict[str, Any]:
     req = hook_request("order-sign", fixture)
     req["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
                                      "entry": [{"resource": order}, *extra.get("more", [])]}
@@ -379,24 +478,47 @@ def _warned(cards: list[dict[str, Any]], drug: str) -> bool:
     return any(c["indicator"] in ("warning", "critical") and drug in c["summary"] for c in cards)
 
 
-@pytest.mark.parametrize("med", [
-    {"medicationCodeableConcept": {"coding": [{"system": RX, "code": "282388"}]}},  # ingredient code only
-    {"medicationCodeableConcept": {"coding": [{"system": RX, "code": "999999",
-                                               "display": "imatinib mesylate 400 MG Oral Tablet [Gleevec]"}]}},
-    {"medicationCodeableConcept": {"text": "Glivec 400mg"}},  # brand name
-    {"medicationReference": {"reference": "Medication/m1"}},
-])
-def test_order_sign_recognises_imatinib_however_coded(service_app: TestClient, signer: Signer, med: Any) -> None:
+@pytest.mark.parametrize(
+    "med",
+    [
+        {
+            "medicationCodeableConcept": {"coding": [{"system": RX, "code": "282388"}]}
+        },  # ingredient code only
+        {
+            "medicationCodeableConcept": {
+                "coding": [
+                    {
+                        "system": RX,
+                        "code": "999999",
+                        "display": "imatinib mesylate 400 MG Oral Tablet [Gleevec]",
+                    }
+                ]
+            }
+        },
+        {"medicationCodeableConcept": {"text": "Glivec 400mg"}},  # brand name
+        {"medicationReference": {"reference": "Medication/m1"}},
+    ],
+)
+def test_order_sign_recognises_imatinib_however_coded(
+    service_app: TestClient, signer: Signer, med: Any
+) -> None:
     order = {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order",
              "subject": {"reference": "Patient/p1"}, **med}
-    medication = {"resource": {"resourceType": "Medication", "id": "m1",
-                               "code": {"coding": [{"system": RX, "code": "282388", "display": "imatinib"}]}}}
+    medication = {
+        "resource": {
+            "resourceType": "Medication",
+            "id": "m1",
+            "code": {"coding": [{"system": RX, "code": "282388", "display": "imatinib"}]},
+        }
+    }
     r = call(service_app, signer, SIGN, _sign_request(order, more=[medication]))
     assert r.status_code == 200, r.text
     assert _warned(r.json()["cards"], "imatinib")
 
 
-def test_order_is_never_silently_unchecked_when_facts_are_missing(service_app: TestClient, signer: Signer) -> None:
+def test_order_is_never_silently_unchecked_when_facts_are_missing(
+    service_app: TestClient, signer: Signer
+) -> None:
     req = _sign_request(_order("imatinib 400 mg"))
     for e in req["prefetch"]["conditions"]["entry"]:
         e["resource"].pop("bodySite", None)  # the primary site is now missing: no recommendation
@@ -404,7 +526,9 @@ def test_order_is_never_silently_unchecked_when_facts_are_missing(service_app: T
     assert any(c["indicator"] == "warning" and "NOT checked" in c["summary"] for c in cards)
 
 
-def test_prefetch_about_another_patient_is_rejected(service_app: TestClient, signer: Signer) -> None:
+def test_prefetch_about_another_patient_is_rejected(
+    service_app: TestClient, signer: Signer
+) -> None:
     req = hook_request("patient-view")
     intruder = {"resourceType": "Observation", "id": "other-n", "status": "final",
                 "subject": {"reference": "Patient/someone-else"},
@@ -442,9 +566,19 @@ def test_across_candidates_warns_on_an_incomplete_record() -> None:
     assert rec.patient_group is None
     data = rec.model_dump(mode="json")
     data["across_candidates"] = [
-        {"drugs": ["imatinib"], "status": "not_recommended", "groups": list(rec.candidate_groups),
-         "reasons": ["PDGFRA D842V: imatinib does not control these tumours"]},
-        {"drugs": ["avapritinib"], "status": "preferred", "groups": list(rec.candidate_groups), "reasons": []}]
+        {
+            "drugs": ["imatinib"],
+            "status": "not_recommended",
+            "groups": list(rec.candidate_groups),
+            "reasons": ["PDGFRA D842V: imatinib does not control these tumours"],
+        },
+        {
+            "drugs": ["avapritinib"],
+            "status": "preferred",
+            "groups": list(rec.candidate_groups),
+            "reasons": [],
+        },
+    ]
     filled = Recommendation.model_validate(data)
     cards = cds_hooks.order_cards(_Svc(), filled, None, "p1", [_order("imatinib 400 mg")], {})
     assert _warned(cards, "imatinib")
@@ -454,7 +588,9 @@ def test_across_candidates_warns_on_an_incomplete_record() -> None:
     assert cards and all(c["indicator"] == "info" for c in cards)
 
 
-def test_end_to_end_imatinib_on_incomplete_d842v_record_warns(service_app: TestClient, signer: Signer) -> None:
+def test_end_to_end_imatinib_on_incomplete_d842v_record_warns(
+    service_app: TestClient, signer: Signer
+) -> None:
     req = _sign_request(_order("imatinib 400 mg"))
     req["prefetch"]["observations"]["entry"] = [e for e in req["prefetch"]["observations"]["entry"]
                                                 if e["resource"]["id"] not in ("size", "tnm-cM")]
@@ -464,7 +600,9 @@ def test_end_to_end_imatinib_on_incomplete_d842v_record_warns(service_app: TestC
     assert _warned(cards, "imatinib")
 
 
-def test_patient_view_warns_on_an_active_dangerous_order(service_app: TestClient, signer: Signer) -> None:
+def test_patient_view_warns_on_an_active_dangerous_order(
+    service_app: TestClient, signer: Signer
+) -> None:
     req = hook_request("patient-view")
     active = {**_order("imatinib 400 mg", "active-1"), "status": "active"}
     req["prefetch"]["medicationRequests"] = {"resourceType": "Bundle", "type": "searchset",

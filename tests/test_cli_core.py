@@ -1,4 +1,5 @@
-"""The CLI contract, through a subprocess: recommend (json / jsonl / stdin / text), groups, validate-kb."""
+"""The CLI contract, through a subprocess: recommend (json / jsonl / stdin / text), groups,
+validate-kb."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "patients"
 KB_DATA = ROOT / "src" / "sarcoma_cds" / "kb" / "data"
 _SCRIPT = Path(sys.executable).with_name("sarcoma-cds")
-CMD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "sarcoma_cds.interfaces.cli.main"]
+CMD = (
+    [str(_SCRIPT)]
+    if _SCRIPT.exists()
+    else [sys.executable, "-m", "sarcoma_cds.interfaces.cli.main"]
+)
 ERROR_LINE = re.compile(r"^error: [^:]+(: [^:]+)*: .+$")
 
 
@@ -25,14 +30,26 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run([*CMD, *args], input=stdin, capture_output=True, text=True, timeout=60)
 
 
-GOOD = {"histology": "undifferentiated_pleomorphic_sarcoma", "primary_site": "lower_extremity", "size_cm": 8.0,
-        "depth": "deep", "grade": "3", "nodes": "N0", "metastasis": "M0", "resectability": "resectable",
-        "disease_status": "primary", "ntrk_fusion": False, "age_years": 62}
+GOOD = {
+    "histology": "undifferentiated_pleomorphic_sarcoma",
+    "primary_site": "lower_extremity",
+    "size_cm": 8.0,
+    "depth": "deep",
+    "grade": "3",
+    "nodes": "N0",
+    "metastasis": "M0",
+    "resectability": "resectable",
+    "disease_status": "primary",
+    "ntrk_fusion": False,
+    "age_years": 62,
+}
 
 
 # ------------------------------------------------------------------ recommend: single file
 def test_single_json_file_one_line() -> None:
-    p = run("recommend", str(EXAMPLES / "03-extremity.stage_iii_resectable.json"), "--format", "json")
+    p = run(
+        "recommend", str(EXAMPLES / "03-extremity.stage_iii_resectable.json"), "--format", "json"
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert len(lines) == 1
@@ -46,7 +63,11 @@ def test_single_json_file_one_line() -> None:
 
 def test_invalid_single_file(tmp_path: Path) -> None:
     f = tmp_path / "bad.json"
-    f.write_text(json.dumps({"histology": "gist", "primary_site": "stomach", "size_cm": -1, "tumour_rupter": True}))
+    f.write_text(
+        json.dumps(
+            {"histology": "gist", "primary_site": "stomach", "size_cm": -1, "tumour_rupter": True}
+        )
+    )
     p = run("recommend", str(f), "--format", "json")
     assert p.returncode == 2
     assert p.stdout == ""
@@ -87,7 +108,10 @@ def test_not_json_single_file(tmp_path: Path) -> None:
 def test_jsonl_with_one_bad_line(tmp_path: Path) -> None:
     f = tmp_path / "cohort.jsonl"
     bad = {"histology": "gist", "primary_site": "stomach", "sizecm": 4}
-    f.write_text("\n".join(json.dumps(x) for x in (GOOD, bad, {**GOOD, "resectability": "unresectable"})) + "\n")
+    f.write_text(
+        "\n".join(json.dumps(x) for x in (GOOD, bad, {**GOOD, "resectability": "unresectable"}))
+        + "\n"
+    )
     p = run("recommend", str(f), "--format", "json")
     assert p.returncode == 2
     out = [json.loads(line) for line in p.stdout.splitlines()]
@@ -106,7 +130,9 @@ def test_jsonl_with_one_bad_line(tmp_path: Path) -> None:
 def test_jsonl_all_good_cohort_demo() -> None:
     p = run("recommend", str(EXAMPLES / "cohort-demo.jsonl"), "--format", "json")
     assert p.returncode == 0, p.stderr
-    n_in = len([ln for ln in (EXAMPLES / "cohort-demo.jsonl").read_text().splitlines() if ln.strip()])
+    n_in = len(
+        [ln for ln in (EXAMPLES / "cohort-demo.jsonl").read_text().splitlines() if ln.strip()]
+    )
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert len(out) == n_in
     assert all("error" not in r for r in out)
@@ -163,7 +189,9 @@ def test_text_missing_facts_before_pathways_and_disclaimer_last() -> None:
 
 
 def test_text_warnings_before_pathways() -> None:
-    p = run("recommend", str(EXAMPLES / "contraindication-coagulopathy.json"))  # text is the default
+    p = run(
+        "recommend", str(EXAMPLES / "contraindication-coagulopathy.json")
+    )  # text is the default
     assert p.returncode == 0, p.stderr
     out = p.stdout
     i_warn = out.find("contraindication")
@@ -178,7 +206,10 @@ def test_text_candidates_shown() -> None:
     p = run("recommend", str(EXAMPLES / "missing-resectability.json"), "--format", "text")
     assert p.returncode == 0
     assert "resectability" in p.stdout
-    assert "extremity.stage_iii_resectable" in p.stdout and "extremity.stage_iii_unresectable" in p.stdout
+    assert (
+        "extremity.stage_iii_resectable" in p.stdout
+        and "extremity.stage_iii_unresectable" in p.stdout
+    )
     assert _norm(p.stdout).endswith(_norm(DISCLAIMER))
 
 
@@ -244,11 +275,24 @@ def test_validate_kb_copy_ok(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("file,old,new,field", [
-    ("groups/01-extremity.stage_i.yaml", "applies_to:", "aplies_to:", "aplies_to"),
-    ("groups/06-extremity.stage_iv_disseminated.yaml", "line: secondary", "line: tertiary", "line"),
-    ("groups/12-gist.resectable_minimal_morbidity.yaml", "tier: first_line", "tier: frist_line", "tier"),
-])
+@pytest.mark.parametrize(
+    "file,old,new,field",
+    [
+        ("groups/01-extremity.stage_i.yaml", "applies_to:", "aplies_to:", "aplies_to"),
+        (
+            "groups/06-extremity.stage_iv_disseminated.yaml",
+            "line: secondary",
+            "line: tertiary",
+            "line",
+        ),
+        (
+            "groups/12-gist.resectable_minimal_morbidity.yaml",
+            "tier: first_line",
+            "tier: frist_line",
+            "tier",
+        ),
+    ],
+)
 def test_validate_kb_broken_copy(tmp_path: Path, file: str, old: str, new: str, field: str) -> None:
     kb = tmp_path / "kb"
     shutil.copytree(KB_DATA, kb)
@@ -264,5 +308,12 @@ def test_validate_kb_broken_copy(tmp_path: Path, file: str, old: str, new: str, 
     for line in p.stderr.splitlines():
         assert line.startswith("error: ")
     # the recommend command refuses the broken knowledge base the same way
-    q = run("recommend", str(EXAMPLES / "01-extremity.stage_i.json"), "--format", "json", "--kb", str(kb))
+    q = run(
+        "recommend",
+        str(EXAMPLES / "01-extremity.stage_i.json"),
+        "--format",
+        "json",
+        "--kb",
+        str(kb),
+    )
     assert q.returncode == 2 and q.stdout == ""

@@ -14,18 +14,53 @@ import pytest
 from sarcoma_cds import InvalidFacts, recommend
 
 # ------------------------------------------------------------------ patients
-STS: dict[str, Any] = {"histology": "leiomyosarcoma", "primary_site": "lower_extremity", "size_cm": 8.0,
-                       "depth": "deep", "grade": "3", "nodes": "N0", "metastasis": "M0",
-                       "disease_status": "primary", "age_years": 55, "ntrk_fusion": False}
-DISSEMINATED = {**STS, "metastasis": "M1", "metastatic_burden": "disseminated", "metastatic_sites": ["lung"]}
+STS: dict[str, Any] = {
+    "histology": "leiomyosarcoma",
+    "primary_site": "lower_extremity",
+    "size_cm": 8.0,
+    "depth": "deep",
+    "grade": "3",
+    "nodes": "N0",
+    "metastasis": "M0",
+    "disease_status": "primary",
+    "age_years": 55,
+    "ntrk_fusion": False,
+}
+DISSEMINATED = {
+    **STS,
+    "metastasis": "M1",
+    "metastatic_burden": "disseminated",
+    "metastatic_sites": ["lung"],
+}
 LPS_DISSEMINATED = {**DISSEMINATED, "histology": "liposarcoma_dedifferentiated"}
-GIST: dict[str, Any] = {"histology": "gist", "primary_site": "stomach", "size_cm": 7.0, "mitotic_rate_per_5mm2": 8,
-                        "kit_mutation": "exon_11", "pdgfra_mutation": "none", "sdh_deficient": False,
-                        "braf_v600e": False, "ntrk_fusion": False, "age_years": 60}
-GIST_PROGRESSIVE = {**GIST, "disease_status": "progressive", "metastasis": "M1", "metastatic_burden": "disseminated",
-                    "metastatic_sites": ["liver"], "progression_extent": "widespread"}
-ANTHRACYCLINE_REGIMENS = [["doxorubicin"], ["epirubicin"], ["liposomal_doxorubicin"], ["doxorubicin", "dacarbazine"],
-                          ["doxorubicin", "ifosfamide", "mesna"], ["epirubicin", "ifosfamide", "mesna"]]
+GIST: dict[str, Any] = {
+    "histology": "gist",
+    "primary_site": "stomach",
+    "size_cm": 7.0,
+    "mitotic_rate_per_5mm2": 8,
+    "kit_mutation": "exon_11",
+    "pdgfra_mutation": "none",
+    "sdh_deficient": False,
+    "braf_v600e": False,
+    "ntrk_fusion": False,
+    "age_years": 60,
+}
+GIST_PROGRESSIVE = {
+    **GIST,
+    "disease_status": "progressive",
+    "metastasis": "M1",
+    "metastatic_burden": "disseminated",
+    "metastatic_sites": ["liver"],
+    "progression_extent": "widespread",
+}
+ANTHRACYCLINE_REGIMENS = [
+    ["doxorubicin"],
+    ["epirubicin"],
+    ["liposomal_doxorubicin"],
+    ["doxorubicin", "dacarbazine"],
+    ["doxorubicin", "ifosfamide", "mesna"],
+    ["epirubicin", "ifosfamide", "mesna"],
+]
 SECOND_LINE = [["pazopanib"], ["trabectedin"], ["eribulin"]]
 
 
@@ -39,7 +74,13 @@ def group(r: dict[str, Any]) -> str | None:
 
 def options(r: dict[str, Any], drugs: list[str]) -> list[dict[str, Any]]:
     want = sorted(drugs)
-    found = [op for pw in r["pathways"] for st in pw["steps"] for op in st["options"] if sorted(op["drugs"]) == want]
+    found = [
+        op
+        for pw in r["pathways"]
+        for st in pw["steps"]
+        for op in st["options"]
+        if sorted(op["drugs"]) == want
+    ]
     assert found, f"no regimen {drugs}"
     return found
 
@@ -59,7 +100,10 @@ def missing(r: dict[str, Any]) -> set[str]:
 
 
 def warned(r: dict[str, Any], code: str, *words: str) -> bool:
-    return any(w["code"] == code and all(x.lower() in w["message"].lower() for x in words) for w in r["warnings"])
+    return any(
+        w["code"] == code and all(x.lower() in w["message"].lower() for x in words)
+        for w in r["warnings"]
+    )
 
 
 # ------------------------------------------------------------------ contract 1.1 input
@@ -76,8 +120,14 @@ def test_treatment_history_vocabulary_and_errors() -> None:
 
 
 # ------------------------------------------------------------------ 1. treatment history
-@pytest.mark.parametrize("history", [{"progressed_on": ["anthracycline"]}, {"intolerant_of": ["anthracycline"]},
-                                     {"prior_therapies": [], "intolerant_of": ["anthracycline"]}])
+@pytest.mark.parametrize(
+    "history",
+    [
+        {"progressed_on": ["anthracycline"]},
+        {"intolerant_of": ["anthracycline"]},
+        {"prior_therapies": [], "intolerant_of": ["anthracycline"]},
+    ],
+)
 def test_anthracycline_failure_or_intolerance_opens_second_line(history: dict[str, Any]) -> None:
     r = rec({**LPS_DISSEMINATED, **history})
     assert status(r, ["pazopanib"]) == "not_recommended"  # adipocytic
@@ -95,7 +145,14 @@ def test_anthracycline_only_given_is_asked_not_assumed() -> None:
 
 
 def test_anthracycline_given_without_failure_recorded_is_first_line_again() -> None:
-    r = rec({**LPS_DISSEMINATED, "prior_therapies": ["anthracycline"], "progressed_on": [], "intolerant_of": []})
+    r = rec(
+        {
+            **LPS_DISSEMINATED,
+            "prior_therapies": ["anthracycline"],
+            "progressed_on": [],
+            "intolerant_of": [],
+        }
+    )
     assert status(r, ["doxorubicin"]) == "option"
     assert status(r, ["trabectedin"]) == "not_recommended"
     assert not {"progressed_on", "intolerant_of"} & missing(r)
@@ -172,27 +229,55 @@ def test_recurrence_during_adjuvant_imatinib_is_imatinib_failure() -> None:
 
 
 def test_failed_tki_outside_progressive_pathway_is_not_a_fresh_start() -> None:
-    r = rec({**GIST, "metastasis": "M1", "metastatic_burden": "disseminated", "disease_status": "primary",
-             "progressed_on": ["imatinib_standard_dose"]})
+    r = rec(
+        {
+            **GIST,
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "disease_status": "primary",
+            "progressed_on": ["imatinib_standard_dose"],
+        }
+    )
     assert group(r) == "gist.recurrent_or_metastatic"
     assert status(r, ["imatinib"]) == "not_recommended"
 
 
 # ------------------------------------------------------------------ 2. fitness and cardiac risk
 CARDIOTOXIC = [
-    (DISSEMINATED, ["doxorubicin"]), (DISSEMINATED, ["epirubicin"]), (DISSEMINATED, ["liposomal_doxorubicin"]),
+    (DISSEMINATED, ["doxorubicin"]),
+    (DISSEMINATED, ["epirubicin"]),
+    (DISSEMINATED, ["liposomal_doxorubicin"]),
     (DISSEMINATED, ["doxorubicin", "ifosfamide", "mesna"]),
     ({**STS, "resectability": "resectable"}, ["doxorubicin", "ifosfamide", "mesna"]),
-    ({**GIST, "metastasis": "M1", "metastatic_burden": "disseminated", "disease_status": "primary"}, ["imatinib"]),
-    ({**GIST, "metastasis": "M0", "disease_status": "primary", "tumour_rupture": False,
-      "resection_status": "not_resected", "resectability": "unresectable"}, ["imatinib"]),
+    (
+        {
+            **GIST,
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "disease_status": "primary",
+        },
+        ["imatinib"],
+    ),
+    (
+        {
+            **GIST,
+            "metastasis": "M0",
+            "disease_status": "primary",
+            "tumour_rupture": False,
+            "resection_status": "not_resected",
+            "resectability": "unresectable",
+        },
+        ["imatinib"],
+    ),
     ({**GIST_PROGRESSIVE, "prior_therapies": ["imatinib_standard_dose"]}, ["sunitinib"]),
     ({**DISSEMINATED, "progressed_on": ["anthracycline"]}, ["pazopanib"]),
 ]
 
 
 @pytest.mark.parametrize("facts,regimen", CARDIOTOXIC)
-def test_heart_failure_cautions_every_cardiotoxic_drug(facts: dict[str, Any], regimen: list[str]) -> None:
+def test_heart_failure_cautions_every_cardiotoxic_drug(
+    facts: dict[str, Any], regimen: list[str]
+) -> None:
     without = rec(facts)
     with_hf = rec({**facts, "comorbidities": ["heart_failure"]})
     assert status(without, regimen) in ("preferred", "option"), status(without, regimen)
@@ -204,14 +289,23 @@ def test_heart_failure_cautions_every_cardiotoxic_drug(facts: dict[str, Any], re
 
 def test_beyond_source_statements_say_so_and_cite_a_named_source() -> None:
     r = recommend({**DISSEMINATED, "comorbidities": ["heart_failure"]})
-    op = next(o for pw in r.pathways for st in pw.steps for o in st.options if o.drugs == ("doxorubicin",))
+    op = next(
+        o for pw in r.pathways for st in pw.steps for o in st.options if o.drugs == ("doxorubicin",)
+    )
     assert any(x.startswith("Beyond the source algorithm") for x in op.reasons)
     assert "label-doxorubicin" in op.references
 
 
-@pytest.mark.parametrize("fitness,expected", [({"ecog": 3}, "caution"), ({"ecog": 4}, "caution"),
-                                              ({"ecog": 1}, "option"), ({"age_years": 78}, "caution"),
-                                              ({"age_years": 45, "ecog": 0}, "option")])
+@pytest.mark.parametrize(
+    "fitness,expected",
+    [
+        ({"ecog": 3}, "caution"),
+        ({"ecog": 4}, "caution"),
+        ({"ecog": 1}, "option"),
+        ({"age_years": 78}, "caution"),
+        ({"age_years": 45, "ecog": 0}, "option"),
+    ],
+)
 def test_performance_status_and_age_make_combination_chemotherapy_a_caution(fitness: dict[str, Any],
                                                                             expected: str) -> None:
     r = rec({**DISSEMINATED, **fitness})
@@ -246,28 +340,44 @@ def test_r2_after_limb_surgery_warns_and_puts_re_resection_first() -> None:
     assert not warned(r0, "out_of_guideline")
 
 
-def test_observation_or_boost_note_only_for_positive_margins_after_neoadjuvant_radiotherapy() -> None:
+def test_observation_or_boost_note_only_for_positive_margins_after_neoadjuvant_radiotherapy() -> (
+    None
+):
     base = {**STS, "resectability": "resectable"}
     note = "observation or a boost"
-    after_rt = rec({**base, "resection_status": "R1", "prior_therapies": ["radiotherapy", "surgery"]})
-    assert any(note in n for n in step(after_rt, "neoadjuvant_radiotherapy_or_chemoradiation")["notes"])
-    for facts in ({**base, "resection_status": "R2", "prior_therapies": ["radiotherapy", "surgery"]},
-                  {**base, "resection_status": "R1", "prior_therapies": ["surgery"]}):
+    after_rt = rec(
+        {**base, "resection_status": "R1", "prior_therapies": ["radiotherapy", "surgery"]}
+    )
+    assert any(
+        note in n for n in step(after_rt, "neoadjuvant_radiotherapy_or_chemoradiation")["notes"]
+    )
+    for facts in (
+        {**base, "resection_status": "R2", "prior_therapies": ["radiotherapy", "surgery"]},
+        {**base, "resection_status": "R1", "prior_therapies": ["surgery"]},
+    ):
         r = rec(facts)
-        assert not any(note in n for n in step(r, "neoadjuvant_radiotherapy_or_chemoradiation")["notes"])
+        assert not any(
+            note in n for n in step(r, "neoadjuvant_radiotherapy_or_chemoradiation")["notes"]
+        )
 
 
 # ------------------------------------------------------------------ 5. retroperitoneal chemotherapy
 RP = {**STS, "primary_site": "retroperitoneum", "resectability": "resectable"}
 
 
-@pytest.mark.parametrize("facts", [{"grade": "1"}, {"histology": "liposarcoma_well_differentiated", "grade": "2"}])
+@pytest.mark.parametrize(
+    "facts", [{"grade": "1"}, {"histology": "liposarcoma_well_differentiated", "grade": "2"}]
+)
 def test_retroperitoneal_low_grade_chemotherapy_not_plainly_offered(facts: dict[str, Any]) -> None:
     r = rec({**RP, **facts})
     assert step(r, "adjuvant_chemotherapy")["status"] == "not_recommended"
     assert step(r, "neoadjuvant_systemic_therapy")["status"] == "caution"
-    assert {op["status"] for op in step(r, "adjuvant_chemotherapy")["options"]} == {"not_recommended"}
-    assert {op["status"] for op in step(r, "neoadjuvant_systemic_therapy")["options"]} == {"caution"}
+    assert {op["status"] for op in step(r, "adjuvant_chemotherapy")["options"]} == {
+        "not_recommended"
+    }
+    assert {op["status"] for op in step(r, "neoadjuvant_systemic_therapy")["options"]} == {
+        "caution"
+    }
 
 
 def test_retroperitoneal_high_grade_chemotherapy_stays_an_option() -> None:
@@ -277,7 +387,7 @@ def test_retroperitoneal_high_grade_chemotherapy_stays_an_option() -> None:
     assert step(unknown, "adjuvant_chemotherapy")["status"] == "conditional"
 
 
-# ------------------------------------------------------------------ 6. records after surgery, contradictions
+# --------------------------------------------------------- 6. records after surgery, contradictions
 def test_resected_tumour_with_blank_resectability_keeps_the_adjuvant_decision() -> None:
     r = rec({**STS, "resection_status": "R0"})
     assert group(r) == "extremity.stage_iii_resectable"
@@ -295,25 +405,42 @@ def test_r0_with_unresectable_is_a_data_conflict() -> None:
 
 def test_oligometastatic_with_three_sites_is_a_data_conflict() -> None:
     facts = {**STS, "metastasis": "M1", "metastatic_burden": "oligometastatic"}
-    assert warned(rec({**facts, "metastatic_sites": ["lung", "liver", "bone"]}), "data_conflict", "oligometastatic")
+    assert warned(
+        rec({**facts, "metastatic_sites": ["lung", "liver", "bone"]}),
+        "data_conflict",
+        "oligometastatic",
+    )
     assert not warned(rec({**facts, "metastatic_sites": ["lung", "liver"]}), "data_conflict")
 
 
 def test_gist_only_facts_on_a_non_gist_record_and_n1_gist_are_data_conflicts() -> None:
-    assert warned(rec({**STS, "resectability": "resectable", "kit_mutation": "exon_11"}), "data_conflict", "gist")
-    assert not warned(rec({**STS, "resectability": "resectable", "nf1_mutation": True}), "data_conflict")
+    assert warned(
+        rec({**STS, "resectability": "resectable", "kit_mutation": "exon_11"}),
+        "data_conflict",
+        "gist",
+    )
+    assert not warned(
+        rec({**STS, "resectability": "resectable", "nf1_mutation": True}), "data_conflict"
+    )
     g = {**GIST, "metastasis": "M0", "disease_status": "primary", "tumour_rupture": False,
          "resection_status": "not_resected", "resectability": "resectable"}
     assert warned(rec({**g, "nodes": "N1"}), "data_conflict", "N1")
     assert not warned(rec({**g, "nodes": "N0"}), "data_conflict")
 
 
-# ------------------------------------------------------------------ 7. statuses as strong as the source
+# -------------------------------------------------------------- 7. statuses as strong as the source
 def test_ntrk_in_soft_tissue_sarcoma_is_an_option_not_preferred() -> None:
     r = rec({**DISSEMINATED, "ntrk_fusion": True})
     assert status(r, ["larotrectinib"]) == "option"
-    g = rec({**GIST, "metastasis": "M1", "metastatic_burden": "disseminated", "disease_status": "primary",
-             "ntrk_fusion": True})
+    g = rec(
+        {
+            **GIST,
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "disease_status": "primary",
+            "ntrk_fusion": True,
+        }
+    )
     assert status(g, ["larotrectinib"]) == "preferred"  # "preferred" for NTRK fusion-positive GIST
 
 
@@ -326,21 +453,47 @@ def test_sdh_deficient_gist_choices_are_options() -> None:
 
 def test_kit_exon9_high_dose_note_only_where_the_source_gives_it() -> None:
     note = "high-dose imatinib should be considered"
-    met = rec({**GIST, "kit_mutation": "exon_9", "metastasis": "M1", "metastatic_burden": "disseminated",
-               "disease_status": "primary"})
+    met = rec(
+        {
+            **GIST,
+            "kit_mutation": "exon_9",
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "disease_status": "primary",
+        }
+    )
     assert any(note in n for n in options(met, ["imatinib"])[0]["notes"])
-    adjuvant = rec({**GIST, "kit_mutation": "exon_9", "metastasis": "M0", "disease_status": "primary",
-                    "tumour_rupture": False, "resection_status": "R0", "resectability": "resectable"})
+    adjuvant = rec(
+        {
+            **GIST,
+            "kit_mutation": "exon_9",
+            "metastasis": "M0",
+            "disease_status": "primary",
+            "tumour_rupture": False,
+            "resection_status": "R0",
+            "resectability": "resectable",
+        }
+    )
     assert not any(note in n for n in options(adjuvant, ["imatinib"])[0]["notes"])
 
 
 def test_adjuvant_regimens_agree_across_pathways_with_a_stated_reason() -> None:
     r = rec({**STS, "grade": "2", "nodes": "N1", "resectability": "resectable"})
-    adjuvant = [op for pw in r["pathways"] for st in pw["steps"] if st["treatment"].startswith("adjuvant")
-                for op in st["options"]]
+    adjuvant = [
+        op
+        for pw in r["pathways"]
+        for st in pw["steps"]
+        if st["treatment"].startswith("adjuvant")
+        for op in st["options"]
+    ]
     assert adjuvant and {op["status"] for op in adjuvant} == {"not_recommended"}
-    neo = [op for pw in r["pathways"] for st in pw["steps"] if st["treatment"].startswith("neoadjuvant")
-           for op in st["options"]]
+    neo = [
+        op
+        for pw in r["pathways"]
+        for st in pw["steps"]
+        if st["treatment"].startswith("neoadjuvant")
+        for op in st["options"]
+    ]
     assert neo and all(op["notes"] for op in neo)  # why the neoadjuvant ones differ
 
 
@@ -353,24 +506,54 @@ def test_a_ruled_out_drug_shows_no_reason_arguing_for_it() -> None:
     assert not any("prolongs survival" in x or "first-choice" in x for x in op["reasons"])
 
 
-# ------------------------------------------------------------------ 8. honest limits, across candidates
+# -------------------------------------------------------------- 8. honest limits, across candidates
 def test_no_later_lines_for_retroperitoneal_disease_said_plainly() -> None:
-    r = rec({**STS, "primary_site": "retroperitoneum", "metastasis": "M1", "metastatic_burden": "disseminated",
-             "metastatic_sites": ["liver"], "progressed_on": ["anthracycline"]})
+    r = rec(
+        {
+            **STS,
+            "primary_site": "retroperitoneum",
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "metastatic_sites": ["liver"],
+            "progressed_on": ["anthracycline"],
+        }
+    )
     assert group(r) == "retroperitoneal.disseminated"
     assert warned(r, "out_of_guideline", "no later line")
-    first = rec({**STS, "primary_site": "retroperitoneum", "metastasis": "M1", "metastatic_burden": "disseminated",
-                 "metastatic_sites": ["liver"], "prior_therapies": []})
+    first = rec(
+        {
+            **STS,
+            "primary_site": "retroperitoneum",
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "metastatic_sites": ["liver"],
+            "prior_therapies": [],
+        }
+    )
     assert not warned(first, "out_of_guideline")
 
 
 def test_across_candidates_holds_whatever_the_missing_facts() -> None:
-    r = recommend({"histology": "gist", "primary_site": "stomach", "kit_mutation": "none", "pdgfra_mutation": "d842v"})
+    r = recommend(
+        {
+            "histology": "gist",
+            "primary_site": "stomach",
+            "kit_mutation": "none",
+            "pdgfra_mutation": "d842v",
+        }
+    )
     assert r.patient_group is None and len(r.candidate_groups) > 1
     across = {a.drugs: a for a in r.across_candidates}
     assert across[("imatinib",)].status == "not_recommended"
     assert set(across[("imatinib",)].groups) == set(r.candidate_groups)
     assert across[("avapritinib",)].status == "preferred"
-    pinned = recommend({**GIST, "metastasis": "M1", "metastatic_burden": "disseminated", "disease_status": "primary"})
+    pinned = recommend(
+        {
+            **GIST,
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "disease_status": "primary",
+        }
+    )
     assert pinned.across_candidates == ()
     assert recommend({**STS, "histology": "desmoid_tumour"}).across_candidates == ()

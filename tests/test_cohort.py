@@ -1,4 +1,5 @@
-"""Cohort concordance: hand-checked cohorts, bad rows, synth determinism, guideline-change impact."""
+"""Cohort concordance: hand-checked cohorts, bad rows, synth determinism, guideline-change
+impact."""
 
 from __future__ import annotations
 
@@ -21,34 +22,76 @@ from sarcoma_cds.cohort.synth import synth  # noqa: E402
 KB = load_kb()
 STS_III = dict(histology="leiomyosarcoma", primary_site="lower_extremity", size_cm="8", grade="3",
                nodes="N0", metastasis="M0", resectability="resectable")
-GIST_M1 = dict(histology="gist", primary_site="stomach", size_cm="6", metastasis="M1", metastatic_burden="disseminated")
+GIST_M1 = dict(
+    histology="gist",
+    primary_site="stomach",
+    size_cm="6",
+    metastasis="M1",
+    metastatic_burden="disseminated",
+)
 
 # patient, facts, delivered, expected group, expected class
 HAND = [
     ("c1", STS_III, '["excision"]', "extremity.stage_iii_resectable", "concordant"),
-    ("c2", STS_III, "neoadjuvant_radiotherapy_or_chemoradiation;excision", "extremity.stage_iii_resectable", "concordant"),
-    ("c3", {**GIST_M1, "kit_mutation": "exon_11"}, "imatinib", "gist.recurrent_or_metastatic", "concordant"),
-    ("c4", {**GIST_M1, "kit_mutation": "none", "pdgfra_mutation": "d842v"}, "imatinib", "gist.recurrent_or_metastatic", "discordant"),
+    (
+        "c2",
+        STS_III,
+        "neoadjuvant_radiotherapy_or_chemoradiation;excision",
+        "extremity.stage_iii_resectable",
+        "concordant",
+    ),
+    (
+        "c3",
+        {**GIST_M1, "kit_mutation": "exon_11"},
+        "imatinib",
+        "gist.recurrent_or_metastatic",
+        "concordant",
+    ),
+    (
+        "c4",
+        {**GIST_M1, "kit_mutation": "none", "pdgfra_mutation": "d842v"},
+        "imatinib",
+        "gist.recurrent_or_metastatic",
+        "discordant",
+    ),
     ("c5", GIST_M1, "imatinib", "gist.recurrent_or_metastatic", "concordant_conditional"),
     ("c6", STS_III, "imatinib", "extremity.stage_iii_resectable", "discordant"),
     ("c7", {**STS_III, "size_cm": None}, "excision", None, "not_assessable"),
     ("c8", {**STS_III, "histology": "rhabdomyosarcoma"}, "excision", None, "not_assessable"),
     ("c9", {**STS_III, "grade": "4"}, "excision", None, "not_assessable"),  # invalid vocabulary
-    ("c10", {**STS_III, "metastatic_burden": "disseminated"}, "excision", None, "not_assessable"),  # contradiction
+    (
+        "c10",
+        {**STS_III, "metastatic_burden": "disseminated"},
+        "excision",
+        None,
+        "not_assessable",
+    ),  # contradiction
     ("c11", STS_III, "", "extremity.stage_iii_resectable", "not_assessable"),  # nothing delivered
-    ("c12", {**GIST_M1, "kit_mutation": "exon_11"}, "ifosfamide+mesna+doxorubicin", "gist.recurrent_or_metastatic", "discordant"),
+    (
+        "c12",
+        {**GIST_M1, "kit_mutation": "exon_11"},
+        "ifosfamide+mesna+doxorubicin",
+        "gist.recurrent_or_metastatic",
+        "discordant",
+    ),
 ]
 
 
 def hand_frame() -> pl.DataFrame:
     rows = []
     for pid, facts, delivered, _, _ in HAND:
-        r = {"patient_id": pid, "centre": "A" if pid < "c5" else "B", "diagnosis_date": "2021-03-04",
-             "delivered": delivered or None}
+        r = {
+            "patient_id": pid,
+            "centre": "A" if pid < "c5" else "B",
+            "diagnosis_date": "2021-03-04",
+            "delivered": delivered or None,
+        }
         r.update({k: v for k, v in facts.items() if v is not None})
         rows.append(r)
     cols = sorted({k for r in rows for k in r})
-    return pl.DataFrame([{c: r.get(c) for c in cols} for r in rows], schema={c: pl.Utf8 for c in cols})
+    return pl.DataFrame(
+        [{c: r.get(c) for c in cols} for r in rows], schema={c: pl.Utf8 for c in cols}
+    )
 
 
 @pytest.mark.parametrize("engine", ["polars", "duckdb", "python"])
@@ -71,7 +114,12 @@ def test_hand_checked_cohort(engine: str, tmp_path: Path) -> None:
     assert by["c2"]["stage"] == "IIIA" and by["c2"]["pathway"] == 1
     s = summary(res)
     assert s["patients"] == 12
-    assert s["concordance"] == {"not_assessable": 5, "concordant": 3, "concordant_conditional": 1, "discordant": 3}
+    assert s["concordance"] == {
+        "not_assessable": 5,
+        "concordant": 3,
+        "concordant_conditional": 1,
+        "discordant": 3,
+    }
     assert s["assessable"] == 7 and s["invalid_rows"] == 2
     assert s["by_group"]["gist.recurrent_or_metastatic"] == {
         "not_assessable": 0, "concordant": 1, "concordant_conditional": 1, "discordant": 2}
@@ -80,11 +128,23 @@ def test_hand_checked_cohort(engine: str, tmp_path: Path) -> None:
 
 def test_lists_as_json_or_semicolons_and_empty_vs_absent(tmp_path: Path) -> None:
     base = {**GIST_M1, "kit_mutation": "exon_11", "patient_id": "x"}
-    rows = [{**base, "patient_id": "a", "prior_therapies": '["imatinib_standard_dose", "sunitinib"]', "delivered": "imatinib"},
-            {**base, "patient_id": "b", "prior_therapies": "imatinib_standard_dose;sunitinib", "delivered": '["imatinib"]'},
-            {**base, "patient_id": "c", "prior_therapies": "[]", "delivered": "imatinib"},
-            {**base, "patient_id": "d", "prior_therapies": "chemo", "delivered": "imatinib"},
-            {**base, "patient_id": "e", "delivered": "imatinib;foo+imatinib"}]
+    rows = [
+        {
+            **base,
+            "patient_id": "a",
+            "prior_therapies": '["imatinib_standard_dose", "sunitinib"]',
+            "delivered": "imatinib",
+        },
+        {
+            **base,
+            "patient_id": "b",
+            "prior_therapies": "imatinib_standard_dose;sunitinib",
+            "delivered": '["imatinib"]',
+        },
+        {**base, "patient_id": "c", "prior_therapies": "[]", "delivered": "imatinib"},
+        {**base, "patient_id": "d", "prior_therapies": "chemo", "delivered": "imatinib"},
+        {**base, "patient_id": "e", "delivered": "imatinib;foo+imatinib"},
+    ]
     df = pl.DataFrame(rows, schema={k: pl.Utf8 for k in rows[0]} | {"prior_therapies": pl.Utf8})
     p = prepare(df, KB)
     lists = p.norm.get_column("prior_therapies").to_list()
@@ -99,7 +159,9 @@ def test_lists_as_json_or_semicolons_and_empty_vs_absent(tmp_path: Path) -> None
 
 def test_unknown_column_is_a_file_error(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
-    pl.DataFrame({"patient_id": ["a"], "histology": ["gist"], "primary_site": ["stomach"], "histolgy": ["x"]}).write_csv(path)
+    pl.DataFrame(
+        {"patient_id": ["a"], "histology": ["gist"], "primary_site": ["stomach"], "histolgy": ["x"]}
+    ).write_csv(path)
     with pytest.raises(CohortError, match="histolgy"):
         prepare(path, KB)
 
@@ -135,7 +197,10 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
     assert not a.equals(synth(400, seed=12, kb=KB))
     for ext in ("csv", "parquet", "jsonl"):
         write(a, tmp_path / f"s.{ext}")
-    r = [evaluate(prepare(tmp_path / f"s.{ext}", KB), "polars").drop("diagnosis_date") for ext in ("csv", "parquet", "jsonl")]
+    r = [
+        evaluate(prepare(tmp_path / f"s.{ext}", KB), "polars").drop("diagnosis_date")
+        for ext in ("csv", "parquet", "jsonl")
+    ]
     assert r[0].equals(r[1]) and r[1].equals(r[2])
 
 
@@ -154,7 +219,9 @@ def _modified_kb(tmp_path: Path) -> Path:
     text = p.read_text()
     old = "      - when: {fact: kit_mutation, eq: exon_9}\n        status: preferred"
     assert old in text
-    p.write_text(text.replace(old, "      - when: {fact: kit_mutation, eq: exon_9}\n        status: caution"))
+    p.write_text(
+        text.replace(old, "      - when: {fact: kit_mutation, eq: exon_9}\n        status: caution")
+    )
     g = dst / "guideline.yaml"
     # (the top-level version only: the changelog names past versions too)
     g.write_text(re.sub(r'^version: "?1\.0\.0"?$', 'version: "1.1.0"', g.read_text(), flags=re.M))
@@ -178,19 +245,41 @@ def test_compare_kb_and_kb_diff(tmp_path: Path) -> None:
     assert ch.get_column("patient_id").to_list() == ["e9"]
     assert "imatinib=preferred -> imatinib=caution" in ch.get_column("why")[0]
     lines = kb_diff(KB, new)
-    assert any("rule gist_imatinib_genotype" in x and "case 3 status preferred -> caution" in x for x in lines)
+    assert any(
+        "rule gist_imatinib_genotype" in x and "case 3 status preferred -> caution" in x
+        for x in lines
+    )
 
     cohort = tmp_path / "c.jsonl"
     df.write_ndjson(cohort)
     runner = CliRunner()
-    r = runner.invoke(app, ["concordance", str(cohort), "--out", str(tmp_path / "out"), "--kb", str(new_dir),
-                            "--compare-kb", str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data")])
+    r = runner.invoke(
+        app,
+        [
+            "concordance",
+            str(cohort),
+            "--out",
+            str(tmp_path / "out"),
+            "--kb",
+            str(new_dir),
+            "--compare-kb",
+            str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "1 patients get a different recommendation, 1 a different concordance" in r.output
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["guideline_change"]["patients_changed"] == 1
     assert s["guideline_change"]["recommendation"]["patients_changed"] == 1
-    r = runner.invoke(app, ["kb", "diff", str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data"), str(new_dir)])
+    r = runner.invoke(
+        app,
+        [
+            "kb",
+            "diff",
+            str(Path(__file__).resolve().parents[1] / "src/sarcoma_cds/kb/data"),
+            str(new_dir),
+        ],
+    )
     assert r.exit_code == 0 and "gist_imatinib_genotype" in r.output
 
 
@@ -203,7 +292,9 @@ def test_cli_concordance_outputs(tmp_path: Path) -> None:
     cohort = tmp_path / "c.parquet"
     r = runner.invoke(app, ["synth", "--n", "500", "--seed", "4", "--out", str(cohort)])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["concordance", str(cohort), "--out", str(tmp_path / "o"), "--engine", "duckdb"])
+    r = runner.invoke(
+        app, ["concordance", str(cohort), "--out", str(tmp_path / "o"), "--engine", "duckdb"]
+    )
     assert r.exit_code == 0, r.output
     assert "500 patients:" in r.output
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -220,7 +311,8 @@ def test_cli_concordance_outputs(tmp_path: Path) -> None:
 
 
 def test_per_patient_engine_reports_progress_per_row() -> None:
-    """The per-patient engine takes minutes on big cohorts: it reports rows done, up to all of them."""
+    """The per-patient engine takes minutes on big cohorts: it reports rows done, up to all of
+    them."""
     prep = prepare(synth(2500, seed=8, invalid_rate=0.02, kb=KB), KB)
     seen: list[int] = []
     evaluate(prep, "python", progress=seen.append)
@@ -229,7 +321,8 @@ def test_per_patient_engine_reports_progress_per_row() -> None:
 
 
 def test_outputs_are_categorical_and_identical_in_csv_and_parquet(tmp_path: Path) -> None:
-    """Text columns are Categorical (each distinct text stored once); both files hold the same rows."""
+    """Text columns are Categorical (each distinct text stored once); both files hold the same
+    rows."""
     from sarcoma_cds.cohort.evaluate import TEXT_COLUMNS
     from sarcoma_cds.cohort.run import run_concordance
 
@@ -252,8 +345,16 @@ def test_same_cohort_same_files_byte_for_byte(tmp_path: Path) -> None:
     run_concordance(src, tmp_path / "a", KB)
     run_concordance(src, tmp_path / "b", KB)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert {"patients.csv", "patients.parquet", "summary.json", "report.html", "invalid_rows.csv"} <= set(names)
-    assert not [n for n in names if n.endswith(".partial")]  # (written under a temporary name, then renamed)
+    assert {
+        "patients.csv",
+        "patients.parquet",
+        "summary.json",
+        "report.html",
+        "invalid_rows.csv",
+    } <= set(names)
+    assert not [
+        n for n in names if n.endswith(".partial")
+    ]  # (written under a temporary name, then renamed)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -300,7 +401,9 @@ def test_typed_parquet_gives_the_same_patients_as_text(tmp_path: Path) -> None:
     assert schema["grade"] == pl.Utf8  # (holds the deliberately invalid values: stays text)
     assert _text(evaluate(prepare(written, KB))).equals(want)
 
-    cats = [c for c, (kind, _) in FACTS.items() if kind == "cat" and c in df.columns and c != "grade"]
+    cats = [
+        c for c, (kind, _) in FACTS.items() if kind == "cat" and c in df.columns and c != "grade"
+    ]
     other = [
         df.with_columns(pl.col(c).cast(pl.Enum(sorted(FACTS[c][1]))) for c in cats),
         df.with_columns(pl.col(c).cast(pl.Categorical) for c in cats),

@@ -42,10 +42,17 @@ def cohorts(draw: st.DrawFn) -> pl.DataFrame:
     mask = pl.Series([x < share for x in u])
     df = df.with_columns([pl.when(mask).then(None).otherwise(pl.col(c)).alias(c) for c in drop])
     # several delivered items, sometimes none
-    extra = draw(st.sampled_from([None, "excision", "imatinib", "doxorubicin+ifosfamide+mesna", "surgery"]))
+    extra = draw(
+        st.sampled_from([None, "excision", "imatinib", "doxorubicin+ifosfamide+mesna", "surgery"])
+    )
     if extra:
-        df = df.with_columns(pl.when(pl.Series(u) > 0.5).then(pl.col("delivered").list.concat(pl.lit([extra])))
-                             .otherwise(pl.col("delivered")).list.unique(maintain_order=True).alias("delivered"))
+        df = df.with_columns(
+            pl.when(pl.Series(u) > 0.5)
+            .then(pl.col("delivered").list.concat(pl.lit([extra])))
+            .otherwise(pl.col("delivered"))
+            .list.unique(maintain_order=True)
+            .alias("delivered")
+        )
     if draw(st.booleans()):
         df = df.with_columns(pl.when(pl.Series(u) < 0.1).then(pl.lit([], dtype=pl.List(pl.Utf8)))
                              .otherwise(pl.col("delivered")).alias("delivered"))
@@ -56,11 +63,17 @@ def _diff(a: pl.DataFrame, b: pl.DataFrame, name: str) -> None:
     a, b = a.select(COLS), b.select(COLS)
     assert a.height == b.height
     for c in COLS:
-        bad = a.with_columns(b.get_column(c).alias("_other")).filter(pl.col(c).ne_missing(pl.col("_other")))
+        bad = a.with_columns(b.get_column(c).alias("_other")).filter(
+            pl.col(c).ne_missing(pl.col("_other"))
+        )
         assert bad.height == 0, f"{name}: column {c} differs, e.g. {bad.head(2).to_dicts()}"
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(cohorts())
 def test_polars_duckdb_and_per_patient_engine_agree(df: pl.DataFrame) -> None:
     prep = prepare(df, KB)
@@ -86,7 +99,10 @@ def _spark_or_skip():  # type: ignore[no-untyped-def]
         pytest.skip("pyspark is not installed (pip install 'sarcoma-cds[spark]')")
     if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         if need:
-            pytest.fail("SARCOMA_CDS_REQUIRE_SERVICES=1 but no Java runtime (apt-get install default-jre-headless)")
+            pytest.fail(
+                "SARCOMA_CDS_REQUIRE_SERVICES=1 but no Java runtime (apt-get install "
+                "default-jre-headless)"
+            )
         pytest.skip("no Java runtime for Spark (apt-get install default-jre-headless)")
     from sarcoma_cds.cohort.backends import spark_session
 
@@ -108,8 +124,15 @@ def test_spark_agrees_with_per_patient_engine(spark) -> None:  # type: ignore[no
 
 
 @pytest.mark.spark
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=2,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(cohorts())
 def test_spark_agrees_on_random_cohorts(spark, df: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
     prep = prepare(df, KB)
@@ -159,12 +182,19 @@ def test_spark_pipeline_reads_validates_and_writes_what_polars_does(spark, tmp_p
                         progress=lambda done, total: seen.append((done, total)))
     assert agg.patients == 1500
     # progress in rows: from 0 to all, one report per range
-    assert seen[0] == (0, 1500) and seen[-1] == (1500, 1500) and len(seen) >= 4 and seen == sorted(seen)
+    assert (
+        seen[0] == (0, 1500)
+        and seen[-1] == (1500, 1500)
+        and len(seen) >= 4
+        and seen == sorted(seen)
+    )
     d = tmp_path / "polars-parquet"
     for name in ("patients.csv", "invalid_rows.csv"):
         assert (c / name).read_bytes() == (d / name).read_bytes(), name
     assert pl.read_parquet(c / "patients.parquet").equals(pl.read_parquet(d / "patients.parquet"))
-    assert not [p for p in c.iterdir() if p.name.startswith("sarcoma-cds-spark-")]  # (temporary files removed)
+    assert not [
+        p for p in c.iterdir() if p.name.startswith("sarcoma-cds-spark-")
+    ]  # (temporary files removed)
 
 
 @pytest.mark.spark

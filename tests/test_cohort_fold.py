@@ -23,28 +23,40 @@ BOOL_LITS = st.sampled_from([ir.TRUE, ir.FALSE, ir.NULL_BOOL])
 
 def ints(bools: st.SearchStrategy[ir.E]) -> st.SearchStrategy[ir.E]:
     leaf = st.one_of(INT_LITS, st.sampled_from([ir.Col("i"), ir.Col("j")]))
-    return st.recursive(leaf, lambda x: st.one_of(
-        st.builds(ir.Arith, st.sampled_from(["&", "+", "-", "*"]), x, x),
-        st.builds(lambda a, b: ir.Coalesce((a, b)), x, x),
-        st.builds(lambda a, b, c: ir.Greatest((a, b, c)), x, x, x),
-        st.builds(lambda a, b: ir.Least((a, b)), x, x),
-        st.builds(lambda c, v, d: ir.Case(((c, v),), d), bools, x, x),
-        st.builds(lambda c1, v1, c2, v2, d: ir.Case(((c1, v1), (c2, v2)), d), bools, x, bools, x, x),
-        st.builds(lambda a: ir.Lookup(a, (5, None, 6)), x),
-    ), max_leaves=8)
+    return st.recursive(
+        leaf,
+        lambda x: st.one_of(
+            st.builds(ir.Arith, st.sampled_from(["&", "+", "-", "*"]), x, x),
+            st.builds(lambda a, b: ir.Coalesce((a, b)), x, x),
+            st.builds(lambda a, b, c: ir.Greatest((a, b, c)), x, x, x),
+            st.builds(lambda a, b: ir.Least((a, b)), x, x),
+            st.builds(lambda c, v, d: ir.Case(((c, v),), d), bools, x, x),
+            st.builds(
+                lambda c1, v1, c2, v2, d: ir.Case(((c1, v1), (c2, v2)), d), bools, x, bools, x, x
+            ),
+            st.builds(lambda a: ir.Lookup(a, (5, None, 6)), x),
+        ),
+        max_leaves=8,
+    )
 
 
 def bools_() -> st.SearchStrategy[ir.E]:
     leaf = st.one_of(BOOL_LITS, st.just(ir.Col("b")))
     simple_int = st.one_of(INT_LITS, st.sampled_from([ir.Col("i"), ir.Col("j")]))
-    return st.recursive(leaf, lambda x: st.one_of(
-        st.builds(lambda a, b: ir.And((a, b)), x, x),
-        st.builds(lambda a, b, c: ir.Or((a, b, c)), x, x, x),
-        st.builds(ir.Not, x),
-        st.builds(ir.IsNull, st.one_of(x, simple_int)),
-        st.builds(ir.Cmp, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), simple_int, simple_int),
-        st.builds(lambda a, b: ir.Coalesce((a, b)), x, x),
-    ), max_leaves=8)
+    return st.recursive(
+        leaf,
+        lambda x: st.one_of(
+            st.builds(lambda a, b: ir.And((a, b)), x, x),
+            st.builds(lambda a, b, c: ir.Or((a, b, c)), x, x, x),
+            st.builds(ir.Not, x),
+            st.builds(ir.IsNull, st.one_of(x, simple_int)),
+            st.builds(
+                ir.Cmp, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), simple_int, simple_int
+            ),
+            st.builds(lambda a, b: ir.Coalesce((a, b)), x, x),
+        ),
+        max_leaves=8,
+    )
 
 
 BOOLS = bools_()
@@ -54,7 +66,9 @@ def values(e: ir.E, kind: str) -> list[object]:
     dtype = pl.Boolean if kind == "bool" else pl.Int64
     out = DATA.select(to_polars(e).cast(dtype).alias("v"))
     # (an expression of literals only gives one row: it holds for every patient)
-    return out.get_column("v").to_list() if out.height == DATA.height else [out.item()] * DATA.height
+    return (
+        out.get_column("v").to_list() if out.height == DATA.height else [out.item()] * DATA.height
+    )
 
 
 @settings(max_examples=300, deadline=None)

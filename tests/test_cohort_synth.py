@@ -35,17 +35,30 @@ def _observed(col: Any, key: Any) -> float:
     return float((col.is_null() if key is None else (col == key).fill_null(False)).mean())
 
 
-@pytest.mark.parametrize(("column", "dist", "only_gist"), [
-    ("histology", S.HISTOLOGY, None), ("centre", S.CENTRES, None), ("metastasis", S.METASTASIS, None),
-    ("resectability", S.RESECTABILITY, None), ("disease_status", S.DISEASE, None),
-    ("ntrk_fusion", S.TRI["ntrk"], None),
-    ("primary_site", S.SITE_GIST, True), ("kit_mutation", S.KIT, True), ("pdgfra_mutation", S.PDGFRA, True),
-    ("resection_status", S.RESECTION, True), ("sdh_deficient", S.TRI["gist_sdh"], True),
-    ("tumour_rupture", S.RUPTURE, True), ("primary_site", S.SITE_STS, False),
-])
-def test_marginal_shares_match_the_documented_weights(cohort: Any, column: str, dist: dict[Any, int],
-                                                      only_gist: bool | None) -> None:
-    df = cohort if only_gist is None else cohort.filter((pl.col("histology") == "gist") == only_gist)
+@pytest.mark.parametrize(
+    ("column", "dist", "only_gist"),
+    [
+        ("histology", S.HISTOLOGY, None),
+        ("centre", S.CENTRES, None),
+        ("metastasis", S.METASTASIS, None),
+        ("resectability", S.RESECTABILITY, None),
+        ("disease_status", S.DISEASE, None),
+        ("ntrk_fusion", S.TRI["ntrk"], None),
+        ("primary_site", S.SITE_GIST, True),
+        ("kit_mutation", S.KIT, True),
+        ("pdgfra_mutation", S.PDGFRA, True),
+        ("resection_status", S.RESECTION, True),
+        ("sdh_deficient", S.TRI["gist_sdh"], True),
+        ("tumour_rupture", S.RUPTURE, True),
+        ("primary_site", S.SITE_STS, False),
+    ],
+)
+def test_marginal_shares_match_the_documented_weights(
+    cohort: Any, column: str, dist: dict[Any, int], only_gist: bool | None
+) -> None:
+    df = (
+        cohort if only_gist is None else cohort.filter((pl.col("histology") == "gist") == only_gist)
+    )
     for key in dist:
         got, want = _observed(df.get_column(column), key), _share(dist, key)
         assert abs(got - want) < 0.02 + 0.05 * want, (column, key, got, want)
@@ -63,7 +76,13 @@ def test_conditional_structure_and_missingness(cohort: Any) -> None:
     m1 = cohort.filter(pl.col("metastasis") == "M1")
     assert cohort.filter(pl.col("metastatic_burden").is_not_null()).height == m1.height
     assert cohort.filter(pl.col("metastatic_sites").is_not_null()).height == m1.height
-    assert abs(_observed(m1.get_column("metastatic_burden"), "oligometastatic") - _share(S.BURDEN, "oligometastatic")) < 0.04
+    assert (
+        abs(
+            _observed(m1.get_column("metastatic_burden"), "oligometastatic")
+            - _share(S.BURDEN, "oligometastatic")
+        )
+        < 0.04
+    )
     prog = cohort.get_column("disease_status") == "progressive"
     assert cohort.filter(~prog).get_column("progression_extent").null_count() == int((~prog).sum())
     # per-fact missingness (grade: among non-GIST; mitoses: among GIST)
@@ -72,9 +91,20 @@ def test_conditional_structure_and_missingness(cohort: Any) -> None:
         got = df.get_column(c).null_count() / df.height
         assert abs(got - S.MISSING[c]) < 0.015 + 0.1 * S.MISSING[c], (c, got)
     # GIST with progressive disease and recorded prior therapies: imatinib
-    gp = g.filter(pl.col("disease_status") == "progressive", pl.col("prior_therapies").is_not_null())
-    assert gp.height > 0 and gp.get_column("prior_therapies").to_list() == [[S.PRIOR_GIST_PROGRESSIVE]] * gp.height
-    assert abs(cohort.get_column("prior_therapies").null_count() / cohort.height - _share(S.PRIOR, None)) < 0.02
+    gp = g.filter(
+        pl.col("disease_status") == "progressive", pl.col("prior_therapies").is_not_null()
+    )
+    assert (
+        gp.height > 0
+        and gp.get_column("prior_therapies").to_list() == [[S.PRIOR_GIST_PROGRESSIVE]] * gp.height
+    )
+    assert (
+        abs(
+            cohort.get_column("prior_therapies").null_count() / cohort.height
+            - _share(S.PRIOR, None)
+        )
+        < 0.02
+    )
     # value formats
     assert cohort.get_column("patient_id").head(2).to_list() == ["P2024-0000000", "P2024-0000001"]
     dates = cohort.get_column("diagnosis_date")

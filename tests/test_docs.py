@@ -1,4 +1,5 @@
-"""Documentation is tested: every setting the code reads is documented, every CLI command is in the README."""
+"""Documentation is tested: every setting the code reads is documented, every CLI command is in the
+README."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_environment_variable_is_documented():
     read = set()
     for path in (ROOT / "src").rglob("*.py"):
-        read |= set(re.findall(r"\"((?:SARCOMA_CDS_[A-Z_]+)|DATABASE_URL)\"", path.read_text(encoding="utf-8")))
-    documented = set(re.findall(r"(SARCOMA_CDS_[A-Z_]+|DATABASE_URL)", (ROOT / "docs" / "service.md").read_text(encoding="utf-8")))
+        read |= set(
+            re.findall(
+                r"\"((?:SARCOMA_CDS_[A-Z_]+)|DATABASE_URL)\"", path.read_text(encoding="utf-8")
+            )
+        )
+    documented = set(
+        re.findall(
+            r"(SARCOMA_CDS_[A-Z_]+|DATABASE_URL)",
+            (ROOT / "docs" / "service.md").read_text(encoding="utf-8"),
+        )
+    )
     assert read, "no settings found: the pattern no longer matches the code"
     assert read <= documented, f"undocumented settings: {sorted(read - documented)}"
 

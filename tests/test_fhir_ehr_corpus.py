@@ -1,4 +1,5 @@
-"""Issue 11: the reader on records coded the way real EHR, registry and laboratory exports code them.
+"""Issue 11: the reader on records coded the way real EHR, registry and laboratory exports code
+them.
 
 Each record in ``fixtures/ehr/records`` states its facts in ``expected``. A fact the reader
 returns with another value, or returns although the record does not state it, is **wrong**; one
@@ -79,14 +80,19 @@ def test_corpus_score_meets_the_bar() -> None:
 
 # ------------------------------------------------------------------ coding variants of one patient
 
-BASE = json.loads(next(p for p in RECORDS if "condition-stage-and-snomed-tnm" in p.name).read_text())
+BASE = json.loads(
+    next(p for p in RECORDS if "condition-stage-and-snomed-tnm" in p.name).read_text()
+)
 GENOMIC = json.loads(next(p for p in RECORDS if "kit-exon11" in p.name).read_text())
 
 ALIASES = {
     "http://terminology.hl7.org/CodeSystem/icd-o-3": ["urn:oid:2.16.840.1.113883.6.43.1"],
     "http://snomed.info/sct": ["urn:oid:2.16.840.1.113883.6.96"],
     "http://loinc.org": ["urn:oid:2.16.840.1.113883.6.1"],
-    "http://www.genenames.org": ["http://www.genenames.org/geneId", "urn:oid:2.16.840.1.113883.6.281"],
+    "http://www.genenames.org": [
+        "http://www.genenames.org/geneId",
+        "urn:oid:2.16.840.1.113883.6.281",
+    ],
 }
 
 
@@ -95,10 +101,17 @@ def _recode(node: Any, rnd: random.Random) -> Any:
         out = {k: _recode(v, rnd) for k, v in node.items()}
         if "system" in out and out["system"] in ALIASES and rnd.random() < 0.5:
             out["system"] = rnd.choice(ALIASES[out["system"]])
-        if out.get("system") == "http://www.genenames.org" and str(out.get("code", "")).startswith("HGNC:") \
-                and rnd.random() < 0.5:
+        if (
+            out.get("system") == "http://www.genenames.org"
+            and str(out.get("code", "")).startswith("HGNC:")
+            and rnd.random() < 0.5
+        ):
             out["code"] = out["code"].removeprefix("HGNC:")
-        if out.get("unit") == "mm" and isinstance(out.get("value"), int | float) and rnd.random() < 0.5:
+        if (
+            out.get("unit") == "mm"
+            and isinstance(out.get("value"), int | float)
+            and rnd.random() < 0.5
+        ):
             out.update(value=out["value"] / 10, unit="cm", code="cm")
         return out
     if isinstance(node, list):
@@ -121,5 +134,7 @@ def _variant(bundle: dict[str, Any], seed: int) -> dict[str, Any]:
 def test_coding_variants_give_the_same_facts(seed: int, which: str) -> None:
     rec = BASE if which == "base" else GENOMIC
     want = facts_from_bundle(rec["bundle"], today=TODAY).facts
-    got = facts_from_bundle(_variant(json.loads(json.dumps(rec["bundle"])), seed), today=TODAY).facts
+    got = facts_from_bundle(
+        _variant(json.loads(json.dumps(rec["bundle"])), seed), today=TODAY
+    ).facts
     assert got == want

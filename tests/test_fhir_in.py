@@ -37,18 +37,26 @@ def test_every_official_mcode_example_parses(path: Any) -> None:
 
 
 def test_mcode_patient_bundle_jenny() -> None:
-    b = json.loads((FHIR_DIR.parent / "mcode" / "Bundle-mcode-patient-bundle-jenny-m.json").read_text())
+    b = json.loads(
+        (FHIR_DIR.parent / "mcode" / "Bundle-mcode-patient-bundle-jenny-m.json").read_text()
+    )
     res = facts_from_bundle(b, today=TODAY)
     # Jenny's cancer is a breast cancer: its staging and size belong to it, never to a sarcoma
     # (issue 11: observations are tied to their cancer). Patient-level facts are still read.
     for fact in ("nodes", "metastasis", "size_cm", "grade", "histology"):
         assert fact not in res.facts
     assert res.facts["ecog"] == 0
-    assert res.provenance["ecog"][0] == {"resourceType": "Observation", "id": "ecog-performance-status-jenny-m",
-                                         "element": "valueInteger", "date": "2018-04-12"}
+    assert res.provenance["ecog"][0] == {
+        "resourceType": "Observation",
+        "id": "ecog-performance-status-jenny-m",
+        "element": "valueInteger",
+        "date": "2018-04-12",
+    }
     problems = " ".join(g["problem"] for g in res.gaps)
     assert "belongs to another cancer" in problems
-    assert "82711006" in problems  # breast ductal carcinoma: unknown histology reported, not defaulted
+    assert (
+        "82711006" in problems
+    )  # breast ductal carcinoma: unknown histology reported, not defaulted
     assert any(g["resource"].startswith("MedicationRequest/") for g in res.gaps)
 
 
@@ -80,7 +88,9 @@ def test_own_sts_gist_bundles(name: str) -> None:
     assert res.facts["age_years"] == 65
     rec = recommend(res.facts)
     if name.startswith("gist"):
-        assert rec.patient_group is not None and rec.patient_group.id == "gist.recurrent_or_metastatic"
+        assert (
+            rec.patient_group is not None and rec.patient_group.id == "gist.recurrent_or_metastatic"
+        )
     else:
         stage = {"i": "IA", "ii": "II", "iii": "IIIA", "iv": "IV"}[name.rsplit("-", 1)[1]]
         assert rec.stage is not None and rec.stage.group == stage
@@ -139,26 +149,74 @@ def test_not_a_bundle_never_crashes(bad: Any) -> None:
 
 
 # ------------------------------------------------------------------ fuzz
-json_leaf = st.none() | st.booleans() | st.integers(-5, 2000) | st.floats(allow_nan=True) | st.text(max_size=12)
-json_val = st.recursive(json_leaf, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
-                        max_leaves=20)
-codes = st.sampled_from(["21906-3", "21907-1", "21889-1", "33728-7", "69548-6", "89247-1", "97509-4",
-                         "398192003", "C18000", "31206-6", "399534004", "x"])
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 2000)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=12)
+)
+json_val = st.recursive(
+    json_leaf,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=20,
+)
+codes = st.sampled_from(
+    [
+        "21906-3",
+        "21907-1",
+        "21889-1",
+        "33728-7",
+        "69548-6",
+        "89247-1",
+        "97509-4",
+        "398192003",
+        "C18000",
+        "31206-6",
+        "399534004",
+        "x",
+    ]
+)
 systems = st.sampled_from(["http://loinc.org", "http://snomed.info/sct", "http://www.genenames.org",
                            "http://terminology.hl7.org/CodeSystem/icd-o-3", "", "urn:x"])
 coding = st.fixed_dictionaries({"system": systems, "code": codes | st.text(max_size=10)},
                                optional={"display": st.text(max_size=20)})
-concept = st.fixed_dictionaries({}, optional={"coding": st.lists(coding | json_val, max_size=3), "text": json_val})
+concept = st.fixed_dictionaries(
+    {}, optional={"coding": st.lists(coding | json_val, max_size=3), "text": json_val}
+)
 resource = st.fixed_dictionaries(
     {"resourceType": st.sampled_from(["Observation", "Condition", "Patient", "Procedure", "X"])},
-    optional={"id": json_val, "code": concept | json_val, "valueCodeableConcept": concept | json_val,
-              "valueInteger": json_val, "valueQuantity": json_val, "bodySite": st.lists(concept | json_val, max_size=2),
-              "component": st.lists(st.fixed_dictionaries({}, optional={"code": concept, "valueCodeableConcept": concept,
-                                                                         "valueQuantity": json_val}), max_size=3),
-              "extension": st.lists(json_val, max_size=2), "meta": json_val, "birthDate": st.text(max_size=12),
-              "clinicalStatus": concept, "status": json_val})
-bundles = st.fixed_dictionaries({"resourceType": st.just("Bundle"),
-                                 "entry": st.lists(st.fixed_dictionaries({"resource": resource}) | json_val, max_size=6)})
+    optional={
+        "id": json_val,
+        "code": concept | json_val,
+        "valueCodeableConcept": concept | json_val,
+        "valueInteger": json_val,
+        "valueQuantity": json_val,
+        "bodySite": st.lists(concept | json_val, max_size=2),
+        "component": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "code": concept,
+                    "valueCodeableConcept": concept,
+                    "valueQuantity": json_val,
+                },
+            ),
+            max_size=3,
+        ),
+        "extension": st.lists(json_val, max_size=2),
+        "meta": json_val,
+        "birthDate": st.text(max_size=12),
+        "clinicalStatus": concept,
+        "status": json_val,
+    },
+)
+bundles = st.fixed_dictionaries(
+    {
+        "resourceType": st.just("Bundle"),
+        "entry": st.lists(st.fixed_dictionaries({"resource": resource}) | json_val, max_size=6),
+    }
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -177,7 +235,9 @@ def test_fuzz_partial_own_bundles(name: str, data: st.DataObject) -> None:
     b, _ = own_bundles()[name]
     entries = b["entry"]
     keep = data.draw(st.lists(st.sampled_from(range(len(entries))), unique=True))
-    res = facts_from_bundle({"resourceType": "Bundle", "entry": [entries[i] for i in keep]}, today=TODAY)
+    res = facts_from_bundle(
+        {"resourceType": "Bundle", "entry": [entries[i] for i in keep]}, today=TODAY
+    )
     with contextlib.suppress(InvalidFacts):
         recommend(res.facts)
 

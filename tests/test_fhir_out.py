@@ -62,7 +62,9 @@ def test_not_recommended_is_against_and_do_not_perform() -> None:
     assert ext["recommendation-status"]["valueCode"] == "not_recommended"
     # CPG extensions only where their context allows them (PlanDefinition.action): the request
     # says "against" with doNotPerform; the strength is the FHIR core extension on the action.
-    assert not any("/uv/cpg/" in e["url"] for r in _resources(b, "MedicationRequest") for e in r["extension"])
+    assert not any(
+        "/uv/cpg/" in e["url"] for r in _resources(b, "MedicationRequest") for e in r["extension"]
+    )
     (rg,) = _resources(b, "RequestGroup")
 
     def actions(a: dict) -> list[dict]:
@@ -72,13 +74,21 @@ def test_not_recommended_is_against_and_do_not_perform() -> None:
     strength = {e["url"]: e for e in ava["extension"]}["http://hl7.org/fhir/StructureDefinition/cqf-strengthOfRecommendation"]
     assert strength["valueCodeableConcept"]["coding"][0]["code"] == "strong"
     # RxNorm beside the local code, so that a suggestion can become an order
-    assert {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "282388", "display": "imatinib"} \
-        in ima["medicationCodeableConcept"]["coding"]
+    assert {
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": "282388",
+        "display": "imatinib",
+    } in ima["medicationCodeableConcept"]["coding"]
 
 
 def test_patient_is_the_subject_and_plan_types_follow_cpg() -> None:
     b = recommendation_to_bundle(_rec("gist-kit-exon11"), KB, patient_ref="Patient/p1")
-    assert all(r["subject"] == {"reference": "Patient/p1"} for e in b["entry"] for r in [e["resource"]] if "subject" in r)
+    assert all(
+        r["subject"] == {"reference": "Patient/p1"}
+        for e in b["entry"]
+        for r in [e["resource"]]
+        if "subject" in r
+    )
     types = {r["url"].rsplit("/", 1)[1].split("-")[0]: r["type"]["coding"][0]["code"]
              for r in EXPORT if r["resourceType"] == "PlanDefinition"}
     assert types["strategy"] == "workflow-definition" and types["sts"] == "clinical-protocol"

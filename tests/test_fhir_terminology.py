@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script() -> object:
-    spec = importlib.util.spec_from_file_location("terminology_script", ROOT / "scripts" / "terminology.py")
+    spec = importlib.util.spec_from_file_location(
+        "terminology_script", ROOT / "scripts" / "terminology.py"
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules["terminology_script"] = mod
@@ -37,10 +39,18 @@ def test_every_target_names_its_source() -> None:
                 assert all(t.get("comment") for t in e["target"]), (path.name, e["code"])
 
 
-@pytest.mark.parametrize(("code", "site"), [
-    ("72696002", "lower_extremity"), ("56459004", "lower_extremity"), ("85562004", "upper_extremity"),
-    ("16982005", "upper_extremity"), ("91470000", "trunk"), ("69695003", "stomach"), ("21306003", "small_intestine"),
-])
+@pytest.mark.parametrize(
+    ("code", "site"),
+    [
+        ("72696002", "lower_extremity"),
+        ("56459004", "lower_extremity"),
+        ("85562004", "upper_extremity"),
+        ("16982005", "upper_extremity"),
+        ("91470000", "trunk"),
+        ("69695003", "stomach"),
+        ("21306003", "small_intestine"),
+    ],
+)
 def test_body_sites_map_through_their_parents(code: str, site: str) -> None:
     assert T.snomed_site(code) == site
 
@@ -51,7 +61,10 @@ def test_corrected_and_unknown_codes() -> None:
     assert T.snomed_site("999999999") is None and T.icdo3_site("C49.9") is None
     assert T.icd10cm("C49.A2", "histology") == (True, "gist")
     assert T.icd10cm("C49A2", "primary_site") == (True, "stomach")
-    assert T.icd10cm("C49.A3", "primary_site") == (True, None)  # duodenum or jejunum/ileum: not said
+    assert T.icd10cm("C49.A3", "primary_site") == (
+        True,
+        None,
+    )  # duodenum or jejunum/ileum: not said
     assert T.icdo3_histology("8936/1")[0] == "gist" and T.icdo3_histology("8890/0")[0] is None
 
 
@@ -60,5 +73,7 @@ def test_genes_and_drugs() -> None:
     assert T.system("http://www.genenames.org/geneId") == T.HGNC
     assert T.rxnorm_drug("282388") == "imatinib" and T.rxnorm_drug("1") is None
     assert T.drugs_in_text("Gleevec 400 MG Oral Tablet") == {"imatinib"}
-    assert T.drugs_in_text("doxorubicin hydrochloride liposome (pegylated)") == {"liposomal_doxorubicin"}
+    assert T.drugs_in_text("doxorubicin hydrochloride liposome (pegylated)") == {
+        "liposomal_doxorubicin"
+    }
     assert T.drugs_in_text("paracetamol") == set()

@@ -23,7 +23,8 @@ EXAMPLE = EXAMPLES / "03-extremity.stage_iii_resectable.json"
 _HIDE = """
 import sys
 from importlib.abc import MetaPathFinder
-HIDDEN = {"fastapi", "uvicorn", "sqlalchemy", "alembic", "jwt", "httpx", "jinja2", "polars", "duckdb",
+HIDDEN = {"fastapi", "uvicorn", "sqlalchemy", "alembic", "jwt", "httpx", "jinja2", "polars", \
+"duckdb",
           "pyarrow", "plotly", "numpy", "pyspark", "pandas"}
 class Hide(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -38,14 +39,22 @@ run()
 
 
 def lean(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _HIDE, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", _HIDE, *args], capture_output=True, text=True, timeout=60
+    )
 
 
 # ------------------------------------------------------------------ 1. lean install
-@pytest.mark.parametrize(("args", "extra"), [
-    (["serve"], "service"), (["audit-log", "export"], "service"), (["kb", "export", "--fhir", "x"], "service"),
-    (["synth", "--out", "c.parquet"], "cohort"), (["concordance", "c.parquet"], "cohort"),
-])
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["serve"], "service"),
+        (["audit-log", "export"], "service"),
+        (["kb", "export", "--fhir", "x"], "service"),
+        (["synth", "--out", "c.parquet"], "cohort"),
+        (["concordance", "c.parquet"], "cohort"),
+    ],
+)
 def test_lean_install_commands_name_their_extra(args: list[str], extra: str) -> None:
     p = lean(*args)
     assert p.returncode == 2, p.stderr
@@ -67,8 +76,20 @@ def test_lean_install_help_lists_commands_and_their_extra() -> None:
 def test_spark_engine_without_spark_extra(tmp_path: Path) -> None:
     pytest.importorskip("polars")
     code = _HIDE.replace('"polars", "duckdb",\n          "pyarrow", "plotly", "numpy", ', "")
-    p = subprocess.run([sys.executable, "-c", code, "concordance", str(tmp_path / "c.parquet"), "--engine",
-                        "spark"], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "concordance",
+            str(tmp_path / "c.parquet"),
+            "--engine",
+            "spark",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "pip install 'sarcoma-cds[spark]'" in p.stderr
 
@@ -96,7 +117,13 @@ def test_not_utf8_names_file_and_offset(tmp_path: Path, bom: bytes) -> None:
     assert p.returncode == 2 and p.stdout == ""
     assert "Traceback" not in p.stderr
     offset = raw.index(b"\xf3")
-    assert p.stderr == f"error: {f}: not UTF-8 text (byte 0xf3 at byte offset {offset}); save the file as UTF-8\n"
+    assert (
+        p.stderr
+        == (
+            f"error: {f}: not UTF-8 text (byte 0xf3 at byte offset {offset}); save the file as "
+            "UTF-8\n"
+        )
+    )
     p = subprocess.run([*CMD, "recommend", "-"], input=raw, capture_output=True, timeout=60)
     assert p.returncode == 2 and b"<stdin>: not UTF-8" in p.stderr and b"Traceback" not in p.stderr
 
@@ -138,15 +165,27 @@ def test_duplicate_key_rejected_over_rest(tmp_path: Path) -> None:
         nan = json.dumps(GOOD)[:-1].replace('"size_cm": 8.0', '"size_cm": NaN') + "}"
         r = c.post("/recommendations", content=nan, headers={"content-type": "application/json"})
         assert _problem(r, 422)["errors"] == [
-            {"field": "size_cm", "message": "NaN is not a number; give the value or leave the field out"}]
+            {
+                "field": "size_cm",
+                "message": "NaN is not a number; give the value or leave the field out",
+            }
+        ]
 
 
 # ------------------------------------------------------------------ 4. NaN
 def test_nan_is_not_a_number(tmp_path: Path) -> None:
-    p = run("recommend", "-", stdin='{"histology": "gist", "primary_site": "stomach", "size_cm": NaN}')
+    p = run(
+        "recommend", "-", stdin='{"histology": "gist", "primary_site": "stomach", "size_cm": NaN}'
+    )
     assert p.returncode == 2
-    assert p.stderr == "error: size_cm: NaN is not a number; give the value or leave the field out\n"
-    p = run("recommend", "-", stdin='{"histology": "gist", "primary_site": "stomach", "size_cm": Infinity}')
+    assert (
+        p.stderr == "error: size_cm: NaN is not a number; give the value or leave the field out\n"
+    )
+    p = run(
+        "recommend",
+        "-",
+        stdin='{"histology": "gist", "primary_site": "stomach", "size_cm": Infinity}',
+    )
     assert p.stderr == "error: size_cm: Infinity is not a finite number\n"
 
 
@@ -154,11 +193,15 @@ def test_nan_message_in_the_python_api() -> None:
     from sarcoma_cds import InvalidFacts, recommend
 
     with pytest.raises(InvalidFacts) as e:
-        recommend({"histology": "gist", "primary_site": "stomach", "mitotic_rate_per_5mm2": float("nan")})
-    assert e.value.problems == [("mitotic_rate_per_5mm2", "NaN is not a number; give the value or leave the field out")]
+        recommend(
+            {"histology": "gist", "primary_site": "stomach", "mitotic_rate_per_5mm2": float("nan")}
+        )
+    assert e.value.problems == [
+        ("mitotic_rate_per_5mm2", "NaN is not a number; give the value or leave the field out")
+    ]
 
 
-# ------------------------------------------------------------------ 5. jsonl: one output line per input line
+# --------------------------------------------------------- 5. jsonl: one output line per input line
 def test_jsonl_blank_lines_keep_lines_aligned(tmp_path: Path) -> None:
     f = tmp_path / "gaps.jsonl"
     f.write_text(json.dumps(GOOD) + "\n\n" + json.dumps({**GOOD, "size_cm": 3.0}) + "\n   \n")
@@ -167,8 +210,17 @@ def test_jsonl_blank_lines_keep_lines_aligned(tmp_path: Path) -> None:
     out = [json.loads(x) for x in p.stdout.splitlines()]
     assert len(out) == 4
     assert out[0]["stage"]["group"] == "IIIA" and out[2]["stage"]["group"] == "II"
-    assert out[1] == {"error": {"line": 2, "problems": [
-        {"field": "input", "message": "blank line; expected one patient (a JSON object) per line"}]}}
+    assert out[1] == {
+        "error": {
+            "line": 2,
+            "problems": [
+                {
+                    "field": "input",
+                    "message": "blank line; expected one patient (a JSON object) per line",
+                }
+            ],
+        }
+    }
     assert out[3]["error"]["line"] == 4
     assert "error: line 2: input: blank line" in p.stderr
 
@@ -192,7 +244,9 @@ def test_help_shows_no_type_next_to_flags(args: list[str]) -> None:
 def test_kb_archive_option_is_kb_archive(tmp_path: Path) -> None:
     p = run("kb", "archive", "--help")
     assert "--kb-archive" in p.stdout and "--to" not in p.stdout
-    p = run("kb", "archive", "--to", str(tmp_path / "a"))  # the old name still works, with a warning
+    p = run(
+        "kb", "archive", "--to", str(tmp_path / "a")
+    )  # the old name still works, with a warning
     assert p.returncode == 0, p.stderr
     assert "--to is deprecated; use --kb-archive" in p.stderr
     from sarcoma_cds import load_kb
@@ -227,7 +281,11 @@ def _serve(tmp_path: Path, *args: str) -> list[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOMA_CDS_") and k != "DATABASE_URL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SARCOMA_CDS_") and k != "DATABASE_URL"
+    }
     proc = subprocess.Popen([*CMD, "serve", "--port", str(port), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -261,7 +319,7 @@ def test_serve_verbose_says_more(tmp_path: Path) -> None:
     assert "Uvicorn running on" in text and "SARCOMA_CDS_BASE_URL is not set" in text
 
 
-# ------------------------------------------------------------------ 9. no deprecation warning from the test client
+# --------------------------------------------------- 9. no deprecation warning from the test client
 def test_test_client_imports_without_warnings() -> None:
     """Starlette's TestClient is built on httpx2; with only httpx installed it warns (the cause,
     fixed by the ``dev`` extra's ``httpx2``)."""
@@ -271,7 +329,7 @@ def test_test_client_imports_without_warnings() -> None:
     assert p.returncode == 0, p.stderr
 
 
-# ------------------------------------------------------------------ 11. cohort: Spark local mode binds loopback
+# ------------------------------------------------------ 11. cohort: Spark local mode binds loopback
 @pytest.mark.spark
 def test_spark_local_mode_binds_loopback() -> None:
     import os
@@ -284,12 +342,14 @@ def test_spark_local_mode_binds_loopback() -> None:
             "c = spark_session().sparkContext.getConf()\n"
             "print(c.get('spark.driver.bindAddress'), c.get('spark.driver.host'))\n")
     env = {k: v for k, v in os.environ.items() if k != "SPARK_LOCAL_IP"}
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split() == ["127.0.0.1", "127.0.0.1"]
 
 
-# ------------------------------------------------------------------ 12. progress in rows, with the time left
+# --------------------------------------------------------- 12. progress in rows, with the time left
 def test_progress_shows_rows_and_time_left() -> None:
     pytest.importorskip("polars")
     import io
@@ -300,7 +360,9 @@ def test_progress_shows_rows_and_time_left() -> None:
 
     assert rows_task(None, "x") is None  # (no display, no callback)
     clock = [100.0]
-    prog = progress_bar(Console(file=io.StringIO(), force_terminal=True, width=160), get_time=lambda: clock[0])
+    prog = progress_bar(
+        Console(file=io.StringIO(), force_terminal=True, width=160), get_time=lambda: clock[0]
+    )
     steps = prog.add_task("evaluate (python): 1,000,000 patients", total=5, completed=1)
     report = rows_task(prog, "patients evaluated")
     assert report is not None
@@ -317,7 +379,9 @@ def test_progress_shows_rows_and_time_left() -> None:
     assert col.render(rows).plain == "1,000,000/1,000,000"
 
 
-def test_concordance_python_engine_reports_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concordance_python_engine_reports_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pl = pytest.importorskip("polars")
     from sarcoma_cds import load_kb
     from sarcoma_cds.cohort import run
@@ -334,7 +398,11 @@ def test_concordance_python_engine_reports_rows(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(run, "rows_task", fake_rows_task)
     run.run_concordance(src, tmp_path / "o", kb, engine="python", progress=True)
     valid = pl.read_csv(tmp_path / "o" / "patients.csv").get_column("valid").sum()
-    assert seen[0] == ("patients evaluated", 0, valid) and seen[-1] == ("patients evaluated", valid, valid)
+    assert seen[0] == ("patients evaluated", 0, valid) and seen[-1] == (
+        "patients evaluated",
+        valid,
+        valid,
+    )
     assert len(seen) >= 3
 
 
@@ -358,13 +426,24 @@ def test_no_doc_points_outside_the_repository() -> None:
     """Every relative path or link in the Markdown files stays inside the repository."""
     import re
 
-    docs = [ROOT / "README.md", ROOT / "CHANGELOG.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("examples/**/*.md")]
+    docs = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        *ROOT.glob("docs/**/*.md"),
+        *ROOT.glob("examples/**/*.md"),
+    ]
     for doc in docs:
         text = doc.read_text(encoding="utf-8")
         # links are relative to their file; paths quoted in code are read from the repository root
-        links = [(doc.parent, t) for t in re.findall(r"\]\(([^)#\s]+)", text) if not t.startswith(("http", "mailto:"))]
+        links = [
+            (doc.parent, t)
+            for t in re.findall(r"\]\(([^)#\s]+)", text)
+            if not t.startswith(("http", "mailto:"))
+        ]
         quoted = [(ROOT, t) for t in re.findall(r"`((?:\.\./)+[^`\s]+)`", text)]
         for base, t in links + quoted:
             resolved = (base / t).resolve()
-            assert resolved.is_relative_to(ROOT), f"{doc.relative_to(ROOT)}: {t} is outside the repository"
+            assert resolved.is_relative_to(ROOT), (
+                f"{doc.relative_to(ROOT)}: {t} is outside the repository"
+            )
             assert resolved.exists(), f"{doc.relative_to(ROOT)}: {t} does not exist"

@@ -48,11 +48,21 @@ SITES = ["stomach", "small_intestine", "duodenum", "rectum"]
 AFIP_TABLE: dict[tuple[str, str], list[tuple[str, float | None]]] = {
     ("le5", "le2"): [("none", 0), ("none", 0), ("none", 0), ("none", 0)],
     ("le5", "gt2_le5"): [("very_low", 1.9), ("low", 4.3), ("low", 8.3), ("low", 8.5)],
-    ("le5", "gt5_le10"): [("low", 3.6), ("moderate", 24), ("insufficient_data", None), ("insufficient_data", None)],
+    ("le5", "gt5_le10"): [
+        ("low", 3.6),
+        ("moderate", 24),
+        ("insufficient_data", None),
+        ("insufficient_data", None),
+    ],
     ("le5", "gt10"): [("moderate", 10), ("high", 52), ("high", 34), ("high", 57)],
     ("gt5", "le2"): [("none", 0), ("high", 50), ("insufficient_data", None), ("high", 54)],
     ("gt5", "gt2_le5"): [("moderate", 16), ("high", 73), ("high", 50), ("high", 52)],
-    ("gt5", "gt5_le10"): [("high", 55), ("high", 85), ("insufficient_data", None), ("insufficient_data", None)],
+    ("gt5", "gt5_le10"): [
+        ("high", 55),
+        ("high", 85),
+        ("insufficient_data", None),
+        ("insufficient_data", None),
+    ],
     ("gt5", "gt10"): [("high", 86), ("high", 90), ("high", 86), ("high", 71)],
 }
 AFIP_CELLS = [
@@ -67,7 +77,9 @@ def test_afip_table_has_32_cells() -> None:
 
 
 @pytest.mark.parametrize("mband,sband,site,category,percent", AFIP_CELLS)
-def test_afip_every_cell(mband: str, sband: str, site: str, category: str, percent: float | None) -> None:
+def test_afip_every_cell(
+    mband: str, sband: str, site: str, category: str, percent: float | None
+) -> None:
     r = _risk(site, SIZE_OF[sband], MIT_OF[mband])[AFIP]
     assert r["category"] == category
     assert r["progression_percent"] == percent
@@ -85,40 +97,66 @@ def test_afip_jejunum_and_duodenum_columns_not_swapped() -> None:
 # (site, size, mitoses, category, percent)
 AFIP_BOUNDARIES = [
     # size 2.0 | 2.01
-    ("stomach", 2.0, 3, "none", 0), ("stomach", 2.01, 3, "very_low", 1.9),
-    ("small_intestine", 2.0, 8, "high", 50), ("small_intestine", 2.01, 8, "high", 73),
-    ("duodenum", 2.0, 3, "none", 0), ("duodenum", 2.01, 3, "low", 8.3),
-    ("rectum", 2.0, 3, "none", 0), ("rectum", 2.01, 3, "low", 8.5),
+    ("stomach", 2.0, 3, "none", 0),
+    ("stomach", 2.01, 3, "very_low", 1.9),
+    ("small_intestine", 2.0, 8, "high", 50),
+    ("small_intestine", 2.01, 8, "high", 73),
+    ("duodenum", 2.0, 3, "none", 0),
+    ("duodenum", 2.01, 3, "low", 8.3),
+    ("rectum", 2.0, 3, "none", 0),
+    ("rectum", 2.01, 3, "low", 8.5),
     # size 5.0 | 5.01
-    ("stomach", 5.0, 3, "very_low", 1.9), ("stomach", 5.01, 3, "low", 3.6),
-    ("stomach", 5.0, 8, "moderate", 16), ("stomach", 5.01, 8, "high", 55),
-    ("small_intestine", 5.0, 3, "low", 4.3), ("small_intestine", 5.01, 3, "moderate", 24),
-    ("duodenum", 5.0, 3, "low", 8.3), ("duodenum", 5.01, 3, "insufficient_data", None),
-    ("rectum", 5.0, 8, "high", 52), ("rectum", 5.01, 8, "insufficient_data", None),
+    ("stomach", 5.0, 3, "very_low", 1.9),
+    ("stomach", 5.01, 3, "low", 3.6),
+    ("stomach", 5.0, 8, "moderate", 16),
+    ("stomach", 5.01, 8, "high", 55),
+    ("small_intestine", 5.0, 3, "low", 4.3),
+    ("small_intestine", 5.01, 3, "moderate", 24),
+    ("duodenum", 5.0, 3, "low", 8.3),
+    ("duodenum", 5.01, 3, "insufficient_data", None),
+    ("rectum", 5.0, 8, "high", 52),
+    ("rectum", 5.01, 8, "insufficient_data", None),
     # size 10.0 | 10.01
-    ("stomach", 10.0, 3, "low", 3.6), ("stomach", 10.01, 3, "moderate", 10),
-    ("stomach", 10.0, 8, "high", 55), ("stomach", 10.01, 8, "high", 86),
-    ("small_intestine", 10.0, 3, "moderate", 24), ("small_intestine", 10.01, 3, "high", 52),
-    ("duodenum", 10.0, 3, "insufficient_data", None), ("duodenum", 10.01, 3, "high", 34),
-    ("rectum", 10.0, 3, "insufficient_data", None), ("rectum", 10.01, 3, "high", 57),
+    ("stomach", 10.0, 3, "low", 3.6),
+    ("stomach", 10.01, 3, "moderate", 10),
+    ("stomach", 10.0, 8, "high", 55),
+    ("stomach", 10.01, 8, "high", 86),
+    ("small_intestine", 10.0, 3, "moderate", 24),
+    ("small_intestine", 10.01, 3, "high", 52),
+    ("duodenum", 10.0, 3, "insufficient_data", None),
+    ("duodenum", 10.01, 3, "high", 34),
+    ("rectum", 10.0, 3, "insufficient_data", None),
+    ("rectum", 10.01, 3, "high", 57),
     # mitoses 5 | 5.01 | 6
-    ("stomach", 4.0, 5, "very_low", 1.9), ("stomach", 4.0, 5.01, "moderate", 16), ("stomach", 4.0, 6, "moderate", 16),
-    ("stomach", 1.0, 5, "none", 0), ("stomach", 1.0, 6, "none", 0),
-    ("small_intestine", 4.0, 5, "low", 4.3), ("small_intestine", 4.0, 5.01, "high", 73),
+    ("stomach", 4.0, 5, "very_low", 1.9),
+    ("stomach", 4.0, 5.01, "moderate", 16),
+    ("stomach", 4.0, 6, "moderate", 16),
+    ("stomach", 1.0, 5, "none", 0),
+    ("stomach", 1.0, 6, "none", 0),
+    ("small_intestine", 4.0, 5, "low", 4.3),
+    ("small_intestine", 4.0, 5.01, "high", 73),
     ("small_intestine", 4.0, 6, "high", 73),
-    ("duodenum", 12.0, 5, "high", 34), ("duodenum", 12.0, 5.01, "high", 86), ("duodenum", 12.0, 6, "high", 86),
-    ("rectum", 1.5, 5, "none", 0), ("rectum", 1.5, 5.01, "high", 54), ("rectum", 1.5, 6, "high", 54),
+    ("duodenum", 12.0, 5, "high", 34),
+    ("duodenum", 12.0, 5.01, "high", 86),
+    ("duodenum", 12.0, 6, "high", 86),
+    ("rectum", 1.5, 5, "none", 0),
+    ("rectum", 1.5, 5.01, "high", 54),
+    ("rectum", 1.5, 6, "high", 54),
     ("stomach", 7.0, 0, "low", 3.6),
 ]
 
 
 @pytest.mark.parametrize("site,size,mitoses,category,percent", AFIP_BOUNDARIES)
-def test_afip_boundaries(site: str, size: float, mitoses: float, category: str, percent: float | None) -> None:
+def test_afip_boundaries(
+    site: str, size: float, mitoses: float, category: str, percent: float | None
+) -> None:
     r = _risk(site, size, mitoses)[AFIP]
     assert (r["category"], r["progression_percent"]) == (category, percent)
 
 
-@pytest.mark.parametrize("site", ["colon", "oesophagus", "other_gi", "intra_abdominal", "retroperitoneum"])
+@pytest.mark.parametrize(
+    "site", ["colon", "oesophagus", "other_gi", "intra_abdominal", "retroperitoneum"]
+)
 @pytest.mark.parametrize("size,mitoses", [(1.0, 1), (4.0, 8), (12.0, 20)])
 def test_afip_untabulated_sites_insufficient(site: str, size: float, mitoses: float) -> None:
     r = _risk(site, size, mitoses)[AFIP]
@@ -130,9 +168,18 @@ def test_afip_missing_mitoses_not_guessed() -> None:
     """A missing fact is not 'insufficient data' (that is only the study's empty cells): no
     AFIP category is given, the explanation says why, and the fact is asked where it matters."""
     assert AFIP not in _risk("stomach", 4.0, None)
-    rec = recommend({"histology": "gist", "primary_site": "stomach", "size_cm": 4.0, "metastasis": "M0",
-                     "resectability": "resectable", "disease_status": "primary", "tumour_rupture": False,
-                     "resection_status": "R0"})
+    rec = recommend(
+        {
+            "histology": "gist",
+            "primary_site": "stomach",
+            "size_cm": 4.0,
+            "metastasis": "M0",
+            "resectability": "resectable",
+            "disease_status": "primary",
+            "tumour_rupture": False,
+            "resection_status": "R0",
+        }
+    )
     assert all(r.category != "insufficient_data" for r in rec.gist_risk)
     assert any("AFIP" in line and "cannot be computed" in line for line in rec.explanation)
     assert "mitotic_rate_per_5mm2" in [m.field for m in rec.missing_information]
@@ -142,27 +189,41 @@ def test_afip_missing_mitoses_not_guessed() -> None:
 # (site, size, mitoses, category)
 NIH_ROWS = [
     # very low: <=2 cm, <=5 mitoses, any site
-    ("stomach", 1.5, 3, "very_low"), ("small_intestine", 1.5, 3, "very_low"), ("rectum", 2.0, 5, "very_low"),
+    ("stomach", 1.5, 3, "very_low"),
+    ("small_intestine", 1.5, 3, "very_low"),
+    ("rectum", 2.0, 5, "very_low"),
     # low: >2-5 cm, <=5, any site
-    ("stomach", 3.5, 3, "low"), ("duodenum", 3.5, 3, "low"), ("colon", 5.0, 5, "low"),
+    ("stomach", 3.5, 3, "low"),
+    ("duodenum", 3.5, 3, "low"),
+    ("colon", 5.0, 5, "low"),
     # intermediate: <=2 cm, 6-10 mitoses, any site
-    ("stomach", 1.5, 8, "intermediate"), ("small_intestine", 1.5, 8, "intermediate"),
+    ("stomach", 1.5, 8, "intermediate"),
+    ("small_intestine", 1.5, 8, "intermediate"),
     ("colon", 2.0, 10, "intermediate"),
     # intermediate: >2-5 cm, >5 (6-10) mitoses, gastric
     ("stomach", 3.5, 8, "intermediate"),
     # intermediate: >5-10 cm, <=5 mitoses, gastric
     ("stomach", 7.5, 3, "intermediate"),
     # high: >10 cm any mitoses
-    ("stomach", 10.01, 0, "high"), ("small_intestine", 14.0, 2, "high"),
+    ("stomach", 10.01, 0, "high"),
+    ("small_intestine", 14.0, 2, "high"),
     # high: >10 mitoses any size
-    ("stomach", 1.5, 11, "high"), ("small_intestine", 1.0, 15, "high"), ("stomach", 3.5, 12, "high"),
+    ("stomach", 1.5, 11, "high"),
+    ("small_intestine", 1.0, 15, "high"),
+    ("stomach", 3.5, 12, "high"),
     # high: >5 cm and >5 mitoses
-    ("stomach", 7.5, 8, "high"), ("duodenum", 7.5, 8, "high"),
+    ("stomach", 7.5, 8, "high"),
+    ("duodenum", 7.5, 8, "high"),
     # high: >2-5 cm and >5 mitoses, non-gastric
-    ("small_intestine", 3.5, 8, "high"), ("duodenum", 3.5, 8, "high"), ("rectum", 3.5, 6, "high"),
-    ("colon", 3.5, 8, "high"), ("other_gi", 3.5, 8, "high"),
+    ("small_intestine", 3.5, 8, "high"),
+    ("duodenum", 3.5, 8, "high"),
+    ("rectum", 3.5, 6, "high"),
+    ("colon", 3.5, 8, "high"),
+    ("other_gi", 3.5, 8, "high"),
     # high: >5-10 cm and <=5 mitoses, non-gastric
-    ("small_intestine", 7.5, 3, "high"), ("rectum", 7.5, 3, "high"), ("oesophagus", 7.5, 3, "high"),
+    ("small_intestine", 7.5, 3, "high"),
+    ("rectum", 7.5, 3, "high"),
+    ("oesophagus", 7.5, 3, "high"),
 ]
 
 
@@ -174,21 +235,37 @@ def test_nih_every_row(site: str, size: float, mitoses: float, category: str) ->
 
 NIH_BOUNDARIES = [
     # mitoses 5 | 6 and 10 | 11
-    ("stomach", 1.5, 5, "very_low"), ("stomach", 1.5, 6, "intermediate"),
-    ("stomach", 1.5, 10, "intermediate"), ("stomach", 1.5, 11, "high"),
-    ("stomach", 4.0, 5, "low"), ("stomach", 4.0, 5.01, "intermediate"), ("stomach", 4.0, 6, "intermediate"),
-    ("stomach", 4.0, 10, "intermediate"), ("stomach", 4.0, 10.01, "high"), ("stomach", 4.0, 11, "high"),
-    ("small_intestine", 4.0, 5, "low"), ("small_intestine", 4.0, 6, "high"),
-    ("small_intestine", 1.5, 10, "intermediate"), ("small_intestine", 1.5, 11, "high"),
-    ("stomach", 7.0, 5, "intermediate"), ("stomach", 7.0, 6, "high"),
+    ("stomach", 1.5, 5, "very_low"),
+    ("stomach", 1.5, 6, "intermediate"),
+    ("stomach", 1.5, 10, "intermediate"),
+    ("stomach", 1.5, 11, "high"),
+    ("stomach", 4.0, 5, "low"),
+    ("stomach", 4.0, 5.01, "intermediate"),
+    ("stomach", 4.0, 6, "intermediate"),
+    ("stomach", 4.0, 10, "intermediate"),
+    ("stomach", 4.0, 10.01, "high"),
+    ("stomach", 4.0, 11, "high"),
+    ("small_intestine", 4.0, 5, "low"),
+    ("small_intestine", 4.0, 6, "high"),
+    ("small_intestine", 1.5, 10, "intermediate"),
+    ("small_intestine", 1.5, 11, "high"),
+    ("stomach", 7.0, 5, "intermediate"),
+    ("stomach", 7.0, 6, "high"),
     # size 2.0 | 2.01, 5.0 | 5.01, 10.0 | 10.01
-    ("stomach", 2.0, 3, "very_low"), ("stomach", 2.01, 3, "low"),
-    ("stomach", 2.0, 8, "intermediate"), ("stomach", 2.01, 8, "intermediate"),
-    ("duodenum", 2.0, 8, "intermediate"), ("duodenum", 2.01, 8, "high"),
-    ("stomach", 5.0, 3, "low"), ("stomach", 5.01, 3, "intermediate"),
-    ("small_intestine", 5.0, 3, "low"), ("small_intestine", 5.01, 3, "high"),
-    ("stomach", 5.0, 8, "intermediate"), ("stomach", 5.01, 8, "high"),
-    ("stomach", 10.0, 3, "intermediate"), ("stomach", 10.01, 3, "high"),
+    ("stomach", 2.0, 3, "very_low"),
+    ("stomach", 2.01, 3, "low"),
+    ("stomach", 2.0, 8, "intermediate"),
+    ("stomach", 2.01, 8, "intermediate"),
+    ("duodenum", 2.0, 8, "intermediate"),
+    ("duodenum", 2.01, 8, "high"),
+    ("stomach", 5.0, 3, "low"),
+    ("stomach", 5.01, 3, "intermediate"),
+    ("small_intestine", 5.0, 3, "low"),
+    ("small_intestine", 5.01, 3, "high"),
+    ("stomach", 5.0, 8, "intermediate"),
+    ("stomach", 5.01, 8, "high"),
+    ("stomach", 10.0, 3, "intermediate"),
+    ("stomach", 10.01, 3, "high"),
 ]
 
 
@@ -222,14 +299,18 @@ def test_nih_missing_mitoses_absent(site: str, size: float) -> None:
         assert risks[AFIP]["category"] != "insufficient_data"
 
 
-@pytest.mark.parametrize("site,size", [("stomach", 10.01), ("small_intestine", 25.0), ("rectum", 11.0)])
+@pytest.mark.parametrize(
+    "site,size", [("stomach", 10.01), ("small_intestine", 25.0), ("rectum", 11.0)]
+)
 def test_nih_missing_mitoses_pinned_by_size(site: str, size: float) -> None:
     # > 10 cm is high whatever the mitotic rate
     assert _risk(site, size, None, tumour_rupture=False)[NIH]["category"] == "high"
 
 
 @pytest.mark.parametrize("site,size,mitoses", [("small_intestine", 7.5, 3), ("stomach", 1.0, 11)])
-def test_nih_missing_size_pinned_by_site_and_mitoses(site: str, size: float, mitoses: float) -> None:
+def test_nih_missing_size_pinned_by_site_and_mitoses(
+    site: str, size: float, mitoses: float
+) -> None:
     # non-gastric >5-10 cm <=5 is high, and > 10 mitoses is high at any size; only the
     # second survives losing the size
     risks = _risk(site, None, mitoses, tumour_rupture=False)
@@ -252,12 +333,28 @@ def test_no_gist_risk_for_non_gist() -> None:
 
 
 def test_risk_is_flagged_as_information_only_outside_localised_groups() -> None:
-    base = {"histology": "gist", "primary_site": "stomach", "size_cm": 6.0, "mitotic_rate_per_5mm2": 3,
-            "kit_mutation": "exon_11", "tumour_rupture": False, "resection_status": "R0"}
+    base = {
+        "histology": "gist",
+        "primary_site": "stomach",
+        "size_cm": 6.0,
+        "mitotic_rate_per_5mm2": 3,
+        "kit_mutation": "exon_11",
+        "tumour_rupture": False,
+        "resection_status": "R0",
+    }
     note = "shown for information only"
-    local = recommend({**base, "metastasis": "M0", "resectability": "resectable", "disease_status": "primary"})
+    local = recommend(
+        {**base, "metastasis": "M0", "resectability": "resectable", "disease_status": "primary"}
+    )
     assert local.patient_group.id == "gist.resectable_minimal_morbidity"
     assert not any(note in e for e in local.explanation)
-    metastatic = recommend({**base, "metastasis": "M1", "metastatic_burden": "disseminated", "disease_status": "primary"})
+    metastatic = recommend(
+        {
+            **base,
+            "metastasis": "M1",
+            "metastatic_burden": "disseminated",
+            "disease_status": "primary",
+        }
+    )
     assert metastatic.patient_group.id == "gist.recurrent_or_metastatic"
     assert any(note in e for e in metastatic.explanation)

@@ -38,8 +38,15 @@ def _copy(tmp_path: Path) -> Path:
     dst = tmp_path / "kb"
     shutil.copytree(DEFAULT_KB_DIR, dst)
     g = dst / "guideline.yaml"
-    g.write_text(g.read_text().replace('version: "1.1.0"\nreleased', 'version: "1.2.0"\nreleased', 1).replace(
-        "changelog:\n", 'changelog:\n  - {version: "1.2.0", date: "2026-12-01", changes: ["A draft."]}\n', 1))
+    g.write_text(
+        g.read_text()
+        .replace('version: "1.1.0"\nreleased', 'version: "1.2.0"\nreleased', 1)
+        .replace(
+            "changelog:\n",
+            'changelog:\n  - {version: "1.2.0", date: "2026-12-01", changes: ["A draft."]}\n',
+            1,
+        )
+    )
     return dst
 
 
@@ -49,13 +56,18 @@ def test_an_edit_fails_its_case_and_is_released_by_editing_the_yaml(tmp_path: Pa
     rules.write_text(rules.read_text().replace(NTRK, NTRK.replace("not_recommended", "caution"), 1))
     problems = release_gate(kb, proof=False).problems
     failing = [p for p in problems if p.startswith("cases/examples.yaml: case ")]
-    assert failing and all("larotrectinib" in p or "entrectinib" in p or "repotrectinib" in p for p in failing), problems
+    assert failing and all(
+        "larotrectinib" in p or "entrectinib" in p or "repotrectinib" in p for p in failing
+    ), problems
     assert any("expected not_recommended, got caution" in p for p in failing)
-    # the author updates the expectations the gate named in the case file (data), and the gate passes
+    # the author updates the expectations the gate named in the case file (data), and the gate
+    # passes
     cases = kb / "cases" / "examples.yaml"
     data = yaml.safe_load(cases.read_text())
     for p in failing:
-        m = re.match(r"cases/examples.yaml: case (\S+): statuses: (\w+): expected \w+, got (\w+)$", p)
+        m = re.match(
+            r"cases/examples.yaml: case (\S+): statuses: (\w+): expected \w+, got (\w+)$", p
+        )
         assert m, p
         case = next(c for c in data["cases"] if c["id"] == m[1])
         case["expect"]["statuses"][m[2]] = m[3]
@@ -65,8 +77,10 @@ def test_an_edit_fails_its_case_and_is_released_by_editing_the_yaml(tmp_path: Pa
 
 def test_a_broken_case_file_is_reported(tmp_path: Path) -> None:
     kb = _copy(tmp_path)
-    (kb / "cases" / "bad.yaml").write_text("cases:\n  - id: x1\n    description: no expectation given\n"
-                                           "    facts: {histology: gist}\n    expect: {statuses: {imatinib: best}}\n")
+    (kb / "cases" / "bad.yaml").write_text(
+        "cases:\n  - id: x1\n    description: no expectation given\n"
+        "    facts: {histology: gist}\n    expect: {statuses: {imatinib: best}}\n"
+    )
     problems = release_gate(kb, proof=False).problems
     assert any(p.startswith("cases/bad.yaml:") and "best" in p for p in problems), problems
 
@@ -74,15 +88,24 @@ def test_a_broken_case_file_is_reported(tmp_path: Path) -> None:
 def test_a_structural_edit_fails_the_golden_pathways_until_they_are_updated(tmp_path: Path) -> None:
     kb = _copy(tmp_path)
     group = kb / "groups" / "06-extremity.stage_iv_disseminated.yaml"
-    group.write_text(group.read_text().replace(
-        "          - drugs: [eribulin]\n", "          - drugs: [gemcitabine, docetaxel]\n            line: secondary\n"
-        "          - drugs: [eribulin]\n", 1))
+    group.write_text(
+        group.read_text().replace(
+            "          - drugs: [eribulin]\n",
+            "          - drugs: [gemcitabine, docetaxel]\n            line: secondary\n"
+            "          - drugs: [eribulin]\n",
+            1,
+        )
+    )
     problems = release_gate(kb, proof=False).problems
     assert len(problems) == 1 and problems[0].startswith(
         "cases/pathways.yaml: group extremity.stage_iv_disseminated: pathway 1 step "
         "individualised_palliative_therapy_plus_best_supportive_care: regimens:"), problems
     golden = kb / "cases" / "pathways.yaml"
-    golden.write_text(golden.read_text().replace("trabectedin (secondary), eribulin (secondary)",
-                                                  "trabectedin (secondary), docetaxel + gemcitabine (secondary), "
-                                                  "eribulin (secondary)", 1))
+    golden.write_text(
+        golden.read_text().replace(
+            "trabectedin (secondary), eribulin (secondary)",
+            "trabectedin (secondary), docetaxel + gemcitabine (secondary), eribulin (secondary)",
+            1,
+        )
+    )
     assert release_gate(kb, proof=False).problems == []

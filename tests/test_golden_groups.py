@@ -1,7 +1,8 @@
 """Golden tests: one realistic patient per group, full pathway structure checked against the source.
 
 The expected structures (kb/data/cases/pathways.yaml) were transcribed by hand from the
-source treatment algorithm, not from the group files, so they are an independent check of the data: for every pathway the ordered steps (tier, treatment id, applies_to,
+source treatment algorithm, not from the group files, so they are an independent check of the data:
+for every pathway the ordered steps (tier, treatment id, applies_to,
 references), and for every step its ordered regimens (sorted drugs, line).
 
 Conventions read from the source and the contract:
@@ -27,17 +28,37 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "patients"
 # (tier, treatment, applies_to, references, [(sorted drugs, line), ...]), read from the golden
 # pathways kept as data next to the knowledge base (kb/data/cases/pathways.yaml), transcribed by
 # hand from the source: a structural guideline edit updates that YAML, not this file.
-def _golden() -> dict[str, list[list[tuple[str, str, str, list[str], list[tuple[tuple[str, ...], str]]]]]]:
+def _golden() -> dict[
+    str, list[list[tuple[str, str, str, list[str], list[tuple[tuple[str, ...], str]]]]]
+]:
     from sarcoma_cds.kb.cases import load_files
     from sarcoma_cds.kb.loader import DEFAULT_KB_DIR
 
     files, problems = load_files(DEFAULT_KB_DIR)
     assert not problems, problems
     pathways = next(f.pathways for rel, f in files if rel == "cases/pathways.yaml")
-    return {gid: [[(st.tier, st.step, st.applies_to, list(st.references),
-                    [(tuple(r.removesuffix(" (secondary)").split(" + ")),
-                      "secondary" if r.endswith(" (secondary)") else "primary") for r in st.regimens])
-                   for st in pw] for pw in pws] for gid, pws in pathways.items()}
+    return {
+        gid: [
+            [
+                (
+                    st.tier,
+                    st.step,
+                    st.applies_to,
+                    list(st.references),
+                    [
+                        (
+                            tuple(r.removesuffix(" (secondary)").split(" + ")),
+                            "secondary" if r.endswith(" (secondary)") else "primary",
+                        )
+                        for r in st.regimens
+                    ],
+                )
+                for st in pw
+            ]
+            for pw in pws
+        ]
+        for gid, pws in pathways.items()
+    }
 
 
 EXPECTED = _golden()
@@ -117,13 +138,18 @@ def test_other_examples_expected_outcomes() -> None:
     expect = {
         "out-of-scope-rhabdomyosarcoma.json": ("out_of_scope", None),
         "out-of-scope-head-neck.json": ("out_of_scope", None),
-        "missing-resectability.json": ("candidates", ["extremity.stage_iii_resectable",
-                                                      "extremity.stage_iii_unresectable"]),
+        "missing-resectability.json": (
+            "candidates",
+            ["extremity.stage_iii_resectable", "extremity.stage_iii_unresectable"],
+        ),
         "missing-genotype-gist.json": ("group", "gist.resectable_significant_morbidity"),
         "gist-pdgfra-d842v-metastatic.json": ("group", "gist.recurrent_or_metastatic"),
         "gist-kit-exon9-unresectable.json": ("group", "gist.unresectable"),
         "gist-sdh-deficient.json": ("group", "gist.recurrent_or_metastatic"),
-        "stage-iv-disseminated-after-anthracycline-liposarcoma.json": ("group", "extremity.stage_iv_disseminated"),
+        "stage-iv-disseminated-after-anthracycline-liposarcoma.json": (
+            "group",
+            "extremity.stage_iv_disseminated",
+        ),
         "contraindication-coagulopathy.json": ("group", "extremity.stage_iv_oligometastatic"),
     }
     for name, (kind, value) in expect.items():
@@ -141,7 +167,11 @@ def test_other_examples_expected_outcomes() -> None:
 
 def test_cohort_demo_holds_every_example() -> None:
     singles = sorted(p for p in EXAMPLES.glob("*.json"))
-    lines = [json.loads(ln) for ln in (EXAMPLES / "cohort-demo.jsonl").read_text().splitlines() if ln.strip()]
+    lines = [
+        json.loads(ln)
+        for ln in (EXAMPLES / "cohort-demo.jsonl").read_text().splitlines()
+        if ln.strip()
+    ]
     assert len(lines) == len(singles) >= 25
     single_facts = [json.loads(p.read_text()) for p in singles]
     for facts in single_facts:
@@ -159,4 +189,7 @@ def test_every_option_step_and_group_keeps_source_references(group_id: str) -> N
     for pw in rec["pathways"]:
         for st in pw["steps"]:
             for op in st["options"]:
-                assert set(st["references"]) <= set(op["references"]), (st["treatment"], op["drugs"])
+                assert set(st["references"]) <= set(op["references"]), (
+                    st["treatment"],
+                    op["drugs"],
+                )

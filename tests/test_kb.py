@@ -1,4 +1,5 @@
-"""The knowledge base: loads, validates loudly, is hashed, and compiles to code equal to its reference semantics."""
+"""The knowledge base: loads, validates loudly, is hashed, and compiles to code equal to its
+reference semantics."""
 
 from __future__ import annotations
 
@@ -41,7 +42,10 @@ def test_every_step_and_group_cites_the_source():
 
 
 def test_treatment_id_rule_from_the_contract():
-    assert treatment_id("neoadjuvant radiotherapy or chemoradiation") == "neoadjuvant_radiotherapy_or_chemoradiation"
+    assert (
+        treatment_id("neoadjuvant radiotherapy or chemoradiation")
+        == "neoadjuvant_radiotherapy_or_chemoradiation"
+    )
     assert treatment_id("excision or ablation or chemoembolisation or palliative radiotherapy") == (
         "excision_or_ablation_or_chemoembolisation_or_palliative_radiotherapy")
 
@@ -49,7 +53,9 @@ def test_treatment_id_rule_from_the_contract():
 def test_version_and_hash_in_every_recommendation():
     rec = recommend({"histology": "leiomyosarcoma", "primary_site": "trunk"})
     assert rec.guideline.version == KB.version
-    assert rec.guideline.content_hash.startswith("sha256:") and len(rec.guideline.content_hash) == 71
+    assert (
+        rec.guideline.content_hash.startswith("sha256:") and len(rec.guideline.content_hash) == 71
+    )
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -63,7 +69,11 @@ def test_hash_changes_with_content(tmp_path):
     same = load_kb(dst)
     assert same.content_hash == KB.content_hash
     f = dst / "groups" / "01-extremity.stage_i.yaml"
-    f.write_text(f.read_text().replace("Surgery is the main treatment.", "Surgery is the main treatment here."))
+    f.write_text(
+        f.read_text().replace(
+            "Surgery is the main treatment.", "Surgery is the main treatment here."
+        )
+    )
     assert load_kb(dst).content_hash != KB.content_hash
 
 
@@ -77,24 +87,43 @@ def test_broken_group_file_names_file_and_field(tmp_path):
         load_kb(dst)
     text = "\n".join(e.value.problems)
     # list items named by their title, not counted from 0 (pathways, which have no name, from 1)
-    assert "groups/02-extremity.stage_ii_resectable.yaml: pathway 1: step adjuvant radiotherapy: applies_to" in text
-    assert "groups/05-extremity.stage_iv_oligometastatic.yaml: pathway 1: step " in text and ": teir:" in text
+    assert (
+        "groups/02-extremity.stage_ii_resectable.yaml: pathway 1: step adjuvant radiotherapy: "
+        "applies_to"
+        in text
+    )
+    assert (
+        "groups/05-extremity.stage_iv_oligometastatic.yaml: pathway 1: step " in text
+        and ": teir:" in text
+    )
     assert "order must run" not in text  # no follow-on error from the two files that failed
 
 
 def test_rule_pointing_at_a_missing_step_fails(tmp_path):
     dst = _copy(tmp_path)
     f = dst / "rules" / "personalisation.yaml"
-    f.write_text(f.read_text().replace("targets: {steps: [adjuvant_radiotherapy]}", "targets: {steps: [adjuvant_radiotherapie]}"))
+    f.write_text(
+        f.read_text().replace(
+            "targets: {steps: [adjuvant_radiotherapy]}",
+            "targets: {steps: [adjuvant_radiotherapie]}",
+        )
+    )
     with pytest.raises(KnowledgeBaseError) as e:
         load_kb(dst)
-    assert any("radiotherapy_omission_small_tumour" in p and "adjuvant_radiotherapie" in p for p in e.value.problems)
+    assert any(
+        "radiotherapy_omission_small_tumour" in p and "adjuvant_radiotherapie" in p
+        for p in e.value.problems
+    )
 
 
 def test_unknown_fact_in_a_rule_fails(tmp_path):
     dst = _copy(tmp_path)
     f = dst / "rules" / "definitions.yaml"
-    f.write_text(f.read_text().replace("gist: {fact: histology, eq: gist}", "gist: {fact: histologie, eq: gist}"))
+    f.write_text(
+        f.read_text().replace(
+            "gist: {fact: histology, eq: gist}", "gist: {fact: histologie, eq: gist}"
+        )
+    )
     with pytest.raises(KnowledgeBaseError) as e:
         load_kb(dst)
     assert any("histologie" in p for p in e.value.problems)

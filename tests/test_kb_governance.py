@@ -18,7 +18,9 @@ from sarcoma_cds.kb.archive import archive_kb
 from sarcoma_cds.kb.governance import LEDGER, read_ledger, record_approval, verify_ledger
 from sarcoma_cds.kb.loader import DEFAULT_KB_DIR
 
-APPROVED = 'status: approved\napprovals:\n  - {name: "Dr A. Example", role: "chair", date: "2026-11-30"}\n'
+APPROVED = (
+    'status: approved\napprovals:\n  - {name: "Dr A. Example", role: "chair", date: "2026-11-30"}\n'
+)
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
@@ -28,7 +30,10 @@ def _approved(tmp_path: Path, version: str, name: str = "kb") -> Path:
     g = dst / "guideline.yaml"
     text = g.read_text().replace("status: draft\napprovals: []\n", APPROVED)
     text = text.replace('version: "1.1.0"\nreleased', f'version: "{version}"\nreleased', 1).replace(
-        "changelog:\n", f'changelog:\n  - {{version: "{version}", date: "2026-11-30", changes: ["Approved."]}}\n', 1)
+        "changelog:\n",
+        f'changelog:\n  - {{version: "{version}", date: "2026-11-30", changes: ["Approved."]}}\n',
+        1,
+    )
     g.write_text(text)
     return dst
 
@@ -94,9 +99,11 @@ def test_cli_archive_approved_by_and_approvals(tmp_path: Path) -> None:
     # content that fails the release gate is neither archived nor approved
     broken = _approved(tmp_path, "1.1.2", "broken")
     (broken / "cases" / "pathways.yaml").unlink()
-    (broken / "cases" / "examples.yaml").write_text("cases:\n  - id: x\n    description: expects too much\n"
-                                                    "    facts: {histology: gist, primary_site: stomach}\n"
-                                                    "    expect: {group: extremity.stage_i}\n")
+    (broken / "cases" / "examples.yaml").write_text(
+        "cases:\n  - id: x\n    description: expects too much\n"
+        "    facts: {histology: gist, primary_site: stomach}\n"
+        "    expect: {group: extremity.stage_i}\n"
+    )
     r = runner.invoke(app, ["kb", "archive", "--kb", str(broken), "--kb-archive", str(arch),
                             "--approved-by", "Dr A. Example"])
     assert r.exit_code == 2 and "release gate" in r.output and not (arch / "1.1.2").exists()

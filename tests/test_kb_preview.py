@@ -21,7 +21,9 @@ def _draft(tmp_path: Path, version: str = "1.2.0") -> Path:
     dst = tmp_path / "draft"
     shutil.copytree(DEFAULT_KB_DIR, dst)
     g = dst / "guideline.yaml"
-    g.write_text(g.read_text().replace('version: "1.1.0"\nreleased', f'version: "{version}"\nreleased', 1))
+    g.write_text(
+        g.read_text().replace('version: "1.1.0"\nreleased', f'version: "{version}"\nreleased', 1)
+    )
     return dst
 
 
@@ -50,7 +52,11 @@ def test_serve_line_names_the_preview(tmp_path: Path) -> None:
 def test_serve_refuses_a_broken_draft(tmp_path: Path) -> None:
     draft = _draft(tmp_path)
     p = draft / "rules" / "personalisation.yaml"
-    p.write_text(p.read_text().replace("{fact: kit_mutation, eq: exon_9}", "{fact: kit_mutation, eq: exon_99}", 1))
+    p.write_text(
+        p.read_text().replace(
+            "{fact: kit_mutation, eq: exon_9}", "{fact: kit_mutation, eq: exon_99}", 1
+        )
+    )
     r = runner.invoke(app, ["serve", "--kb", str(draft)])
     assert r.exit_code == 2 and "exon_99" in r.output
 

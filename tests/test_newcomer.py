@@ -53,7 +53,10 @@ def _run(cli: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_lean_install_has_no_extras(lean_cli: Path) -> None:
     py = lean_cli.with_name("python")
-    code = "import importlib.util as u; print([m for m in ('fastapi', 'polars', 'sqlalchemy', 'pyspark') if u.find_spec(m)])"
+    code = (
+        "import importlib.util as u; print([m for m in ('fastapi', 'polars', 'sqlalchemy', "
+        "'pyspark') if u.find_spec(m)])"
+    )
     p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "[]", p.stdout + p.stderr
 
@@ -64,7 +67,15 @@ def test_help_and_version(lean_cli: Path) -> None:
 
     p = _run(lean_cli, "--help")
     assert p.returncode == 0, p.stderr
-    for name in ("recommend", "groups", "validate-kb", "serve", "concordance", "synth", "audit-log"):
+    for name in (
+        "recommend",
+        "groups",
+        "validate-kb",
+        "serve",
+        "concordance",
+        "synth",
+        "audit-log",
+    ):
         assert name in p.stdout
     p = _run(lean_cli, "--version")
     assert p.returncode == 0 and p.stdout == f"sarcoma-cds {__version__}\n"
@@ -90,7 +101,9 @@ def test_recommend_an_example(lean_cli: Path) -> None:
     (["serve"], "service"), (["audit-log", "export"], "service"),
     (["synth", "--out", "c.parquet"], "cohort"), (["concordance", "c.parquet"], "cohort"),
 ])
-def test_commands_of_extras_say_what_to_install(lean_cli: Path, args: list[str], extra: str) -> None:
+def test_commands_of_extras_say_what_to_install(
+    lean_cli: Path, args: list[str], extra: str
+) -> None:
     p = _run(lean_cli, *args)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and "ModuleNotFoundError" not in p.stderr

@@ -13,39 +13,93 @@ import pytest
 from sarcoma_cds import recommend
 
 # ------------------------------------------------------------------ patients
-STS_BASE: dict[str, Any] = {"histology": "leiomyosarcoma", "primary_site": "lower_extremity", "size_cm": 8.0,
-                            "grade": "3", "nodes": "N0", "metastasis": "M0", "disease_status": "primary",
-                            "age_years": 60}
-GIST_BASE: dict[str, Any] = {"histology": "gist", "primary_site": "stomach", "size_cm": 7.0,
-                             "mitotic_rate_per_5mm2": 8, "metastasis": "M0", "disease_status": "primary",
-                             "tumour_rupture": False, "resection_status": "not_resected", "age_years": 60}
+STS_BASE: dict[str, Any] = {
+    "histology": "leiomyosarcoma",
+    "primary_site": "lower_extremity",
+    "size_cm": 8.0,
+    "grade": "3",
+    "nodes": "N0",
+    "metastasis": "M0",
+    "disease_status": "primary",
+    "age_years": 60,
+}
+GIST_BASE: dict[str, Any] = {
+    "histology": "gist",
+    "primary_site": "stomach",
+    "size_cm": 7.0,
+    "mitotic_rate_per_5mm2": 8,
+    "metastasis": "M0",
+    "disease_status": "primary",
+    "tumour_rupture": False,
+    "resection_status": "not_resected",
+    "age_years": 60,
+}
 
 GROUP_FACTS: dict[str, dict[str, Any]] = {
     "extremity.stage_i": {**STS_BASE, "size_cm": 4.0, "grade": "1", "resectability": "resectable"},
     "extremity.stage_ii_resectable": {**STS_BASE, "size_cm": 4.0, "resectability": "resectable"},
     "extremity.stage_iii_resectable": {**STS_BASE, "resectability": "resectable"},
     "extremity.stage_iii_unresectable": {**STS_BASE, "resectability": "unresectable"},
-    "extremity.stage_iv_oligometastatic": {**STS_BASE, "metastasis": "M1", "metastatic_burden": "oligometastatic",
-                                           "metastatic_sites": ["liver"]},
-    "extremity.stage_iv_disseminated": {**STS_BASE, "metastasis": "M1", "metastatic_burden": "disseminated",
-                                        "metastatic_sites": ["lung", "bone"]},
+    "extremity.stage_iv_oligometastatic": {
+        **STS_BASE,
+        "metastasis": "M1",
+        "metastatic_burden": "oligometastatic",
+        "metastatic_sites": ["liver"],
+    },
+    "extremity.stage_iv_disseminated": {
+        **STS_BASE,
+        "metastasis": "M1",
+        "metastatic_burden": "disseminated",
+        "metastatic_sites": ["lung", "bone"],
+    },
     "extremity.recurrent": {**STS_BASE, "disease_status": "recurrent"},
-    "retroperitoneal.resectable": {**STS_BASE, "primary_site": "retroperitoneum", "resectability": "resectable"},
-    "retroperitoneal.unresectable": {**STS_BASE, "primary_site": "retroperitoneum",
-                                     "resectability": "unresectable"},
-    "retroperitoneal.metastatic_limited": {**STS_BASE, "primary_site": "retroperitoneum", "metastasis": "M1",
-                                           "metastatic_burden": "oligometastatic", "metastatic_sites": ["liver"]},
-    "retroperitoneal.disseminated": {**STS_BASE, "primary_site": "retroperitoneum", "metastasis": "M1",
-                                     "metastatic_burden": "disseminated", "metastatic_sites": ["liver", "lung"]},
+    "retroperitoneal.resectable": {
+        **STS_BASE,
+        "primary_site": "retroperitoneum",
+        "resectability": "resectable",
+    },
+    "retroperitoneal.unresectable": {
+        **STS_BASE,
+        "primary_site": "retroperitoneum",
+        "resectability": "unresectable",
+    },
+    "retroperitoneal.metastatic_limited": {
+        **STS_BASE,
+        "primary_site": "retroperitoneum",
+        "metastasis": "M1",
+        "metastatic_burden": "oligometastatic",
+        "metastatic_sites": ["liver"],
+    },
+    "retroperitoneal.disseminated": {
+        **STS_BASE,
+        "primary_site": "retroperitoneum",
+        "metastasis": "M1",
+        "metastatic_burden": "disseminated",
+        "metastatic_sites": ["liver", "lung"],
+    },
     "gist.resectable_minimal_morbidity": {**GIST_BASE, "resectability": "resectable"},
-    "gist.resectable_significant_morbidity": {**GIST_BASE, "resectability": "resectable_significant_morbidity"},
+    "gist.resectable_significant_morbidity": {
+        **GIST_BASE,
+        "resectability": "resectable_significant_morbidity",
+    },
     "gist.unresectable": {**GIST_BASE, "resectability": "unresectable"},
-    "gist.progressive": {k: v for k, v in GIST_BASE.items() if k not in ("tumour_rupture", "resection_status")}
-    | {"disease_status": "progressive", "metastasis": "M1", "metastatic_burden": "oligometastatic",
-       "metastatic_sites": ["liver"], "progression_extent": "limited",
-       "prior_therapies": ["imatinib_standard_dose"]},
-    "gist.recurrent_or_metastatic": {**GIST_BASE, "metastasis": "M1", "metastatic_burden": "disseminated",
-                                     "metastatic_sites": ["liver"]},
+    "gist.progressive": {
+        k: v for k, v in GIST_BASE.items() if k not in ("tumour_rupture", "resection_status")
+    }
+    | {
+        "disease_status": "progressive",
+        "metastasis": "M1",
+        "metastatic_burden": "oligometastatic",
+        "metastatic_sites": ["liver"],
+        "progression_extent": "limited",
+        "prior_therapies": ["imatinib_standard_dose"],
+    },
+    "gist.recurrent_or_metastatic": {
+        **GIST_BASE,
+        "metastasis": "M1",
+        "metastatic_burden": "disseminated",
+        "metastatic_sites": ["liver"],
+    },
 }
 
 
@@ -91,14 +145,22 @@ TRK = [["larotrectinib"], ["entrectinib"], ["repotrectinib"]]
 NTRK_STS_GROUPS = ["extremity.stage_iii_unresectable", "extremity.stage_iv_oligometastatic",
                    "extremity.stage_iv_disseminated", "retroperitoneal.unresectable",
                    "retroperitoneal.metastatic_limited", "retroperitoneal.disseminated"]
-NTRK_GIST_GROUPS = ["gist.resectable_significant_morbidity", "gist.unresectable", "gist.recurrent_or_metastatic"]
+NTRK_GIST_GROUPS = [
+    "gist.resectable_significant_morbidity",
+    "gist.unresectable",
+    "gist.recurrent_or_metastatic",
+]
 
 
 @pytest.mark.parametrize("group", NTRK_STS_GROUPS + NTRK_GIST_GROUPS)
-@pytest.mark.parametrize("value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")])
+@pytest.mark.parametrize(
+    "value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")]
+)
 def test_ntrk(group: str, value: bool | None, status: str) -> None:
     if value is True and not group.startswith("gist"):
-        status = "option"  # soft-tissue sarcoma: the source says TRK inhibitors "may be used" (issue 10)
+        status = (
+            "option"  # soft-tissue sarcoma: the source says TRK inhibitors "may be used" (issue 10)
+        )
     extra = {} if value is None else {"ntrk_fusion": value}
     if group.startswith("gist"):
         extra |= {"kit_mutation": "exon_11", "pdgfra_mutation": "none"}
@@ -122,7 +184,11 @@ def test_ntrk_positive_does_not_touch_anthracyclines() -> None:
 
 
 # ================================================================== GIST genotype: imatinib
-IMATINIB_GROUPS = ["gist.resectable_significant_morbidity", "gist.unresectable", "gist.recurrent_or_metastatic"]
+IMATINIB_GROUPS = [
+    "gist.resectable_significant_morbidity",
+    "gist.unresectable",
+    "gist.recurrent_or_metastatic",
+]
 
 
 @pytest.mark.parametrize("group", IMATINIB_GROUPS)
@@ -167,11 +233,18 @@ def test_imatinib_d842v_beats_kit_mutation() -> None:
 
 # ================================================================== GIST genotype: avapritinib
 @pytest.mark.parametrize("group", IMATINIB_GROUPS)
-@pytest.mark.parametrize("pdgfra,status", [
-    ("d842v", "preferred"), ("exon_18_insensitive", "preferred"),
-    ("none", "not_recommended"), ("exon_18_sensitive", "not_recommended"), ("exon_12", "not_recommended"),
-    ("unknown", "conditional"), (None, "conditional"),
-])
+@pytest.mark.parametrize(
+    "pdgfra,status",
+    [
+        ("d842v", "preferred"),
+        ("exon_18_insensitive", "preferred"),
+        ("none", "not_recommended"),
+        ("exon_18_sensitive", "not_recommended"),
+        ("exon_12", "not_recommended"),
+        ("unknown", "conditional"),
+        (None, "conditional"),
+    ],
+)
 def test_avapritinib_by_pdgfra(group: str, pdgfra: str | None, status: str) -> None:
     extra = {"kit_mutation": "none"} | ({} if pdgfra is None else {"pdgfra_mutation": pdgfra})
     rec = rec_for(group, **extra)
@@ -180,7 +253,9 @@ def test_avapritinib_by_pdgfra(group: str, pdgfra: str | None, status: str) -> N
 
 
 # ================================================================== GIST genotype: SDH
-@pytest.mark.parametrize("value,status", [(True, "option"), (False, "not_recommended"), (None, "conditional")])
+@pytest.mark.parametrize(
+    "value,status", [(True, "option"), (False, "not_recommended"), (None, "conditional")]
+)
 def test_sdh_neoadjuvant_sunitinib(value: bool | None, status: str) -> None:
     extra: dict[str, Any] = {"kit_mutation": "none", "pdgfra_mutation": "none"}
     if value is not None:
@@ -196,7 +271,9 @@ SDH_ADVANCED = [["sunitinib"], ["regorafenib"], ["pazopanib"], ["imatinib", "bin
 
 
 @pytest.mark.parametrize("group", ["gist.unresectable", "gist.recurrent_or_metastatic"])
-@pytest.mark.parametrize("value,status", [(True, "option"), (False, "not_recommended"), (None, "conditional")])
+@pytest.mark.parametrize(
+    "value,status", [(True, "option"), (False, "not_recommended"), (None, "conditional")]
+)
 def test_sdh_advanced_options(group: str, value: bool | None, status: str) -> None:
     extra: dict[str, Any] = {"kit_mutation": "none", "pdgfra_mutation": "none"}
     if value is not None:
@@ -208,17 +285,28 @@ def test_sdh_advanced_options(group: str, value: bool | None, status: str) -> No
 
 
 def test_sdh_deficient_wild_type_imatinib_alone_not_recommended() -> None:
-    rec = rec_for("gist.recurrent_or_metastatic", kit_mutation="none", pdgfra_mutation="none", sdh_deficient=True)
+    rec = rec_for(
+        "gist.recurrent_or_metastatic",
+        kit_mutation="none",
+        pdgfra_mutation="none",
+        sdh_deficient=True,
+    )
     assert option(rec, ["imatinib"])["status"] == "not_recommended"
-    assert option(rec, ["imatinib", "binimetinib"])["status"] == "option"  # "options for SDH-deficient GIST"
+    assert (
+        option(rec, ["imatinib", "binimetinib"])["status"] == "option"
+    )  # "options for SDH-deficient GIST"
 
 
 # ================================================================== GIST genotype: BRAF
 @pytest.mark.parametrize("group", IMATINIB_GROUPS)
-@pytest.mark.parametrize("value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")])
+@pytest.mark.parametrize(
+    "value,status", [(True, "preferred"), (False, "not_recommended"), (None, "conditional")]
+)
 def test_braf_dabrafenib_trametinib(group: str, value: bool | None, status: str) -> None:
     if value is True and group != "gist.resectable_significant_morbidity":
-        status = "option"  # "recommended" only before surgery; "is treated with" otherwise (issue 10)
+        status = (
+            "option"  # "recommended" only before surgery; "is treated with" otherwise (issue 10)
+        )
     extra: dict[str, Any] = {"kit_mutation": "none", "pdgfra_mutation": "none"}
     if value is not None:
         extra["braf_v600e"] = value
@@ -228,13 +316,24 @@ def test_braf_dabrafenib_trametinib(group: str, value: bool | None, status: str)
 
 
 # ================================================================== observation for indolent GIST
-@pytest.mark.parametrize("extra,noted", [
-    ({"kit_mutation": "none", "pdgfra_mutation": "none", "sdh_deficient": True}, True),
-    ({"kit_mutation": "none", "pdgfra_mutation": "none", "nf1_mutation": True}, True),
-    ({"kit_mutation": "none", "pdgfra_mutation": "none", "sdh_deficient": False, "nf1_mutation": False}, False),
-    ({"kit_mutation": "exon_11", "pdgfra_mutation": "none", "sdh_deficient": True}, False),
-    ({"kit_mutation": "exon_11", "pdgfra_mutation": "none", "nf1_mutation": True}, False),
-])
+@pytest.mark.parametrize(
+    "extra,noted",
+    [
+        ({"kit_mutation": "none", "pdgfra_mutation": "none", "sdh_deficient": True}, True),
+        ({"kit_mutation": "none", "pdgfra_mutation": "none", "nf1_mutation": True}, True),
+        (
+            {
+                "kit_mutation": "none",
+                "pdgfra_mutation": "none",
+                "sdh_deficient": False,
+                "nf1_mutation": False,
+            },
+            False,
+        ),
+        ({"kit_mutation": "exon_11", "pdgfra_mutation": "none", "sdh_deficient": True}, False),
+        ({"kit_mutation": "exon_11", "pdgfra_mutation": "none", "nf1_mutation": True}, False),
+    ],
+)
 def test_observation_note_sdh_nf1(extra: dict[str, Any], noted: bool) -> None:
     rec = rec_for("gist.recurrent_or_metastatic", **extra)
     st = step(rec, "targeted_systemic_therapy")
@@ -242,15 +341,32 @@ def test_observation_note_sdh_nf1(extra: dict[str, Any], noted: bool) -> None:
 
 
 # ================================================================== after neoadjuvant therapy
-@pytest.mark.parametrize("extra,adjuvant_note,observation_note", [
-    ({"kit_mutation": "exon_11", "pdgfra_mutation": "none"}, True, False),
-    ({"kit_mutation": "none", "pdgfra_mutation": "d842v"}, False, True),
-    ({"kit_mutation": "none", "pdgfra_mutation": "none", "sdh_deficient": True}, False, True),
-    ({"kit_mutation": "none", "pdgfra_mutation": "none", "sdh_deficient": False, "braf_v600e": False,
-      "ntrk_fusion": False}, False, False),
-])
-def test_after_neoadjuvant_notes(extra: dict[str, Any], adjuvant_note: bool, observation_note: bool) -> None:
-    st = step(rec_for("gist.resectable_significant_morbidity", **extra), "neoadjuvant_targeted_systemic_therapy")
+@pytest.mark.parametrize(
+    "extra,adjuvant_note,observation_note",
+    [
+        ({"kit_mutation": "exon_11", "pdgfra_mutation": "none"}, True, False),
+        ({"kit_mutation": "none", "pdgfra_mutation": "d842v"}, False, True),
+        ({"kit_mutation": "none", "pdgfra_mutation": "none", "sdh_deficient": True}, False, True),
+        (
+            {
+                "kit_mutation": "none",
+                "pdgfra_mutation": "none",
+                "sdh_deficient": False,
+                "braf_v600e": False,
+                "ntrk_fusion": False,
+            },
+            False,
+            False,
+        ),
+    ],
+)
+def test_after_neoadjuvant_notes(
+    extra: dict[str, Any], adjuvant_note: bool, observation_note: bool
+) -> None:
+    st = step(
+        rec_for("gist.resectable_significant_morbidity", **extra),
+        "neoadjuvant_targeted_systemic_therapy",
+    )
     text = notes_text(st)
     assert ("adjuvant" in text and "3 years" in text) is adjuvant_note
     assert ("observation" in text) is observation_note
@@ -270,7 +386,9 @@ ADJUVANT = [
 
 
 @pytest.mark.parametrize("site,size,mitoses,risk,status", ADJUVANT)
-def test_adjuvant_imatinib_by_risk(site: str, size: float, mitoses: float, risk: str, status: str) -> None:
+def test_adjuvant_imatinib_by_risk(
+    site: str, size: float, mitoses: float, risk: str, status: str
+) -> None:
     rec = rec_for("gist.resectable_minimal_morbidity", primary_site=site, size_cm=size,
                   mitotic_rate_per_5mm2=mitoses, kit_mutation="exon_11", pdgfra_mutation="none")
     nih = {r["scheme"]: r for r in rec["gist_risk"]}["nih_modified_joensuu_2008"]
@@ -285,7 +403,9 @@ def test_adjuvant_imatinib_high_risk_insensitive_genotype() -> None:
 
 
 def test_adjuvant_imatinib_ruptured_is_not_this_group() -> None:
-    out = recommend({**GROUP_FACTS["gist.resectable_minimal_morbidity"], "tumour_rupture": True}).model_dump(mode="json")
+    out = recommend(
+        {**GROUP_FACTS["gist.resectable_minimal_morbidity"], "tumour_rupture": True}
+    ).model_dump(mode="json")
     assert out["patient_group"]["id"] == "gist.recurrent_or_metastatic"
 
 
@@ -297,17 +417,32 @@ def test_adjuvant_imatinib_risk_unknown_conditional() -> None:
 
 
 def test_adjuvant_imatinib_size_over_10_pins_high_risk() -> None:
-    rec = rec_for("gist.resectable_minimal_morbidity", drop=("mitotic_rate_per_5mm2",), size_cm=12.0,
-                  kit_mutation="exon_11", pdgfra_mutation="none")
+    rec = rec_for(
+        "gist.resectable_minimal_morbidity",
+        drop=("mitotic_rate_per_5mm2",),
+        size_cm=12.0,
+        kit_mutation="exon_11",
+        pdgfra_mutation="none",
+    )
     assert option(rec, ["imatinib"])["status"] == "preferred"
     assert "mitotic_rate_per_5mm2" not in missing(rec)
 
 
-@pytest.mark.parametrize("comorbidities,status", [
-    (["heart_failure"], "caution"), ([], "preferred"), (["decompensated_liver_failure"], "preferred")])
+@pytest.mark.parametrize(
+    "comorbidities,status",
+    [
+        (["heart_failure"], "caution"),
+        ([], "preferred"),
+        (["decompensated_liver_failure"], "preferred"),
+    ],
+)
 def test_adjuvant_imatinib_heart_failure(comorbidities: list[str], status: str) -> None:
-    rec = rec_for("gist.resectable_minimal_morbidity", kit_mutation="exon_11", pdgfra_mutation="none",
-                  comorbidities=comorbidities)
+    rec = rec_for(
+        "gist.resectable_minimal_morbidity",
+        kit_mutation="exon_11",
+        pdgfra_mutation="none",
+        comorbidities=comorbidities,
+    )
     op = option(rec, ["imatinib"])
     assert op["status"] == status
     assert any("heart failure" in r.lower() for r in op["reasons"]) is (status == "caution")
@@ -334,10 +469,17 @@ def test_progression_local_therapy(extent: str | None, status: str) -> None:
     assert ("progression_extent" in missing(rec)) is (extent is None)
 
 
-@pytest.mark.parametrize("extent,phrase,absent", [("limited", "continued", "alternative tki"),
-                                                  ("widespread", "alternative tki", "may be continued")])
+@pytest.mark.parametrize(
+    "extent,phrase,absent",
+    [
+        ("limited", "continued", "alternative tki"),
+        ("widespread", "alternative tki", "may be continued"),
+    ],
+)
 def test_progression_systemic_notes(extent: str, phrase: str, absent: str) -> None:
-    st = step(rec_for("gist.progressive", progression_extent=extent), "continue_targeted_systemic_therapy")
+    st = step(
+        rec_for("gist.progressive", progression_extent=extent), "continue_targeted_systemic_therapy"
+    )
     assert phrase in notes_text(st)
     assert absent not in notes_text(st)
 
@@ -353,8 +495,13 @@ def test_progression_systemic_notes(extent: str, phrase: str, absent: str) -> No
     (None, "conditional"),
 ])
 def test_progression_imatinib_escalation(prior: list[str] | None, status: str) -> None:
-    rec = rec_for("gist.progressive", drop=("prior_therapies",), kit_mutation="exon_11", pdgfra_mutation="none",
-                  **({} if prior is None else {"prior_therapies": prior}))
+    rec = rec_for(
+        "gist.progressive",
+        drop=("prior_therapies",),
+        kit_mutation="exon_11",
+        pdgfra_mutation="none",
+        **({} if prior is None else {"prior_therapies": prior}),
+    )
     assert option(rec, ["imatinib"])["status"] == status
     assert ("prior_therapies" in missing(rec)) is (prior is None)
 
@@ -372,9 +519,16 @@ def test_progression_imatinib_escalation_insensitive_genotype() -> None:
     (["avapritinib"], "not_recommended", False),
     (None, "conditional", False),
 ])
-def test_progression_sunitinib_switch(prior: list[str] | None, status: str, switch_reason: bool) -> None:
-    rec = rec_for("gist.progressive", drop=("prior_therapies",), kit_mutation="exon_11", pdgfra_mutation="none",
-                  **({} if prior is None else {"prior_therapies": prior}))
+def test_progression_sunitinib_switch(
+    prior: list[str] | None, status: str, switch_reason: bool
+) -> None:
+    rec = rec_for(
+        "gist.progressive",
+        drop=("prior_therapies",),
+        kit_mutation="exon_11",
+        pdgfra_mutation="none",
+        **({} if prior is None else {"prior_therapies": prior}),
+    )
     op = option(rec, ["sunitinib"])
     assert op["status"] == status
     assert any("progression after imatinib" in r.lower() for r in op["reasons"]) is switch_reason
@@ -384,20 +538,61 @@ def test_progression_sunitinib_switch(prior: list[str] | None, status: str, swit
 SECOND_LINE = ["pazopanib", "trabectedin", "eribulin"]
 
 
-@pytest.mark.parametrize("histology,grade,expected", [
-    ("leiomyosarcoma", "3", {"pazopanib": "option", "trabectedin": "option", "eribulin": "not_recommended"}),
-    ("liposarcoma_pleomorphic", "3", {"pazopanib": "not_recommended", "trabectedin": "option", "eribulin": "option"}),
-    ("liposarcoma_dedifferentiated", "2",
-     {"pazopanib": "not_recommended", "trabectedin": "option", "eribulin": "option"}),
-    ("liposarcoma_myxoid", "1", {"pazopanib": "not_recommended", "trabectedin": "option",
-                                 "eribulin": "not_recommended"}),
-    ("liposarcoma", "X", {"pazopanib": "not_recommended", "trabectedin": "option", "eribulin": "conditional"}),
-    ("undifferentiated_pleomorphic_sarcoma", "3",
-     {"pazopanib": "option", "trabectedin": "not_recommended", "eribulin": "not_recommended"}),
-    ("synovial_sarcoma", "3", {"pazopanib": "option", "trabectedin": "not_recommended",
-                               "eribulin": "not_recommended"}),
-])
-def test_second_line_after_anthracycline(histology: str, grade: str, expected: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "histology,grade,expected",
+    [
+        (
+            "leiomyosarcoma",
+            "3",
+            {"pazopanib": "option", "trabectedin": "option", "eribulin": "not_recommended"},
+        ),
+        (
+            "liposarcoma_pleomorphic",
+            "3",
+            {"pazopanib": "not_recommended", "trabectedin": "option", "eribulin": "option"},
+        ),
+        (
+            "liposarcoma_dedifferentiated",
+            "2",
+            {"pazopanib": "not_recommended", "trabectedin": "option", "eribulin": "option"},
+        ),
+        (
+            "liposarcoma_myxoid",
+            "1",
+            {
+                "pazopanib": "not_recommended",
+                "trabectedin": "option",
+                "eribulin": "not_recommended",
+            },
+        ),
+        (
+            "liposarcoma",
+            "X",
+            {"pazopanib": "not_recommended", "trabectedin": "option", "eribulin": "conditional"},
+        ),
+        (
+            "undifferentiated_pleomorphic_sarcoma",
+            "3",
+            {
+                "pazopanib": "option",
+                "trabectedin": "not_recommended",
+                "eribulin": "not_recommended",
+            },
+        ),
+        (
+            "synovial_sarcoma",
+            "3",
+            {
+                "pazopanib": "option",
+                "trabectedin": "not_recommended",
+                "eribulin": "not_recommended",
+            },
+        ),
+    ],
+)
+def test_second_line_after_anthracycline(
+    histology: str, grade: str, expected: dict[str, str]
+) -> None:
     # contract 1.1: failure (progressed_on) opens the second line; "given" alone is asked (issue 10)
     rec = rec_for("extremity.stage_iv_disseminated", histology=histology, grade=grade,
                   prior_therapies=["anthracycline"], progressed_on=["anthracycline"])
@@ -410,7 +605,9 @@ def test_second_line_after_anthracycline(histology: str, grade: str, expected: d
 
 @pytest.mark.parametrize("prior", [[], ["radiotherapy"], ["surgery", "radiotherapy"]])
 def test_second_line_before_anthracycline_not_recommended(prior: list[str]) -> None:
-    rec = rec_for("extremity.stage_iv_disseminated", histology="leiomyosarcoma", prior_therapies=prior)
+    rec = rec_for(
+        "extremity.stage_iv_disseminated", histology="leiomyosarcoma", prior_therapies=prior
+    )
     for d in SECOND_LINE:
         assert option(rec, [d])["status"] == "not_recommended", d
     assert option(rec, ["doxorubicin"])["status"] == "option"
@@ -424,7 +621,9 @@ def test_second_line_prior_therapy_unknown_conditional() -> None:
 
 
 def test_pazopanib_palette_note_only_non_adipocytic() -> None:
-    lms = option(rec_for("extremity.stage_iv_disseminated", progressed_on=["anthracycline"]), ["pazopanib"])
+    lms = option(
+        rec_for("extremity.stage_iv_disseminated", progressed_on=["anthracycline"]), ["pazopanib"]
+    )
     lps = option(rec_for("extremity.stage_iv_disseminated", histology="liposarcoma",
                          progressed_on=["anthracycline"]), ["pazopanib"])
     assert "palette" in notes_text(lms)
@@ -479,7 +678,10 @@ def test_radiotherapy_omission_small_tumour(size: float, noted: bool) -> None:
 
 @pytest.mark.parametrize("resection,noted", [("R0", True), ("R1", False), ("not_resected", False)])
 def test_radiotherapy_wide_margin_observation_note(resection: str, noted: bool) -> None:
-    st = step(rec_for("extremity.stage_ii_resectable", resection_status=resection), "adjuvant_radiotherapy")
+    st = step(
+        rec_for("extremity.stage_ii_resectable", resection_status=resection),
+        "adjuvant_radiotherapy",
+    )
     assert ("observation alone" in notes_text(st)) is noted
 
 
@@ -488,8 +690,12 @@ def test_radiotherapy_wide_margin_observation_note(resection: str, noted: bool) 
     ("extremity.stage_iii_resectable", "neoadjuvant_radiotherapy_or_chemoradiation",
      "adjuvant_radiotherapy_or_chemoradiation"),
 ])
-@pytest.mark.parametrize("resection,noted", [("R1", True), ("R2", True), ("R0", False), ("not_resected", False)])
-def test_margin_notes(group: str, neo_step: str, adj_step: str, resection: str, noted: bool) -> None:
+@pytest.mark.parametrize(
+    "resection,noted", [("R1", True), ("R2", True), ("R0", False), ("not_resected", False)]
+)
+def test_margin_notes(
+    group: str, neo_step: str, adj_step: str, resection: str, noted: bool
+) -> None:
     # the "observation or boost" note is for R1 after neoadjuvant radiotherapy only (issue 10)
     rec = rec_for(group, resection_status=resection, prior_therapies=["radiotherapy", "surgery"])
     assert ("boost" in notes_text(step(rec, neo_step))) is (resection == "R1")
@@ -509,17 +715,35 @@ def test_progressive_non_gist_out_of_guideline(group: str) -> None:
 
 
 # ================================================================== recurrent extremity
-@pytest.mark.parametrize("extra,phrase", [
-    ({"metastasis": "M0"}, "local recurrence"),
-    ({"metastasis": "M0", "nodes": "N1"}, "node dissection"),
-    ({"metastasis": "M1", "metastatic_burden": "oligometastatic", "metastatic_sites": ["lung"]}, "metastasectomy"),
-    ({"metastasis": "M1", "metastatic_burden": "disseminated", "metastatic_sites": ["lung", "bone"]},
-     "best supportive care"),
-])
+@pytest.mark.parametrize(
+    "extra,phrase",
+    [
+        ({"metastasis": "M0"}, "local recurrence"),
+        ({"metastasis": "M0", "nodes": "N1"}, "node dissection"),
+        (
+            {
+                "metastasis": "M1",
+                "metastatic_burden": "oligometastatic",
+                "metastatic_sites": ["lung"],
+            },
+            "metastasectomy",
+        ),
+        (
+            {
+                "metastasis": "M1",
+                "metastatic_burden": "disseminated",
+                "metastatic_sites": ["lung", "bone"],
+            },
+            "best supportive care",
+        ),
+    ],
+)
 def test_recurrent_extremity_by_extent(extra: dict[str, Any], phrase: str) -> None:
     st = step(rec_for("extremity.recurrent", **extra), "individualised_therapy")
     assert phrase in notes_text(st)
-    others = {"local recurrence", "node dissection", "metastasectomy", "best supportive care"} - {phrase}
+    others = {"local recurrence", "node dissection", "metastasectomy", "best supportive care"} - {
+        phrase
+    }
     if extra.get("nodes") == "N1":
         others.discard("local recurrence")
     for other in others:
@@ -527,22 +751,38 @@ def test_recurrent_extremity_by_extent(extra: dict[str, Any], phrase: str) -> No
 
 
 # ================================================================== metastases management notes
-@pytest.mark.parametrize("sites,noted", [(["lung"], True), (["lung", "liver"], True), (["liver"], False),
-                                         (["bone"], False)])
+@pytest.mark.parametrize(
+    "sites,noted",
+    [(["lung"], True), (["lung", "liver"], True), (["liver"], False), (["bone"], False)],
+)
 def test_lung_metastasectomy_note(sites: list[str], noted: bool) -> None:
-    st = step(rec_for("extremity.stage_iv_oligometastatic", metastatic_sites=sites), "metastases_management")
+    st = step(
+        rec_for("extremity.stage_iv_oligometastatic", metastatic_sites=sites),
+        "metastases_management",
+    )
     assert ("metastasectomy" in notes_text(st)) is noted
 
 
-@pytest.mark.parametrize("sites,noted", [(["lung"], True), (["lung", "liver"], False), (["liver"], False)])
+@pytest.mark.parametrize(
+    "sites,noted", [(["lung"], True), (["lung", "liver"], False), (["liver"], False)]
+)
 def test_embolisation_not_for_lung_only(sites: list[str], noted: bool) -> None:
-    st = step(rec_for("extremity.stage_iv_oligometastatic", metastatic_sites=sites), "metastases_management")
+    st = step(
+        rec_for("extremity.stage_iv_oligometastatic", metastatic_sites=sites),
+        "metastases_management",
+    )
     assert ("non-lung" in notes_text(st)) is noted
 
 
 # ================================================================== contraindications
-CONTRA_GROUPS = ["extremity.stage_iv_oligometastatic", "extremity.stage_iv_disseminated", "extremity.recurrent",
-                 "retroperitoneal.metastatic_limited", "retroperitoneal.disseminated", "gist.progressive"]
+CONTRA_GROUPS = [
+    "extremity.stage_iv_oligometastatic",
+    "extremity.stage_iv_disseminated",
+    "extremity.recurrent",
+    "retroperitoneal.metastatic_limited",
+    "retroperitoneal.disseminated",
+    "gist.progressive",
+]
 
 
 @pytest.mark.parametrize("group", CONTRA_GROUPS)
@@ -564,7 +804,9 @@ def test_contraindications(group: str, comorbidities: list[str], expected: set[s
 @pytest.mark.parametrize("group", ["extremity.stage_i", "extremity.stage_iii_resectable",
                                    "gist.resectable_minimal_morbidity"])
 def test_no_contraindication_warning_without_ablation_or_embolisation(group: str) -> None:
-    rec = rec_for(group, comorbidities=["uncorrectable_coagulopathy", "decompensated_liver_failure"])
+    rec = rec_for(
+        group, comorbidities=["uncorrectable_coagulopathy", "decompensated_liver_failure"]
+    )
     assert warnings(rec) == set()
 
 
@@ -572,6 +814,11 @@ def test_contraindication_example_file() -> None:
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "patients" / "contraindication-coagulopathy.json"
+    path = (
+        Path(__file__).resolve().parents[1]
+        / "examples"
+        / "patients"
+        / "contraindication-coagulopathy.json"
+    )
     out = recommend(json.loads(path.read_text())).model_dump(mode="json")
     assert warnings(out) == {"image_guided_ablation", "embolisation"}

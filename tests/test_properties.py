@@ -1,4 +1,5 @@
-"""Property tests: any valid facts -> a contract-valid answer; any invalid facts -> a clear error."""
+"""Property tests: any valid facts -> a contract-valid answer; any invalid facts -> a clear
+error."""
 
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ def test_valid_facts_give_one_honest_answer(facts):
     # contract-valid JSON: round-trips through the model and through JSON text
     assert Recommendation.model_validate_json(json.dumps(data)).model_dump(mode="json") == data
     # exactly one of: a group, candidate groups, out of scope
-    kinds = [rec.patient_group is not None, bool(rec.candidate_groups), rec.out_of_scope is not None]
+    kinds = [
+        rec.patient_group is not None,
+        bool(rec.candidate_groups),
+        rec.out_of_scope is not None,
+    ]
     assert sum(kinds) == 1, data
     if rec.candidate_groups:
         assert len(rec.candidate_groups) >= 2 and rec.missing_information
@@ -33,7 +38,11 @@ def test_valid_facts_give_one_honest_answer(facts):
         assert rec.pathways == ()
     else:
         assert len(rec.pathways) == len(KB.groups[rec.patient_group.id].pathways)
-    assert data["guideline"] == {"id": "sts-treatment", "version": KB.version, "content_hash": KB.content_hash}
+    assert data["guideline"] == {
+        "id": "sts-treatment",
+        "version": KB.version,
+        "content_hash": KB.content_hash,
+    }
     for pw in rec.pathways:
         assert pw.steps[0].tier == "first_line"
         for s in pw.steps:
@@ -56,11 +65,19 @@ def test_deterministic(facts):
     assert recommend(dict(facts)).model_dump_json() == recommend(dict(facts)).model_dump_json()
 
 
-@given(valid_facts(), st.sampled_from(FACT_FIELDS[2:]), st.sampled_from(["bogus", -1, 1e9, [1], {"a": 1}]))
+@given(
+    valid_facts(),
+    st.sampled_from(FACT_FIELDS[2:]),
+    st.sampled_from(["bogus", -1, 1e9, [1], {"a": 1}]),
+)
 def test_invalid_value_names_the_field(facts, field, bad):
     facts = dict(facts)
     facts[field] = bad
-    if field in ("size_cm", "mitotic_rate_per_5mm2", "age_years", "ecog") and bad == 1e9 and field == "mitotic_rate_per_5mm2":
+    if (
+        field in ("size_cm", "mitotic_rate_per_5mm2", "age_years", "ecog")
+        and bad == 1e9
+        and field == "mitotic_rate_per_5mm2"
+    ):
         bad = -1
         facts[field] = bad
     try:
@@ -82,10 +99,26 @@ def test_unknown_field_is_rejected(facts, name):
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(InvalidFacts) as e:
-        recommend({"histology": "sarcoma", "primary_site": "leg", "size_cm": 0, "metastasis": "M0",
-                   "metastatic_burden": "disseminated", "progression_extent": "limited", "grade": 3})
+        recommend(
+            {
+                "histology": "sarcoma",
+                "primary_site": "leg",
+                "size_cm": 0,
+                "metastasis": "M0",
+                "metastatic_burden": "disseminated",
+                "progression_extent": "limited",
+                "grade": 3,
+            }
+        )
     fields = [f for f, _ in e.value.problems]
-    assert fields == ["histology", "primary_site", "size_cm", "grade", "metastatic_burden", "progression_extent"]
+    assert fields == [
+        "histology",
+        "primary_site",
+        "size_cm",
+        "grade",
+        "metastatic_burden",
+        "progression_extent",
+    ]
     assert isinstance(e.value, ValueError)
 
 
@@ -106,11 +139,14 @@ def test_cli_fast_json_equals_model_json(facts):
     from sarcoma_cds.interfaces.cli.core_commands import _to_json
 
     rec = recommend(facts)
-    assert json.loads(_to_json(rec), object_pairs_hook=list) == json.loads(rec.model_dump_json(), object_pairs_hook=list)
+    assert json.loads(_to_json(rec), object_pairs_hook=list) == json.loads(
+        rec.model_dump_json(), object_pairs_hook=list
+    )
 
 
 def test_unchecked_scope_is_said_not_assumed():
-    """Age is optional; when absent the adult-only scope cannot be checked, and the output says so."""
+    """Age is optional; when absent the adult-only scope cannot be checked, and the output says
+    so."""
     without = recommend({"histology": "leiomyosarcoma", "primary_site": "trunk"})
     assert any("scope check on age could not be made" in e for e in without.explanation)
     with_age = recommend({"histology": "leiomyosarcoma", "primary_site": "trunk", "age_years": 40})

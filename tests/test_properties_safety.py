@@ -24,10 +24,14 @@ KB = load_kb()
 THERAPY_DRUGS: dict[str, frozenset[str]] = {
     "anthracycline": frozenset({"doxorubicin", "epirubicin", "liposomal_doxorubicin"}),
     "ifosfamide": frozenset({"ifosfamide"}),
-    "imatinib_standard_dose": frozenset({"imatinib"}), "imatinib_high_dose": frozenset({"imatinib"}),
-    "avapritinib": frozenset({"avapritinib"}), "sunitinib": frozenset({"sunitinib"}),
-    "regorafenib": frozenset({"regorafenib"}), "ripretinib": frozenset(),
-    "pazopanib": frozenset({"pazopanib"}), "trabectedin": frozenset({"trabectedin"}),
+    "imatinib_standard_dose": frozenset({"imatinib"}),
+    "imatinib_high_dose": frozenset({"imatinib"}),
+    "avapritinib": frozenset({"avapritinib"}),
+    "sunitinib": frozenset({"sunitinib"}),
+    "regorafenib": frozenset({"regorafenib"}),
+    "ripretinib": frozenset(),
+    "pazopanib": frozenset({"pazopanib"}),
+    "trabectedin": frozenset({"trabectedin"}),
     "eribulin": frozenset({"eribulin"}),
     "trk_inhibitor": frozenset({"larotrectinib", "entrectinib", "repotrectinib"}),
     "dabrafenib_trametinib": frozenset({"dabrafenib", "trametinib"}),
@@ -52,13 +56,21 @@ def _options(rec: Any) -> list[Any]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(valid_facts(), st.lists(st.sampled_from(sorted(THERAPY_DRUGS)), min_size=1, max_size=3, unique=True))
+@given(
+    valid_facts(),
+    st.lists(st.sampled_from(sorted(THERAPY_DRUGS)), min_size=1, max_size=3, unique=True),
+)
 def test_a_failed_therapy_is_never_offered_again_as_preferred_or_plain_option(facts, failed):
     rec = recommend({**facts, "progressed_on": failed})
     banned = frozenset().union(*(THERAPY_DRUGS[t] for t in failed))
     for op in _options(rec):
         if banned & set(op.drugs):
-            assert op.status not in ("preferred", "option"), (failed, op.drugs, op.status, op.reasons)
+            assert op.status not in ("preferred", "option"), (
+                failed,
+                op.drugs,
+                op.status,
+                op.reasons,
+            )
 
 
 @settings(max_examples=300, deadline=None)
@@ -67,8 +79,11 @@ def test_no_option_carries_contradictory_reasons(facts):
     rec = recommend(facts)
     for op in [*_options(rec), *(s for pw in rec.pathways for s in pw.steps)]:
         if op.status == "not_recommended":
-            argued_for = [r for r in op.reasons if REASON_STATUSES.get(r, set()) <= {"preferred", "option"}
-                          and r in REASON_STATUSES]
+            argued_for = [
+                r
+                for r in op.reasons
+                if REASON_STATUSES.get(r, set()) <= {"preferred", "option"} and r in REASON_STATUSES
+            ]
             assert not argued_for, (op, argued_for)
 
 
@@ -121,7 +136,10 @@ def _group_pathways(facts: dict[str, Any], gid: str) -> Any:
 
 
 @settings(max_examples=150, deadline=None)
-@given(valid_facts(), st.lists(st.tuples(st.integers(0, 4), st.integers(18, 95)), min_size=2, max_size=6))
+@given(
+    valid_facts(),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(18, 95)), min_size=2, max_size=6),
+)
 def test_the_memo_never_serves_one_patient_anothers_answer(facts, fitness):
     """Patients who differ only in numbers (ECOG, age) are answered as if each came first:
     the engine's memo keys a number by its value wherever a rule tests it for equality."""

@@ -62,7 +62,9 @@ def _classes(values: list[Any], signature) -> list[Any]:
     return list(reps.values())
 
 
-HISTOLOGIES = _classes(_vocab("histology"), lambda v: tuple(v in s for s in _leaf_sets("histology")))
+HISTOLOGIES = _classes(
+    _vocab("histology"), lambda v: tuple(v in s for s in _leaf_sets("histology"))
+)
 SITES = _classes(
     _vocab("primary_site"),
     lambda v: (KB.site_families[v], KB.stager.system_for(v).id if KB.stager.system_for(v) else None,
@@ -92,16 +94,20 @@ def classify(facts: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
 
 #: Treatment history read by the classification (contract 1.1): a GIST that recurred on a TKI is
 #: progressive. One representative per class: none given; imatinib given; imatinib failed.
-HISTORIES = [{"prior_therapies": [], "progressed_on": []},
-             {"prior_therapies": ["imatinib_standard_dose"], "progressed_on": []},
-             {"prior_therapies": ["imatinib_standard_dose"], "progressed_on": ["imatinib_standard_dose"]}]
+HISTORIES = [
+    {"prior_therapies": [], "progressed_on": []},
+    {"prior_therapies": ["imatinib_standard_dose"], "progressed_on": []},
+    {"prior_therapies": ["imatinib_standard_dose"], "progressed_on": ["imatinib_standard_dose"]},
+]
 
 
 def complete_combinations():
     keys = list(CLASSIFYING)
     for h, s, size, (m, burden) in itertools.product(HISTOLOGIES, SITES, SIZES, M_BURDEN):
         histories = HISTORIES if h == "gist" else HISTORIES[:1]  # only GIST groups read the history
-        for values, history in itertools.product(itertools.product(*(CLASSIFYING[k] for k in keys)), histories):
+        for values, history in itertools.product(
+            itertools.product(*(CLASSIFYING[k] for k in keys)), histories
+        ):
             facts = {"histology": h, "primary_site": s, "size_cm": size, "metastasis": m,
                      **dict(zip(keys, values, strict=True)), **history}
             if burden:
@@ -115,7 +121,8 @@ def test_representatives_cover_the_vocabularies():
 
 
 def test_every_complete_combination_lands_in_exactly_one_place():
-    """The library proof (``sarcoma_cds.kb.proof``, also run by ``validate-kb``) on the packaged KB."""
+    """The library proof (``sarcoma_cds.kb.proof``, also run by ``validate-kb``) on the packaged
+    KB."""
     result = prove(KB)
     assert result.ok, result.problems
     assert result.combinations > 100_000
@@ -136,8 +143,11 @@ def test_the_hand_written_enumeration_agrees_with_the_proof():
 
 def _completions(facts: dict[str, Any], missing: list[str]):
     domains = {
-        "grade": CLASSIFYING["grade"], "nodes": CLASSIFYING["nodes"], "resectability": CLASSIFYING["resectability"],
-        "size_cm": SIZES, "metastasis": ["M0", "M1"],
+        "grade": CLASSIFYING["grade"],
+        "nodes": CLASSIFYING["nodes"],
+        "resectability": CLASSIFYING["resectability"],
+        "size_cm": SIZES,
+        "metastasis": ["M0", "M1"],
     }
     for values in itertools.product(*(domains[m] for m in missing)):
         full = {**facts, **dict(zip(missing, values, strict=True))}
@@ -182,6 +192,10 @@ def test_missing_facts_give_sound_answers():
             assert outcomes == {"stop"}, (partial, outcomes)
         else:
             assert set(rec.candidate_groups) <= outcomes, (partial, rec.candidate_groups, outcomes)
-            assert outcomes - {"stop"} == set(rec.candidate_groups), (partial, rec.candidate_groups, outcomes)
+            assert outcomes - {"stop"} == set(rec.candidate_groups), (
+                partial,
+                rec.candidate_groups,
+                outcomes,
+            )
             assert len(outcomes) > 1
             assert rec.missing_information, partial

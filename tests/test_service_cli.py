@@ -42,7 +42,9 @@ def test_audit_log_export(tmp_path: Path, monkeypatch) -> None:  # type: ignore[
     s = AuditStore.open(url)
     facts = {"histology": "gist", "primary_site": "stomach"}
     for i in range(3):
-        s.record_recommendation(recommend(facts), facts, interface="rest", caller="c", request_id=str(i))
+        s.record_recommendation(
+            recommend(facts), facts, interface="rest", caller="c", request_id=str(i)
+        )
     s.close()
     monkeypatch.setenv("DATABASE_URL", url)
     out = tmp_path / "audit.csv"
@@ -63,9 +65,13 @@ def test_serve_and_kb_registered_once() -> None:
 
 
 def test_core_cli_does_not_import_service_deps() -> None:
-    code = ("import sys, sarcoma_cds.interfaces.cli.main; "
-            "print(sorted(m for m in ('fastapi','sqlalchemy','fhir','uvicorn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, sarcoma_cds.interfaces.cli.main; "
+        "print(sorted(m for m in ('fastapi','sqlalchemy','fhir','uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -79,6 +85,8 @@ def test_serve_refuses_an_unreadable_or_empty_key_file(tmp_path: Path, content: 
         keys.write_text(content)
     exe = Path(sys.executable).parent / "sarcoma-cds"
     env = dict(os.environ, SARCOMA_CDS_API_KEYS=str(keys), SARCOMA_CDS_DATA_DIR=str(tmp_path))
-    p = subprocess.run([str(exe), "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [str(exe), "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 2, p.stderr
     assert "error:" in p.stderr and str(keys) in p.stderr and "Traceback" not in p.stderr

@@ -86,7 +86,9 @@ def test_stage_groups_trunk_extremity(size: float, grade: str, nodes: str, m: st
 @pytest.mark.parametrize("size,grade,nodes,m,te_group,rp_group", STAGE_TABLE)
 def test_stage_groups_retroperitoneum(size: float, grade: str, nodes: str, m: str, te_group: str,
                                       rp_group: str) -> None:
-    st = _stage(primary_site="retroperitoneum", size_cm=size, grade=grade, nodes=nodes, metastasis=m)
+    st = _stage(
+        primary_site="retroperitoneum", size_cm=size, grade=grade, nodes=nodes, metastasis=m
+    )
     assert st["system"] == RP
     assert st["group"] == rp_group
 
@@ -142,13 +144,24 @@ def test_missing_facts_give_possible_groups(site: str, facts: dict, possible: li
     assert sorted(st["possible_groups"]) == sorted(possible)
 
 
-@pytest.mark.parametrize("site,facts,expected", [
-    # missing facts that cannot change the group still give a stage
-    ("lower_extremity", dict(size_cm=8.0, grade="3", nodes="N1"), "IV"),    # N1 -> IV with any M
-    ("lower_extremity", dict(metastasis="M1"), "IV"),                        # M1 -> IV, nothing else needed
-    ("retroperitoneum", dict(size_cm=12.0, grade="2", nodes="N1"), None),   # IIIB or IV: not pinned
-    ("retroperitoneum", dict(size_cm=12.0, grade="2", metastasis="M0"), "IIIB"),  # N0/N1 both IIIB
-])
+@pytest.mark.parametrize(
+    "site,facts,expected",
+    [
+        # missing facts that cannot change the group still give a stage
+        ("lower_extremity", dict(size_cm=8.0, grade="3", nodes="N1"), "IV"),  # N1 -> IV with any M
+        ("lower_extremity", dict(metastasis="M1"), "IV"),  # M1 -> IV, nothing else needed
+        (
+            "retroperitoneum",
+            dict(size_cm=12.0, grade="2", nodes="N1"),
+            None,
+        ),  # IIIB or IV: not pinned
+        (
+            "retroperitoneum",
+            dict(size_cm=12.0, grade="2", metastasis="M0"),
+            "IIIB",
+        ),  # N0/N1 both IIIB
+    ],
+)
 def test_missing_facts_that_do_not_matter(site: str, facts: dict, expected: str | None) -> None:
     st = _stage(primary_site=site, **facts)
     assert st["group"] == expected
@@ -168,11 +181,31 @@ def test_gist_has_no_stage(site: str) -> None:
     assert rec.model_dump(mode="json")["stage"] is None
 
 
-@pytest.mark.parametrize("site", ["intra_abdominal", "stomach", "duodenum", "small_intestine", "colon",
-                                  "rectum", "oesophagus", "other_gi"])
+@pytest.mark.parametrize(
+    "site",
+    [
+        "intra_abdominal",
+        "stomach",
+        "duodenum",
+        "small_intestine",
+        "colon",
+        "rectum",
+        "oesophagus",
+        "other_gi",
+    ],
+)
 def test_non_gist_abdominal_or_gi_site_has_no_stage(site: str) -> None:
-    rec = recommend({"histology": "leiomyosarcoma", "primary_site": site, "size_cm": 8.0, "grade": "3",
-                     "nodes": "N0", "metastasis": "M0", "resectability": "resectable"}).model_dump(mode="json")
+    rec = recommend(
+        {
+            "histology": "leiomyosarcoma",
+            "primary_site": site,
+            "size_cm": 8.0,
+            "grade": "3",
+            "nodes": "N0",
+            "metastasis": "M0",
+            "resectability": "resectable",
+        }
+    ).model_dump(mode="json")
     assert rec["stage"] is None
     # still classified in the retroperitoneal/intra-abdominal groups
     assert rec["patient_group"]["id"] == "retroperitoneal.resectable"

@@ -21,8 +21,13 @@ from conftest_service import pg_url_or_skip
 from sarcoma_cds import recommend
 from sarcoma_cds.store import AuditStore, facts_digest
 
-FACTS = {"histology": "gist", "primary_site": "stomach", "pdgfra_mutation": "d842v", "metastasis": "M1",
-         "metastatic_sites": ["lung", "liver"]}
+FACTS = {
+    "histology": "gist",
+    "primary_site": "stomach",
+    "pdgfra_mutation": "d842v",
+    "metastasis": "M1",
+    "metastatic_sites": ["lung", "liver"],
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,13 +57,19 @@ def test_record_and_read(store: AuditStore) -> None:
     aid = store.record_recommendation(rec, FACTS, interface="rest", caller=caller, request_id="r1")
     got = store.get_record(aid)
     assert got is not None
-    assert got["caller"] == caller and got["interface"] == "rest" and got["kb_hash"] == rec.guideline.content_hash
+    assert (
+        got["caller"] == caller
+        and got["interface"] == "rest"
+        and got["kb_hash"] == rec.guideline.content_hash
+    )
     assert got["kb_version"] == rec.guideline.version and got["facts_digest"] == facts_digest(FACTS)
     assert got["raw_facts"] is None and got["group_id"] == "gist.recurrent_or_metastatic"
     assert got["statuses"]["options"]["1/targeted_systemic_therapy/avapritinib"] == "preferred"
     assert got["recommendation"]["patient_group"]["id"] == "gist.recurrent_or_metastatic"
     assert got["created_at"].endswith("+00:00")
-    raw = store.record_recommendation(rec, FACTS, interface="web", caller=caller, request_id="r2", store_raw=True)
+    raw = store.record_recommendation(
+        rec, FACTS, interface="web", caller=caller, request_id="r2", store_raw=True
+    )
     assert store.get_record(raw)["raw_facts"]["pdgfra_mutation"] == "d842v"
     d = store.record_decision(aid, outcome="overridden", caller="dr-x", treatment="imatinib",
                               override_reason={"code": "mdt-decision"}, note="tumour board")
@@ -68,7 +79,9 @@ def test_record_and_read(store: AuditStore) -> None:
 def test_write_is_all_or_nothing(store: AuditStore) -> None:
     rec = recommend(FACTS)
     card = str(uuid.uuid4())
-    store.record_recommendation(rec, FACTS, interface="cds-hooks", caller="c", request_id="r", card_uuids=[card])
+    store.record_recommendation(
+        rec, FACTS, interface="cds-hooks", caller="c", request_id="r", card_uuids=[card]
+    )
     before = store.count()
     from sqlalchemy.exc import IntegrityError
 
@@ -92,7 +105,10 @@ def test_jti_replay(store: AuditStore) -> None:
 def test_paging_and_export(tmp_path: Path) -> None:
     s = AuditStore.open(f"sqlite:///{tmp_path / 'p.sqlite3'}")
     rec = recommend(FACTS)
-    ids = [s.record_recommendation(rec, FACTS, interface="rest", caller="c", request_id=str(i)) for i in range(7)]
+    ids = [
+        s.record_recommendation(rec, FACTS, interface="rest", caller="c", request_id=str(i))
+        for i in range(7)
+    ]
     seen, after = [], 0
     while True:
         items, nxt = s.page(limit=3, after=after)
@@ -128,7 +144,7 @@ def test_migrations_idempotent_and_match_models(db_url: str) -> None:
     assert diff == [], diff
 
 
-WRITER = r"""
+WRITER = """
 import sys
 from sarcoma_cds import recommend
 from sarcoma_cds.store import AuditStore
@@ -137,7 +153,8 @@ facts = {"histology": "gist", "primary_site": "stomach", "metastasis": "M1"}
 rec = recommend(facts)
 i = 0
 while True:
-    aid = s.record_recommendation(rec, facts, interface="rest", caller="crash-test", request_id=f"r{i}",
+    aid = s.record_recommendation(rec, facts, interface="rest", caller="crash-test", \
+request_id=f"r{i}",
                                   card_uuids=[f"{sys.argv[2]}-{i}"], service_id="x")
     print(aid, flush=True)
     i += 1
@@ -165,7 +182,11 @@ def test_sigkill_mid_run_loses_no_committed_record(db_url: str) -> None:
         for aid in committed:
             r = s.get_record(aid)
             assert r is not None, aid
-            assert r["caller"] == "crash-test" and r["statuses"] is not None and r["kb_hash"].startswith("sha256:")
+            assert (
+                r["caller"] == "crash-test"
+                and r["statuses"] is not None
+                and r["kb_hash"].startswith("sha256:")
+            )
         if s.engine.dialect.name == "sqlite":
             with s.engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"

@@ -61,7 +61,11 @@ def test_home_lists_every_group_by_site(client: TestClient) -> None:
     kb = load_kb()
     for g in kb.data.groups:
         assert f'href="/groups/{g.id}"' in r.text
-    for site in ("Extremity and trunk", "Retroperitoneal and intra-abdominal", "Gastrointestinal stromal tumour (GIST)"):
+    for site in (
+        "Extremity and trunk",
+        "Retroperitoneal and intra-abdominal",
+        "Gastrointestinal stromal tumour (GIST)",
+    ):
         assert site in r.text
     assert "do not replace the judgement" in r.text  # disclaimer on every page
     assert '<form class="search" role="search" action="/search"' in r.text
@@ -85,7 +89,11 @@ def test_group_page_and_api_share_the_path(client: TestClient) -> None:
     if r.status_code == 404:
         pytest.skip("no REST API mounted")
     assert r.headers["content-type"].startswith("application/json")
-    assert client.get("/groups/gist.unresectable", headers=HTML).headers["content-type"].startswith("text/html")
+    assert (
+        client.get("/groups/gist.unresectable", headers=HTML)
+        .headers["content-type"]
+        .startswith("text/html")
+    )
 
 
 def test_unknown_group_is_404(client: TestClient) -> None:
@@ -112,7 +120,9 @@ def test_form_has_a_labelled_control_for_every_fact(client: TestClient) -> None:
     html = client.get("/patient").text
     for name in FACT_FIELDS:
         assert f'id="f-{name}"' in html, name
-        assert (f'for="f-{name}"' in html) or re.search(rf'id="f-{name}"[^>]*>\s*<legend>', html), name
+        assert (f'for="f-{name}"' in html) or re.search(rf'id="f-{name}"[^>]*>\s*<legend>', html), (
+            name
+        )
         values = _literal_values(PatientFacts.model_fields[name].annotation)
         for v in values or []:
             assert f'value="{v}"' in html, (name, v)
@@ -146,7 +156,9 @@ def test_gist_d842v_imatinib_not_recommended_avapritinib_preferred(client: TestC
 
 
 def test_out_of_scope(client: TestClient) -> None:
-    r = client.post("/patient", data={"histology": "rhabdomyosarcoma", "primary_site": "lower_extremity"})
+    r = client.post(
+        "/patient", data={"histology": "rhabdomyosarcoma", "primary_site": "lower_extremity"}
+    )
     assert r.status_code == 200
     t = text(r.text)
     assert "Outside the algorithm’s scope" in t
@@ -160,7 +172,9 @@ def test_validation_messages_sit_next_to_their_field(client: TestClient) -> None
     r = client.post("/patient", data=bad)
     assert r.status_code == 422
     for field in ("size_cm", "metastatic_burden", "ecog"):
-        m = re.search(rf'id="f-{field}".*?<p class="field-error" id="e-{field}">(.*?)</p>', r.text, flags=re.S)
+        m = re.search(
+            rf'id="f-{field}".*?<p class="field-error" id="e-{field}">(.*?)</p>', r.text, flags=re.S
+        )
         assert m, field
         assert 'aria-invalid="true"' in r.text
     assert "expected a number" in r.text
@@ -178,7 +192,14 @@ def test_required_fields(client: TestClient) -> None:
 
 
 def test_prefill_from_query(client: TestClient) -> None:
-    r = client.get("/patient", params={"histology": "gist", "primary_site": "stomach", "prior_therapies": ["imatinib_standard_dose", "sunitinib"]})
+    r = client.get(
+        "/patient",
+        params={
+            "histology": "gist",
+            "primary_site": "stomach",
+            "prior_therapies": ["imatinib_standard_dose", "sunitinib"],
+        },
+    )
     assert '<option value="gist" selected>' in r.text
     assert 'value="sunitinib" checked' in r.text
 
@@ -202,7 +223,9 @@ def test_what_if_varies_missing_and_decisive_facts(client: TestClient) -> None:
 
 @pytest.fixture(scope="module")
 def case_url(client: TestClient) -> str:
-    r = client.post("/cases", data={**EXTREMITY_III, "case_label": "MDT 1 / case 3"}, follow_redirects=False)
+    r = client.post(
+        "/cases", data={**EXTREMITY_III, "case_label": "MDT 1 / case 3"}, follow_redirects=False
+    )
     assert r.status_code == 303
     return str(r.headers["location"])
 
@@ -217,12 +240,22 @@ def test_saved_case_reopens(client: TestClient, case_url: str) -> None:
 
 
 def test_decision_recorded_with_validation(client: TestClient, case_url: str) -> None:
-    r = client.post(case_url + "/decision", data={"outcome": "overridden", "chosen": "", "rationale": ""})
+    r = client.post(
+        case_url + "/decision", data={"outcome": "overridden", "chosen": "", "rationale": ""}
+    )
     assert r.status_code == 422
     assert "Name the option that was chosen" in r.text and "Give the reason" in r.text
-    r = client.post(case_url + "/decision", data={
-        "outcome": "overridden", "chosen": "excision", "rationale": "Declined radiotherapy before surgery.",
-        "clinician": "MDT chair", "next": "board"}, follow_redirects=False)
+    r = client.post(
+        case_url + "/decision",
+        data={
+            "outcome": "overridden",
+            "chosen": "excision",
+            "rationale": "Declined radiotherapy before surgery.",
+            "clinician": "MDT chair",
+            "next": "board",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"].endswith("/board")
     board = client.get(case_url + "/board").text
     assert "Chose another option" in board and "Declined radiotherapy before surgery." in board
@@ -248,7 +281,10 @@ def test_patient_summary_is_plain(client: TestClient, case_url: str) -> None:
     t = text(r.text).lower()
     assert "discussion aid" in t and "not a treatment plan" in t
     for jargon in ("mg", "ifosfamide", "doxorubicin", "neoadjuvant", "fnclcc", "iiib", "ajcc"):
-        assert not re.search(rf"\b{jargon}\b", t.split("skip to content")[-1].split("decision support, not an order")[0]), jargon
+        assert not re.search(
+            rf"\b{jargon}\b",
+            t.split("skip to content")[-1].split("decision support, not an order")[0],
+        ), jargon
 
 
 def test_diagram_svg(client: TestClient, case_url: str) -> None:
@@ -309,7 +345,9 @@ def test_import_fhir_bundle(client: TestClient) -> None:
     path = FIXTURES / "fhir" / "gist-pdgfra-d842v.json"
     if not path.exists():
         pytest.skip("no FHIR fixture")
-    r = client.post("/import", files={"file": (path.name, path.read_bytes(), "application/fhir+json")})
+    r = client.post(
+        "/import", files={"file": (path.name, path.read_bytes(), "application/fhir+json")}
+    )
     if "FHIR import needs the service layer" in r.text:
         pytest.skip("no FHIR service layer")
     assert r.status_code in (200, 422)
@@ -364,8 +402,14 @@ def test_bottom_line_without_a_preferred_choice_lists_the_alternatives() -> None
     facts, rec = _rec("03-extremity.stage_iii_resectable.json")
     bl = bottom_line(rec, facts)
     assert bl.stage == "IIIA" and not bl.preferred
-    assert bl.alternatives == ["Neoadjuvant radiotherapy or chemoradiation", "Neoadjuvant systemic therapy", "Excision"]
-    assert len(bl.caution) == 1 and not bl.risk_not_applicable  # same regimens: their two reasons on one line
+    assert bl.alternatives == [
+        "Neoadjuvant radiotherapy or chemoradiation",
+        "Neoadjuvant systemic therapy",
+        "Excision",
+    ]
+    assert (
+        len(bl.caution) == 1 and not bl.risk_not_applicable
+    )  # same regimens: their two reasons on one line
     assert bl.caution[0].reason.count("Grade 3") == 1
     assert "3 alternative pathways, none preferred" in bl.sentence
 
@@ -378,10 +422,18 @@ def test_bottom_line_for_an_unpinned_group_reports_what_holds_and_what_is_missin
     assert bl.group == "Not yet decided between 2 groups"
     assert bl.candidates == ["EXTREMITY.STAGE_III_RESECTABLE", "EXTREMITY.STAGE_III_UNRESECTABLE"]
     assert [f for f, _ in bl.missing] == ["resectability"]
-    rec["across_candidates"] = [{"drugs": ["imatinib"], "status": "not_recommended", "reasons": ["r"],
-                                 "groups": rec["candidate_groups"]},
-                                {"drugs": ["x"], "status": "preferred", "reasons": [], "groups": ["one"]}]
-    assert bottom_line(rec, facts).holds == [("not_recommended", "imatinib", "r")]  # only if in every group
+    rec["across_candidates"] = [
+        {
+            "drugs": ["imatinib"],
+            "status": "not_recommended",
+            "reasons": ["r"],
+            "groups": rec["candidate_groups"],
+        },
+        {"drugs": ["x"], "status": "preferred", "reasons": [], "groups": ["one"]},
+    ]
+    assert bottom_line(rec, facts).holds == [
+        ("not_recommended", "imatinib", "r")
+    ]  # only if in every group
 
 
 def test_bottom_line_out_of_scope() -> None:
@@ -395,7 +447,10 @@ def test_bottom_line_out_of_scope() -> None:
 def test_risk_applies_only_to_localised_gist() -> None:
     from sarcoma_cds.interfaces.web.present import risk_applies
 
-    assert risk_applies({"metastasis": "M0", "disease_status": "primary"}, {"patient_group": {"id": "gist.unresectable"}})
+    assert risk_applies(
+        {"metastasis": "M0", "disease_status": "primary"},
+        {"patient_group": {"id": "gist.unresectable"}},
+    )
     assert not risk_applies({"metastasis": "M1"}, {})
     assert not risk_applies({"disease_status": "recurrent"}, {})
 
@@ -416,7 +471,9 @@ def test_bottom_line_heads_case_and_board_pages(client: TestClient, suffix: str)
     assert html.index('id="bl-h"') < html.index("Targeted systemic therapy")
     # (the collapsed "How this was worked out" is the engine's audit trail, regimen by regimen)
     t = text(re.sub(r'<details class="panel explanation".*?</details>', "", html, flags=re.S))
-    once = 1 if suffix else 2  # item 3: each reason once (the case page: bottom line + regimen table)
+    once = (
+        1 if suffix else 2
+    )  # item 3: each reason once (the case page: bottom line + regimen table)
     assert t.count("No NTRK gene fusion; TRK inhibitors do not match") == once
     assert t.count("Not SDH-deficient; in this setting") == once
     assert "Not used here: the AFIP and NIH schemes" in t  # item 5
@@ -431,7 +488,9 @@ def test_bottom_line_on_the_result_page(client: TestClient) -> None:
 
 
 def test_risk_cards_stay_for_localised_gist(client: TestClient) -> None:
-    html = client.get(_save(client, "13-gist.resectable_significant_morbidity.json"), headers=HTML).text
+    html = client.get(
+        _save(client, "13-gist.resectable_significant_morbidity.json"), headers=HTML
+    ).text
     assert "GIST risk · AFIP" in text(html) and "Not used here" not in text(html)
 
 
@@ -458,9 +517,15 @@ def test_board_pdf_is_one_a4_page_for_every_example(client: TestClient, name: st
     # the board's override with a long rationale must not push the sheet onto a second page
     client.post(url + "/decision", data={"outcome": "deferred", "rationale": "Await the MRI. " * 20,
                                          "clinician": "MDT chair"})
-    client.post(url + "/decision", data={"outcome": "overridden", "chosen": _first_choice(client, url),
-                                         "rationale": "Patient preference, discussed at length. " * 40,
-                                         "clinician": "MDT chair"})
+    client.post(
+        url + "/decision",
+        data={
+            "outcome": "overridden",
+            "chosen": _first_choice(client, url),
+            "rationale": "Patient preference, discussed at length. " * 40,
+            "clinician": "MDT chair",
+        },
+    )
     r = client.get(url + "/board.pdf")
     assert r.status_code == 200 and r.content.startswith(b"%PDF")
     assert pdf_pages(r.content) == 1, name
@@ -468,13 +533,18 @@ def test_board_pdf_is_one_a4_page_for_every_example(client: TestClient, name: st
 
 
 def _first_choice(client: TestClient, url: str) -> str:
-    m = re.search(r'<select id="d-chosen" name="chosen"[^>]*>\s*<option value="">—</option>\s*<option value="([^"]+)"',
-                  client.get(url, headers=HTML).text)
+    m = re.search(
+        r'<select id="d-chosen" name="chosen"[^>]*>\s*<option value="">—</option>\s*<option '
+        r'value="([^"]+)"',
+        client.get(url, headers=HTML).text,
+    )
     return m.group(1) if m else ""
 
 
 def test_board_sheet_shows_the_preferred_choice_first(client: TestClient) -> None:
-    html = client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/board", headers=HTML).text
+    html = client.get(
+        _save(client, "gist-pdgfra-d842v-metastatic.json") + "/board", headers=HTML
+    ).text
     sheet = html[html.index('class="board sheet"'):]
     assert sheet.index("avapritinib") < sheet.index("imatinib")
     assert "9 ruled out" in text(sheet)
@@ -484,11 +554,17 @@ def test_decision_form_preselects_nothing_and_checks_the_option(client: TestClie
     url = _save(client, "03-extremity.stage_iii_resectable.json")
     html = client.get(url, headers=HTML).text
     assert not re.search(r'name="outcome" value="[a-z]+" checked', html)
-    r = client.post(url + "/decision", data={"outcome": "overridden", "chosen": "imatinib_for_everyone",
-                                             "rationale": "x"}, headers=HTML)
+    r = client.post(
+        url + "/decision",
+        data={"outcome": "overridden", "chosen": "imatinib_for_everyone", "rationale": "x"},
+        headers=HTML,
+    )
     assert r.status_code == 422 and "Choose one of this case" in r.text
-    ok = client.post(url + "/decision", data={"outcome": "overridden", "chosen": _first_choice(client, url),
-                                              "rationale": "x"}, follow_redirects=False)
+    ok = client.post(
+        url + "/decision",
+        data={"outcome": "overridden", "chosen": _first_choice(client, url), "rationale": "x"},
+        follow_redirects=False,
+    )
     assert ok.status_code == 303
 
 
@@ -512,8 +588,16 @@ def test_form_messages_in_plain_words() -> None:
 
     assert plain_message("Input should be less than or equal to 4") == "must be 4 or less"
     assert plain_message("Input should be greater than or equal to 0") == "must be 0 or more"
-    errs = validate({"histology": "gist", "primary_site": "stomach", "ecog": 7, "mitotic_rate_per_5mm2": -1,
-                     "disease_status": "primary", "progression_extent": "limited"})
+    errs = validate(
+        {
+            "histology": "gist",
+            "primary_site": "stomach",
+            "ecog": 7,
+            "mitotic_rate_per_5mm2": -1,
+            "disease_status": "primary",
+            "progression_extent": "limited",
+        }
+    )
     flat = " ".join(m for ms in errs.values() for m in ms)
     assert "Input should" not in flat and "_" not in flat
     assert "disease status progressive" in flat
@@ -532,7 +616,9 @@ def test_ecog_is_a_choice_and_ntrk_sits_outside_the_gist_section(client: TestCli
 def test_search_links_drug_places_and_tolerates_a_typo(client: TestClient) -> None:
     html = client.get("/search?q=avapritinib", headers=HTML).text
     drugs = html[html.index('id="h-drug"'):]
-    assert re.search(r'<a href="/groups/gist\.unresectable#step-1-targeted_systemic_therapy">', drugs)
+    assert re.search(
+        r'<a href="/groups/gist\.unresectable#step-1-targeted_systemic_therapy">', drugs
+    )
     typo = client.get("/search?q=avaprtinib", headers=HTML).text
     assert "showing the closest spelling" in typo and "avapritinib" in typo
     assert "0 results" in client.get("/search?q=xyzzy", headers=HTML).text
@@ -540,15 +626,25 @@ def test_search_links_drug_places_and_tolerates_a_typo(client: TestClient) -> No
 
 def test_import_over_256_kib_answers_with_the_page(client: TestClient) -> None:
     big = b'{"histology": "gist", "primary_site": "stomach", "pad": "' + b"x" * (300 * 1024) + b'"}'
-    r = client.post("/import", files={"file": ("facts.json", big, "application/json")}, headers=HTML)
+    r = client.post(
+        "/import", files={"file": ("facts.json", big, "application/json")}, headers=HTML
+    )
     assert r.headers["content-type"].startswith("text/html")
-    assert r.status_code == 422 and "Unknown fields" in r.text  # read by the page, not refused as JSON
+    assert (
+        r.status_code == 422 and "Unknown fields" in r.text
+    )  # read by the page, not refused as JSON
     huge = b"x" * (1024 * 1024 + 10)
-    r = client.post("/import", files={"file": ("facts.json", huge, "application/json")}, headers=HTML)
+    r = client.post(
+        "/import", files={"file": ("facts.json", huge, "application/json")}, headers=HTML
+    )
     assert r.headers["content-type"].startswith("text/html") and "larger than 1 MB" in r.text
-    r = client.post("/import", files={"file": ("facts.json", b"x" * (3 * 1024 * 1024), "application/json")})
+    r = client.post(
+        "/import", files={"file": ("facts.json", b"x" * (3 * 1024 * 1024), "application/json")}
+    )
     assert r.status_code == 413 and r.headers["content-type"].startswith("text/html")
-    assert client.post("/recommend", content=b"x" * (300 * 1024)).status_code == 413  # the API keeps 256 KiB
+    assert (
+        client.post("/recommend", content=b"x" * (300 * 1024)).status_code == 413
+    )  # the API keeps 256 KiB
 
 
 def test_api_docs_load_nothing_from_a_cdn(client: TestClient) -> None:
@@ -562,9 +658,15 @@ def test_api_docs_load_nothing_from_a_cdn(client: TestClient) -> None:
     assert client.get("/api/docs-static/swagger-ui-bundle.js").status_code == 200
 
 
-def test_patient_summary_keeps_the_alternatives_apart_and_says_spread_not_come_back(client: TestClient) -> None:
-    t = text(client.get(_save(client, "03-extremity.stage_iii_resectable.json") + "/patient-summary",
-                        headers=HTML).text)
+def test_patient_summary_keeps_the_alternatives_apart_and_says_spread_not_come_back(
+    client: TestClient,
+) -> None:
+    t = text(
+        client.get(
+            _save(client, "03-extremity.stage_iii_resectable.json") + "/patient-summary",
+            headers=HTML,
+        ).text
+    )
     assert "There are 3 possible ways to go" in t and "Way 1" in t and "Way 3" in t
     assert "A main first treatment" not in t and "Usually added" not in t
     t = text(client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/patient-summary",
@@ -574,11 +676,19 @@ def test_patient_summary_keeps_the_alternatives_apart_and_says_spread_not_come_b
 
 
 
-def test_diagram_tells_the_stage_iii_groups_apart_and_names_regimen_and_genotype(client: TestClient) -> None:
+def test_diagram_tells_the_stage_iii_groups_apart_and_names_regimen_and_genotype(
+    client: TestClient,
+) -> None:
     svg = client.get(_save(client, "03-extremity.stage_iii_resectable.json") + "/diagram.svg").text
     texts = " ".join(re.findall(r">([^<>]+)</text>", svg))
-    assert "resectable" in texts and "unresectable" in texts and "…" not in "".join(
-        re.findall(r'font-weight="700" fill="#(?:1c2733|5b6875)">([^<]+)</text>', svg))  # group labels whole
+    assert (
+        "resectable" in texts
+        and "unresectable" in texts
+        and "…"
+        not in "".join(
+            re.findall(r'font-weight="700" fill="#(?:1c2733|5b6875)">([^<]+)</text>', svg)
+        )
+    )  # group labels whole
     assert "Stage IIIA" in texts
     svg = client.get(_save(client, "gist-pdgfra-d842v-metastatic.json") + "/diagram.svg").text
     assert "PDGFRA D842V" in svg and "avapritinib" in svg
@@ -597,7 +707,11 @@ def test_tumour_board_mode_lists_the_day_and_walks_the_sheets(tmp_path: Path) ->
     one = c.get("/board/1", headers=HTML).text
     assert "Case 1 of 2" in one and 'href="/board/2" rel="next"' in one and 'id="bl-h"' in one
     assert 'name="next" value="/board/1"' in one
-    r = c.post(first + "/decision", data={"outcome": "deferred", "next": "/board/1"}, follow_redirects=False)
+    r = c.post(
+        first + "/decision",
+        data={"outcome": "deferred", "next": "/board/1"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/board/1"
     assert "Decision: Deferred" in c.get("/board", headers=HTML).text
     assert c.get("/board/3", headers=HTML).status_code == 404
@@ -627,7 +741,9 @@ def test_what_if_varies_the_size_too(client: TestClient) -> None:
 
 @pytest.mark.parametrize("brand,generic", [("Gleevec", "imatinib"), ("sutent", "sunitinib"),
                                            ("Yondelis", "trabectedin")])
-def test_search_finds_a_drug_by_its_brand_name(client: TestClient, brand: str, generic: str) -> None:
+def test_search_finds_a_drug_by_its_brand_name(
+    client: TestClient, brand: str, generic: str
+) -> None:
     """Brand names come from the FHIR reader's drugs table (one table, with its provenance)."""
     from sarcoma_cds.adapters.fhir.terms import brand_names
 

@@ -42,7 +42,10 @@ def fill(page: Any, selects: dict[str, str], texts: dict[str, str] | None = None
 
 
 def regimen_row(page: Any, drug_text: str) -> Any:
-    return page.locator("table.regimens tr", has=page.locator("td.regimen", has_text=re.compile(rf"^\s*{drug_text}\s*$")))
+    return page.locator(
+        "table.regimens tr",
+        has=page.locator("td.regimen", has_text=re.compile(rf"^\s*{drug_text}\s*$")),
+    )
 
 
 @pytest.mark.parametrize("vp", list(VIEWPORTS))
@@ -51,7 +54,11 @@ def test_browse_to_group(page: Any, vp: str, helpers: Any) -> None:
     page.goto("/")
     assert page.locator("h1").inner_text() == "Treatment algorithm"
     assert page.locator(".group-item").count() == 16
-    for site in ("Extremity and trunk", "Retroperitoneal and intra-abdominal", "Gastrointestinal stromal tumour (GIST)"):
+    for site in (
+        "Extremity and trunk",
+        "Retroperitoneal and intra-abdominal",
+        "Gastrointestinal stromal tumour (GIST)",
+    ):
         assert page.get_by_role("heading", name=re.compile(re.escape(site))).count() == 1
     helpers.shot(page, f"home-{vp}", full_page=False)
     helpers.axe(page, "home")
@@ -112,16 +119,24 @@ def test_extremity_stage_iii(page: Any, vp: str, helpers: Any) -> None:
     helpers.axe(page, "case view")
     helpers.shot(page, "case-laptop", full_page=False)
     helpers.shot_element(page.locator(".diagram-panel"), "diagram-laptop")
-    assert "one of 3 alternatives" in page.locator("svg.diagram").inner_html()  # tied, not "best fit"
+    assert (
+        "one of 3 alternatives" in page.locator("svg.diagram").inner_html()
+    )  # tied, not "best fit"
     page.get_by_role("link", name="Tumour-board summary", exact=True).click()
     page.wait_for_url(re.compile(r"/board$"))
     page.get_by_label("Chose another option").check()
     page.select_option("#d-chosen", value="excision")
-    page.fill("#d-rationale", "Patient declined preoperative radiotherapy; surgery first, adjuvant radiotherapy to be discussed.")
+    page.fill(
+        "#d-rationale",
+        "Patient declined preoperative radiotherapy; surgery first, adjuvant radiotherapy to be "
+        "discussed.",
+    )
     page.fill("#d-clinician", "Sarcoma MDT chair")
     page.get_by_role("button", name="Record decision").click()
     page.wait_for_url(re.compile(r"/board$"))
-    assert "Patient declined preoperative radiotherapy" in page.locator(".board-decision").inner_text()
+    assert (
+        "Patient declined preoperative radiotherapy" in page.locator(".board-decision").inner_text()
+    )
     helpers.axe(page, "tumour-board summary")
     helpers.shot(page, "board-laptop")
     page.emulate_media(media="print")
@@ -200,7 +215,10 @@ def test_validation_and_keyboard(page: Any, helpers: Any) -> None:
     page.wait_for_selector("#error-summary")
     errs = page.locator("#error-summary").inner_text()
     assert "Size" in errs and "Metastatic burden" in errs
-    assert "expected a number" in page.locator(".has-error", has=page.locator("#f-size_cm")).inner_text()
+    assert (
+        "expected a number"
+        in page.locator(".has-error", has=page.locator("#f-size_cm")).inner_text()
+    )
     assert page.locator("#f-size_cm").input_value() == "twelve"  # nothing the user typed is lost
     assert page.evaluate("document.activeElement.id") == "error-summary"
     helpers.shot(page, "validation-laptop", full_page=False)
@@ -208,7 +226,9 @@ def test_validation_and_keyboard(page: Any, helpers: Any) -> None:
 
 
 def test_core_path_without_javascript(browser: Any, server: str) -> None:
-    ctx = browser.new_context(java_script_enabled=False, base_url=server, viewport=VIEWPORTS["laptop"])
+    ctx = browser.new_context(
+        java_script_enabled=False, base_url=server, viewport=VIEWPORTS["laptop"]
+    )
     pg = ctx.new_page()
     try:
         pg.goto("/patient")

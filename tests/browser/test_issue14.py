@@ -40,7 +40,8 @@ def console_errors(page: Any) -> list[str]:
 
 
 def two_cases_at(page: Any, vp: str, second: str, url: str) -> list[str]:
-    """Watch the console, size the viewport, save the stage III case and ``second``, open ``url``."""
+    """Watch the console, size the viewport, save the stage III case and ``second``, open
+    ``url``."""
     errors = console_errors(page)
     page.set_viewport_size(WIDTHS[vp])
     save(page, "03-extremity.stage_iii_resectable.json")
@@ -104,7 +105,9 @@ def test_gist_risk_cards_never_cover_the_group_heading(page: Any, width: int, wh
     cards = page.locator(".facts-cards .card-stat")
     assert cards.count() == 2  # localised GIST: AFIP and NIH stay prominent
     for i in range(cards.count()):
-        assert not overlaps(tb, cards.nth(i).bounding_box()), f"card {i} covers the heading at {width}px"
+        assert not overlaps(tb, cards.nth(i).bounding_box()), (
+            f"card {i} covers the heading at {width}px"
+        )
 
 
 def test_board_prints_the_preferred_choice_first(page: Any) -> None:
@@ -126,7 +129,9 @@ def test_missing_case_and_favicon_have_no_console_error(page: Any) -> None:
 
 
 @pytest.mark.parametrize("vp", list(WIDTHS))
-def test_tabbing_never_hides_the_focused_field_under_the_action_bar(page: Any, vp: str, helpers: Any) -> None:
+def test_tabbing_never_hides_the_focused_field_under_the_action_bar(
+    page: Any, vp: str, helpers: Any
+) -> None:
     """WCAG 2.2 SC 2.4.11 (focus not obscured): every control reached by Tab stays in view."""
     errors = console_errors(page)
     page.set_viewport_size(WIDTHS[vp])
@@ -136,7 +141,10 @@ def test_tabbing_never_hides_the_focused_field_under_the_action_bar(page: Any, v
     bar = page.locator(".form-actions")
     for _ in range(60):
         page.keyboard.press("Tab")
-        tag = page.evaluate("document.activeElement.closest('.form-actions') ? 'bar' : document.activeElement.tagName")
+        tag = page.evaluate(
+            "document.activeElement.closest('.form-actions') ? 'bar' : "
+            "document.activeElement.tagName"
+        )
         if tag == "bar":
             break
         box = page.evaluate("(() => { const r = document.activeElement.getBoundingClientRect();"
@@ -270,7 +278,9 @@ def test_compare_cases(page: Any, vp: str, helpers: Any) -> None:
     page.get_by_role("button", name=re.compile("Compare")).click()
     page.wait_for_url(re.compile(r"/compare\?"))
     assert page.locator(".bottom-line").count() == 2
-    assert "resectability" in page.locator(".data-table").inner_text().lower()  # (headers in capitals)
+    assert (
+        "resectability" in page.locator(".data-table").inner_text().lower()
+    )  # (headers in capitals)
     helpers.axe(page, f"compare {vp}")
     helpers.shot(page, f"issue14-compare-{vp}", full_page=False)
     assert not errors, errors
