@@ -134,6 +134,43 @@ class AuditStore:
             return False
 
     # ------------------------------------------------------------------ writes
+    def build_record(
+        self,
+        rec: Recommendation,
+        facts: Facts,
+        *,
+        interface: str,
+        caller: str,
+        request_id: str,
+        store_raw: bool = False,
+        saved: bool = False,
+        label: str | None = None,
+    ) -> AuditRecord:
+        """The audit row for one served recommendation (not yet written). Kept apart from the
+        write so that the privacy of the row (digest, stored facts) and the way rows are written
+        (one transaction each, or group commits) change independently."""
+        return AuditRecord(
+            id=str(uuid.uuid4()), created_at=_now(), request_id=request_id[:64],
+            caller=caller[:200], interface=interface[:20], kb_version=rec.guideline.version,
+            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts),
+            raw_facts=canonical_facts(facts) if (store_raw or saved) else None,
+            group_id=rec.patient_group.id if rec.patient_group else None,
+            out_of_scope=rec.out_of_scope is not None, statuses=statuses_summary(rec),
+            recommendation=rec.model_dump(mode="json"), saved=saved,
+            label=label[:200] if label else None,
+        )
+
+    def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                     service_id: str | None = None) -> str:
+        """Write one audit row and its CDS cards in one transaction; returns the row's id."""
+        with self.sessions.begin() as s:
+            s.add(row)
+            s.flush()
+            for cu in card_uuids:
+                s.add(CdsCard(uuid=cu, audit_id=row.id, service_id=service_id or "",
+                              created_at=row.created_at))
+        return row.id
+
     def record_recommendation(
         self,
         rec: Recommendation,
@@ -150,25 +187,10 @@ class AuditStore:
     ) -> str:
         """Record one served recommendation (and its CDS cards) in one transaction; returns its
         id."""
-        audit_id = str(uuid.uuid4())
-        now = _now()
-        row = AuditRecord(
-            id=audit_id, created_at=now, request_id=request_id[:64], caller=caller[:200],
-            interface=interface[:20], kb_version=rec.guideline.version,
-            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts),
-            raw_facts=canonical_facts(facts) if (store_raw or saved) else None,
-            group_id=rec.patient_group.id if rec.patient_group else None,
-            out_of_scope=rec.out_of_scope is not None, statuses=statuses_summary(rec),
-            recommendation=rec.model_dump(mode="json"), saved=saved,
-            label=label[:200] if label else None,
-        )
-        with self.sessions.begin() as s:
-            s.add(row)
-            s.flush()
-            for cu in card_uuids:
-                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id or "",
-                              created_at=now))
-        return audit_id
+        row = self.build_record(rec, facts, interface=interface, caller=caller,
+                                request_id=request_id, store_raw=store_raw, saved=saved,
+                                label=label)
+        return self.write_record(row, card_uuids, service_id)
 
     def link_cards(self, audit_id: str, service_id: str, card_uuids: Sequence[str]) -> None:
         """Remember which CDS cards were served for an audit record (one transaction)."""
