@@ -27,9 +27,15 @@ MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
 
 # ------------------------------------------------------------------ app fixtures
 
+#: Host names the test clients use (TestClient's default ``testserver``, BASE_URL's ``cds.test``):
+#: allowed in the tests' settings, never by the production defaults (DNS rebinding, issue 12).
+TEST_HOSTS = ["testserver", "cds.test", "127.0.0.1", "localhost"]
+
+
 def make_settings(tmp_path: Path, **kw: Any) -> Any:
     from sarcoma_cds.interfaces.api.settings import Settings
 
+    kw.setdefault("allowed_hosts", TEST_HOSTS)
     return Settings(data_dir=tmp_path / "data", **kw)
 
 
@@ -317,3 +323,33 @@ def as_bundle(resource: dict[str, Any]) -> dict[str, Any]:
     if resource.get("resourceType") == "Bundle":
         return resource
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
+
+
+# ------------------------------------------------------------------ a browser-like client
+
+def csrf_client_class() -> Any:
+    """A TestClient that, like a browser on the service's own pages, sends the CSRF token of
+    its cookie with every form post (the token is read once from the patient form)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    class CsrfClient(TestClient):
+        _csrf: str | None = None
+
+        def csrf_token(self) -> str:
+            if self._csrf is None:
+                page = super().request("GET", "/patient", headers={"accept": "text/html"})
+                m = re.search(r'name="csrf_token" value="([^"]*)"', page.text)
+                self._csrf = m.group(1) if m else ""
+            return self._csrf
+
+        def request(self, method: str, url: Any, **kw: Any) -> Any:  # type: ignore[override]
+            unsafe = method.upper() in ("POST", "PUT", "PATCH", "DELETE")
+            if unsafe and (kw.get("data") is not None or kw.get("files") is not None):
+                data = kw.get("data") or {}
+                if isinstance(data, dict) and "csrf_token" not in data:
+                    kw["data"] = {**data, "csrf_token": self.csrf_token()}
+            return super().request(method, url, **kw)
+
+    return CsrfClient

@@ -38,7 +38,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
         from sarcoma_cds.interfaces.web import create_web_app
 
         return TestClient(create_web_app(None))
-    return TestClient(create_app(Settings(data_dir=data_dir)))
+    from tests.conftest_service import TEST_HOSTS, csrf_client_class
+
+    # (a browser-like client: the service's forms carry a CSRF token; issue 12)
+    return csrf_client_class()(create_app(Settings(data_dir=data_dir, allowed_hosts=TEST_HOSTS)))
 
 
 def text(html: str) -> str:

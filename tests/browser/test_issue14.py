@@ -25,7 +25,11 @@ def save(page: Any, name: str) -> str:
     from sarcoma_cds.interfaces.web.forms import form_values
 
     facts = json.loads((EXAMPLES / name).read_text())
-    body = urllib.parse.urlencode(form_values(facts), doseq=True)
+    # the form's CSRF token, bound to this browser's cookie, as the page would send it (issue 12)
+    form = page.request.get("/patient").text()
+    token = re.search(r'name="csrf_token" value="([^"]*)"', form)
+    assert token, "the patient form carries no CSRF token"
+    body = urllib.parse.urlencode({**form_values(facts), "csrf_token": token.group(1)}, doseq=True)
     r = page.request.post("/cases", data=body, max_redirects=0,
                           headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status == 303, r.text()[:300]
@@ -205,7 +209,9 @@ def test_api_docs_work_without_internet(page: Any, server: str, url: str, ready:
     # ReDoc's "powered by" footer image is hard-wired to its CDN; nothing else may leave the server
     logo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
     assert [u for u in outside if u != logo] == []
-    assert [e for e in errors if not (logo in outside and "ERR_FAILED" in e)] == [], errors
+    # (the page's Content-Security-Policy now refuses that image before it leaves: issue 12)
+    assert [e for e in errors
+            if not (logo in e or (logo in outside and "ERR_FAILED" in e))] == [], errors
 
 
 @pytest.mark.parametrize("vp", list(WIDTHS))

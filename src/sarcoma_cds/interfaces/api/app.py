@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 
 from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api import (
+    hardening,
     offline_docs,
     routes_audit,
     routes_cds,
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     _mount_web(app, services)
 
+    hardening.install(app, settings)  # host allow-list, origin check, CSRF, security headers
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        path_limits=getattr(app.state, "body_limits", None))
     return app

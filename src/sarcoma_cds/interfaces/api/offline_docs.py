@@ -13,7 +13,7 @@ import importlib.resources
 import logging
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -37,6 +37,16 @@ def assets_dir() -> Path | None:
     return d if (d / "swagger-ui-bundle.js").is_file() else None
 
 
+def _nonced(request: Request, page: HTMLResponse) -> HTMLResponse:
+    """The page with this request's CSP nonce on its inline scripts (the Content-Security-Policy
+    runs no other inline script; see ``hardening``)."""
+    nonce = str(getattr(request.state, "csp_nonce", ""))
+    if not nonce:
+        return page
+    body = bytes(page.body).decode("utf-8").replace("<script>", f'<script nonce="{nonce}">')
+    return HTMLResponse(body, status_code=page.status_code)
+
+
 def install(app: FastAPI, docs_url: str = "/api/docs", redoc_url: str = "/api/redoc") -> None:
     """Add the two documentation pages to ``app`` (create it with ``docs_url=None,
     redoc_url=None``)."""
@@ -52,19 +62,20 @@ def install(app: FastAPI, docs_url: str = "/api/docs", redoc_url: str = "/api/re
         app.mount(ASSETS_URL, StaticFiles(directory=str(static)), name="api-docs-static")
 
     @app.get(docs_url, include_in_schema=False)
-    def swagger() -> HTMLResponse:
+    def swagger(request: Request) -> HTMLResponse:
         if static is None:
-            return get_swagger_ui_html(
+            return _nonced(request, get_swagger_ui_html(
                 openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2
-            )
-        return get_swagger_ui_html(openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2,
-                                   swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-                                   swagger_favicon_url=f"{ASSETS_URL}/favicon.png")
+            ))
+        return _nonced(request, get_swagger_ui_html(
+            openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2,
+            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS_URL}/favicon.png"))
 
     @app.get(oauth2, include_in_schema=False)
-    def swagger_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+    def swagger_redirect(request: Request) -> HTMLResponse:
+        return _nonced(request, get_swagger_ui_oauth2_redirect_html())
 
     @app.get(redoc_url, include_in_schema=False)
     def redoc() -> HTMLResponse:

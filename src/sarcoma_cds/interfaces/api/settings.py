@@ -19,6 +19,10 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(v) if v else None
 
 
+def _list(env: Mapping[str, str], name: str) -> list[str]:
+    return [v.strip() for v in env.get(name, "").split(",") if v.strip()]
+
+
 @dataclass
 class Settings:
     """Everything the service can be configured with. ``Settings.from_env()`` reads the
@@ -35,6 +39,12 @@ class Settings:
     fhir_timeout_s: float = 5.0  # SARCOMA_CDS_FHIR_TIMEOUT
     run_migrations: bool = True
     kb_dir: Path | None = None  # SARCOMA_CDS_KB_DIR: a draft knowledge base to preview (serve --kb)
+    # SARCOMA_CDS_ALLOWED_HOSTS (comma-separated Host names; None: loopback + the base URL's host)
+    allowed_hosts: list[str] | None = None
+    frame_ancestors: str = "'none'"  # SARCOMA_CDS_FRAME_ANCESTORS (CSP frame-ancestors sources)
+    # SARCOMA_CDS_DATA_KEYS: Fernet keys for patient data at rest (first encrypts, all decrypt);
+    # empty: a key made once in <data_dir>/data-key
+    data_keys: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,7 +62,25 @@ class Settings:
             max_body_bytes=int(e.get("SARCOMA_CDS_MAX_BODY_BYTES", "") or 256 * 1024),
             fhir_timeout_s=float(e.get("SARCOMA_CDS_FHIR_TIMEOUT", "") or 5.0),
             kb_dir=_path(e, "SARCOMA_CDS_KB_DIR"),
+            allowed_hosts=_list(e, "SARCOMA_CDS_ALLOWED_HOSTS") or None,
+            frame_ancestors=e.get("SARCOMA_CDS_FRAME_ANCESTORS", "").strip() or "'none'",
+            data_keys=_list(e, "SARCOMA_CDS_DATA_KEYS"),
         )
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names the service answers (DNS rebinding): configured, else the loopback
+        names and the base URL's host."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        out = ["127.0.0.1", "localhost", "[::1]"]
+        if self.base_url:
+            from urllib.parse import urlsplit
+
+            host = urlsplit(self.base_url).hostname
+            if host and host not in out:
+                out.append(host)
+        return out
 
     @property
     def db_url(self) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from markupsafe import Markup
 
 from sarcoma_cds import FACT_FIELDS, InvalidFacts, Recommendation
@@ -60,6 +61,15 @@ def _unit(u: str | None) -> str:
     return (u or "").replace("mm2", "mm²")
 
 
+@pass_context
+def csrf_field(ctx: Any) -> Markup:
+    """The hidden CSRF field of a state-changing form (``{{ csrf_field() }}``); the token is set
+    on the request by the service's hardening middleware (empty without it)."""
+    request = ctx.get("request")
+    token = getattr(getattr(request, "state", None), "csrf_token", "") if request else ""
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
+
+
 def make_templates(backend: WebBackend) -> Jinja2Templates:
     """The Jinja2 environment with the filters and globals every template uses."""
     t = Jinja2Templates(directory=str(TEMPLATES))
@@ -97,6 +107,7 @@ def make_templates(backend: WebBackend) -> Jinja2Templates:
             rec, facts, lambda g: kb.groups[g].label if g in kb.groups else g),
         step_reasons=step_reasons,
         ordered_options=ordered_options,
+        csrf_field=csrf_field,
     )
     return t
 
