@@ -45,6 +45,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, Response
 
+from sarcoma_cds.interfaces.api import log_privacy
 from sarcoma_cds.interfaces.api.problems import problem
 from sarcoma_cds.interfaces.api.secret_key import load_secret_key
 from sarcoma_cds.interfaces.api.settings import Settings
@@ -294,7 +295,9 @@ def csrf_token(request: Request) -> str:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the host allow-list and :class:`HardeningMiddleware` to ``app`` (call once, in
-    ``create_app``, before the body-size limit is added so that it stays outermost)."""
+    ``create_app``, before the body-size limit is added so that it stays outermost), and keep
+    credentials and patient ids out of the logs (``log_privacy``)."""
+    log_privacy.install()
     app.add_middleware(HardeningMiddleware, settings=settings,
                        secret=load_secret_key(settings.data_dir))
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts)

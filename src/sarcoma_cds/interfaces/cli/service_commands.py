@@ -154,18 +154,24 @@ def serve_log_config(verbose: bool, *, local_only: bool, cds_clients: bool) -> d
     """
     handler: dict[str, Any] = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                                "formatter": "plain"}
-    filters: dict[str, Any] = {}
+    # no patient ids, FHIR queries or credentials in any line, verbose or not (issue 12)
+    filters: dict[str, Any] = {"redact": {"()": "sarcoma_cds.interfaces.api.log_privacy."
+                                                "RedactFilter"}}
+    handler["filters"] = ["redact"]
     if not verbose:
         filters["startup"] = {"()": f"{__name__}.StartupNotes", "local_only": local_only,
                               "cds_clients": cds_clients}
-        handler["filters"] = ["startup"]
+        handler["filters"].append("startup")
+    loggers: dict[str, Any] = {"sarcoma_cds": {"level": "INFO"}}
+    # the HTTP clients' INFO lines carry every URL fetched (Patient/<id>, user:pw@): never shown
+    loggers.update({name: {"level": "WARNING"} for name in ("httpx", "httpcore", "hpack")})
     return {
         "version": 1, "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
         "filters": filters,
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": "INFO" if verbose else "WARNING"},
-        "loggers": {"sarcoma_cds": {"level": "INFO"}},
+        "loggers": loggers,
     }
 
 
