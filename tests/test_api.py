@@ -82,7 +82,7 @@ def test_recommendation_and_audit_record(service_app: TestClient) -> None:
     assert body["patient_group"]["id"] == "gist.recurrent_or_metastatic"
     rec = service_app.app_services.store.get_record(r.headers["X-Audit-ID"])  # type: ignore[attr-defined]
     assert rec["interface"] == "rest" and rec["group_id"] == "gist.recurrent_or_metastatic"
-    assert rec["facts_digest"].startswith("sha256:") and rec["raw_facts"] is None
+    assert rec["facts_digest"].startswith("hmac-sha256:") and rec["raw_facts"] is None
     assert rec["request_id"] == r.headers["X-Request-ID"]
     assert rec["statuses"]["options"]["1/targeted_systemic_therapy/imatinib"] == "not_recommended"
 

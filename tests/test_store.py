@@ -140,7 +140,7 @@ def test_migrations_idempotent_and_match_models(db_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     s.close()
-    assert version == "0002"
+    assert version == "0003"
     assert diff == [], diff
 
 

@@ -3,11 +3,13 @@
 Three kinds of record:
 
 * ``audit_records``: one row per recommendation served, on any interface
-  (REST, FHIR, CDS Hooks, web). By default it holds a SHA-256 digest of the
-  canonical input facts, never the facts themselves (``raw_facts`` is filled only
+  (REST, FHIR, CDS Hooks, web). By default it holds a keyed digest (HMAC-SHA256;
+  ``sha256:`` in rows written before issue 12) of the canonical input facts, never
+  the facts themselves (``raw_facts`` is filled only
   when ``SARCOMA_CDS_STORE_RAW_FACTS=1``, or when a clinician explicitly saves a
   case in the web app). The recommendation as served is kept so the record shows
-  what the clinician saw.
+  what the clinician saw. Stored facts, the case label and the recommendation are
+  encrypted (``store/crypto.py``).
 * ``cds_cards``: the uuid of every CDS Hooks card served, pointing at its audit
   record, so card feedback can be joined back to the recommendation.
 * ``feedback``: CDS Hooks feedback (accepted / overridden with override reasons)
@@ -50,7 +52,8 @@ class AuditRecord(Base):
     statuses: Mapped[dict[str, Any]] = mapped_column(JSON)
     recommendation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     saved: Mapped[bool] = mapped_column(Boolean, default=False)
-    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # free text that may name the patient: stored encrypted, hence Text (migration 0003)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class CdsCard(Base):

@@ -1,7 +1,11 @@
 """Repository of the audit store: every write is one transaction, written whole or not at all.
 
-Nothing here logs patient data. Facts are reduced to a SHA-256 digest of their
-canonical JSON form unless raw storage is switched on (or a clinician saves a case).
+Nothing here logs patient data. Facts are reduced to a digest of their canonical JSON form
+unless raw storage is switched on (or a clinician saves a case). With a
+:class:`~sarcoma_cds.store.crypto.DataCipher` (the service always gives one), the digest is a
+keyed ``hmac-sha256:`` and the stored facts, the case label and the recommendation are
+encrypted; the readers decrypt them. Without one (a bare library use) rows are written as
+before (``sha256:``, in the clear).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sarcoma_cds.domain.facts import LIST_FIELDS, PatientFacts
 from sarcoma_cds.domain.recommendation import Recommendation
+from sarcoma_cds.store.crypto import DataCipher, DataKeyError, is_sealed_json, is_sealed_text
 from sarcoma_cds.store.db import make_engine, migrate
 from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
 
@@ -47,9 +52,18 @@ def canonical_facts(facts: Facts) -> dict[str, Any]:
     return data
 
 
-def facts_digest(facts: Facts) -> str:
-    """``sha256:<hex>`` of the canonical JSON of the facts (sorted keys, no whitespace)."""
-    blob = json.dumps(canonical_facts(facts), sort_keys=True, separators=(",", ":"))
+def canonical_json(facts: Facts) -> str:
+    """The canonical JSON of the facts (sorted keys, no whitespace)."""
+    return json.dumps(canonical_facts(facts), sort_keys=True, separators=(",", ":"))
+
+
+def facts_digest(facts: Facts, cipher: DataCipher | None = None) -> str:
+    """``hmac-sha256:<hex>`` of the canonical JSON of the facts under the cipher's digest key;
+    without a cipher the unkeyed ``sha256:<hex>`` (reversible by brute force: library use
+    only)."""
+    blob = canonical_json(facts)
+    if cipher is not None:
+        return cipher.digest(blob)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -75,6 +89,23 @@ def statuses_summary(rec: Recommendation) -> dict[str, Any]:
     return out
 
 
+def _safe_text(value: str) -> str:
+    """Free text as every database stores it: NUL (which PostgreSQL text refuses) becomes
+    U+FFFD, the replacement character."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _safe_json(value: Any) -> Any:
+    """A JSON value with NUL replaced in every string (keys too)."""
+    if isinstance(value, str):
+        return _safe_text(value)
+    if isinstance(value, dict):
+        return {_safe_text(str(k)): _safe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe_json(v) for v in value]
+    return value
+
+
 def _utc(dt: datetime) -> datetime:
     """A stored time as UTC (SQLite hands times back without their zone)."""
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -84,28 +115,58 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def record_dict(r: AuditRecord, *, with_recommendation: bool = False) -> dict[str, Any]:
+def _opened(cipher: DataCipher | None, value: Any, text: bool, field: str,
+            unreadable: list[str]) -> Any:
+    """A stored value decrypted (None, and the field named in ``unreadable``, when the row is
+    encrypted and the key is missing)."""
+    sealed = is_sealed_text(value) if text else is_sealed_json(value)
+    if not sealed:
+        return value
+    if cipher is None:
+        unreadable.append(field)
+        return None
+    try:
+        return cipher.open_text(value) if text else cipher.open_json(value)
+    except DataKeyError:
+        unreadable.append(field)
+        return None
+
+
+def record_dict(r: AuditRecord, *, with_recommendation: bool = False,
+                cipher: DataCipher | None = None) -> dict[str, Any]:
+    """An audit row as a dict, its encrypted fields decrypted; ``unreadable`` lists the fields
+    that the configured keys cannot decrypt (their value is None)."""
+    unreadable: list[str] = []
     d: dict[str, Any] = {
         "seq": r.seq, "id": r.id, "created_at": _utc(r.created_at).isoformat(),
         "request_id": r.request_id, "caller": r.caller, "interface": r.interface,
         "kb_version": r.kb_version, "kb_hash": r.kb_hash, "facts_digest": r.facts_digest,
         "group_id": r.group_id, "out_of_scope": r.out_of_scope, "statuses": r.statuses,
-        "saved": r.saved, "label": r.label, "raw_facts": r.raw_facts,
+        "saved": r.saved, "label": _opened(cipher, r.label, True, "label", unreadable),
+        "raw_facts": _opened(cipher, r.raw_facts, False, "raw_facts", unreadable),
     }
     if with_recommendation:
-        d["recommendation"] = r.recommendation
+        d["recommendation"] = _opened(cipher, r.recommendation, False, "recommendation",
+                                      unreadable)
+    if unreadable:
+        d["unreadable"] = unreadable
     return d
 
 
-def feedback_dict(f: Feedback) -> dict[str, Any]:
-    return {
+def feedback_dict(f: Feedback, cipher: DataCipher | None = None) -> dict[str, Any]:
+    unreadable: list[str] = []
+    note = _opened(cipher, f.note, True, "note", unreadable)
+    d = {
         "id": f.id, "created_at": _utc(f.created_at).isoformat(),
         "kind": f.kind, "audit_id": f.audit_id, "service_id": f.service_id,
         "card_uuid": f.card_uuid, "outcome": f.outcome,
         "outcome_at": _utc(f.outcome_at).isoformat() if f.outcome_at else None,
         "override_reason": f.override_reason, "accepted_suggestions": f.accepted_suggestions,
-        "treatment": f.treatment, "note": f.note, "caller": f.caller,
+        "treatment": f.treatment, "note": note, "caller": f.caller,
     }
+    if unreadable:
+        d["unreadable"] = unreadable
+    return d
 
 
 @dataclass
@@ -114,13 +175,15 @@ class AuditStore:
 
     engine: Engine
     sessions: sessionmaker[Session]
+    cipher: DataCipher | None = None  # encrypts stored patient data, keys the facts digest
 
     @classmethod
-    def open(cls, url: str, *, run_migrations: bool = True) -> AuditStore:
+    def open(cls, url: str, *, run_migrations: bool = True,
+             cipher: DataCipher | None = None) -> AuditStore:
         engine = make_engine(url)
         if run_migrations:
             migrate(engine)
-        return cls(engine, sessionmaker(engine, expire_on_commit=False))
+        return cls(engine, sessionmaker(engine, expire_on_commit=False), cipher)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -148,16 +211,27 @@ class AuditStore:
     ) -> AuditRecord:
         """The audit row for one served recommendation (not yet written). Kept apart from the
         write so that the privacy of the row (digest, stored facts) and the way rows are written
-        (one transaction each, or group commits) change independently."""
+        (one transaction each, or group commits) change independently.
+
+        With a cipher the digest is keyed and the facts, label and recommendation encrypted.
+        ``request_id`` is the server's id of the request (never the client's own, which a client
+        could reuse to blur the trail)."""
+        raw = _safe_json(canonical_facts(facts)) if (store_raw or saved) else None
+        recommendation: Any = _safe_json(rec.model_dump(mode="json"))
+        text = _safe_text(label[:200]) if label else None
+        if self.cipher is not None:
+            raw = self.cipher.seal_json(raw)
+            recommendation = self.cipher.seal_json(recommendation)
+            text = self.cipher.seal_text(text)
         return AuditRecord(
-            id=str(uuid.uuid4()), created_at=_now(), request_id=request_id[:64],
-            caller=caller[:200], interface=interface[:20], kb_version=rec.guideline.version,
-            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts),
-            raw_facts=canonical_facts(facts) if (store_raw or saved) else None,
+            id=str(uuid.uuid4()), created_at=_now(), request_id=_safe_text(request_id[:64]),
+            caller=_safe_text(caller[:200]), interface=interface[:20],
+            kb_version=rec.guideline.version,
+            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts, self.cipher),
+            raw_facts=raw,
             group_id=rec.patient_group.id if rec.patient_group else None,
             out_of_scope=rec.out_of_scope is not None, statuses=statuses_summary(rec),
-            recommendation=rec.model_dump(mode="json"), saved=saved,
-            label=label[:200] if label else None,
+            recommendation=recommendation, saved=saved, label=text,
         )
 
     def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
@@ -219,15 +293,20 @@ class AuditStore:
         """Record a CDS feedback outcome or a clinician decision (one transaction); returns its
         id."""
         fid = str(uuid.uuid4())
+        note = _safe_text(note) if note is not None else None
+        if self.cipher is not None:  # a clinician's rationale may name the patient
+            note = self.cipher.seal_text(note)
         with self.sessions.begin() as s:
             if audit_id is None and card_uuid is not None:
                 card = s.get(CdsCard, card_uuid)
                 audit_id = card.audit_id if card else None
             s.add(Feedback(
                 id=fid, created_at=_now(), kind=kind, audit_id=audit_id, service_id=service_id,
-                card_uuid=card_uuid, outcome=outcome[:40], outcome_at=outcome_at,
-                override_reason=override_reason, accepted_suggestions=accepted_suggestions,
-                treatment=treatment[:120] if treatment else None, note=note, caller=caller[:200],
+                card_uuid=card_uuid, outcome=_safe_text(outcome[:40]), outcome_at=outcome_at,
+                override_reason=_safe_json(override_reason),
+                accepted_suggestions=_safe_json(accepted_suggestions),
+                treatment=_safe_text(treatment[:120]) if treatment else None, note=note,
+                caller=_safe_text(caller[:200]),
             ))
         return fid
 
@@ -257,10 +336,10 @@ class AuditStore:
             r = s.scalar(select(AuditRecord).where(AuditRecord.id == audit_id))
             if r is None:
                 return None
-            d = record_dict(r, with_recommendation=True)
+            d = record_dict(r, with_recommendation=True, cipher=self.cipher)
             fb = s.scalars(select(Feedback).where(Feedback.audit_id == audit_id)
                            .order_by(Feedback.seq))
-            d["feedback"] = [feedback_dict(f) for f in fb]
+            d["feedback"] = [feedback_dict(f, self.cipher) for f in fb]
             return d
 
     def audit_id_for_card(self, card_uuid: str) -> str | None:
@@ -281,7 +360,8 @@ class AuditStore:
             rows = list(s.scalars(q.order_by(AuditRecord.seq).limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
-        return [record_dict(r) for r in rows], (rows[-1].seq if more and rows else None)
+        return ([record_dict(r, cipher=self.cipher) for r in rows],
+                (rows[-1].seq if more and rows else None))
 
     def list_cases(self, *, limit: int = 50, offset: int = 0,
                    saved_only: bool = True) -> list[dict[str, Any]]:
@@ -292,12 +372,12 @@ class AuditStore:
                 q = q.where(AuditRecord.saved.is_(True))
             q = (q.order_by(AuditRecord.seq.desc()).offset(max(0, offset))
                  .limit(max(1, min(limit, 500))))
-            return [record_dict(r) for r in s.scalars(q)]
+            return [record_dict(r, cipher=self.cipher) for r in s.scalars(q)]
 
     def list_feedback(self, *, limit: int = 100) -> list[dict[str, Any]]:
         with self.sessions() as s:
             q = select(Feedback).order_by(Feedback.seq).limit(limit)
-            return [feedback_dict(f) for f in s.scalars(q)]
+            return [feedback_dict(f, self.cipher) for f in s.scalars(q)]
 
     def iter_records(self, batch: int = 500) -> Iterator[dict[str, Any]]:
         after = 0
@@ -313,6 +393,40 @@ class AuditStore:
 
         with self.sessions() as s:
             return int(s.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+    # ------------------------------------------------------------------ key rotation
+    def rekey(self, batch: int = 200) -> int:
+        """Re-encrypt every stored patient value with the first data key (rows written in the
+        clear get encrypted too), one transaction per batch; returns the rows rewritten. Run it
+        after putting a new key first in ``SARCOMA_CDS_DATA_KEYS``; then the old key may go.
+        Digests keep the key they were made with (the facts behind most are not stored)."""
+        if self.cipher is None:
+            raise DataKeyError("rekey needs the data keys (SARCOMA_CDS_DATA_KEYS)")
+        cipher = self.cipher
+        n = 0
+        after = 0
+        while True:
+            with self.sessions.begin() as s:
+                rows = list(s.scalars(select(AuditRecord).where(AuditRecord.seq > after)
+                                      .order_by(AuditRecord.seq).limit(batch)))
+                for r in rows:
+                    r.raw_facts = cipher.reseal_json(r.raw_facts)
+                    r.recommendation = cipher.reseal_json(r.recommendation)
+                    r.label = cipher.reseal_text(r.label)
+            if not rows:
+                break
+            after, n = rows[-1].seq, n + len(rows)
+        after = 0
+        while True:
+            with self.sessions.begin() as s:
+                notes = list(s.scalars(select(Feedback).where(Feedback.seq > after)
+                                       .order_by(Feedback.seq).limit(batch)))
+                for f in notes:
+                    f.note = cipher.reseal_text(f.note)
+            if not notes:
+                break
+            after, n = notes[-1].seq, n + len(notes)
+        return n
 
     # ------------------------------------------------------------------ export
     def export(self, out: TextIO, fmt: str = "jsonl") -> int:

@@ -143,6 +143,10 @@ class HardeningMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # the audit trail is keyed by the server's request id, never by one a client chose (it
+        # could reuse another request's): the client's X-Request-ID is moved aside before the
+        # request-context middleware makes the id, and echoed as X-Client-Request-ID
+        client_rid = _take_client_request_id(scope)
         headers = Headers(scope=scope)
         state = scope.setdefault("state", {})
         nonce = secrets.token_urlsafe(16)
@@ -153,7 +157,7 @@ class HardeningMiddleware:
             cookie = new_cookie = secrets.token_urlsafe(32)
         state["csrf_token"] = self.csrf.token_for(cookie)
         path = scope.get("path", "")
-        wrapped = self._sender(send, path, nonce, new_cookie)
+        wrapped = self._sender(send, path, nonce, new_cookie, client_rid)
 
         if scope.get("method", "GET") not in SAFE_METHODS and "authorization" not in headers:
             if not self._same_origin(scope, headers):
@@ -199,11 +203,14 @@ class HardeningMiddleware:
                        request_id=rid, headers={"X-Request-ID": rid})
 
     # ------------------------------------------------------------------ the response
-    def _sender(self, send: Any, path: str, nonce: str, new_cookie: str | None) -> Any:
+    def _sender(self, send: Any, path: str, nonce: str, new_cookie: str | None,
+                client_rid: str | None) -> Any:
         async def wrapped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 h = MutableHeaders(scope=message)
                 self._add_headers(h, path, nonce)
+                if client_rid:
+                    h["X-Client-Request-ID"] = client_rid
                 if new_cookie and h.get("content-type", "").startswith("text/html"):
                     h.append("set-cookie", self.csrf.set_cookie_header(new_cookie))
             await send(message)
@@ -227,6 +234,25 @@ class HardeningMiddleware:
             h["Cache-Control"] = "no-store"
         if self.https:
             h["Strict-Transport-Security"] = "max-age=31536000"
+
+
+_CLIENT_RID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _take_client_request_id(scope: dict[str, Any]) -> str | None:
+    """Remove the client's ``X-Request-ID`` from the request; return it when it is a short
+    token (to echo), else None."""
+    given = None
+    kept = []
+    for k, v in scope.get("headers") or []:
+        if k == b"x-request-id":
+            given = v.decode("latin-1")
+        else:
+            kept.append((k, v))
+    if given is None:
+        return None
+    scope["headers"] = kept
+    return given if _CLIENT_RID.fullmatch(given) else None
 
 
 async def _read_body(receive: Any) -> tuple[bytes, bool]:

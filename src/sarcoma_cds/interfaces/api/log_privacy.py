@@ -23,7 +23,7 @@ NOISY_LOGGERS = ("httpx", "httpcore", "hpack", "urllib3")
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Authorization: Bearer/Basic <credential>
-    (re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9\-._~+/=]+", re.I), r"\1 [redacted]"),
+    (re.compile(r"\b([Bb]earer|[Bb]asic)\s+[A-Za-z0-9\-._~+/=]{6,}"), r"\1 [redacted]"),
     # a JWT anywhere (header.payload.signature, base64url)
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[jwt]"),
     # credentials in a URL: scheme://user:password@host

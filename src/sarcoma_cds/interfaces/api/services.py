@@ -76,9 +76,14 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings | None = None, kb: CompiledKB | None = None) -> Services:
+        from sarcoma_cds.store.crypto import DataCipher, load_data_keys
+
         s = settings or Settings.from_env()
+        # stored patient data encrypted, facts digest keyed (issue 12): SARCOMA_CDS_DATA_KEYS
+        cipher = DataCipher(load_data_keys(s.data_dir, s.data_keys))
         return cls(settings=s, kb=kb or load_kb(s.kb_dir),
-                   store=AuditStore.open(s.db_url, run_migrations=s.run_migrations))
+                   store=AuditStore.open(s.db_url, run_migrations=s.run_migrations,
+                                         cipher=cipher))
 
     @property
     def disclaimer(self) -> str:

@@ -216,10 +216,7 @@ def audit_export(
     out: Path | None = typer.Option(None, "--out", help="Output file (default: standard output)."),
 ) -> None:
     """Write every audit record (CSV or JSONL) from the configured database."""
-    from sarcoma_cds.interfaces.api.settings import Settings
-    from sarcoma_cds.store import AuditStore
-
-    store = AuditStore.open(Settings.from_env().db_url)
+    store = _open_store()
     try:
         if out is None:
             n = store.export(sys.stdout, format.value)
@@ -231,6 +228,41 @@ def audit_export(
     sys.stderr.write(f"{n} records\n")
 
 
+def _open_store() -> Any:
+    """The configured audit store with its data keys (stored patient data is encrypted)."""
+    from sarcoma_cds.interfaces.api.settings import Settings
+    from sarcoma_cds.store import AuditStore
+    from sarcoma_cds.store.crypto import DataCipher, DataKeyError, load_data_keys
+
+    settings = Settings.from_env()
+    try:
+        cipher = DataCipher(load_data_keys(settings.data_dir, settings.data_keys))
+    except DataKeyError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(2) from None
+    return AuditStore.open(settings.db_url, cipher=cipher)
+
+
+store_app = typer.Typer(help="The audit store's data keys.", no_args_is_help=True)
+
+
+@requires("service", "store rekey")
+def store_rekey() -> None:
+    """Re-encrypt every stored patient value with the first key of SARCOMA_CDS_DATA_KEYS
+    (rotation: put the new key first, run this, then drop the old key)."""
+    from sarcoma_cds.store.crypto import DataKeyError
+
+    store = _open_store()
+    try:
+        n = store.rekey()
+    except DataKeyError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    sys.stderr.write(f"{n} rows re-encrypted with the first data key\n")
+
+
 def register(app: typer.Typer) -> None:
     kb_app.command("export")(kb_export)
     if not any(g.name == "kb" for g in app.registered_groups):
@@ -238,3 +270,5 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     audit_app.command("export")(audit_export)
     app.add_typer(audit_app, name="audit-log")
+    store_app.command("rekey")(store_rekey)
+    app.add_typer(store_app, name="store")
