@@ -3,13 +3,22 @@
 ``json.loads`` keeps the last value of a repeated key: a record with two ``grade`` values would
 be staged on whichever came last, silently. Here a repeated key is an error naming the key.
 Files may start with a UTF-8 byte-order mark (Windows editors write one); bytes that are not
-UTF-8 are reported with their offset instead of a traceback.
+UTF-8 are reported with their offset instead of a traceback. Input that would crash a later
+step is refused here with a message naming the problem (issue 12): nesting deeper than
+:data:`MAX_DEPTH` (Python's parser would hit its recursion limit) and lone UTF-16 surrogates
+such as ``"\\ud800"`` (valid JSON escapes, but not Unicode text: they cannot be written out as
+UTF-8, stored in PostgreSQL, or shown on a page).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+#: The deepest nesting accepted (a FHIR Bundle nests about 10 levels).
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DuplicateKeyError(ValueError):
@@ -33,12 +42,59 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class TooDeepError(ValueError):
+    """JSON nested deeper than :data:`MAX_DEPTH` levels."""
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_DEPTH} levels; no patient record or "
+                         "FHIR Bundle nests that deep")
+
+
+class LoneSurrogateError(ValueError):
+    """A string (or key) holds a lone UTF-16 surrogate; ``path`` names where (``a.b[2]``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path or "(the document)"
+        self.message = ("contains a lone UTF-16 surrogate escape (such as \\ud800), which is "
+                        "not Unicode text")
+        super().__init__(f"{self.path}: {self.message}")
+
+
 def loads(text: str | bytes) -> Any:
-    """``json.loads`` that rejects repeated keys (:class:`DuplicateKeyError`); bytes are decoded
-    with :func:`decode`. Invalid JSON raises ``json.JSONDecodeError`` as usual."""
+    """``json.loads`` that rejects repeated keys (:class:`DuplicateKeyError`), nesting deeper
+    than :data:`MAX_DEPTH` (:class:`TooDeepError`) and lone surrogates
+    (:class:`LoneSurrogateError`); bytes are decoded with :func:`decode`. Invalid JSON raises
+    ``json.JSONDecodeError`` as usual."""
     if isinstance(text, bytes):
         text = decode(text)
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise TooDeepError() from None
+    check(value)
+    return value
+
+
+def check(value: Any) -> None:
+    """Refuse a parsed document nested deeper than :data:`MAX_DEPTH` or holding a lone
+    surrogate in any string or key (iterative: never recursion-limited itself)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        v, path, depth = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                raise LoneSurrogateError(path)
+        elif isinstance(v, dict):
+            if depth >= MAX_DEPTH:
+                raise TooDeepError()
+            for k, item in v.items():
+                if _SURROGATE.search(k):
+                    raise LoneSurrogateError(f"{path}.(a key)" if path else "(a key)")
+                stack.append((item, f"{path}.{k}" if path else k, depth + 1))
+        elif isinstance(v, list):
+            if depth >= MAX_DEPTH:
+                raise TooDeepError()
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v))
 
 
 class NotUtf8Error(ValueError):

@@ -99,6 +99,10 @@ async def json_body(request: Request) -> Any:
         raise InvalidInput(
             f"{e}: {e.message}", errors=[{"field": e.key, "message": e.message}]
         ) from None
+    except json_input.LoneSurrogateError as e:  # (valid JSON, but not text: issue 12)
+        raise InvalidInput(str(e), errors=[{"field": e.path, "message": e.message}]) from None
+    except json_input.TooDeepError as e:
+        raise BadRequest(f"request body refused: {e}") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
 

@@ -89,6 +89,8 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
     except json_input.DuplicateKeyError as e:
         raise _ImportRefused(f"The field {e.key!r} is given more than once; which value is meant "
                              "is ambiguous.") from None
+    except (json_input.TooDeepError, json_input.LoneSurrogateError) as e:
+        raise _ImportRefused(f"The file cannot be used: {e}.") from None
     except ValueError as e:  # (not UTF-8, or not JSON)
         raise _ImportRefused(f"The file is not valid JSON ({e.__class__.__name__}: {e}).") from None
     provenance: dict[str, Any] = {}
