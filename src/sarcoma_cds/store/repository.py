@@ -28,12 +28,16 @@ from sarcoma_cds.domain.facts import LIST_FIELDS, PatientFacts
 from sarcoma_cds.domain.recommendation import Recommendation
 from sarcoma_cds.store.crypto import DataCipher, DataKeyError, is_sealed_json, is_sealed_text
 from sarcoma_cds.store.db import make_engine, migrate
-from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
+from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, RateLimit, SeenJti
 
 EXPORT_FIELDS = (
     "seq", "id", "created_at", "request_id", "caller", "interface", "kb_version", "kb_hash",
     "facts_digest", "group_id", "out_of_scope", "statuses", "saved", "label", "raw_facts",
 )
+
+
+class _Rollback(Exception):
+    """Ends the health check's probe transaction without committing it."""
 
 
 #: Patient facts, parsed or as the contract's JSON object.
@@ -188,6 +192,25 @@ class AuditStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def health(self) -> str:
+        """``ok``; ``unreachable`` (no connection, no answer); or ``read-only`` (it answers but
+        refuses a write: a read-only file or mount, a full disk, a read-only transaction or a
+        standby). The write probe is a real insert, rolled back."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return "unreachable"
+        try:
+            with self.sessions.begin() as s:
+                s.add(RateLimit(key=f"healthz:{uuid.uuid4().hex}", window_start=_now(), count=0))
+                s.flush()
+                raise _Rollback
+        except _Rollback:
+            return "ok"
+        except Exception:
+            return "read-only"
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -208,6 +231,7 @@ class AuditStore:
         store_raw: bool = False,
         saved: bool = False,
         label: str | None = None,
+        audit_id: str | None = None,
     ) -> AuditRecord:
         """The audit row for one served recommendation (not yet written). Kept apart from the
         write so that the privacy of the row (digest, stored facts) and the way rows are written
@@ -215,7 +239,8 @@ class AuditStore:
 
         With a cipher the digest is keyed and the facts, label and recommendation encrypted.
         ``request_id`` is the server's id of the request (never the client's own, which a client
-        could reuse to blur the trail)."""
+        could reuse to blur the trail). ``audit_id``: an id chosen beforehand (CDS cards link to
+        it before the record is written with them); a new UUID otherwise."""
         raw = _safe_json(canonical_facts(facts)) if (store_raw or saved) else None
         recommendation: Any = _safe_json(rec.model_dump(mode="json"))
         text = _safe_text(label[:200]) if label else None
@@ -224,7 +249,8 @@ class AuditStore:
             recommendation = self.cipher.seal_json(recommendation)
             text = self.cipher.seal_text(text)
         return AuditRecord(
-            id=str(uuid.uuid4()), created_at=_now(), request_id=_safe_text(request_id[:64]),
+            id=audit_id or str(uuid.uuid4()), created_at=_now(),
+            request_id=_safe_text(request_id[:64]),
             caller=_safe_text(caller[:200]), interface=interface[:20],
             kb_version=rec.guideline.version,
             kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts, self.cipher),
@@ -258,12 +284,13 @@ class AuditStore:
         label: str | None = None,
         card_uuids: Sequence[str] = (),
         service_id: str | None = None,
+        audit_id: str | None = None,
     ) -> str:
         """Record one served recommendation (and its CDS cards) in one transaction; returns its
         id."""
         row = self.build_record(rec, facts, interface=interface, caller=caller,
                                 request_id=request_id, store_raw=store_raw, saved=saved,
-                                label=label)
+                                label=label, audit_id=audit_id)
         return self.write_record(row, card_uuids, service_id)
 
     def link_cards(self, audit_id: str, service_id: str, card_uuids: Sequence[str]) -> None:

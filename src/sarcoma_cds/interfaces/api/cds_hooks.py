@@ -705,14 +705,16 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     # patient-view checks the record's active orders too: a dangerous one is never passed over
     orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
     meds = _medications(req, bundle)
+    # recommended first, recorded last: the audit record and the cards that link to it are
+    # written in one transaction, so there is never a record without its cards or the reverse
     ans = services.answer_bundle(
-        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id
+        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id, record=False
     )
     gaps = fetch_gaps + ans.gaps
     if ans.recommendation is None:
         unchecked = unchecked_order_cards(services, ans.problems, orders, meds)
         return {"cards": [_missing_card(services, ans.problems, gaps), *unchecked]}
-    rec, audit_id = ans.recommendation, ans.audit_id
+    rec, audit_id = ans.recommendation, str(uuid.uuid4())
     link = f"{base_url}/cases/{audit_id}"
     patient_id = ctx.get("patientId", "")
     if service_id == TREATMENT:
@@ -721,5 +723,6 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
                   if c["indicator"] in ("warning", "critical")]
     else:
         cards = order_cards(services, rec, link, patient_id, orders, meds)
-    services.store.link_cards(audit_id, service_id, [c["uuid"] for c in cards])
+    services.record_answer(ans, "cds-hooks", caller, request_id=request_id, audit_id=audit_id,
+                           service_id=service_id, card_uuids=[c["uuid"] for c in cards])
     return {"cards": cards}

@@ -25,6 +25,12 @@ from sarcoma_cds.interfaces.api.problems import problem
 log = logging.getLogger("sarcoma_cds.service")
 
 INTERNAL_ERROR = "internal error; quote the request id to the operators"
+STORAGE_ERROR = ("the audit store cannot record this request (database unavailable, read-only or "
+                 "full); nothing was answered or recorded: retry later")
+STORAGE_PAGE_TEXT = ("The service cannot save or record anything right now (its database is "
+                     "unavailable). Nothing was saved. Try again in a minute; if it persists, "
+                     "tell the operators and quote this code: {rid}.")
+RETRY_AFTER = "30"
 
 
 def request_id(request: Request) -> str:
@@ -126,6 +132,26 @@ async def _http(request: Request, exc: Exception) -> Response:
                    headers=getattr(exc, "headers", None))
 
 
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+async def _storage(request: Request, exc: Exception) -> Response:
+    """A database failure (unreachable, read-only, disk full, a refused write): 503, never 500.
+    Only the exception's type is logged: its text can carry the statement's parameters."""
+    rid = request_id(request)
+    log.error("storage failure %s (request %s)", type(exc).__name__, rid)
+    headers = {"Retry-After": RETRY_AFTER}
+    pages = getattr(request.app.state, "web_pages", None)
+    if _wants_html(request) and pages is not None:
+        resp: Response = pages.render(request, "error.html", 503,
+                                      title="Service unavailable",
+                                      message=STORAGE_PAGE_TEXT.format(rid=rid))
+        resp.headers.update(headers)
+        return resp
+    return problem(503, STORAGE_ERROR, request_id=rid, headers=headers)
+
+
 async def _any(request: Request, exc: Exception) -> Response:
     log.error("unhandled %s (request %s)", type(exc).__name__, request_id(request))
     return problem(500, INTERNAL_ERROR, request_id=request_id(request))
@@ -136,5 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidFacts, _invalid_facts)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    try:  # (the service extra brings SQLAlchemy; the handler is there whenever a store can be)
+        from sqlalchemy.exc import SQLAlchemyError
+    except ModuleNotFoundError:  # pragma: no cover
+        pass
+    else:
+        app.add_exception_handler(SQLAlchemyError, _storage)
     app.add_exception_handler(Exception, _any)
     app.add_exception_handler(ApiError, _api_error)

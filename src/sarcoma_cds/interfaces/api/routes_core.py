@@ -30,8 +30,14 @@ def api_index(services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/healthz", tags=["meta"], responses=problem_responses(503))
 def healthz(services: ServicesDep) -> Any:
-    if not services.store.ping():
-        raise Unavailable("database unavailable")
+    """``ok`` only when the audit store answers and accepts a write (probed, rolled back): a
+    service that cannot record cannot answer (issue 12)."""
+    state = services.store.health()
+    if state == "unreachable":
+        raise Unavailable("database unavailable", database=state)
+    if state != "ok":
+        raise Unavailable("database cannot be written (read-only file, full disk or read-only "
+                          "transaction): recommendations cannot be recorded", database=state)
     return {"status": "ok", "database": "ok"}
 
 

@@ -34,6 +34,7 @@ class BundleAnswer:
     problems: list[tuple[str, str]] = field(default_factory=list)
     recommendation: Recommendation | None = None
     audit_id: str | None = None
+    checked_facts: dict[str, Any] | None = None  # the valid facts (``record=False``)
 
 
 def stage_cross_check(rec: Recommendation, reported: dict[str, Any]) -> list[dict[str, str]]:
@@ -189,6 +190,7 @@ class Services:
         request_id: str | None = None,
         service_id: str | None = None,
         card_uuids: Sequence[str] = (),
+        record: bool = True,
     ) -> BundleAnswer:
         """The one door from a FHIR Bundle to an answer, for every interface (REST, CDS Hooks, web).
 
@@ -196,7 +198,9 @@ class Services:
         what the record states against what was computed (the recorded AJCC stage group), and
         writes the audit record. When the facts are not valid contract facts nothing is
         recorded and ``problems`` says why; the caller decides how to show it (422, an info card,
-        the form with its errors).
+        the form with its errors). ``record=False`` recommends without writing: the caller then
+        writes the record with :meth:`record_answer` (CDS Hooks: with its cards, in one
+        transaction).
         """
         from sarcoma_cds import InvalidFacts
         from sarcoma_cds.adapters.fhir import facts_from_bundle
@@ -209,16 +213,33 @@ class Services:
         except InvalidFacts as e:
             ans.problems = list(e.problems)
             return ans
-        ans.recommendation, ans.audit_id = self.recommend_and_record(
-            facts,
-            interface,
-            caller,
-            request_id=request_id,
-            service_id=service_id,
-            card_uuids=card_uuids,
-        )
+        if record:
+            ans.recommendation, ans.audit_id = self.recommend_and_record(
+                facts,
+                interface,
+                caller,
+                request_id=request_id,
+                service_id=service_id,
+                card_uuids=card_uuids,
+            )
+        else:
+            ans.recommendation, ans.checked_facts = self.recommend(facts), facts
         ans.gaps += stage_cross_check(ans.recommendation, mapped.reported)
         return ans
+
+    def record_answer(self, ans: BundleAnswer, interface: str, caller: str, *, request_id: str,
+                      audit_id: str, service_id: str | None = None,
+                      card_uuids: Sequence[str] = ()) -> str:
+        """Write the audit record of an answer made with ``answer_bundle(record=False)`` under
+        the id its cards already link to, and the cards, in one transaction (issue 12)."""
+        if ans.recommendation is None or ans.checked_facts is None:
+            raise ValueError("record_answer needs a recommendation made with record=False")
+        ans.audit_id = self.store.record_recommendation(
+            ans.recommendation, parse_facts(ans.checked_facts), interface=interface,
+            caller=caller, request_id=request_id, store_raw=self.settings.store_raw_facts,
+            card_uuids=card_uuids, service_id=service_id, audit_id=audit_id,
+        )
+        return ans.audit_id
 
     def recommendation_to_fhir(
         self,

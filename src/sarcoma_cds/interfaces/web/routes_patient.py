@@ -103,6 +103,8 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
         except NotImplementedError as e:
             raise _ImportRefused(str(e)) from None
         except Exception as e:  # a mapper failure must not become a stack trace
+            if type(e).__module__.startswith("sqlalchemy"):
+                raise  # a storage failure: the service's 503 page, not "cannot be read"
             raise _ImportRefused("The FHIR bundle could not be read "
                                  f"({e.__class__.__name__}).") from None
         facts, provenance, gaps = answer.facts, answer.provenance, answer.gaps
