@@ -33,11 +33,13 @@ def healthz(services: ServicesDep) -> Any:
     """``ok`` only when the audit store answers and accepts a write (probed, rolled back): a
     service that cannot record cannot answer (issue 12)."""
     state = services.store.health()
+    retry = {"Retry-After": "30"}
     if state == "unreachable":
-        raise Unavailable("database unavailable", database=state)
+        raise Unavailable("database unavailable", database=state, headers=retry)
     if state != "ok":
         raise Unavailable("database cannot be written (read-only file, full disk or read-only "
-                          "transaction): recommendations cannot be recorded", database=state)
+                          "transaction): recommendations cannot be recorded", database=state,
+                          headers=retry)
     return {"status": "ok", "database": "ok"}
 
 
