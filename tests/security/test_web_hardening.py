@@ -213,6 +213,20 @@ def test_every_state_changing_form_needs_the_token(local: TestClient) -> None:
     assert r.status_code == 303
 
 
+def test_form_encoded_post_to_the_api_is_refused_with_a_clear_problem(
+    local: TestClient,
+) -> None:
+    """<form enctype=application/x-www-form-urlencoded action=.../recommendations> whose one
+    field spells a JSON body (Origin stripped): refused; the problem says what API clients do."""
+    import json
+
+    body = json.dumps(GIST_JSON)[:-1] + ', "x": "'  # name + '=' + value re-forms the JSON
+    r = local.post("/recommendations", data={body: '"}'})
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert "CSRF token" in r.json()["detail"] and "application/json" in r.json()["detail"]
+    assert _count(local) == 0
+
+
 def test_csrf_cookie_is_httponly_and_only_set_on_pages(local: TestClient) -> None:
     fresh = TestClient(local.app, base_url=LOCAL)
     r = fresh.get("/patient", headers=HTML)

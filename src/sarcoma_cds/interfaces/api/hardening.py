@@ -25,7 +25,12 @@
     static files and the knowledge-base pages), and HSTS when the base URL is https.
 
 Other routers' forms (a logout form, say) are covered without any change: the check is on the
-request, not on a route. Render ``{{ csrf_field() }}`` inside the form.
+request, not on a route. Render ``{{ csrf_field() }}`` inside the form. A route that must take
+cross-site posts and proves them otherwise (an OpenID Connect ``form_post`` callback checked by
+its signed ``state``) adds its path to ``app.state.csrf_exempt_paths``.
+
+The audit trail is keyed by the server's own request id: a client's ``X-Request-ID`` is moved
+aside before the request-context middleware makes the id, and echoed as ``X-Client-Request-ID``.
 """
 
 from __future__ import annotations
@@ -159,7 +164,8 @@ class HardeningMiddleware:
         path = scope.get("path", "")
         wrapped = self._sender(send, path, nonce, new_cookie, client_rid)
 
-        if scope.get("method", "GET") not in SAFE_METHODS and "authorization" not in headers:
+        if (scope.get("method", "GET") not in SAFE_METHODS and "authorization" not in headers
+                and path not in _exempt_paths(scope)):
             if not self._same_origin(scope, headers):
                 await self._cross_origin(headers)(scope, receive, wrapped)
                 return
@@ -171,8 +177,7 @@ class HardeningMiddleware:
                 receive = _replay(body, receive)
                 token = headers.get(CSRF_HEADER) or await _form_token(scope, body)
                 if not self.csrf.valid(self.csrf.cookie_from(headers), token):
-                    page = FORM_EXPIRED.format(back=html.escape(_back_link(path, headers)))
-                    await HTMLResponse(page, status_code=403)(scope, receive, wrapped)
+                    await self._csrf_refused(path, headers)(scope, receive, wrapped)
                     return
         await self.app(scope, receive, wrapped)
 
@@ -193,6 +198,15 @@ class HardeningMiddleware:
                             origin_of(f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"))
                 if o}
         return theirs in ours
+
+    def _csrf_refused(self, path: str, headers: Headers) -> Response:
+        if "text/html" in headers.get("accept", ""):  # a browser: the page says what to do
+            page = FORM_EXPIRED.format(back=html.escape(_back_link(path, headers)))
+            return HTMLResponse(page, status_code=403)
+        rid = uuid.uuid4().hex
+        return problem(403, "missing or invalid CSRF token: a form post must come from the "
+                       "service's own page (API clients: send the body as application/json, or "
+                       "an Authorization header)", request_id=rid, headers={"X-Request-ID": rid})
 
     def _cross_origin(self, headers: Headers) -> Response:
         rid = uuid.uuid4().hex
@@ -234,6 +248,13 @@ class HardeningMiddleware:
             h["Cache-Control"] = "no-store"
         if self.https:
             h["Strict-Transport-Security"] = "max-age=31536000"
+
+
+def _exempt_paths(scope: dict[str, Any]) -> Any:
+    """Paths whose unsafe requests prove themselves otherwise (``app.state.csrf_exempt_paths``,
+    e.g. an OpenID Connect ``form_post`` callback, checked by its signed ``state``)."""
+    app = scope.get("app")
+    return getattr(getattr(app, "state", None), "csrf_exempt_paths", ()) or ()
 
 
 _CLIENT_RID = re.compile(r"[A-Za-z0-9-]{1,64}")
