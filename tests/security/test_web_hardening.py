@@ -233,3 +233,96 @@ def test_csrf_cookie_is_httponly_and_only_set_on_pages(local: TestClient) -> Non
     cookie = r.headers["set-cookie"]
     assert cookie.startswith("sarcoma_csrf=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "set-cookie" not in TestClient(local.app, base_url=LOCAL).get("/healthz").headers
+
+
+# ------------------------------------------------------------------ in a real browser
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<form id="f" method="post" action="{victim}/cases">{fields}</form>
+<script>
+fetch("{victim}/recommendations", {{method: "POST", mode: "no-cors",
+  headers: {{"content-type": "text/plain"}}, body: {body}}})
+  .finally(() => document.getElementById("f").submit());
+</script></body></html>"""
+
+
+def _serve_app(app: Any) -> Any:
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline and t.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    return srv, port, t
+
+
+@pytest.mark.browser
+def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path) -> None:
+    """The clinician has the service open in Chromium; a page of another origin auto-submits a
+    form to /cases and posts facts to /recommendations with a no-cors text/plain fetch. Before
+    issue 12 both were stored; now both are refused (the browser suite in tests/browser saves
+    cases through the service's own forms, which carry their token)."""
+    import html as html_mod
+    import json
+    import shutil
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.conftest import require_service
+
+    chromium = "/usr/bin/chromium"
+    require_service(shutil.which(chromium) is not None, f"Chromium ({chromium})")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_service(False, "the playwright Python package")
+    app = _app(tmp_path)
+    srv, port, thread = _serve_app(app)
+    victim = f"http://127.0.0.1:{port}"
+    fields = "".join(f'<input name="{k}" value="{html_mod.escape(v)}">' for k, v in GIST.items())
+    page_html = ATTACK_PAGE.format(victim=victim, fields=fields,
+                                   body=json.dumps(json.dumps(GIST_JSON))).encode()
+
+    class Attacker(BaseHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page_html)
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another port: another origin
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    store = app.state.services.store
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium,
+                                        args=["--no-sandbox", "--disable-gpu",
+                                              "--disable-dev-shm-usage"])
+            page = browser.new_page()
+            page.goto(victim + "/patient")  # the clinician's session: the CSRF cookie is set
+            with page.expect_navigation(url=victim + "/cases"):
+                page.goto(f"http://localhost:{evil.server_address[1]}/attack")
+            assert "Request refused" in page.content() or "expired" in page.content()
+            assert store.count() == 0
+            # the service's own form, in the same browser, carries its token
+            page.goto(victim + "/patient")
+            assert page.locator('input[name="csrf_token"]').count() >= 1
+            browser.close()
+    finally:
+        evil.shutdown()
+        evil.server_close()
+        srv.should_exit = True
+        thread.join(timeout=10)
