@@ -133,12 +133,16 @@ def is_sealed_text(stored: Any) -> bool:
     return isinstance(stored, str) and stored.startswith(TEXT_PREFIX)
 
 
-def load_data_keys(data_dir: Path, keys: Sequence[str] = ()) -> list[str]:
+def load_data_keys(data_dir: Path, keys: Sequence[str] = (), *,
+                   create: bool = True) -> list[str]:
     """The configured data keys, else the machine's key file ``<data_dir>/data-key`` (made once,
-    0600; when two workers start together one writes it and the other reads it)."""
+    0600, unless ``create`` is False: then [] when there is none; when two workers start
+    together one writes it and the other reads it)."""
     if keys:
         return list(keys)
     path = data_dir / "data-key"
+    if not create and not path.exists():
+        return []
     data_dir.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         # written whole to a private temporary file, then linked into place: a worker starting

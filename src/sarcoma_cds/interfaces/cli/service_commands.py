@@ -228,18 +228,28 @@ def audit_export(
     sys.stderr.write(f"{n} records\n")
 
 
-def _open_store() -> Any:
-    """The configured audit store with its data keys (stored patient data is encrypted)."""
+def _open_store(*, keys_required: bool = False) -> Any:
+    """The configured audit store with its data keys (stored patient data is encrypted). A
+    command never makes a new key: without one, encrypted values read as null (with a warning),
+    or the command stops when ``keys_required``."""
     from sarcoma_cds.interfaces.api.settings import Settings
     from sarcoma_cds.store import AuditStore
     from sarcoma_cds.store.crypto import DataCipher, DataKeyError, load_data_keys
 
     settings = Settings.from_env()
     try:
-        cipher = DataCipher(load_data_keys(settings.data_dir, settings.data_keys))
+        keys = load_data_keys(settings.data_dir, settings.data_keys, create=False)
+        cipher = DataCipher(keys) if keys else None
     except DataKeyError as e:
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(2) from None
+    if cipher is None:
+        where = f"SARCOMA_CDS_DATA_KEYS or {settings.data_dir / 'data-key'}"
+        if keys_required:
+            sys.stderr.write(f"error: no data key found ({where})\n")
+            raise typer.Exit(2)
+        sys.stderr.write(f"warning: no data key found ({where}): encrypted values are "
+                         "written as null\n")
     return AuditStore.open(settings.db_url, cipher=cipher)
 
 
@@ -252,7 +262,7 @@ def store_rekey() -> None:
     (rotation: put the new key first, run this, then drop the old key)."""
     from sarcoma_cds.store.crypto import DataKeyError
 
-    store = _open_store()
+    store = _open_store(keys_required=True)
     try:
         n = store.rekey()
     except DataKeyError as e:
