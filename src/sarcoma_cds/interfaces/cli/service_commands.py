@@ -85,6 +85,11 @@ def serve(
                              f"refusing to bind {host}, listening on 127.0.0.1 only\n")
         host = "127.0.0.1"
     host = host or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts \
+            and not settings.base_url:  # (the Host allow-list: DNS rebinding, issue 12)
+        sys.stderr.write("warning: only requests to 127.0.0.1/localhost are answered; set "
+                         "SARCOMA_CDS_BASE_URL or SARCOMA_CDS_ALLOWED_HOSTS to the names "
+                         "clients use\n")
     # Run migrations once before the workers start.
     from sarcoma_cds.store import AuditStore
 
