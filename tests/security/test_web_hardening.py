@@ -179,6 +179,10 @@ def test_cross_site_form_post_does_not_store_a_case(local: TestClient) -> None:
         theirs = _token(attacker)
     r = local.post("/cases", data={**GIST, "csrf_token": theirs}, follow_redirects=False)
     assert r.status_code == 403 and _count(local) == 0
+    # garbage tokens (non-ASCII, in the field or the header) are refused, not a crash
+    for bad in ({"data": {**GIST, "csrf_token": "\u00e9t\u00e9"}},
+                {"data": GIST, "headers": {"x-csrf-token": "\u00e9t\u00e9".encode()}}):
+        assert local.post("/cases", follow_redirects=False, **bad).status_code == 403
     # the service's own form, with its token, works
     r = local.post("/cases", data={**GIST, "csrf_token": _token(local)}, follow_redirects=False)
     assert r.status_code == 303 and _count(local) == 1

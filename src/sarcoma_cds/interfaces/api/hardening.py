@@ -118,8 +118,8 @@ class CsrfTokens:
         return hmac.new(self._key, cookie.encode("ascii"), hashlib.sha256).hexdigest()
 
     def valid(self, cookie: str | None, token: str | None) -> bool:
-        if not cookie or not token or not _COOKIE_VALUE.fullmatch(cookie):
-            return False
+        if not cookie or not token or not _COOKIE_VALUE.fullmatch(cookie) or not token.isascii():
+            return False  # (compare_digest refuses non-ASCII text with an exception)
         return hmac.compare_digest(self.token_for(cookie), token.strip())
 
     def cookie_from(self, headers: Headers) -> str | None:
