@@ -322,12 +322,13 @@ def _back_link(path: str, headers: Headers) -> str:
     referer = headers.get("referer", "")
     host = headers.get("host", "")
     parts = urlsplit(referer) if referer else None
-    if parts is not None and parts.netloc == host and parts.path.startswith("/"):
+    if (parts is not None and parts.netloc == host and parts.path.startswith("/")
+            and not parts.path.startswith("//")):  # (never a link to another host)
         return parts.path + (f"?{parts.query}" if parts.query else "")
     for suffix in ("/decision", "/what-if"):
         if path.endswith(suffix):
             return path[: -len(suffix)]
-    return path if path.startswith("/") else "/"
+    return path if path.startswith("/") and not path.startswith("//") else "/"
 
 
 def csp_nonce(request: Request) -> str:
