@@ -82,6 +82,7 @@ def test_patient_data_is_never_cached_static_files_may_be(local: TestClient) -> 
                  local.post("/recommendations", json=GIST_JSON), local.get("/cases", headers=HTML),
                  local.get(f"/audit/{case.rsplit('/', 1)[1]}")):
         assert resp.headers.get("cache-control") == "no-store", resp.url
+        assert resp.headers.get("cross-origin-resource-policy") == "same-origin", resp.url
     for path in ("/static/web/web.css", "/"):
         assert "no-store" not in local.get(path).headers.get("cache-control", ""), path
 

@@ -246,6 +246,8 @@ class HardeningMiddleware:
         h["Referrer-Policy"] = "same-origin"
         if not (path in CACHEABLE_PATHS or path.startswith(CACHEABLE_PREFIXES)):
             h["Cache-Control"] = "no-store"
+            # no other site may load a patient response as an image, script or media (no-cors)
+            h["Cross-Origin-Resource-Policy"] = "same-origin"
         if self.https:
             h["Strict-Transport-Security"] = "max-age=31536000"
 
