@@ -21,6 +21,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # an encrypted label does not fit the old column (and the old code cannot read it anyway)
+    op.execute("UPDATE audit_records SET label = NULL WHERE length(label) > 200")
     with op.batch_alter_table("audit_records") as batch:
         batch.alter_column("label", type_=sa.String(200), existing_type=sa.Text(),
                            existing_nullable=True)
