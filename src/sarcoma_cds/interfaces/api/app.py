@@ -29,9 +29,15 @@ from sarcoma_cds.interfaces.api import (
 )
 from sarcoma_cds.interfaces.api.deps import Access
 from sarcoma_cds.interfaces.api.errors import INTERNAL_ERROR, install_error_handlers
+from sarcoma_cds.interfaces.api.identity.setup import install_identity
 from sarcoma_cds.interfaces.api.openapi import install_openapi
 from sarcoma_cds.interfaces.api.problems import problem
-from sarcoma_cds.interfaces.api.security import JwtVerifier, dev_client, load_api_keys
+from sarcoma_cds.interfaces.api.security import (
+    JwtVerifier,
+    dev_client,
+    load_api_key_roles,
+    load_api_keys,
+)
 from sarcoma_cds.interfaces.api.services import Services
 from sarcoma_cds.interfaces.api.settings import Settings
 
@@ -158,7 +164,8 @@ def build_access(settings: Settings, services: Services) -> Access:
     if not settings.base_url:
         log.warning("SARCOMA_CDS_BASE_URL is not set: "
                     "JWT audiences are checked against the request URL")
-    return Access(api_keys=api_keys, verifier=verifier, base_url=settings.base_url)
+    return Access(api_keys=api_keys, verifier=verifier, base_url=settings.base_url,
+                  key_roles=load_api_key_roles(settings.api_keys_file))
 
 
 def _mount_web(app: FastAPI, services: Services) -> None:
@@ -192,6 +199,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for surface in (routes_core, routes_fhir, routes_audit, routes_cds):  # (the OpenAPI order)
         app.include_router(surface.router)
     install_openapi(app)
+    install_identity(app, settings, services, keyed=bool(access.api_keys))  # (issue 12)
 
     _mount_web(app, services)
 
