@@ -514,7 +514,8 @@ def test_board_pdf_is_one_a4_page_for_every_example(client: TestClient, name: st
     pytest.importorskip("weasyprint")
     url = _save(client, name)
     # the board's override with a long rationale must not push the sheet onto a second page
-    client.post(url + "/decision", data={"outcome": "deferred", "rationale": "Await the MRI. " * 20})
+    client.post(url + "/decision",
+                data={"outcome": "deferred", "rationale": "Await the MRI. " * 20})
     client.post(
         url + "/decision",
         data={
