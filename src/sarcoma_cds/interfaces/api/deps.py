@@ -78,9 +78,13 @@ def rid(request: Request) -> str:
 
 def api_principal(request: Request, *, always: bool = False) -> Principal:
     """The caller of a REST route: the holder of an API key (its roles from the key file), or
-    the local user when no keys are configured (unless ``always``: then 401)."""
+    the local user in the embedded default (no keys, no sign-in) unless ``always`` (then 401).
+    With sign-in configured but no keys, the REST API is closed (401)."""
     access = get_access(request)
     if not access.api_keys:
+        if get_identity(request).mode != "local":  # sign-in without keys: the API is closed
+            raise Unauthorized("this endpoint needs an API key; none are configured "
+                               "(SARCOMA_CDS_API_KEYS), and web sign-in does not open the API")
         if always:
             raise Unauthorized("this endpoint needs an API key; "
                                "none are configured (SARCOMA_CDS_API_KEYS)")

@@ -26,7 +26,7 @@ import httpx
 import jwt
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from sarcoma_cds.interfaces.api.identity.roles import VIEWER, expand, parse_roles
+from sarcoma_cds.interfaces.api.identity.roles import VIEWER, UnknownRole, expand, parse_roles
 
 #: Algorithms an ID token may be signed with (asymmetric only: never ``none`` or HMAC).
 ID_TOKEN_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
@@ -78,7 +78,10 @@ class Policy:
             if not eq or not groups.strip():
                 raise ConfigError(f"SARCOMA_CDS_OIDC_ROLES: {part!r}: expected "
                                   "role=group[,group...]")
-            granted = parse_roles(role, "SARCOMA_CDS_OIDC_ROLES")
+            try:
+                granted = parse_roles(role, "SARCOMA_CDS_OIDC_ROLES")
+            except UnknownRole as e:
+                raise ConfigError(str(e)) from None
             for g in (x.strip() for x in groups.split(",")):
                 if g:
                     role_map.setdefault(g, set()).update(granted)

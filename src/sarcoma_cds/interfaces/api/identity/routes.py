@@ -68,7 +68,8 @@ def login(request: Request, next: str = "/") -> Response:
 
 
 @router.get(CALLBACK)
-def callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
+def callback(request: Request, code: str = "", state: str = "", error: str = "",
+             iss: str | None = None) -> Response:
     """Finish a sign-in: check the state, trade the code (PKCE), verify the ID token, admit
     the user and open a session."""
     ident = get_identity(request)
@@ -80,6 +81,8 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "")
             raise OidcError(f"the provider answered error={error[:60]!r}")
         if not code or not state or not same_state(state, pending.state):
             raise OidcError("state does not match the sign-in begun in this browser")
+        if iss is not None and iss != ident.oidc.issuer:  # RFC 9207: a mix-up of providers
+            raise OidcError("the authorization response names another issuer")
         tokens = ident.oidc.exchange(code, _redirect_uri(ident, request), pending.verifier)
         claims = ident.oidc.verify_id_token(tokens["id_token"], pending.nonce)
         access_token = tokens.get("access_token")
