@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.oidc_provider import Provider, running_provider
 
 GIST = {"histology": "gist", "primary_site": "stomach", "pdgfra_mutation": "d842v",
