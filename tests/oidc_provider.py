@@ -60,7 +60,7 @@ class Provider:
 
 
 @contextmanager
-def running_provider(redirect_uris: Sequence[str] = ()) -> Iterator[Provider]:
+def running_provider(redirect_uris: Sequence[str] = (), **env_over: str) -> Iterator[Provider]:
     node = shutil.which("node")
     if node is None:
         _unavailable("node is not installed (apt-get install nodejs npm)")
@@ -68,8 +68,9 @@ def running_provider(redirect_uris: Sequence[str] = ()) -> Iterator[Provider]:
         _unavailable("oidc-provider is not installed (cd tests/oidc && npm install)")
     port, app_port = free_port(), free_port()
     uris = [*redirect_uris, "http://testserver/auth/callback", "http://cds.test/auth/callback",
-            "https://cds.test/auth/callback", f"http://127.0.0.1:{app_port}/auth/callback"]
-    env = dict(os.environ, PORT=str(port), REDIRECT_URIS=",".join(uris))
+            "https://cds.test/auth/callback", f"http://127.0.0.1:{app_port}/auth/callback",
+            "http://testserver/smart/callback"]
+    env = dict(os.environ, PORT=str(port), REDIRECT_URIS=",".join(uris), **env_over)
     proc = subprocess.Popen([str(node), "server.mjs"], cwd=HERE, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

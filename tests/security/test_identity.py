@@ -1,25 +1,30 @@
 """Sign-in with OpenID Connect, attacked as a network attacker or a malicious user would
 (issue 12): the full authorization-code flow with PKCE against a real provider (oidc-provider,
 driven through its login form over HTTP), then tampered state, a replayed code, a wrong nonce,
-an unlisted user, an expired session, logout, cookie flags, an open redirect, and the serve
-command's bind rule."""
+an unlisted user, an expired session, logout, cookie flags, an open redirect, the serve
+command's bind rule, and the SMART on FHIR launch (the same provider as the EHR's authorization
+server, a small FHIR server holding a test record)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest_service import make_settings, write_api_keys
-from tests.oidc_provider import PUBLIC_CLIENT_ID, Provider, sign_in
+from tests.oidc_provider import PUBLIC_CLIENT_ID, Provider, running_provider, sign_in
 
 GIST = {"histology": "gist", "primary_site": "stomach", "pdgfra_mutation": "d842v",
         "metastasis": "M1"}
@@ -316,3 +321,127 @@ def test_principal_author_names() -> None:
     assert Principal("oidc", "alice", "Alice C").author == "Alice C (oidc:alice)"
     assert Principal("oidc", "alice", "alice").author == "oidc:alice"
     assert re.match(r"local user", local_user().author)
+
+
+# ------------------------------------------------------------------ SMART on FHIR launch
+
+class _Fhir(BaseHTTPRequestHandler):
+    """A small FHIR server holding one test record (Patient/p1), which needs a bearer token,
+    and whose SMART configuration names the test provider as its authorization server."""
+
+    resources: ClassVar[list[dict[str, Any]]] = []
+    smart: ClassVar[dict[str, Any]] = {}
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: Any = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.end_headers()
+        if body is not None:
+            self.wfile.write(json.dumps(body).encode())
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        self.seen.append((self.path, auth))
+        if self.path == "/fhir/.well-known/smart-configuration":
+            return self._send(200, self.smart)
+        if not auth.startswith("Bearer ") or len(auth) < 20:
+            return self._send(401)
+        path = self.path[len("/fhir/"):]
+        if path == "Patient/p1":
+            return self._send(200, next(r for r in self.resources
+                                        if r["resourceType"] == "Patient"))
+        rtype, _, query = path.partition("?")
+        if "patient=p1" not in query:
+            return self._send(404)
+        found = [{"resource": r} for r in self.resources if r["resourceType"] == rtype]
+        return self._send(200, {"resourceType": "Bundle", "type": "searchset", "entry": found})
+
+
+@pytest.fixture(scope="module")
+def smart_idp() -> Iterator[Provider]:
+    with running_provider(ID_TOKEN_CLAIMS="1") as p:
+        yield p
+
+
+@pytest.fixture
+def fhir(smart_idp: Provider) -> Iterator[str]:
+    from tests.conftest_service import load_fixture_bundle
+
+    bundle = load_fixture_bundle("gist-pdgfra-d842v")
+    _Fhir.resources = [e["resource"] for e in bundle["entry"]]
+    i = smart_idp.issuer
+    _Fhir.smart = {"issuer": i, "jwks_uri": i + "/jwks", "authorization_endpoint": i + "/auth",
+                   "token_endpoint": i + "/token", "code_challenge_methods_supported": ["S256"],
+                   "capabilities": ["launch-ehr", "launch-standalone", "client-public",
+                                    "sso-openid-connect", "context-ehr-patient"]}
+    _Fhir.seen = []
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Fhir)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/fhir"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def smart_app(tmp_path: Path, fhir: str) -> Iterator[TestClient]:
+    s = make_settings(tmp_path, smart_issuers=fhir, smart_client_id="sarcoma-cds-smart")
+    with make_client(s) as c:
+        yield c
+
+
+def test_ehr_launch_reads_the_patient_and_knows_the_clinician(smart_app: TestClient,
+                                                              fhir: str) -> None:
+    r = smart_app.get("/smart/launch", params={"iss": fhir, "launch": "launch-123"},
+                      follow_redirects=False)
+    assert r.status_code == 302
+    q = parse_qs(urlsplit(r.headers["location"]).query)
+    assert q["scope"] == ["launch openid fhirUser patient/*.rs"] and q["aud"] == [fhir]
+    assert q["launch"] == ["launch-123"] and q["code_challenge_method"] == ["S256"]
+    back = sign_in(r.headers["location"], "alice", "http://testserver/smart/callback")
+    page = smart_app.get(back, follow_redirects=False)
+    assert page.status_code == 200, page.text[:400]
+    assert "GIST: recurrent or metastatic" in page.text and "SMART on FHIR launch" in page.text
+    # (the scopes give no profile: the user is named by the fhirUser claim)
+    assert "Signed in as <strong>Practitioner/alice</strong>" in page.text
+    tokens = {auth for path, auth in _Fhir.seen if "smart-configuration" not in path}
+    assert len(tokens) == 1 and next(iter(tokens)).startswith("Bearer ")  # the launch's token
+    services: Any = smart_app.app.state.services  # type: ignore[attr-defined]
+    items, _ = services.store.page(limit=10, interface="web")
+    assert items[-1]["caller"] == "smart:Practitioner/alice"
+    assert smart_app.get("/cases").status_code == 200  # the session opens the pages
+
+
+def test_standalone_launch_asks_for_a_patient(smart_app: TestClient, fhir: str) -> None:
+    r = smart_app.get("/smart/launch", params={"iss": fhir}, follow_redirects=False)
+    q = parse_qs(urlsplit(r.headers["location"]).query)
+    assert q["scope"] == ["launch/patient openid fhirUser patient/*.rs"] and "launch" not in q
+    back = sign_in(r.headers["location"], "victor", "http://testserver/smart/callback")
+    page = smart_app.get(back)
+    assert page.status_code == 200 and "Practitioner/victor" in page.text
+
+
+def test_launch_from_a_server_not_on_the_allow_list_fetches_nothing(
+        smart_app: TestClient, fhir: str) -> None:
+    for iss in (fhir + "x", fhir.replace("127.0.0.1", "localhost"), "http://169.254.169.254/"):
+        r = smart_app.get("/smart/launch", params={"iss": iss, "launch": "l"},
+                          follow_redirects=False)
+        assert r.status_code == 403 and "Launch refused" in r.text
+    assert _Fhir.seen == []
+
+
+def test_launch_with_tampered_state_is_refused(smart_app: TestClient, fhir: str) -> None:
+    r = smart_app.get("/smart/launch", params={"iss": fhir, "launch": "l"},
+                      follow_redirects=False)
+    back = sign_in(r.headers["location"], "alice", "http://testserver/smart/callback")
+    r = smart_app.get(_with_query(back, state="forged"), follow_redirects=False)
+    assert r.status_code == 400 and session_cookie(smart_app) is None
+    assert not [p for p, _ in _Fhir.seen if "Patient" in p]  # no record read
+
+
+def test_smart_not_configured(app: TestClient) -> None:
+    assert app.get("/smart/launch?iss=http://x").status_code == 404

@@ -23,6 +23,7 @@ from tests.conftest_service import make_settings, write_api_keys
 PUBLIC = {
     ("GET", "/"), ("GET", "/ui/groups"), ("GET", "/ui/groups/{gid}"), ("GET", "/search"),
     ("GET", "/favicon.ico"), ("GET", "/login"), ("GET", "/auth/callback"), ("POST", "/logout"),
+    ("GET", "/smart/launch"), ("GET", "/smart/callback"),
     ("GET", "/api"), ("GET", "/healthz"), ("GET", "/version"), ("GET", "/openapi.json"),
     ("GET", "/api/docs"), ("GET", "/api/docs/oauth2-redirect"), ("GET", "/api/redoc"),
     ("GET", "/cds-services"),

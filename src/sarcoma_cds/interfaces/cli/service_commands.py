@@ -74,8 +74,9 @@ def serve(
         except ValueError as e:
             sys.stderr.write(f"error: {e}\n")
             raise typer.Exit(2) from None
-    protected = settings.api_keys_file is not None or bool(settings.oidc_issuer
-                                                           or settings.oidc_client_id)
+    protected = settings.api_keys_file is not None or any((
+        settings.oidc_issuer, settings.oidc_client_id, settings.smart_issuers,
+        settings.smart_client_id))
     if protected:  # incomplete sign-in settings stop the start, naming the variable
         _check_signin(settings)
     elif host not in (None, "127.0.0.1", "localhost", "::1"):  # (issue 12: refuse, never widen)
@@ -123,18 +124,14 @@ def serve_line(settings: Any, host: str, port: int) -> str:
 
 def _check_signin(settings: Any) -> None:
     """Exit 2 naming the variable when the sign-in settings cannot work (before anything
-    starts): both of issuer and client id, a list of who may sign in, valid roles."""
-    from sarcoma_cds.interfaces.api.identity.oidc import ConfigError, Policy
+    starts): both of issuer and client id, a list of who may sign in, valid roles, both SMART
+    settings, https URLs."""
+    from sarcoma_cds.interfaces.api.identity.oidc import ConfigError
+    from sarcoma_cds.interfaces.api.identity.state import build_identity
 
-    if not (settings.oidc_issuer or settings.oidc_client_id):
-        return
-    try:
-        if not (settings.oidc_issuer and settings.oidc_client_id):
-            raise ConfigError("sign-in needs both SARCOMA_CDS_OIDC_ISSUER and "
-                              "SARCOMA_CDS_OIDC_CLIENT_ID")
-        Policy.parse(settings.oidc_allowed, settings.oidc_roles, settings.oidc_roles_claim)
-        if settings.session_hours <= 0:
-            raise ConfigError("SARCOMA_CDS_SESSION_HOURS must be a positive number of hours")
+    try:  # (the same checks as the app's; no store nor secret is touched here)
+        build_identity(settings, keyed=settings.api_keys_file is not None, secret=b"-",
+                       sessions=object())  # type: ignore[arg-type]
     except ConfigError as e:
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(2) from None

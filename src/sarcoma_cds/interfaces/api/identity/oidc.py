@@ -135,6 +135,15 @@ class OidcClient:
     _jwks: jwt.PyJWKSet | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any], client_id: str,
+                      timeout_s: float = 5.0) -> OidcClient:
+        """A client of an authorization server whose metadata is already known (a SMART
+        on FHIR server's ``.well-known/smart-configuration``)."""
+        c = cls(issuer=str(meta.get("issuer") or ""), client_id=client_id, timeout_s=timeout_s)
+        c._meta, c._meta_at = meta, time.monotonic()
+        return c
+
     def metadata(self) -> dict[str, Any]:
         """The provider's ``.well-known/openid-configuration`` (cached for an hour)."""
         with self._lock:
@@ -274,8 +283,8 @@ class Pending:
 class StateCookie:
     """The pending sign-in, signed with the server's secret, valid for ten minutes."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._s = URLSafeTimedSerializer(secret, salt="sarcoma-cds.oidc-state")
+    def __init__(self, secret: bytes, purpose: str = "oidc") -> None:
+        self._s = URLSafeTimedSerializer(secret, salt=f"sarcoma-cds.{purpose}-state")
 
     def dump(self, p: Pending) -> str:
         return self._s.dumps({"s": p.state, "n": p.nonce, "v": p.verifier, "x": p.next})

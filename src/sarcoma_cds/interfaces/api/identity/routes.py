@@ -50,6 +50,10 @@ def login(request: Request, next: str = "/") -> Response:
         return _page(request, 200, "No sign-in needed",
                      "This server runs for a single local user (no sign-in and no API keys are "
                      "configured); it listens on this computer only.")
+    if (ident.oidc is None or ident.state is None) and ident.smart is not None:
+        return _page(request, 200, "Open this app from the EHR",
+                     "This server signs users in through their EHR (SMART on FHIR launch): "
+                     "open sarcoma-cds from the patient's chart.")
     if ident.oidc is None or ident.state is None:
         return _page(request, 403, "Sign-in is not configured",
                      "This server has API keys but no sign-in (SARCOMA_CDS_OIDC_ISSUER, "

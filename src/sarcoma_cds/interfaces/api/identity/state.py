@@ -9,9 +9,10 @@ Three modes, decided once at start-up from the settings (docs/security/identity.
 ``keyed``
     API keys but no sign-in: the REST API takes keys; web pages with patient data are refused
     (403, "sign-in is not configured"), the guideline pages stay open.
-``oidc``
-    sign-in with OpenID Connect: web pages need a session (``web_sessions``), made at
-    ``/auth/callback``; the REST API takes keys (when configured).
+``signin``
+    sign-in with OpenID Connect and/or SMART on FHIR launch: web pages need a session
+    (``web_sessions``), made at ``/auth/callback`` or ``/smart/callback``; the REST API takes
+    keys (when configured) and is closed without them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from sarcoma_cds.interfaces.api.identity.oidc import (
 from sarcoma_cds.interfaces.api.identity.principal import Principal, local_user
 from sarcoma_cds.store.sessions import WebSessionStore
 
-Mode = Literal["local", "keyed", "oidc"]
+Mode = Literal["local", "keyed", "signin"]
+
+
+@dataclass(frozen=True)
+class Smart:
+    """SMART on FHIR launch: the FHIR servers that may launch the app, and its client id."""
+
+    issuers: frozenset[str]
+    client_id: str
 
 
 @dataclass
@@ -48,11 +57,13 @@ class Identity:
     state: StateCookie | None = None
     session_hours: float = 8.0
     local: Principal | None = None
+    smart: Smart | None = None
+    smart_state: StateCookie | None = None
 
     @property
     def signin(self) -> bool:
         """Sign-in is configured (the web pages can have signed-in users)."""
-        return self.oidc is not None
+        return self.oidc is not None or self.smart is not None
 
     @property
     def session_cookie(self) -> str:
@@ -61,6 +72,10 @@ class Identity:
     @property
     def state_cookie(self) -> str:
         return "__Host-sarcoma-signin" if self.secure else "sarcoma-signin"
+
+    @property
+    def smart_cookie(self) -> str:
+        return "__Host-sarcoma-launch" if self.secure else "sarcoma-launch"
 
     @property
     def lifetime(self) -> timedelta:
@@ -109,26 +124,50 @@ def build_identity(settings: object, *, keyed: bool, secret: bytes | None,
     get = settings.__getattribute__
     issuer = getattr(settings, "oidc_issuer", None)
     client_id = getattr(settings, "oidc_client_id", None)
+    smart_issuers = str(getattr(settings, "smart_issuers", "") or "")
+    smart_client = getattr(settings, "smart_client_id", None)
     base_url = getattr(settings, "base_url", None)
     secure = bool(base_url and str(base_url).startswith("https://"))
     hours = float(getattr(settings, "session_hours", 8.0) or 8.0)
     if hours <= 0:
         raise ConfigError("SARCOMA_CDS_SESSION_HOURS must be a positive number of hours")
-    if not issuer and not client_id:
+    oidc_on = bool(issuer or client_id)
+    smart_on = bool(smart_issuers or smart_client)
+    if not oidc_on and not smart_on:
         return Identity(mode="keyed" if keyed else "local", secure=secure, base_url=base_url)
-    if not issuer or not client_id:
-        raise ConfigError("sign-in needs both SARCOMA_CDS_OIDC_ISSUER and "
-                          "SARCOMA_CDS_OIDC_CLIENT_ID")
-    if not str(issuer).startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError("SARCOMA_CDS_OIDC_ISSUER must be an https URL")
     if secret is None or sessions is None:
         raise ConfigError("sign-in needs the service's store and secret key")
-    policy = Policy.parse(get("oidc_allowed"), get("oidc_roles"), get("oidc_roles_claim"))
-    client = OidcClient(issuer=str(issuer), client_id=str(client_id),
-                        client_secret=getattr(settings, "oidc_client_secret", None) or None,
-                        timeout_s=float(getattr(settings, "fhir_timeout_s", 5.0) or 5.0))
-    return Identity(mode="oidc", secure=secure, base_url=base_url, oidc=client, policy=policy,
-                    sessions=sessions, state=StateCookie(secret), session_hours=hours)
+    ident = Identity(mode="signin", secure=secure, base_url=base_url, sessions=sessions,
+                     session_hours=hours)
+    timeout = float(getattr(settings, "fhir_timeout_s", 5.0) or 5.0)
+    if oidc_on:
+        if not issuer or not client_id:
+            raise ConfigError("sign-in needs both SARCOMA_CDS_OIDC_ISSUER and "
+                              "SARCOMA_CDS_OIDC_CLIENT_ID")
+        if not _https_or_loopback(str(issuer)):
+            raise ConfigError("SARCOMA_CDS_OIDC_ISSUER must be an https URL")
+        ident.policy = Policy.parse(get("oidc_allowed"), get("oidc_roles"),
+                                    get("oidc_roles_claim"))
+        ident.oidc = OidcClient(issuer=str(issuer), client_id=str(client_id),
+                                client_secret=getattr(settings, "oidc_client_secret", None)
+                                or None, timeout_s=timeout)
+        ident.state = StateCookie(secret)
+    if smart_on:
+        names = frozenset(x.strip().rstrip("/") for x in smart_issuers.split(",") if x.strip())
+        if not names or not smart_client:
+            raise ConfigError("SMART launch needs both SARCOMA_CDS_SMART_ISSUERS and "
+                              "SARCOMA_CDS_SMART_CLIENT_ID")
+        bad = sorted(n for n in names if not _https_or_loopback(n))
+        if bad:
+            raise ConfigError(f"SARCOMA_CDS_SMART_ISSUERS: {bad[0]} is not an https URL")
+        ident.smart = Smart(issuers=names, client_id=str(smart_client))
+        ident.smart_state = StateCookie(secret, "smart")
+    return ident
+
+
+def _https_or_loopback(url: str) -> bool:
+    return url.startswith(("https://", "http://127.0.0.1:", "http://127.0.0.1/",
+                           "http://localhost:", "http://localhost/"))
 
 
 def get_identity(request: Request) -> Identity:
