@@ -204,6 +204,14 @@ def test_logout_deletes_the_session(app: TestClient) -> None:
     assert app.get("/cases", follow_redirects=False).status_code == 303
 
 
+def test_a_new_sign_in_replaces_the_previous_session(app: TestClient) -> None:
+    assert signed_in(app, "alice").status_code == 303
+    first = session_cookie(app)
+    assert signed_in(app, "victor").status_code == 303
+    assert sessions_of(app) == 1 and session_cookie(app) != first
+    assert "Victor Viewer" in app.get("/cases").text
+
+
 def test_logout_is_post_only(app: TestClient) -> None:
     assert app.get("/logout").status_code == 405
 

@@ -158,9 +158,13 @@ def build_access(settings: Settings, services: Services) -> Access:
                                      extra_clients)
     verifier.http_timeout_s = settings.fhir_timeout_s
     services.extras.update(api_keys=api_keys, verifier=verifier)
-    if not api_keys:
+    signin = any((settings.oidc_issuer, settings.oidc_client_id, settings.smart_issuers))
+    if not api_keys and not signin:
         log.warning("no API keys configured (SARCOMA_CDS_API_KEYS): the REST API is open; "
                     "serve binds 127.0.0.1 only; GET /audit is unavailable")
+    elif not api_keys:
+        log.warning("no API keys configured (SARCOMA_CDS_API_KEYS) while sign-in is: "
+                    "the REST API is closed (401); GET /audit is unavailable")
     if not settings.base_url:
         log.warning("SARCOMA_CDS_BASE_URL is not set: "
                     "JWT audiences are checked against the request URL")

@@ -108,12 +108,12 @@ def serve_line(settings: Any, host: str, port: int) -> str:
     from sarcoma_cds import __version__
 
     store = make_url(settings.db_url).render_as_string(hide_password=True)
-    signin = bool(getattr(settings, "oidc_issuer", None))
+    signin = bool(getattr(settings, "oidc_issuer", None) or getattr(settings, "smart_issuers", ""))
     if settings.api_keys_file is not None:
-        who = "API keys required" + ("; web sign-in with OpenID Connect" if signin
+        who = "API keys required" + ("; web sign-in" if signin
                                      else "; web pages with patient data closed (no sign-in)")
     elif signin:
-        who = "web sign-in with OpenID Connect; REST API closed (no API keys)"
+        who = "web sign-in; REST API closed (no API keys)"
     else:
         who = "no API keys (SARCOMA_CDS_API_KEYS), so local users only"
     kb = getattr(settings, "kb_dir", None)

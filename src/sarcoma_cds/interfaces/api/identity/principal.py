@@ -48,6 +48,8 @@ class Principal:
     def author(self) -> str:
         """How the principal is named in the audit trail and on a recorded decision: the
         display name, with the subject it stands for (``Alice Smith (oidc:alice)``)."""
+        if self.kind == "local":
+            return self.display_name[:200]
         tag = f"{self.kind}:{self.subject}"
         name = self.display_name.strip()
         text = tag if not name or name == self.subject else f"{name} ({tag})"

@@ -108,6 +108,9 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
                      "admit that account. Ask the service's administrator for access.")
         ident.clear_cookie(resp, ident.state_cookie)
         return resp
+    old = request.cookies.get(ident.session_cookie)
+    if old:  # a new sign-in replaces the browser's previous session (never two at once)
+        ident.sessions.delete(old)
     token = ident.sessions.create(kind="oidc", subject=str(claims["sub"]),
                                   display_name=display_name(merged), roles=roles,
                                   lifetime=ident.lifetime)

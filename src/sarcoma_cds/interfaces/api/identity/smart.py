@@ -155,6 +155,9 @@ def smart_callback(request: Request, code: str = "", state: str = "",
     fhir_user = merged.get("fhirUser")
     user = str(fhir_user) if isinstance(fhir_user, str) and fhir_user else f"sub:{claims['sub']}"
     name = str(merged.get("name") or merged.get("preferred_username") or user)[:200]
+    old = request.cookies.get(ident.session_cookie)
+    if old:  # a new launch replaces the browser's previous session
+        ident.sessions.delete(old)
     token = ident.sessions.create(kind="smart", subject=user, display_name=name,
                                   roles=SMART_ROLES, lifetime=ident.lifetime,
                                   context={"fhir_server": fhir, "patient": patient})
