@@ -453,3 +453,29 @@ def test_launch_with_tampered_state_is_refused(smart_app: TestClient, fhir: str)
 
 def test_smart_not_configured(app: TestClient) -> None:
     assert app.get("/smart/launch?iss=http://x").status_code == 404
+
+
+def test_sessions_on_postgresql() -> None:
+    """The session store on PostgreSQL (shared by every replica): made, read, expired, ended."""
+    from tests.conftest import require_service
+
+    url = os.environ.get("SARCOMA_CDS_TEST_PG_URL", "")
+    require_service(bool(url), "PostgreSQL (SARCOMA_CDS_TEST_PG_URL)")
+    from sarcoma_cds.store import AuditStore
+    from sarcoma_cds.store.sessions import WebSessionStore
+
+    store = AuditStore.open(url)
+    try:
+        s = WebSessionStore(store.sessions)
+        token = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                         roles=["viewer"], lifetime=timedelta(hours=1))
+        row = s.get(token)
+        assert row is not None and row.roles == ("viewer",) and row.expires_at.tzinfo
+        assert s.get(token + "x") is None
+        s.expire(token, datetime.now(UTC) - timedelta(seconds=1))
+        assert s.get(token) is None and not s.delete(token)
+        token = s.create(kind="smart", subject="p", display_name="P", roles=["clinician"],
+                         lifetime=timedelta(hours=1), context={"patient": "p1"})
+        assert s.delete(token) and s.get(token) is None
+    finally:
+        store.close()
