@@ -206,3 +206,14 @@ def test_keys_without_sign_in_close_every_guarded_page(tmp_path: Path) -> None:
                 continue
             r = call(c, method, path, key="k-w")  # (a key does not open a page)
             assert r.status_code == 403 and "Sign-in is not configured" in r.text, path
+
+
+def test_names_from_the_provider_are_escaped(world: dict[str, Any]) -> None:
+    """A display name is the identity provider's claim: shown, never run as markup."""
+    c = world["client"]
+    ident = c.app.state.identity  # type: ignore[attr-defined]
+    token = ident.sessions.create(kind="oidc", subject="x", display_name="<script>x()</script>",
+                                  roles=["auditor"], lifetime=timedelta(hours=1))
+    for path in ("/search?q=imatinib", "/cases"):  # the header, and the 403 page naming the user
+        r = call(c, "GET", path, cookie=token)
+        assert "<script>x()" not in r.text and "&lt;script&gt;x()" in r.text, path
