@@ -359,6 +359,10 @@ class _Fhir(BaseHTTPRequestHandler):
         if not auth.startswith("Bearer ") or len(auth) < 20:
             return self._send(401)
         path = self.path[len("/fhir/"):]
+        if path == "Practitioner/alice":
+            return self._send(200, {"resourceType": "Practitioner", "id": "alice",
+                                    "name": [{"given": ["Alice"], "family": "Clinician",
+                                              "prefix": ["Dr"]}]})
         if path == "Patient/p1":
             return self._send(200, next(r for r in self.resources
                                         if r["resourceType"] == "Patient"))
@@ -414,13 +418,14 @@ def test_ehr_launch_reads_the_patient_and_knows_the_clinician(smart_app: TestCli
     page = smart_app.get(back, follow_redirects=False)
     assert page.status_code == 200, page.text[:400]
     assert "GIST: recurrent or metastatic" in page.text and "SMART on FHIR launch" in page.text
-    # (the scopes give no profile: the user is named by the fhirUser claim)
-    assert "Signed in as <strong>Practitioner/alice</strong>" in page.text
+    # (the scopes give no profile: the user is named by the fhirUser resource)
+    assert "Signed in as <strong>Dr Alice Clinician</strong>" in page.text
     tokens = {auth for path, auth in _Fhir.seen if "smart-configuration" not in path}
+    assert ("/fhir/Practitioner/alice" in {p for p, _ in _Fhir.seen})
     assert len(tokens) == 1 and next(iter(tokens)).startswith("Bearer ")  # the launch's token
     services: Any = smart_app.app.state.services  # type: ignore[attr-defined]
     items, _ = services.store.page(limit=10, interface="web")
-    assert items[-1]["caller"] == "smart:Practitioner/alice"
+    assert items[-1]["caller"] == "Dr Alice Clinician (smart:Practitioner/alice)"
     assert smart_app.get("/cases").status_code == 200  # the session opens the pages
 
 
@@ -430,7 +435,7 @@ def test_standalone_launch_asks_for_a_patient(smart_app: TestClient, fhir: str) 
     assert q["scope"] == ["launch/patient openid fhirUser patient/*.rs"] and "launch" not in q
     back = sign_in(r.headers["location"], "victor", "http://testserver/smart/callback")
     page = smart_app.get(back)
-    assert page.status_code == 200 and "Practitioner/victor" in page.text
+    assert page.status_code == 200 and "Practitioner/victor" in page.text  # (no such resource)
 
 
 def test_launch_from_a_server_not_on_the_allow_list_fetches_nothing(

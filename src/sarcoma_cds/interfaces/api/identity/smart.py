@@ -154,7 +154,8 @@ def smart_callback(request: Request, code: str = "", state: str = "",
     merged = {**info, **claims}
     fhir_user = merged.get("fhirUser")
     user = str(fhir_user) if isinstance(fhir_user, str) and fhir_user else f"sub:{claims['sub']}"
-    name = str(merged.get("name") or merged.get("preferred_username") or user)[:200]
+    name = str(merged.get("name") or _fhir_user_name(fhir, user, access, timeout)
+               or merged.get("preferred_username") or user)[:200]
     old = request.cookies.get(ident.session_cookie)
     if old:  # a new launch replaces the browser's previous session
         ident.sessions.delete(old)
@@ -170,6 +171,34 @@ def smart_callback(request: Request, code: str = "", state: str = "",
     ident.clear_cookie(resp, ident.smart_cookie)
     ident.set_cookie(resp, ident.session_cookie, token, int(ident.lifetime.total_seconds()))
     return resp
+
+
+def _fhir_user_name(fhir: str, fhir_user: str, access_token: str, timeout: float) -> str:
+    """The name on the ``fhirUser`` resource (Practitioner, PractitionerRole's practitioner is
+    not followed), read from the launching FHIR server only; "" when it cannot be read."""
+    base = fhir.rstrip("/") + "/"
+    rel = fhir_user[len(base):] if fhir_user.startswith(base) else fhir_user
+    if not re.fullmatch(r"(Practitioner|Patient|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}", rel):
+        return ""  # (an absolute URL on another server is never fetched)
+    try:
+        r = httpx.get(base + rel, timeout=timeout, follow_redirects=False,
+                      headers={"Authorization": f"Bearer {access_token}",
+                               "Accept": "application/fhir+json"})
+        r.raise_for_status()
+        res = r.json()
+    except (httpx.HTTPError, ValueError):
+        return ""
+    names = res.get("name") if isinstance(res, dict) else None
+    for n in names if isinstance(names, list) else []:
+        if not isinstance(n, dict):
+            continue
+        if isinstance(n.get("text"), str) and n["text"].strip():
+            return str(n["text"]).strip()
+        parts = [p for p in (n.get("prefix") or []) + (n.get("given") or []) + [n.get("family")]
+                 if isinstance(p, str) and p]
+        if parts:
+            return " ".join(parts)
+    return ""
 
 
 def _result(request: Request, req: dict[str, Any], caller: str, timeout: float) -> Response:
