@@ -40,29 +40,65 @@ class AuthError(Exception):
 
 # --------------------------------------------------------------------- API keys
 
-def load_api_keys(path: Path | None) -> dict[str, str]:
-    """Read ``<sha256 hex> [name]`` lines (``#`` comments). Returns {hash: name}."""
-    if path is None:
-        return {}
+def _key_lines(path: Path) -> list[tuple[str, str, str | None]]:
+    """The ``(digest, name, roles or None)`` of each key line of the key file.
+
+    A line is ``<sha256 hex> [name] [roles=role,role]`` (``#`` comments): the name is every
+    word but the ``roles=`` one, so ``<sha256> ward`` (before issue 12) still reads the same.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:  # fail closed: never an open API by accident
         raise ValueError(
             f"{path}: the API key file cannot be read ({e.__class__.__name__})"
         ) from None
-    keys: dict[str, str] = {}
+    out: list[tuple[str, str, str | None]] = []
     for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        digest, _, name = line.partition(" ")
+        digest, _, rest = line.partition(" ")
         digest = digest.strip().lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"{path}: line {n}: expected a SHA-256 hex digest")
-        keys[digest] = name.strip() or f"key-{digest[:8]}"
-    if not keys:  # a configured but empty file must not open the API (issue 12: fail closed)
+        words = rest.split()
+        roles = [w[len("roles="):] for w in words if w.lower().startswith("roles=")]
+        if len(roles) > 1:
+            raise ValueError(f"{path}: line {n}: roles= is given more than once")
+        name = " ".join(w for w in words if not w.lower().startswith("roles="))
+        out.append((digest, name or f"key-{digest[:8]}", roles[0] if roles else None))
+    if not out:  # a configured but empty file must not open the API (issue 12: fail closed)
         raise ValueError(f"{path}: the API key file lists no key; refusing to run with an open API")
-    return keys
+    return out
+
+
+def load_api_keys(path: Path | None) -> dict[str, str]:
+    """Read ``<sha256 hex> [name] [roles=...]`` lines (``#`` comments). Returns {hash: name}."""
+    if path is None:
+        return {}
+    return {digest: name for digest, name, _ in _key_lines(path)}
+
+
+def load_api_key_roles(path: Path | None) -> dict[str, frozenset[str]]:
+    """{key name: roles} of the keys listed with ``roles=`` (a key without them keeps what a
+    key could do before roles existed: the REST API and the audit trail). An unknown role, or
+    one name given two different role lists, raises ValueError naming the file."""
+    from sarcoma_cds.interfaces.api.identity.roles import UnknownRole, parse_roles
+
+    if path is None:
+        return {}
+    out: dict[str, frozenset[str]] = {}
+    for _, name, roles in _key_lines(path):
+        if roles is None:
+            continue
+        try:
+            parsed = parse_roles(roles, f"{path}: key {name!r}")
+        except UnknownRole as e:
+            raise ValueError(str(e)) from None
+        if out.get(name, parsed) != parsed:
+            raise ValueError(f"{path}: key {name!r} is listed twice with different roles")
+        out[name] = parsed
+    return out
 
 
 def check_api_key(keys: dict[str, str], authorization: str | None) -> str | None:

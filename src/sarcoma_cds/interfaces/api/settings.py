@@ -35,6 +35,16 @@ class Settings:
     fhir_timeout_s: float = 5.0  # SARCOMA_CDS_FHIR_TIMEOUT
     run_migrations: bool = True
     kb_dir: Path | None = None  # SARCOMA_CDS_KB_DIR: a draft knowledge base to preview (serve --kb)
+    # sign-in (issue 12; see docs/security/identity.md)
+    oidc_issuer: str | None = None  # SARCOMA_CDS_OIDC_ISSUER
+    oidc_client_id: str | None = None  # SARCOMA_CDS_OIDC_CLIENT_ID
+    oidc_client_secret: str | None = None  # SARCOMA_CDS_OIDC_CLIENT_SECRET (none: public client)
+    oidc_allowed: str = ""  # SARCOMA_CDS_OIDC_ALLOWED: users, emails, groups (or *)
+    oidc_roles: str = ""  # SARCOMA_CDS_OIDC_ROLES: clinician=group-a,group-b;auditor=group-c
+    oidc_roles_claim: str = "groups"  # SARCOMA_CDS_OIDC_ROLES_CLAIM
+    session_hours: float = 8.0  # SARCOMA_CDS_SESSION_HOURS
+    smart_issuers: str = ""  # SARCOMA_CDS_SMART_ISSUERS: FHIR servers that may launch the app
+    smart_client_id: str | None = None  # SARCOMA_CDS_SMART_CLIENT_ID
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +62,15 @@ class Settings:
             max_body_bytes=int(e.get("SARCOMA_CDS_MAX_BODY_BYTES", "") or 256 * 1024),
             fhir_timeout_s=float(e.get("SARCOMA_CDS_FHIR_TIMEOUT", "") or 5.0),
             kb_dir=_path(e, "SARCOMA_CDS_KB_DIR"),
+            oidc_issuer=e.get("SARCOMA_CDS_OIDC_ISSUER", "").strip() or None,
+            oidc_client_id=e.get("SARCOMA_CDS_OIDC_CLIENT_ID", "").strip() or None,
+            oidc_client_secret=e.get("SARCOMA_CDS_OIDC_CLIENT_SECRET", "").strip() or None,
+            oidc_allowed=e.get("SARCOMA_CDS_OIDC_ALLOWED", "").strip(),
+            oidc_roles=e.get("SARCOMA_CDS_OIDC_ROLES", "").strip(),
+            oidc_roles_claim=e.get("SARCOMA_CDS_OIDC_ROLES_CLAIM", "").strip() or "groups",
+            session_hours=float(e.get("SARCOMA_CDS_SESSION_HOURS", "") or 8.0),
+            smart_issuers=e.get("SARCOMA_CDS_SMART_ISSUERS", "").strip(),
+            smart_client_id=e.get("SARCOMA_CDS_SMART_CLIENT_ID", "").strip() or None,
         )
 
     @property
