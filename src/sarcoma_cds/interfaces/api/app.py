@@ -149,7 +149,7 @@ def build_access(settings: Settings, services: Services) -> Access:
         log.warning("DEVELOPMENT MODE: trusting the local key pair %s (issuer %s); "
                     "never use in production", key_path, client.iss)
     verifier = JwtVerifier.from_file(settings.clients_file, services.store.remember_jti,
-                                     extra_clients)
+                                     extra_clients, allow_http=settings.dev_mode)
     verifier.http_timeout_s = settings.fhir_timeout_s
     services.extras.update(api_keys=api_keys, verifier=verifier)
     if not api_keys:

@@ -9,9 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from sarcoma_cds.interfaces.api import cds_hooks
-from sarcoma_cds.interfaces.api.deps import CdsClaims, JsonBody, RequestId, ServicesDep, base_for
+from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch
+from sarcoma_cds.interfaces.api.deps import (
+    CdsClaims,
+    JsonBody,
+    RequestId,
+    ServicesDep,
+    base_for,
+    get_access,
+)
 from sarcoma_cds.interfaces.api.errors import BadRequest, PreconditionFailed
+from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy
 from sarcoma_cds.interfaces.api.openapi import json_request_body
 
 log = logging.getLogger("sarcoma_cds.service")
@@ -35,12 +43,19 @@ def cds_discovery() -> dict[str, Any]:
                         413: {"description": "Too large"}})
 async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                    services: ServicesDep, request_id: RequestId) -> Any:
-    if not isinstance(body, dict):
-        raise BadRequest("expected a CDS Hooks request object")
+    settings = services.settings
     try:
+        cds_hooks.check_request(service_id, body)
+        # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
+        # only from a FHIR server on this client's allow-list (fhir_fetch)
+        client = get_access(request).verifier.clients.get(claims["iss"])
+        policy = client.fhir_policy(settings.dev_mode) if client else FhirPolicy()
+        fetched = await fhir_fetch.fetch_missing(
+            body, cds_hooks.missing_prefetch(body), policy, deadline_s=settings.fhir_deadline_s,
+            timeout_s=settings.fhir_timeout_s, max_bytes=settings.fhir_max_bytes)
         return await run_in_threadpool(
             cds_hooks.run_hook, services, service_id, body, caller=f"cds:{claims['iss']}",
-            request_id=request_id, base_url=base_for(request))
+            request_id=request_id, base_url=base_for(request), fetched=fetched)
     except cds_hooks.BadHookRequest as e:
         raise BadRequest(str(e)) from None
     except cds_hooks.PreconditionFailed as e:

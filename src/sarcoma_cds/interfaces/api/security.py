@@ -25,6 +25,8 @@ import httpx
 import jwt
 from jwt import PyJWK
 
+from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy, NotAllowed, ServerPrefix, parse_server
+
 log = logging.getLogger("sarcoma_cds.service.security")
 
 ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
@@ -84,10 +86,37 @@ def check_api_key(keys: dict[str, str], authorization: str | None) -> str | None
 
 @dataclass
 class Client:
+    """A trusted CDS Hooks client: its issuer, its keys (a JWK Set or the URL of one) and the
+    FHIR servers the service may read on its behalf (``fhir_servers``; ``fhir_without_token``
+    allows a fetch without a ``fhirAuthorization`` access token)."""
+
     iss: str
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
     fetched_at: float = 0.0
+    fhir_servers: tuple[ServerPrefix, ...] = ()
+    fhir_without_token: bool = False
+
+    def fhir_policy(self, allow_http: bool) -> FhirPolicy:
+        """What the service may read on this client's behalf."""
+        return FhirPolicy(self.fhir_servers, self.fhir_without_token, allow_http)
+
+
+def _fhir_servers(path: Path, i: int, c: dict[str, Any],
+                  allow_http: bool) -> tuple[ServerPrefix, ...]:
+    raw = c.get("fhir_servers", [])
+    if not isinstance(raw, list) or not all(isinstance(u, str) for u in raw):
+        raise ValueError(f"{path}: clients[{i}]: 'fhir_servers' must be a list of URLs")
+    out = []
+    for u in raw:
+        try:
+            out.append(parse_server(u, allow_http=allow_http))
+        except NotAllowed as e:
+            need = "" if allow_http else " (https only outside development mode)"
+            raise ValueError(f"{path}: clients[{i}]: fhir_servers: {u!r}: {e}{need}") from None
+    if not isinstance(c.get("fhir_without_token", False), bool):
+        raise ValueError(f"{path}: clients[{i}]: 'fhir_without_token' must be true or false")
+    return tuple(out)
 
 
 #: ``remember_jti(iss, jti, expires_at)``: True the first time a token id is seen, False on a
@@ -105,7 +134,10 @@ class JwtVerifier:
 
     @classmethod
     def from_file(cls, path: Path | None, remember_jti: RememberJti,
-                  extra: list[Client] | None = None) -> JwtVerifier:
+                  extra: list[Client] | None = None, *, allow_http: bool = False) -> JwtVerifier:
+        """The clients of a clients file (and ``extra`` ones, e.g. the dev-mode client, which
+        takes the ``fhir_servers`` of a file entry with its issuer). ``allow_http``: development
+        mode, where ``fhir_servers`` may be plain ``http``."""
         clients: dict[str, Client] = {}
         if path is not None:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -113,11 +145,20 @@ class JwtVerifier:
                 iss = c.get("iss")
                 if not isinstance(iss, str) or not iss:
                     raise ValueError(f"{path}: clients[{i}]: 'iss' is required")
-                if not (c.get("jwks_url") or c.get("jwks")):
+                if not (c.get("jwks_url") or c.get("jwks")) and iss != DEV_ISSUER:
                     raise ValueError(f"{path}: clients[{i}]: give 'jwks_url' or 'jwks'")
-                clients[iss] = Client(iss=iss, jwks=c.get("jwks"), jwks_url=c.get("jwks_url"))
+                clients[iss] = Client(iss=iss, jwks=c.get("jwks"), jwks_url=c.get("jwks_url"),
+                                      fhir_servers=_fhir_servers(path, i, c, allow_http),
+                                      fhir_without_token=c.get("fhir_without_token") is True)
         for c in extra or []:
+            listed = clients.get(c.iss)
+            if listed is not None and not c.fhir_servers:
+                c.fhir_servers = listed.fhir_servers
+                c.fhir_without_token = listed.fhir_without_token
             clients[c.iss] = c
+        if DEV_ISSUER in clients and not (clients[DEV_ISSUER].jwks or
+                                          clients[DEV_ISSUER].jwks_url):
+            del clients[DEV_ISSUER]  # an allow-list for the dev client, without dev mode
         return cls(clients=clients, remember_jti=remember_jti)
 
     def _keys(self, client: Client, force: bool = False) -> list[dict[str, Any]]:
