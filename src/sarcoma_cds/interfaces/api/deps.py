@@ -108,14 +108,16 @@ def base_for(request: Request) -> str:
     return get_access(request).base_url or str(request.base_url).rstrip("/")
 
 
-def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
+async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
     """The verified JWT claims of a CDS client calling a known service (404 for an unknown
-    service, a bare 401 for a refused token)."""
+    service, a bare 401 for a refused token). Asynchronous: a JWK Set download never holds a
+    worker thread (issue 12, denial of service)."""
     if service_id not in cds_hooks.HOOKS:
         raise NotFound(f"no CDS service {service_id!r}")
     audience = base_for(request) + request.url.path
     try:
-        return get_access(request).verifier.verify(request.headers.get("authorization"), audience)
+        return await get_access(request).verifier.verify(request.headers.get("authorization"),
+                                                         audience)
     except AuthError as e:
         log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
         raise TokenRefused() from None
