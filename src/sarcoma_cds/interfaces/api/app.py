@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api import (
     offline_docs,
+    rate_limit,
     routes_audit,
     routes_cds,
     routes_core,
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.access = access
     app.middleware("http")(request_context)
     install_error_handlers(app)
+    rate_limit.install(app, settings.rate_limit, services.store)  # per-client limits (issue 12)
     for surface in (routes_core, routes_fhir, routes_audit, routes_cds):  # (the OpenAPI order)
         app.include_router(surface.router)
     install_openapi(app)

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from sarcoma_cds.interfaces import json_input
-from sarcoma_cds.interfaces.api import cds_hooks
+from sarcoma_cds.interfaces.api import cds_hooks, rate_limit
 from sarcoma_cds.interfaces.api.errors import (
     BadRequest,
     InvalidInput,
@@ -72,6 +72,7 @@ def _caller(request: Request, *, always: bool) -> str:
     if name is None:
         log.info("request_id=%s API key missing or unknown", rid(request))
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")
+    rate_limit.enforce_for(request, f"apikey:{name}")  # 429 over the client's limit
     return f"apikey:{name}"
 
 
@@ -116,11 +117,13 @@ async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
         raise NotFound(f"no CDS service {service_id!r}")
     audience = base_for(request) + request.url.path
     try:
-        return await get_access(request).verifier.verify(request.headers.get("authorization"),
-                                                         audience)
+        claims = await get_access(request).verifier.verify(request.headers.get("authorization"),
+                                                           audience)
     except AuthError as e:
         log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
         raise TokenRefused() from None
+    await rate_limit.enforce_async_for(request, f"cds:{claims['iss']}")  # 429 over the limit
+    return claims
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
