@@ -290,6 +290,16 @@ class AuditStore:
             d["feedback"] = [feedback_dict(f) for f in fb]
             return d
 
+    def served_card(self, card_uuid: str, caller: str, service_id: str) -> str | None:
+        """The audit id of a CDS card that ``service_id`` served to ``caller`` (the card's audit
+        record names that caller), else None: feedback is taken only on cards served, and only
+        from the client that received them (issue 12)."""
+        with self.sessions() as s:
+            q = (select(CdsCard.audit_id).join(AuditRecord, AuditRecord.id == CdsCard.audit_id)
+                 .where(CdsCard.uuid == card_uuid, CdsCard.service_id == service_id,
+                        AuditRecord.caller == caller[:200]))
+            return s.scalar(q)
+
     def audit_id_for_card(self, card_uuid: str) -> str | None:
         with self.sessions() as s:
             c = s.get(CdsCard, card_uuid)

@@ -131,16 +131,22 @@ def _entries(value: Any) -> list[dict[str, Any]]:
 
 
 def _other_patient(res: dict[str, Any], patient_id: str) -> str | None:
-    """The other patient a resource is about, or None (ours, or cannot tell)."""
+    """The other patient a resource is about, or None (ours, or cannot tell). A Patient must be
+    ours by id; a ``subject``/``patient`` reference naming a Patient must end in ours (relative
+    or absolute, ``_history`` allowed); dot segments and trailing parts are refused."""
     if res.get("resourceType") == "Patient":
         rid = res.get("id")
-        return f"Patient/{rid}" if isinstance(rid, str) and rid != patient_id else None
+        return None if rid == patient_id else f"Patient/{rid if isinstance(rid, str) else '?'}"
     for key in ("subject", "patient"):
         ref = (res.get(key) or {}).get("reference") if isinstance(res.get(key), dict) else None
         if isinstance(ref, str):
             parts = ref.split("/_history/")[0].rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+            if any(p in (".", "..") for p in parts):
                 return ref
+            if "Patient" in parts:
+                i = len(parts) - 1 - parts[::-1].index("Patient")
+                if parts[i + 1:] != [patient_id]:
+                    return ref
     return None
 
 

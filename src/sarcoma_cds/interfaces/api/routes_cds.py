@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sarcoma_cds.interfaces.api.deps import (
     base_for,
     get_access,
 )
-from sarcoma_cds.interfaces.api.errors import BadRequest, PreconditionFailed
+from sarcoma_cds.interfaces.api.errors import BadRequest, NotFound, PreconditionFailed
 from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy
 from sarcoma_cds.interfaces.api.openapi import json_request_body
 
@@ -27,6 +28,7 @@ log = logging.getLogger("sarcoma_cds.service")
 router = APIRouter()
 
 _JSON_BODY = json_request_body()
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @router.get("/cds-services", tags=["CDS Hooks"], summary="CDS Hooks discovery")
@@ -72,6 +74,8 @@ def _feedback_items(body: Any) -> list[dict[str, Any]]:
     for i, fb in enumerate(items):
         if not isinstance(fb, dict) or not isinstance(fb.get("card"), str):
             raise BadRequest(f"feedback[{i}].card (a card uuid) is required")
+        if not _UUID.fullmatch(fb["card"]):
+            raise BadRequest(f"feedback[{i}].card must be a card uuid")
         if fb.get("outcome") not in ("accepted", "overridden"):
             raise BadRequest(f"feedback[{i}].outcome must be accepted or overridden")
         orr = fb.get("overrideReason")
@@ -96,13 +100,30 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
 @router.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
                         401: {"description": "Unauthorized"},
-                        404: {"description": "Unknown service"}})
+                        404: {"description": "Unknown service, or a card not served to this "
+                                             "client"}})
 async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody,
                        services: ServicesDep) -> Any:
-    for fb in _feedback_items(body):
-        services.store.record_feedback(
-            kind="cds_feedback", outcome=fb["outcome"], caller=f"cds:{claims['iss']}",
-            service_id=service_id, card_uuid=fb["card"][:36], outcome_at=_outcome_time(fb),
-            override_reason=fb.get("overrideReason"),
-            accepted_suggestions=fb.get("acceptedSuggestions"))
+    caller = f"cds:{claims['iss']}"
+    items = _feedback_items(body)
+
+    def store() -> None:
+        # every card must have been served by this service to this client (its audit record
+        # names the caller): no feedback on another client's cards nor on made-up ones; all
+        # items are checked before any is stored
+        audit_ids = []
+        for i, fb in enumerate(items):
+            audit_id = services.store.served_card(fb["card"], caller, service_id)
+            if audit_id is None:
+                raise NotFound(f"feedback[{i}].card: no card with this uuid was served to this "
+                               "client by this service")
+            audit_ids.append(audit_id)
+        for fb, audit_id in zip(items, audit_ids, strict=True):
+            services.store.record_feedback(
+                kind="cds_feedback", outcome=fb["outcome"], caller=caller, audit_id=audit_id,
+                service_id=service_id, card_uuid=fb["card"], outcome_at=_outcome_time(fb),
+                override_reason=fb.get("overrideReason"),
+                accepted_suggestions=fb.get("acceptedSuggestions"))
+
+    await run_in_threadpool(store)  # database reads and writes: off the event loop
     return {}
