@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch
+from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch, rate_limit
 from sarcoma_cds.interfaces.api.deps import (
     CdsClaims,
     JsonBody,
@@ -45,6 +45,7 @@ def cds_discovery() -> dict[str, Any]:
                         413: {"description": "Too large"}})
 async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                    services: ServicesDep, request_id: RequestId) -> Any:
+    await rate_limit.enforce_async_for(request, f"cds:{claims['iss']}")  # 429 over the limit
     settings = services.settings
     try:
         cds_hooks.check_request(service_id, body)
@@ -102,9 +103,10 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
                         401: {"description": "Unauthorized"},
                         404: {"description": "Unknown service, or a card not served to this "
                                              "client"}})
-async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody,
+async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                        services: ServicesDep) -> Any:
     caller = f"cds:{claims['iss']}"
+    await rate_limit.enforce_async_for(request, caller)  # 429 over the client's limit
     items = _feedback_items(body)
 
     def store() -> None:
