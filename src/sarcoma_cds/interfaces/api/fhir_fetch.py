@@ -237,11 +237,12 @@ async def fetch_missing(req: Mapping[str, Any], paths: Mapping[str, str], policy
         tasks = {asyncio.ensure_future(
             _read_key(client, server, k, p, headers, max_bytes, out, got)): k
             for k, p in paths.items()}
-        done, pending = await asyncio.wait(tasks, timeout=deadline_s)
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        finally:  # past the deadline, or the caller went away: stop every fetch
+            for t in tasks:
+                t.cancel()
+        await asyncio.wait(tasks)
     for t, key in tasks.items():
         if t in done and not t.cancelled() and t.exception() is None:
             continue
