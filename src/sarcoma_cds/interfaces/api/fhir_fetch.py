@@ -232,8 +232,7 @@ async def fetch_missing(req: Mapping[str, Any], paths: Mapping[str, str], policy
     got: dict[str, list[dict[str, Any]]] = {}
     timeout = httpx.Timeout(min(timeout_s, deadline_s))
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
-                                 trust_env=False) as client:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
         tasks = {asyncio.ensure_future(
             _read_key(client, server, k, p, headers, max_bytes, out, got)): k
             for k, p in paths.items()}

@@ -189,8 +189,8 @@ class JwtVerifier:
         assert client.jwks_url
         self._fetches[client.iss] = self._fetches.get(client.iss, 0) + 1
         try:
-            async with httpx.AsyncClient(timeout=self.http_timeout_s, follow_redirects=False,
-                                         trust_env=False) as http, \
+            async with httpx.AsyncClient(timeout=self.http_timeout_s,
+                                         follow_redirects=False) as http, \
                     http.stream("GET", client.jwks_url,
                                 headers={"Accept": "application/json"}) as r:
                 r.raise_for_status()
