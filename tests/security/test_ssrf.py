@@ -215,3 +215,20 @@ def test_optional_keys_not_read_give_an_info_card_without_hosts(
     assert info["indicator"] == "info" and "could not read the whole record" in info["summary"]
     assert "medicationRequests" in info["detail"]
     assert str(ehr.port) not in r.text
+
+
+@pytest.mark.parametrize(("entry", "asked", "covered"), [
+    ("https://ehr.example.org/fhir", "https://EHR.example.org:443/fhir/r4", True),
+    ("https://ehr.example.org/fhir/", "https://ehr.example.org/fhir", True),
+    ("https://ehr.example.org", "https://ehr.example.org/any/path", True),
+    ("https://[::1]:8443/fhir", "https://[::1]:8443/fhir", True),
+    ("https://ehr.example.org/fhir", "https://ehr.example.org:4430/fhir", False),
+    ("https://ehr.example.org:1845/fhir", "https://ehr.example.org:18451/fhir", False),
+    ("https://ehr.example.org/fhir", "https://ehr.example.org.evil.test/fhir", False),
+    ("https://ehr.example.org/fhir", "https://ehr.example.org/fhir2", False),
+])
+def test_allow_list_comparison(entry: str, asked: str, covered: bool) -> None:
+    from sarcoma_cds.interfaces.api.fhir_fetch import parse_server
+
+    a, b = parse_server(entry, allow_http=False), parse_server(asked, allow_http=False)
+    assert a.covers(b) is covered
