@@ -5,8 +5,8 @@ header was read whole and its memory never returned. :class:`HeaderLimitedHttpTo
 bytes of the request line and headers as they arrive and, past :data:`MAX_HEADER_BYTES`, answers
 ``431 Request Header Fields Too Large`` and closes the connection before reading more. Without
 httptools uvicorn's h11 protocol is used with ``h11_max_incomplete_event_size`` set to the same
-limit (h11 answers 431 itself). :func:`uvicorn_options` gives ``serve`` (and the tests) the
-options.
+limit (uvicorn then answers 400 and closes). :func:`uvicorn_options` gives ``serve`` (and the
+tests) the options.
 """
 
 from __future__ import annotations
