@@ -229,3 +229,27 @@ def test_a_huge_request_header_is_refused_and_the_server_keeps_serving(tmp_path:
         # a large but reasonable header (cookies, long tokens) still passes
         ok = _raw_request(url, 32 * 1024)
         assert ok.split(b"\r\n", 1)[0].split(b" ")[1] == b"200"
+
+
+def test_a_failed_jwks_download_is_not_repeated_at_every_token(tmp_path: Path,
+                                                               jwks_server: Recorder) -> None:
+    """The JWKS server is down: tokens keep being refused without a download each; once the
+    retry interval has passed (simulated, not waited for) the keys are read again."""
+    genuine = Signer(kid="k1")
+    clients = tmp_path / "clients.json"
+    clients.write_text(json.dumps({"clients": [
+        {"iss": genuine.iss, "jwks_url": jwks_server.base + "/jwks.json"}]}))
+    app = create_app(make_settings(tmp_path, base_url=BASE_URL, clients_file=clients))
+    with TestClient(app, base_url=BASE_URL) as c:
+        def call() -> int:
+            tok = genuine.token(BASE_URL + TREAT)
+            return c.post(TREAT, json=_hook(prefetch=_prefetched()),
+                          headers={"Authorization": f"Bearer {tok}"}).status_code
+
+        assert [call() for _ in range(5)] == [401] * 5  # 404 at the JWKS URL
+        assert len(jwks_server.hits) == 1
+        jwks_server.routes["/jwks.json"] = genuine.jwks  # the server is back
+        assert call() == 401 and len(jwks_server.hits) == 1  # within the retry interval
+        app.state.access.verifier._tried_at.clear()  # as if the retry interval had passed
+        assert call() == 200
+        assert len(jwks_server.hits) == 2

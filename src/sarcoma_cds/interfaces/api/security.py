@@ -143,7 +143,8 @@ class JwtVerifier:
     """Verifies CDS clients' JWTs. Asynchronous: a JWK Set download never blocks the event loop
     nor a worker thread, one download per client is shared by every request waiting for it, and
     a client's keys are downloaded at most once per ``jwks_refetch_interval_s`` however many
-    unknown key ids forged tokens name (issue 12, denial of service). Keys are re-read every
+    unknown key ids forged tokens name (issue 12, denial of service); after a failed download,
+    once per ``jwks_retry_after_failure_s``. Keys are re-read every
     ``jwks_ttl_s`` in the background while the cached ones keep serving."""
 
     clients: dict[str, Client]
@@ -151,6 +152,7 @@ class JwtVerifier:
     jwks_ttl_s: float = 300.0
     http_timeout_s: float = 5.0
     jwks_refetch_interval_s: float = 60.0
+    jwks_retry_after_failure_s: float = 10.0
     _tried_at: dict[str, float] = field(default_factory=dict)
     _inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _fetches: dict[str, int] = field(default_factory=dict)
@@ -206,6 +208,9 @@ class JwtVerifier:
             client.fetched_at = time.monotonic()
         except (httpx.HTTPError, ValueError) as e:
             log.warning("JWKS of %s not fetchable: %s", client.iss, type(e).__name__)
+            # a failed download may be retried sooner than a successful one is repeated
+            retry = min(self.jwks_retry_after_failure_s, self.jwks_refetch_interval_s)
+            self._tried_at[client.iss] = time.monotonic() - self.jwks_refetch_interval_s + retry
 
     def _live(self, client: Client) -> asyncio.Task[None] | None:
         """The download of this client's keys running on this event loop, if any."""
