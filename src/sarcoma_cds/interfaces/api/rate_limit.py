@@ -19,6 +19,7 @@ served more than the limit).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -30,9 +31,12 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from sarcoma_cds.interfaces.api.errors import Problem
 from sarcoma_cds.interfaces.api.problems import PROBLEM_TYPE, problem
+
+log = logging.getLogger("sarcoma_cds.service.rate_limit")
 
 WINDOW_S = 60
 
@@ -114,7 +118,14 @@ class RateLimiter:
             start, ok = self._local(key)
             if ok is not None:
                 return ok
-            granted = self.claim(key, datetime.fromtimestamp(start, UTC), self.chunk, self.limit)
+            try:
+                granted = self.claim(key, datetime.fromtimestamp(start, UTC), self.chunk,
+                                     self.limit)
+            except SQLAlchemyError as e:
+                # the store is down: not counted here (the request itself fails or not on its
+                # own); the next request tries to claim again
+                log.warning("rate limit not counted (store unavailable: %s)", type(e).__name__)
+                return True
             with self._lock:
                 if len(self._windows) > 10_000:  # forget the windows that have ended
                     self._windows = {k: v for k, v in self._windows.items() if v.start >= start}
