@@ -42,7 +42,8 @@ def cds_discovery() -> dict[str, Any]:
                         404: {"description": "Unknown service"},
                         400: {"description": "Bad request"},
                         412: {"description": "Data neither prefetched nor fetchable"},
-                        413: {"description": "Too large"}})
+                        413: {"description": "Too large"},
+                        429: {"description": "Over this client's rate limit"}})
 async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                    services: ServicesDep, request_id: RequestId) -> Any:
     await rate_limit.enforce_async_for(request, f"cds:{claims['iss']}")  # 429 over the limit
@@ -102,7 +103,8 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
              responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
                         401: {"description": "Unauthorized"},
                         404: {"description": "Unknown service, or a card not served to this "
-                                             "client"}})
+                                             "client"},
+                        429: {"description": "Over this client's rate limit"}})
 async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                        services: ServicesDep) -> Any:
     caller = f"cds:{claims['iss']}"
