@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api import (
     offline_docs,
+    rate_limit,
     routes_audit,
     routes_cds,
     routes_core,
@@ -155,7 +156,7 @@ def build_access(settings: Settings, services: Services) -> Access:
         log.warning("DEVELOPMENT MODE: trusting the local key pair %s (issuer %s); "
                     "never use in production", key_path, client.iss)
     verifier = JwtVerifier.from_file(settings.clients_file, services.store.remember_jti,
-                                     extra_clients)
+                                     extra_clients, allow_http=settings.dev_mode)
     verifier.http_timeout_s = settings.fhir_timeout_s
     services.extras.update(api_keys=api_keys, verifier=verifier)
     signin = any((settings.oidc_issuer, settings.oidc_client_id, settings.smart_issuers))
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.access = access
     app.middleware("http")(request_context)
     install_error_handlers(app)
+    rate_limit.install(app, settings.rate_limit, services.store)  # per-client limits (issue 12)
     for surface in (routes_core, routes_fhir, routes_audit, routes_cds):  # (the OpenAPI order)
         app.include_router(surface.router)
     install_openapi(app)

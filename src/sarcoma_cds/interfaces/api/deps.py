@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from sarcoma_cds.interfaces import json_input
-from sarcoma_cds.interfaces.api import cds_hooks
+from sarcoma_cds.interfaces.api import cds_hooks, rate_limit
 from sarcoma_cds.interfaces.api.errors import (
     BadRequest,
     InvalidInput,
@@ -94,6 +94,7 @@ def api_principal(request: Request, *, always: bool = False) -> Principal:
     if name is None:
         log.info("request_id=%s API key missing or unknown", rid(request))
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")
+    rate_limit.enforce_for(request, f"apikey:{name}")  # 429 over the client's limit
     return Principal(kind="apikey", subject=name, display_name=name,
                      roles=access.key_roles.get(name, LEGACY_KEY_ROLES))
 
@@ -176,14 +177,16 @@ def base_for(request: Request) -> str:
     return get_access(request).base_url or str(request.base_url).rstrip("/")
 
 
-def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
+async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
     """The verified JWT claims of a CDS client calling a known service (404 for an unknown
-    service, a bare 401 for a refused token)."""
+    service, a bare 401 for a refused token). Asynchronous: a JWK Set download never holds a
+    worker thread (issue 12, denial of service)."""
     if service_id not in cds_hooks.HOOKS:
         raise NotFound(f"no CDS service {service_id!r}")
     audience = base_for(request) + request.url.path
     try:
-        return get_access(request).verifier.verify(request.headers.get("authorization"), audience)
+        return await get_access(request).verifier.verify(request.headers.get("authorization"),
+                                                         audience)
     except AuthError as e:
         log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
         raise TokenRefused() from None

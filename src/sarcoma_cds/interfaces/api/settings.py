@@ -33,6 +33,9 @@ class Settings:
     dev_mode: bool = False  # SARCOMA_CDS_DEV_MODE=1
     max_body_bytes: int = 256 * 1024  # SARCOMA_CDS_MAX_BODY_BYTES
     fhir_timeout_s: float = 5.0  # SARCOMA_CDS_FHIR_TIMEOUT
+    fhir_deadline_s: float = 8.0  # SARCOMA_CDS_FHIR_DEADLINE: all FHIR fetches of one hook call
+    fhir_max_bytes: int = 10 * 1024 * 1024  # SARCOMA_CDS_FHIR_MAX_BYTES: per FHIR response
+    rate_limit: int = 600  # SARCOMA_CDS_RATE_LIMIT: requests per minute per client; 0 = off
     run_migrations: bool = True
     kb_dir: Path | None = None  # SARCOMA_CDS_KB_DIR: a draft knowledge base to preview (serve --kb)
     # sign-in (issue 12; see docs/security/identity.md)
@@ -61,6 +64,9 @@ class Settings:
             dev_mode=_flag(e, "SARCOMA_CDS_DEV_MODE"),
             max_body_bytes=int(e.get("SARCOMA_CDS_MAX_BODY_BYTES", "") or 256 * 1024),
             fhir_timeout_s=float(e.get("SARCOMA_CDS_FHIR_TIMEOUT", "") or 5.0),
+            fhir_deadline_s=float(e.get("SARCOMA_CDS_FHIR_DEADLINE", "") or 8.0),
+            fhir_max_bytes=int(e.get("SARCOMA_CDS_FHIR_MAX_BYTES", "") or 10 * 1024 * 1024),
+            rate_limit=int(e.get("SARCOMA_CDS_RATE_LIMIT", "").strip() or 600),
             kb_dir=_path(e, "SARCOMA_CDS_KB_DIR"),
             oidc_issuer=e.get("SARCOMA_CDS_OIDC_ISSUER", "").strip() or None,
             oidc_client_id=e.get("SARCOMA_CDS_OIDC_CLIENT_ID", "").strip() or None,

@@ -97,8 +97,11 @@ def serve(
 
     AuditStore.open(settings.db_url).close()
     sys.stderr.write(serve_line(settings, host, port) + "\n")
+    from sarcoma_cds.interfaces.api.http_limits import uvicorn_options
+
     uvicorn.run("sarcoma_cds.interfaces.api.asgi:app", host=host, port=port, workers=workers,
-                access_log=False, log_config=log_config, log_level="info" if verbose else "warning")
+                access_log=False, log_config=log_config, log_level="info" if verbose else "warning",
+                **uvicorn_options())  # request headers limited to 64 KiB (issue 12)
 
 
 def serve_line(settings: Any, host: str, port: int) -> str:

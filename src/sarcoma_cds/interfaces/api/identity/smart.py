@@ -17,11 +17,13 @@ token is not kept) and shows the result page.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -203,13 +205,23 @@ def _fhir_user_name(fhir: str, fhir_user: str, access_token: str, timeout: float
 
 def _result(request: Request, req: dict[str, Any], caller: str, timeout: float) -> Response:
     """The result page for the launched patient (or a page saying why it cannot be shown)."""
-    from sarcoma_cds.interfaces.api import cds_hooks
+    from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch
+    from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy, parse_server
     from sarcoma_cds.interfaces.web.forms import SECTIONS, form_values
 
     pages: Any = getattr(request.app.state, "web_pages", None)
     services: Any = getattr(request.app.state, "services", None)
+    settings: Any = getattr(request.app.state, "settings", None)
+    # the launching server was checked against SARCOMA_CDS_SMART_ISSUERS: it is the only one read,
+    # with the same deadline and size cap as a CDS Hooks fetch (fhir_fetch)
+    policy = FhirPolicy(servers=(parse_server(req["fhirServer"], allow_http=True),),
+                        allow_http=True)
     try:
-        bundle, gaps = cds_hooks.gather_bundle(req, timeout)
+        fetched = anyio.from_thread.run(functools.partial(
+            fhir_fetch.fetch_missing, req, cds_hooks.missing_prefetch(req), policy,
+            deadline_s=getattr(settings, "fhir_deadline_s", 8.0), timeout_s=timeout,
+            max_bytes=getattr(settings, "fhir_max_bytes", 10 * 1024 * 1024)))
+        bundle, gaps = cds_hooks.gather_bundle(req, fetched)
     except (cds_hooks.PreconditionFailed, cds_hooks.BadHookRequest) as e:
         log.warning("request_id=%s SMART launch: the record could not be read: %s",
                     _rid(request), type(e).__name__)
