@@ -338,11 +338,14 @@ def csrf_client_class() -> Any:
         _csrf: str | None = None
 
         def csrf_token(self) -> str:
-            if self._csrf is None:
-                page = super().request("GET", "/patient", headers={"accept": "text/html"})
-                m = re.search(r'name="csrf_token" value="([^"]*)"', page.text)
-                self._csrf = m.group(1) if m else ""
-            return self._csrf
+            if not self._csrf:  # (not cached while no page with a form is open to this client)
+                for path in ("/patient", "/"):
+                    page = super().request("GET", path, headers={"accept": "text/html"})
+                    m = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+                    if m:
+                        self._csrf = m.group(1)
+                        break
+            return self._csrf or ""
 
         def request(self, method: str, url: Any, **kw: Any) -> Any:  # type: ignore[override]
             unsafe = method.upper() in ("POST", "PUT", "PATCH", "DELETE")

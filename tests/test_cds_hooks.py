@@ -194,8 +194,20 @@ def fhir_server() -> Any:
     srv.server_close()
 
 
+@pytest.fixture
+def fhir_app(tmp_path: Path, signer: Signer, fhir_server: str) -> Any:
+    """The service with a client whose allow-list names the local FHIR server (plain http: dev
+    mode; issue 12, the fhirServer allow-list)."""
+    clients = tmp_path / "clients.json"
+    clients.write_text(json.dumps({"clients": [
+        {"iss": signer.iss, "jwks": signer.jwks, "fhir_servers": [fhir_server + "/fhir"]}]}))
+    settings = make_settings(tmp_path, base_url=BASE_URL, clients_file=clients, dev_mode=True)
+    with TestClient(create_app(settings), base_url=BASE_URL) as client:
+        yield client
+
+
 def test_fetches_from_fhir_server_when_not_prefetched(
-    service_app: TestClient, signer: Signer, fhir_server: str
+    fhir_app: TestClient, signer: Signer, fhir_server: str
 ) -> None:
     req = hook_request(
         "patient-view",
@@ -209,20 +221,23 @@ def test_fetches_from_fhir_server_when_not_prefetched(
             "subject": "cds",
         },
     )
-    r = call(service_app, signer, TREAT, req)
+    r = call(fhir_app, signer, TREAT, req)
     assert r.status_code == 200, r.text
     assert r.json()["cards"][0]["source"]["topic"]["code"] == "gist.recurrent_or_metastatic"
+    # the searches this server does not answer are named on an info card (never silence)
+    assert "could not read the whole record" in r.json()["cards"][-1]["summary"]
     # every prefetch template is fetched; the optional ones this server does not answer (404) are
     # gaps
     assert _FhirHandler.seen_auth.count("Bearer fhir-token") == len(cds_hooks.PREFETCH)
 
 
 def test_fhir_server_refusing_is_412(
-    service_app: TestClient, signer: Signer, fhir_server: str
+    fhir_app: TestClient, signer: Signer, fhir_server: str
 ) -> None:
     req = hook_request("patient-view", prefetch=False, fhirServer=fhir_server + "/fhir",
                        fhirAuthorization={"access_token": "wrong", "token_type": "Bearer"})
-    assert call(service_app, signer, TREAT, req).status_code == 412
+    assert call(fhir_app, signer, TREAT, req).status_code == 412
+    assert _FhirHandler.seen_auth  # the server was asked (and refused)
 
 
 def test_jwks_url_client(tmp_path: Path, fhir_server: str) -> None:
@@ -535,7 +550,7 @@ def test_prefetch_about_another_patient_is_rejected(
                 "code": {"coding": [{"system": "http://loinc.org", "code": "21900-6"}]},
                 "valueCodeableConcept": {"text": "pN1"}}
     req["prefetch"]["observations"]["entry"].append({"resource": intruder})
-    bundle, gaps = cds_hooks.gather_bundle(req, 1.0)
+    bundle, gaps = cds_hooks.gather_bundle(req)
     assert all(e["resource"].get("id") != "other-n" for e in bundle["entry"])
     assert any("someone-else" in g["problem"] for g in gaps)
 

@@ -254,7 +254,6 @@ def test_decision_recorded_with_validation(client: TestClient, case_url: str) ->
             "outcome": "overridden",
             "chosen": "excision",
             "rationale": "Declined radiotherapy before surgery.",
-            "clinician": "MDT chair",
             "next": "board",
         },
         follow_redirects=False,
@@ -518,15 +517,14 @@ def test_board_pdf_is_one_a4_page_for_every_example(client: TestClient, name: st
     pytest.importorskip("weasyprint")
     url = _save(client, name)
     # the board's override with a long rationale must not push the sheet onto a second page
-    client.post(url + "/decision", data={"outcome": "deferred", "rationale": "Await the MRI. " * 20,
-                                         "clinician": "MDT chair"})
+    client.post(url + "/decision",
+                data={"outcome": "deferred", "rationale": "Await the MRI. " * 20})
     client.post(
         url + "/decision",
         data={
             "outcome": "overridden",
             "chosen": _first_choice(client, url),
             "rationale": "Patient preference, discussed at length. " * 40,
-            "clinician": "MDT chair",
         },
     )
     r = client.get(url + "/board.pdf")

@@ -1,6 +1,6 @@
 """Privacy in logs (issue 12, privacy): a CDS hook that fetches the record from a FHIR server
-whose URL carries credentials, with a bearer token, must leave no patient id, token or password
-in any log line, at any level.
+with a bearer token, and one whose URL carries credentials (refused), must leave no patient id,
+token or password in any log line, at any level.
 
 The hook is called over real HTTP (TestClient) with a real signed JWT, and the service fetches
 from a real local FHIR server (``http.server`` on 127.0.0.1).
@@ -30,7 +30,6 @@ from tests.conftest_service import (
     Signer,
     load_fixture_bundle,
     make_settings,
-    write_clients,
 )
 
 PATIENT = "pt-7f3a91c2e4"
@@ -68,7 +67,7 @@ def fhir_server() -> Iterator[str]:
     _Fhir.seen = []
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Fhir)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://{USER}:{PASSWORD}@127.0.0.1:{srv.server_address[1]}/fhir"
+    yield f"http://127.0.0.1:{srv.server_address[1]}/fhir"
     srv.shutdown()
     srv.server_close()
 
@@ -106,9 +105,13 @@ def scenario(tmp: str) -> None:
     grab = _Grab()
     logging.getLogger().handlers.insert(0, grab)
     signer = Signer()
-    settings = make_settings(tmp_path, base_url=BASE_URL,
-                             clients_file=write_clients(tmp_path, signer))
     with fhir_server() as server:
+        # the client's FHIR server is allow-listed (plain http: development mode)
+        clients = tmp_path / "clients.json"
+        clients.write_text(json.dumps({"clients": [
+            {"iss": signer.iss, "jwks": signer.jwks, "fhir_servers": [server]}]}))
+        settings = make_settings(tmp_path, base_url=BASE_URL, clients_file=clients,
+                                 dev_mode=True)
         req = {"hook": "patient-view", "hookInstance": "5d0f1e43-0000-4000-8000-000000000001",
                "context": {"userId": "Practitioner/1", "patientId": PATIENT},
                "fhirServer": server,
@@ -118,9 +121,9 @@ def scenario(tmp: str) -> None:
         jwts = [signer.token(BASE_URL + TREAT), signer.token(BASE_URL + TREAT)]
         with TestClient(create_app(settings), base_url=BASE_URL) as c:
             ok = c.post(TREAT, json=req, headers={"Authorization": f"Bearer {jwts[0]}"})
-            # a failing fetch (the error path) logs nothing secret either
+            # a refused fetch (credentials in the URL: the error path) logs no password either
             bad = {**req, "hookInstance": "5d0f1e43-0000-4000-8000-000000000002",
-                   "fhirServer": f"http://{USER}:{PASSWORD}@127.0.0.1:9/fhir"}
+                   "fhirServer": server.replace("http://", f"http://{USER}:{PASSWORD}@")}
             failed = c.post(TREAT, json=bad, headers={"Authorization": f"Bearer {jwts[1]}"})
     # a library that logs a URL anyway (httpx at INFO, an exception's text) is redacted by the
     # service's handler

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -346,15 +346,42 @@ class AuditStore:
                                     override_reason=override_reason)
 
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
-        """Store a JWT id; False if it was already seen (a replay). Expired ids are purged."""
+        """Store a JWT id; False if it was already seen (a replay). Expired ids are purged.
+
+        The id is stored as its SHA-256 (hex), never truncated: two long ids that share their
+        first characters are two tokens (issue 12)."""
         now = _now()
+        digest = "sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
         try:
             with self.sessions.begin() as s:
                 s.execute(delete(SeenJti).where(SeenJti.expires_at < now))
-                s.add(SeenJti(iss=iss[:300], jti=jti[:200], expires_at=expires_at))
+                s.add(SeenJti(iss=iss[:300], jti=digest, expires_at=expires_at))
         except IntegrityError:
             return False
         return True
+
+    def claim_rate(self, key: str, window_start: datetime, wanted: int, limit: int) -> int:
+        """Claim up to ``wanted`` requests of ``key``'s allowance (``limit`` per window starting
+        at ``window_start``); returns how many were granted (0: the window is spent). One atomic
+        UPDATE (or the first INSERT of the key), so workers and replicas share the count."""
+        key = key[:200]
+        stmt = (update(RateLimit).where(RateLimit.key == key)
+                .values(count=case((RateLimit.window_start == window_start,
+                                    RateLimit.count + wanted), else_=wanted),
+                        window_start=window_start)
+                .returning(RateLimit.count))
+        for _ in range(3):
+            try:
+                with self.sessions.begin() as s:
+                    count = s.execute(stmt).scalar_one_or_none()
+                    if count is None:
+                        s.add(RateLimit(key=key, window_start=window_start, count=wanted))
+                        count = wanted
+            except IntegrityError:  # another worker inserted the key first: update it
+                continue
+            before = count - wanted
+            return max(0, min(wanted, limit - before))
+        return 0
 
     # ------------------------------------------------------------------ reads
     def get_record(self, audit_id: str) -> dict[str, Any] | None:
@@ -368,6 +395,16 @@ class AuditStore:
                            .order_by(Feedback.seq))
             d["feedback"] = [feedback_dict(f, self.cipher) for f in fb]
             return d
+
+    def served_card(self, card_uuid: str, caller: str, service_id: str) -> str | None:
+        """The audit id of a CDS card that ``service_id`` served to ``caller`` (the card's audit
+        record names that caller), else None: feedback is taken only on cards served, and only
+        from the client that received them (issue 12)."""
+        with self.sessions() as s:
+            q = (select(CdsCard.audit_id).join(AuditRecord, AuditRecord.id == CdsCard.audit_id)
+                 .where(CdsCard.uuid == card_uuid, CdsCard.service_id == service_id,
+                        AuditRecord.caller == caller[:200]))
+            return s.scalar(q)
 
     def audit_id_for_card(self, card_uuid: str) -> str | None:
         with self.sessions() as s:

@@ -23,6 +23,7 @@ from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api import (
     hardening,
     offline_docs,
+    rate_limit,
     routes_audit,
     routes_cds,
     routes_core,
@@ -30,9 +31,15 @@ from sarcoma_cds.interfaces.api import (
 )
 from sarcoma_cds.interfaces.api.deps import Access
 from sarcoma_cds.interfaces.api.errors import INTERNAL_ERROR, install_error_handlers
+from sarcoma_cds.interfaces.api.identity.setup import install_identity
 from sarcoma_cds.interfaces.api.openapi import install_openapi
 from sarcoma_cds.interfaces.api.problems import problem
-from sarcoma_cds.interfaces.api.security import JwtVerifier, dev_client, load_api_keys
+from sarcoma_cds.interfaces.api.security import (
+    JwtVerifier,
+    dev_client,
+    load_api_key_roles,
+    load_api_keys,
+)
 from sarcoma_cds.interfaces.api.services import Services
 from sarcoma_cds.interfaces.api.settings import Settings
 
@@ -150,16 +157,21 @@ def build_access(settings: Settings, services: Services) -> Access:
         log.warning("DEVELOPMENT MODE: trusting the local key pair %s (issuer %s); "
                     "never use in production", key_path, client.iss)
     verifier = JwtVerifier.from_file(settings.clients_file, services.store.remember_jti,
-                                     extra_clients)
+                                     extra_clients, allow_http=settings.dev_mode)
     verifier.http_timeout_s = settings.fhir_timeout_s
     services.extras.update(api_keys=api_keys, verifier=verifier)
-    if not api_keys:
+    signin = any((settings.oidc_issuer, settings.oidc_client_id, settings.smart_issuers))
+    if not api_keys and not signin:
         log.warning("no API keys configured (SARCOMA_CDS_API_KEYS): the REST API is open; "
                     "serve binds 127.0.0.1 only; GET /audit is unavailable")
+    elif not api_keys:
+        log.warning("no API keys configured (SARCOMA_CDS_API_KEYS) while sign-in is: "
+                    "the REST API is closed (401); GET /audit is unavailable")
     if not settings.base_url:
         log.warning("SARCOMA_CDS_BASE_URL is not set: "
                     "JWT audiences are checked against the request URL")
-    return Access(api_keys=api_keys, verifier=verifier, base_url=settings.base_url)
+    return Access(api_keys=api_keys, verifier=verifier, base_url=settings.base_url,
+                  key_roles=load_api_key_roles(settings.api_keys_file))
 
 
 def _mount_web(app: FastAPI, services: Services) -> None:
@@ -190,9 +202,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.access = access
     app.middleware("http")(request_context)
     install_error_handlers(app)
+    rate_limit.install(app, settings.rate_limit, services.store)  # per-client limits (issue 12)
     for surface in (routes_core, routes_fhir, routes_audit, routes_cds):  # (the OpenAPI order)
         app.include_router(surface.router)
     install_openapi(app)
+    install_identity(app, settings, services, keyed=bool(access.api_keys))  # (issue 12)
 
     _mount_web(app, services)
 

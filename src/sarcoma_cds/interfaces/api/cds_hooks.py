@@ -15,9 +15,8 @@ import re
 import uuid
 from typing import Any
 
-import httpx
-
 from sarcoma_cds.adapters.fhir import terms
+from sarcoma_cds.interfaces.api.fhir_fetch import COULD_NOT_READ, NO_SERVER, FetchResult
 
 log = logging.getLogger("sarcoma_cds.service.cds")
 
@@ -131,101 +130,86 @@ def _entries(value: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _fetch(fhir_server: str, auth: Any, path: str, timeout: float) -> Any:
-    headers = {"Accept": "application/fhir+json"}
-    if isinstance(auth, dict) and isinstance(auth.get("access_token"), str):
-        headers["Authorization"] = f"{auth.get('token_type') or 'Bearer'} {auth['access_token']}"
-    url = fhir_server.rstrip("/") + "/" + path
-    out: list[dict[str, Any]] = []
-    try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            for _ in range(5):  # follow at most 5 pages
-                r = client.get(url, headers=headers)
-                if r.status_code == 404 and path.startswith("Patient/"):
-                    return None
-                r.raise_for_status()
-                data = r.json()
-                out.extend(_entries(data))
-                nxt = [
-                    lk.get("url")
-                    for lk in (data.get("link") or [])
-                    if isinstance(lk, dict) and lk.get("relation") == "next"
-                ]
-                if (
-                    not nxt
-                    or not isinstance(nxt[0], str)
-                    or not nxt[0].startswith(fhir_server.rstrip("/"))
-                ):
-                    break
-                url = nxt[0]
-    except (httpx.HTTPError, ValueError) as e:
-        raise PreconditionFailed(f"FHIR server fetch failed: {type(e).__name__}") from None
-    return {"resourceType": "Bundle", "type": "searchset", "entry": out}
-
-
 def _other_patient(res: dict[str, Any], patient_id: str) -> str | None:
-    """The other patient a resource is about, or None (ours, or cannot tell)."""
+    """The other patient a resource is about, or None (ours, or cannot tell). A Patient must be
+    ours by id; a ``subject``/``patient`` reference naming a Patient must end in ours (relative
+    or absolute, ``_history`` allowed); dot segments and trailing parts are refused."""
     if res.get("resourceType") == "Patient":
         rid = res.get("id")
-        return f"Patient/{rid}" if isinstance(rid, str) and rid != patient_id else None
+        return None if rid == patient_id else f"Patient/{rid if isinstance(rid, str) else '?'}"
     for key in ("subject", "patient"):
         ref = (res.get(key) or {}).get("reference") if isinstance(res.get(key), dict) else None
         if isinstance(ref, str):
             parts = ref.split("/_history/")[0].rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+            if any(p in (".", "..") for p in parts):
                 return ref
+            if "Patient" in parts:
+                i = len(parts) - 1 - parts[::-1].index("Patient")
+                if parts[i + 1:] != [patient_id]:
+                    return ref
     return None
 
 
-def gather_bundle(
-    req: dict[str, Any], timeout: float
-) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """(a collection Bundle of everything prefetched or fetched, gaps of what was left out)."""
+def check_request(service_id: str, req: Any) -> str:
+    """The request's patient id after checking the hook, ``hookInstance`` and
+    ``context.patientId``; raises :class:`BadHookRequest`."""
+    if not isinstance(req, dict):
+        raise BadHookRequest("expected a CDS Hooks request object")
+    expected_hook = HOOKS[service_id]
+    if req.get("hook") != expected_hook:
+        raise BadHookRequest(f"service {service_id} answers the {expected_hook} hook")
+    if not isinstance(req.get("hookInstance"), str):
+        raise BadHookRequest("hookInstance is required")
+    return _patient_id(req)
+
+
+def _patient_id(req: dict[str, Any]) -> str:
     ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
     patient_id = ctx.get("patientId")
     if not isinstance(patient_id, str) or not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", patient_id):
         raise BadHookRequest("context.patientId is required (a FHIR id)")
+    return patient_id
+
+
+def missing_prefetch(req: dict[str, Any]) -> dict[str, str]:
+    """The prefetch keys the client did not send: key -> FHIR query (relative to fhirServer)."""
+    patient_id = _patient_id(req)
+    prefetch = req["prefetch"] if isinstance(req.get("prefetch"), dict) else {}
+    return {k: q.replace("{{context.patientId}}", patient_id)
+            for k, q in PREFETCH.items() if k not in prefetch}
+
+
+def gather_bundle(
+    req: dict[str, Any], fetched: FetchResult | None = None
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """(a collection Bundle of everything prefetched or fetched, gaps of what was left out).
+
+    ``fetched``: what :func:`~sarcoma_cds.interfaces.api.fhir_fetch.fetch_missing` read of the
+    keys not prefetched (None: nothing was fetched). A required key neither prefetched nor read
+    raises :class:`PreconditionFailed` (412); an optional one is a gap."""
+    patient_id = _patient_id(req)
     prefetch: dict[str, Any] = req["prefetch"] if isinstance(req.get("prefetch"), dict) else {}
-    fhir_server = req.get("fhirServer")
-    can_fetch = isinstance(fhir_server, str) and fhir_server.startswith(("http://", "https://"))
+    fetched = fetched or FetchResult(not_fetchable=NO_SERVER)
     entries: list[dict[str, Any]] = []
     gaps: list[dict[str, str]] = []
     keys = list(PREFETCH) + [k for k in prefetch if k not in PREFETCH]
     for key in keys:
-        path = PREFETCH.get(key, "").replace("{{context.patientId}}", patient_id)
         if key in prefetch:
             entries.extend(_entries(prefetch[key]))  # null: the client found nothing
             continue
-        if not can_fetch:
-            if key in REQUIRED_PREFETCH:
-                raise PreconditionFailed(
-                    f"prefetch '{key}' absent and no fhirServer to fetch it from"
-                )
-            gaps.append(
-                {
-                    "resource": "prefetch",
-                    "element": key,
-                    "problem": (
-                        "not prefetched and no FHIR server "
-                        "to fetch it from; these resources were not read"
-                    ),
-                }
-            )
+        if key in fetched.bundles:
+            entries.extend(_entries(fetched.bundles[key]))
+            if key in fetched.partial:
+                gaps.append({"resource": "prefetch", "element": key,
+                             "problem": f"{COULD_NOT_READ} in full; only the first pages "
+                                        "were read"})
             continue
-        try:
-            entries.extend(
-                _entries(_fetch(str(fhir_server), req.get("fhirAuthorization"), path, timeout))
-            )
-        except PreconditionFailed as e:
-            if key in REQUIRED_PREFETCH:
-                raise
-            gaps.append(
-                {
-                    "resource": "prefetch",
-                    "element": key,
-                    "problem": f"{e}; these resources were not read",
-                }
-            )
+        why = fetched.not_fetchable or COULD_NOT_READ
+        if key in REQUIRED_PREFETCH:
+            raise PreconditionFailed(f"prefetch '{key}' absent and {why}")
+        gaps.append({"resource": "prefetch", "element": key,
+                     "problem": (f"not prefetched and {why}" if fetched.not_fetchable
+                                 else COULD_NOT_READ) + "; these resources were not read"})
     kept: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for entry in entries:
@@ -692,16 +676,30 @@ def unchecked_order_cards(
     return cards
 
 
+def incomplete_card(services: Any, keys: list[str]) -> dict[str, Any]:
+    """The info card saying the record could not be read in full (never silence)."""
+    return _card(
+        services, None, "Sarcoma CDS could not read the whole record from the EHR",
+        "info",
+        f"Sarcoma CDS could not read the whole record: {COULD_NOT_READ} in full "
+        f"(not read: {', '.join(keys)}). Facts these resources hold were not used; check the "
+        "recommendation against the chart.",
+        None,
+    )
+
+
 def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str, request_id: str,
-             base_url: str) -> dict[str, Any]:
-    """Answer one hook call: {"cards": [...]}. Raises BadHookRequest / PreconditionFailed."""
-    expected_hook = HOOKS[service_id]
-    if req.get("hook") != expected_hook:
-        raise BadHookRequest(f"service {service_id} answers the {expected_hook} hook")
-    if not isinstance(req.get("hookInstance"), str):
-        raise BadHookRequest("hookInstance is required")
+             base_url: str, fetched: FetchResult | None = None) -> dict[str, Any]:
+    """Answer one hook call: {"cards": [...]}. Raises BadHookRequest / PreconditionFailed.
+
+    ``fetched``: what was read from the client's FHIR server for the keys it did not prefetch
+    (:func:`~sarcoma_cds.interfaces.api.fhir_fetch.fetch_missing`, run by the route on the event
+    loop); a key not read in full gives an info card."""
+    check_request(service_id, req)
     ctx: dict[str, Any] = req["context"] if isinstance(req.get("context"), dict) else {}
-    bundle, fetch_gaps = gather_bundle(req, services.settings.fhir_timeout_s)
+    bundle, fetch_gaps = gather_bundle(req, fetched)
+    incomplete = [incomplete_card(services, fetched.incomplete)] if (
+        fetched is not None and fetched.incomplete) else []
     # patient-view checks the record's active orders too: a dangerous one is never passed over
     orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
     meds = _medications(req, bundle)
@@ -713,7 +711,7 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     gaps = fetch_gaps + ans.gaps
     if ans.recommendation is None:
         unchecked = unchecked_order_cards(services, ans.problems, orders, meds)
-        return {"cards": [_missing_card(services, ans.problems, gaps), *unchecked]}
+        return {"cards": [_missing_card(services, ans.problems, gaps), *unchecked, *incomplete]}
     rec, audit_id = ans.recommendation, str(uuid.uuid4())
     link = f"{base_url}/cases/{audit_id}"
     patient_id = ctx.get("patientId", "")
@@ -723,6 +721,7 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
                   if c["indicator"] in ("warning", "critical")]
     else:
         cards = order_cards(services, rec, link, patient_id, orders, meds)
+    cards += incomplete
     services.record_answer(ans, "cds-hooks", caller, request_id=request_id, audit_id=audit_id,
                            service_id=service_id, card_uuids=[c["uuid"] for c in cards])
     return {"cards": cards}

@@ -13,13 +13,14 @@ caller before the body, so an unauthenticated request is refused before its body
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from sarcoma_cds.interfaces import json_input
-from sarcoma_cds.interfaces.api import cds_hooks
+from sarcoma_cds.interfaces.api import cds_hooks, rate_limit
 from sarcoma_cds.interfaces.api.errors import (
     BadRequest,
     InvalidInput,
@@ -28,6 +29,19 @@ from sarcoma_cds.interfaces.api.errors import (
     Unauthorized,
     request_id,
 )
+from sarcoma_cds.interfaces.api.identity.errors import (
+    Forbidden,
+    RoleMissing,
+    SignInNotConfigured,
+    SignInRequired,
+)
+from sarcoma_cds.interfaces.api.identity.principal import (
+    LEGACY_KEY_ROLES,
+    LOCAL_ROLES,
+    Principal,
+)
+from sarcoma_cds.interfaces.api.identity.roles import AUDITOR, CLINICIAN, DOES, VIEWER
+from sarcoma_cds.interfaces.api.identity.state import get_identity
 from sarcoma_cds.interfaces.api.security import AuthError, JwtVerifier, check_api_key
 from sarcoma_cds.interfaces.api.services import Services
 
@@ -42,6 +56,7 @@ class Access:
     api_keys: dict[str, str]
     verifier: JwtVerifier
     base_url: str | None
+    key_roles: dict[str, frozenset[str]] = field(default_factory=dict)  # {key name: roles}
 
 
 def get_services(request: Request) -> Services:
@@ -61,29 +76,83 @@ def rid(request: Request) -> str:
     return request_id(request)
 
 
-def _caller(request: Request, *, always: bool) -> str:
-    api_keys = get_access(request).api_keys
-    if not api_keys:
+def api_principal(request: Request, *, always: bool = False) -> Principal:
+    """The caller of a REST route: the holder of an API key (its roles from the key file), or
+    the local user in the embedded default (no keys, no sign-in) unless ``always`` (then 401).
+    With sign-in configured but no keys, the REST API is closed (401)."""
+    access = get_access(request)
+    if not access.api_keys:
+        if get_identity(request).mode != "local":  # sign-in without keys: the API is closed
+            raise Unauthorized("this endpoint needs an API key; none are configured "
+                               "(SARCOMA_CDS_API_KEYS), and web sign-in does not open the API")
         if always:
             raise Unauthorized("this endpoint needs an API key; "
                                "none are configured (SARCOMA_CDS_API_KEYS)")
-        return "local"
-    name = check_api_key(api_keys, request.headers.get("authorization"))
+        return Principal(kind="local", subject="local", display_name="local",
+                         roles=LOCAL_ROLES)
+    name = check_api_key(access.api_keys, request.headers.get("authorization"))
     if name is None:
         log.info("request_id=%s API key missing or unknown", rid(request))
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")
-    return f"apikey:{name}"
+    rate_limit.enforce_for(request, f"apikey:{name}")  # 429 over the client's limit
+    return Principal(kind="apikey", subject=name, display_name=name,
+                     roles=access.key_roles.get(name, LEGACY_KEY_ROLES))
+
+
+def _need(p: Principal, role: str, request: Request) -> None:
+    if not p.has(role):
+        log.info("request_id=%s caller lacks role %s", rid(request), role)
+        raise Forbidden(f"this endpoint needs the {role} role (to {DOES[role]}); "
+                        f"the API key {p.subject!r} does not have it")
+
+
+def _caller(request: Request, *, always: bool, role: str) -> str:
+    p = api_principal(request, always=always)
+    _need(p, role, request)
+    return "local" if p.kind == "local" else f"apikey:{p.subject}"
 
 
 def api_caller(request: Request) -> str:
-    """The caller of a REST route: ``apikey:<name>``, or ``local`` when no keys are configured."""
-    return _caller(request, always=False)
+    """The caller of a REST route: ``apikey:<name>``, or ``local`` when no keys are configured.
+    The key needs the viewer role (every key listed without roles has it)."""
+    return _caller(request, always=False, role=VIEWER)
 
 
 def keyed_caller(request: Request) -> str:
-    """Like :func:`api_caller`, but an API key is required even when none are configured
-    (the audit trail is never open)."""
-    return _caller(request, always=True)
+    """Like :func:`api_caller`, but an API key with the auditor role is required even when
+    no keys are configured (the audit trail is never open)."""
+    return _caller(request, always=True, role=AUDITOR)
+
+
+# ------------------------------------------------------------------ web pages (issue 12)
+
+def web_user(request: Request) -> Principal | None:
+    """The user of a web page: the local user (embedded default), the signed-in user, or
+    None. For pages that show more to a signed-in user but stay public (the home page)."""
+    return get_identity(request).web_principal(request)
+
+
+def _web_guard(role: str) -> Callable[[Request], Principal]:
+    def guard(request: Request) -> Principal:
+        ident = get_identity(request)
+        p = ident.web_principal(request)
+        if p is None:
+            if not ident.signin:
+                raise SignInNotConfigured()
+            q = request.url.query
+            raise SignInRequired(request.url.path + (f"?{q}" if q else "")
+                                 if request.method == "GET" else "/")
+        if not p.has(role):
+            raise RoleMissing(role, p.display_name)
+        return p
+
+    guard.__name__ = f"web_{role}"
+    guard.__doc__ = f"The web user, who must have the {role} role (else sign-in or 403)."
+    return guard
+
+
+web_viewer = _web_guard(VIEWER)
+web_clinician = _web_guard(CLINICIAN)
 
 
 async def json_body(request: Request) -> Any:
@@ -112,14 +181,16 @@ def base_for(request: Request) -> str:
     return get_access(request).base_url or str(request.base_url).rstrip("/")
 
 
-def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
+async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
     """The verified JWT claims of a CDS client calling a known service (404 for an unknown
-    service, a bare 401 for a refused token)."""
+    service, a bare 401 for a refused token). Asynchronous: a JWK Set download never holds a
+    worker thread (issue 12, denial of service)."""
     if service_id not in cds_hooks.HOOKS:
         raise NotFound(f"no CDS service {service_id!r}")
     audience = base_for(request) + request.url.path
     try:
-        return get_access(request).verifier.verify(request.headers.get("authorization"), audience)
+        return await get_access(request).verifier.verify(request.headers.get("authorization"),
+                                                         audience)
     except AuthError as e:
         log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
         raise TokenRefused() from None
@@ -131,3 +202,6 @@ KeyedCaller = Annotated[str, Depends(keyed_caller)]
 JsonBody = Annotated[Any, Depends(json_body)]
 CdsClaims = Annotated[dict[str, Any], Depends(cds_caller)]
 RequestId = Annotated[str, Depends(rid)]
+WebUser = Annotated[Principal | None, Depends(web_user)]
+Viewer = Annotated[Principal, Depends(web_viewer)]
+Clinician = Annotated[Principal, Depends(web_clinician)]

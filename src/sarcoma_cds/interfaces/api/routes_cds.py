@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from sarcoma_cds.interfaces.api import cds_hooks
-from sarcoma_cds.interfaces.api.deps import CdsClaims, JsonBody, RequestId, ServicesDep, base_for
-from sarcoma_cds.interfaces.api.errors import BadRequest, PreconditionFailed
+from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch, rate_limit
+from sarcoma_cds.interfaces.api.deps import (
+    CdsClaims,
+    JsonBody,
+    RequestId,
+    ServicesDep,
+    base_for,
+    get_access,
+)
+from sarcoma_cds.interfaces.api.errors import BadRequest, NotFound, PreconditionFailed
+from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy
 from sarcoma_cds.interfaces.api.openapi import json_request_body
 
 log = logging.getLogger("sarcoma_cds.service")
@@ -19,6 +28,7 @@ log = logging.getLogger("sarcoma_cds.service")
 router = APIRouter()
 
 _JSON_BODY = json_request_body()
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @router.get("/cds-services", tags=["CDS Hooks"], summary="CDS Hooks discovery")
@@ -32,15 +42,24 @@ def cds_discovery() -> dict[str, Any]:
                         404: {"description": "Unknown service"},
                         400: {"description": "Bad request"},
                         412: {"description": "Data neither prefetched nor fetchable"},
-                        413: {"description": "Too large"}})
+                        413: {"description": "Too large"},
+                        429: {"description": "Over this client's rate limit"}})
 async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                    services: ServicesDep, request_id: RequestId) -> Any:
-    if not isinstance(body, dict):
-        raise BadRequest("expected a CDS Hooks request object")
+    await rate_limit.enforce_async_for(request, f"cds:{claims['iss']}")  # 429 over the limit
+    settings = services.settings
     try:
+        cds_hooks.check_request(service_id, body)
+        # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
+        # only from a FHIR server on this client's allow-list (fhir_fetch)
+        client = get_access(request).verifier.clients.get(claims["iss"])
+        policy = client.fhir_policy(settings.dev_mode) if client else FhirPolicy()
+        fetched = await fhir_fetch.fetch_missing(
+            body, cds_hooks.missing_prefetch(body), policy, deadline_s=settings.fhir_deadline_s,
+            timeout_s=settings.fhir_timeout_s, max_bytes=settings.fhir_max_bytes)
         return await run_in_threadpool(
             cds_hooks.run_hook, services, service_id, body, caller=f"cds:{claims['iss']}",
-            request_id=request_id, base_url=base_for(request))
+            request_id=request_id, base_url=base_for(request), fetched=fetched)
     except cds_hooks.BadHookRequest as e:
         raise BadRequest(str(e)) from None
     except cds_hooks.PreconditionFailed as e:
@@ -57,6 +76,8 @@ def _feedback_items(body: Any) -> list[dict[str, Any]]:
     for i, fb in enumerate(items):
         if not isinstance(fb, dict) or not isinstance(fb.get("card"), str):
             raise BadRequest(f"feedback[{i}].card (a card uuid) is required")
+        if not _UUID.fullmatch(fb["card"]):
+            raise BadRequest(f"feedback[{i}].card must be a card uuid")
         if fb.get("outcome") not in ("accepted", "overridden"):
             raise BadRequest(f"feedback[{i}].outcome must be accepted or overridden")
         orr = fb.get("overrideReason")
@@ -81,13 +102,32 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
 @router.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
                         401: {"description": "Unauthorized"},
-                        404: {"description": "Unknown service"}})
-async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody,
+                        404: {"description": "Unknown service, or a card not served to this "
+                                             "client"},
+                        429: {"description": "Over this client's rate limit"}})
+async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
                        services: ServicesDep) -> Any:
-    for fb in _feedback_items(body):
-        services.store.record_feedback(
-            kind="cds_feedback", outcome=fb["outcome"], caller=f"cds:{claims['iss']}",
-            service_id=service_id, card_uuid=fb["card"][:36], outcome_at=_outcome_time(fb),
-            override_reason=fb.get("overrideReason"),
-            accepted_suggestions=fb.get("acceptedSuggestions"))
+    caller = f"cds:{claims['iss']}"
+    await rate_limit.enforce_async_for(request, caller)  # 429 over the client's limit
+    items = _feedback_items(body)
+
+    def store() -> None:
+        # every card must have been served by this service to this client (its audit record
+        # names the caller): no feedback on another client's cards nor on made-up ones; all
+        # items are checked before any is stored
+        audit_ids = []
+        for i, fb in enumerate(items):
+            audit_id = services.store.served_card(fb["card"], caller, service_id)
+            if audit_id is None:
+                raise NotFound(f"feedback[{i}].card: no card with this uuid was served to this "
+                               "client by this service")
+            audit_ids.append(audit_id)
+        for fb, audit_id in zip(items, audit_ids, strict=True):
+            services.store.record_feedback(
+                kind="cds_feedback", outcome=fb["outcome"], caller=caller, audit_id=audit_id,
+                service_id=service_id, card_uuid=fb["card"], outcome_at=_outcome_time(fb),
+                override_reason=fb.get("overrideReason"),
+                accepted_suggestions=fb.get("acceptedSuggestions"))
+
+    await run_in_threadpool(store)  # database reads and writes: off the event loop
     return {}

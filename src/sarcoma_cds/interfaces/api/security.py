@@ -9,11 +9,11 @@ refusal goes to the log (never with patient data), not to the caller.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 from jwt import PyJWK
+
+from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy, NotAllowed, ServerPrefix, parse_server
 
 log = logging.getLogger("sarcoma_cds.service.security")
 
@@ -40,29 +43,65 @@ class AuthError(Exception):
 
 # --------------------------------------------------------------------- API keys
 
-def load_api_keys(path: Path | None) -> dict[str, str]:
-    """Read ``<sha256 hex> [name]`` lines (``#`` comments). Returns {hash: name}."""
-    if path is None:
-        return {}
+def _key_lines(path: Path) -> list[tuple[str, str, str | None]]:
+    """The ``(digest, name, roles or None)`` of each key line of the key file.
+
+    A line is ``<sha256 hex> [name] [roles=role,role]`` (``#`` comments): the name is every
+    word but the ``roles=`` one, so ``<sha256> ward`` (before issue 12) still reads the same.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:  # fail closed: never an open API by accident
         raise ValueError(
             f"{path}: the API key file cannot be read ({e.__class__.__name__})"
         ) from None
-    keys: dict[str, str] = {}
+    out: list[tuple[str, str, str | None]] = []
     for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        digest, _, name = line.partition(" ")
+        digest, _, rest = line.partition(" ")
         digest = digest.strip().lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"{path}: line {n}: expected a SHA-256 hex digest")
-        keys[digest] = name.strip() or f"key-{digest[:8]}"
-    if not keys:  # a configured but empty file must not open the API (issue 12: fail closed)
+        words = rest.split()
+        roles = [w[len("roles="):] for w in words if w.lower().startswith("roles=")]
+        if len(roles) > 1:
+            raise ValueError(f"{path}: line {n}: roles= is given more than once")
+        name = " ".join(w for w in words if not w.lower().startswith("roles="))
+        out.append((digest, name or f"key-{digest[:8]}", roles[0] if roles else None))
+    if not out:  # a configured but empty file must not open the API (issue 12: fail closed)
         raise ValueError(f"{path}: the API key file lists no key; refusing to run with an open API")
-    return keys
+    return out
+
+
+def load_api_keys(path: Path | None) -> dict[str, str]:
+    """Read ``<sha256 hex> [name] [roles=...]`` lines (``#`` comments). Returns {hash: name}."""
+    if path is None:
+        return {}
+    return {digest: name for digest, name, _ in _key_lines(path)}
+
+
+def load_api_key_roles(path: Path | None) -> dict[str, frozenset[str]]:
+    """{key name: roles} of the keys listed with ``roles=`` (a key without them keeps what a
+    key could do before roles existed: the REST API and the audit trail). An unknown role, or
+    one name given two different role lists, raises ValueError naming the file."""
+    from sarcoma_cds.interfaces.api.identity.roles import UnknownRole, parse_roles
+
+    if path is None:
+        return {}
+    out: dict[str, frozenset[str]] = {}
+    for _, name, roles in _key_lines(path):
+        if roles is None:
+            continue
+        try:
+            parsed = parse_roles(roles, f"{path}: key {name!r}")
+        except UnknownRole as e:
+            raise ValueError(str(e)) from None
+        if out.get(name, parsed) != parsed:
+            raise ValueError(f"{path}: key {name!r} is listed twice with different roles")
+        out[name] = parsed
+    return out
 
 
 def check_api_key(keys: dict[str, str], authorization: str | None) -> str | None:
@@ -84,28 +123,82 @@ def check_api_key(keys: dict[str, str], authorization: str | None) -> str | None
 
 @dataclass
 class Client:
+    """A trusted CDS Hooks client: its issuer, its keys (a JWK Set or the URL of one) and the
+    FHIR servers the service may read on its behalf (``fhir_servers``; ``fhir_without_token``
+    allows a fetch without a ``fhirAuthorization`` access token)."""
+
     iss: str
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
     fetched_at: float = 0.0
+    fhir_servers: tuple[ServerPrefix, ...] = ()
+    fhir_without_token: bool = False
+
+    def fhir_policy(self, allow_http: bool) -> FhirPolicy:
+        """What the service may read on this client's behalf."""
+        return FhirPolicy(self.fhir_servers, self.fhir_without_token, allow_http)
+
+
+def _fhir_servers(path: Path, i: int, c: dict[str, Any],
+                  allow_http: bool) -> tuple[ServerPrefix, ...]:
+    raw = c.get("fhir_servers", [])
+    if not isinstance(raw, list) or not all(isinstance(u, str) for u in raw):
+        raise ValueError(f"{path}: clients[{i}]: 'fhir_servers' must be a list of URLs")
+    out = []
+    for u in raw:
+        try:
+            out.append(parse_server(u, allow_http=allow_http))
+        except NotAllowed as e:
+            need = "" if allow_http else " (https only outside development mode)"
+            raise ValueError(f"{path}: clients[{i}]: fhir_servers: {u!r}: {e}{need}") from None
+    if not isinstance(c.get("fhir_without_token", False), bool):
+        raise ValueError(f"{path}: clients[{i}]: 'fhir_without_token' must be true or false")
+    return tuple(out)
 
 
 #: ``remember_jti(iss, jti, expires_at)``: True the first time a token id is seen, False on a
 #: replay (``AuditStore.remember_jti``).
 RememberJti = Callable[[str, str, datetime], bool]
 
+#: Largest JWK Set read from a ``jwks_url`` (bytes; read as a stream and dropped past it).
+MAX_JWKS_BYTES = 256 * 1024
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim as a number; a string, a boolean or anything else is refused."""
+    v = claims.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise AuthError(f"{name} is not a number")
+    return float(v)
+
 
 @dataclass
 class JwtVerifier:
+    """Verifies CDS clients' JWTs. Asynchronous: a JWK Set download never blocks the event loop
+    nor a worker thread, one download per client is shared by every request waiting for it, and
+    a client's keys are downloaded at most once per ``jwks_refetch_interval_s`` however many
+    unknown key ids forged tokens name (issue 12, denial of service); after a failed download,
+    once per ``jwks_retry_after_failure_s``. Keys are re-read every
+    ``jwks_ttl_s`` in the background while the cached ones keep serving."""
+
     clients: dict[str, Client]
     remember_jti: RememberJti
     jwks_ttl_s: float = 300.0
     http_timeout_s: float = 5.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    jwks_refetch_interval_s: float = 60.0
+    jwks_retry_after_failure_s: float = 10.0
+    _tried_at: dict[str, float] = field(default_factory=dict)
+    _inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _fetches: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, path: Path | None, remember_jti: RememberJti,
-                  extra: list[Client] | None = None) -> JwtVerifier:
+                  extra: list[Client] | None = None, *, allow_http: bool = False) -> JwtVerifier:
+        """The clients of a clients file (and ``extra`` ones, e.g. the dev-mode client, which
+        takes the ``fhir_servers`` of a file entry with its issuer). ``allow_http``: development
+        mode, where ``fhir_servers`` may be plain ``http``."""
         clients: dict[str, Client] = {}
         if path is not None:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -113,32 +206,103 @@ class JwtVerifier:
                 iss = c.get("iss")
                 if not isinstance(iss, str) or not iss:
                     raise ValueError(f"{path}: clients[{i}]: 'iss' is required")
-                if not (c.get("jwks_url") or c.get("jwks")):
+                if not (c.get("jwks_url") or c.get("jwks")) and iss != DEV_ISSUER:
                     raise ValueError(f"{path}: clients[{i}]: give 'jwks_url' or 'jwks'")
-                clients[iss] = Client(iss=iss, jwks=c.get("jwks"), jwks_url=c.get("jwks_url"))
+                clients[iss] = Client(iss=iss, jwks=c.get("jwks"), jwks_url=c.get("jwks_url"),
+                                      fhir_servers=_fhir_servers(path, i, c, allow_http),
+                                      fhir_without_token=c.get("fhir_without_token") is True)
         for c in extra or []:
+            listed = clients.get(c.iss)
+            if listed is not None and not c.fhir_servers:
+                c.fhir_servers = listed.fhir_servers
+                c.fhir_without_token = listed.fhir_without_token
             clients[c.iss] = c
+        if DEV_ISSUER in clients and not (clients[DEV_ISSUER].jwks or
+                                          clients[DEV_ISSUER].jwks_url):
+            del clients[DEV_ISSUER]  # an allow-list for the dev client, without dev mode
         return cls(clients=clients, remember_jti=remember_jti)
 
-    def _keys(self, client: Client, force: bool = False) -> list[dict[str, Any]]:
-        if client.jwks_url:
-            with self._lock:
-                stale = time.monotonic() - client.fetched_at > self.jwks_ttl_s
-                if force or client.jwks is None or stale:
-                    try:
-                        r = httpx.get(client.jwks_url, timeout=self.http_timeout_s)
-                        r.raise_for_status()
-                        client.jwks = r.json()
-                        client.fetched_at = time.monotonic()
-                    except (httpx.HTTPError, ValueError) as e:
-                        if client.jwks is None:
-                            raise AuthError(f"JWKS of {client.iss} not fetchable: "
-                                            f"{type(e).__name__}") from None
-        keys = (client.jwks or {}).get("keys", [])
-        return [k for k in keys if isinstance(k, dict)]
+    # ------------------------------------------------------------------ keys
+    async def _download(self, client: Client) -> None:
+        assert client.jwks_url
+        self._fetches[client.iss] = self._fetches.get(client.iss, 0) + 1
+        try:
+            async with httpx.AsyncClient(timeout=self.http_timeout_s,
+                                         follow_redirects=False) as http, \
+                    http.stream("GET", client.jwks_url,
+                                headers={"Accept": "application/json"}) as r:
+                r.raise_for_status()
+                buf = bytearray()
+                async for chunk in r.aiter_bytes():
+                    buf += chunk
+                    if len(buf) > MAX_JWKS_BYTES:
+                        raise ValueError("JWK Set too large")
+            data = json.loads(bytes(buf))
+            if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+                raise ValueError("not a JWK Set")
+            client.jwks = data
+            client.fetched_at = time.monotonic()
+        except (httpx.HTTPError, ValueError) as e:
+            log.warning("JWKS of %s not fetchable: %s", client.iss, type(e).__name__)
+            # a failed download may be retried sooner than a successful one is repeated
+            retry = min(self.jwks_retry_after_failure_s, self.jwks_refetch_interval_s)
+            self._tried_at[client.iss] = time.monotonic() - self.jwks_refetch_interval_s + retry
 
-    def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
-        """Claims of a valid token, or raise :class:`AuthError` with the reason."""
+    def _live(self, client: Client) -> asyncio.Task[None] | None:
+        """The download of this client's keys running on this event loop, if any."""
+        task = self._inflight.get(client.iss)
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            return None
+        return task
+
+    async def _refetch(self, client: Client) -> None:
+        """Download the client's keys, unless a download is running (then wait for it) or one
+        started less than ``jwks_refetch_interval_s`` ago (then use what is cached)."""
+        running = self._live(client)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        now = time.monotonic()
+        last = self._tried_at.get(client.iss)
+        if last is not None and now - last < self.jwks_refetch_interval_s:
+            return
+        self._tried_at[client.iss] = now
+        task = asyncio.ensure_future(self._download(client))
+        self._inflight[client.iss] = task
+        await asyncio.shield(task)
+
+    def _refresh_later(self, client: Client) -> None:
+        """Re-read stale keys in the background (the cached ones keep serving meanwhile)."""
+        running = self._live(client)
+        last = self._tried_at.get(client.iss)
+        if running is not None or (
+                last is not None and time.monotonic() - last < self.jwks_refetch_interval_s):
+            return
+        self._tried_at[client.iss] = time.monotonic()
+        self._inflight[client.iss] = asyncio.ensure_future(self._download(client))
+
+    async def _key(self, client: Client, kid: str | None, alg: str) -> PyJWK | None:
+        if not client.jwks_url:
+            return _pick(client, kid, alg)
+        if client.jwks is None:
+            await self._refetch(client)
+            return _pick(client, kid, alg)
+        key = _pick(client, kid, alg)
+        if key is None:  # an unknown kid: perhaps rotated keys (at most one download per interval)
+            await self._refetch(client)
+            return _pick(client, kid, alg)
+        if time.monotonic() - client.fetched_at > self.jwks_ttl_s:
+            self._refresh_later(client)
+        return key
+
+    def jwks_downloads(self, iss: str) -> int:
+        """How many times the keys of ``iss`` were downloaded (for the operators and tests)."""
+        return self._fetches.get(iss, 0)
+
+    # ------------------------------------------------------------------ tokens
+    async def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """Claims of a valid token, or raise :class:`AuthError` with the reason. The key lookup
+        awaits (never blocks); the signature check and the replay store run in a worker thread."""
         if not authorization:
             raise AuthError("no Authorization header")
         scheme, _, token = authorization.partition(" ")
@@ -158,14 +322,16 @@ class JwtVerifier:
         if client is None:
             raise AuthError(f"issuer {iss!r} is not on the allow-list")
         kid = header.get("kid")
-        key = self._pick(client, kid, alg)
-        if key is None and client.jwks_url:
-            key = self._pick(client, kid, alg, force=True)
+        key = await self._key(client, kid if isinstance(kid, str) else None, alg)
         if key is None:
             raise AuthError(f"no key of {iss} matches kid {kid!r}")
+        return await anyio.to_thread.run_sync(self._check, token, key, alg, audience, client)
+
+    def _check(self, token: str, key: PyJWK, alg: str, audience: str,
+               client: Client) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
-                token, key=key.key, algorithms=[alg], audience=audience, issuer=iss,
+            claims: dict[str, Any] = jwt.decode(
+                token, key=key.key, algorithms=[alg], audience=audience, issuer=client.iss,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]}, leeway=LEEWAY_S,
             )
         except jwt.InvalidAudienceError:
@@ -174,11 +340,13 @@ class JwtVerifier:
             raise AuthError("token expired") from None
         except jwt.PyJWTError as e:
             raise AuthError(f"token refused: {type(e).__name__}: {e}") from None
-        iat = claims.get("iat")
-        if not isinstance(iat, int | float) or iat > time.time() + LEEWAY_S:
+        exp, iat = _number(claims, "exp"), _number(claims, "iat")
+        _number(claims, "nbf")
+        if exp is None or iat is None:
+            raise AuthError("exp and iat are required")
+        if iat > time.time() + LEEWAY_S:
             raise AuthError("iat is in the future")
-        exp = float(claims["exp"])
-        if exp - float(iat) > MAX_TOKEN_AGE_S + LEEWAY_S:
+        if exp - iat > MAX_TOKEN_AGE_S + LEEWAY_S:
             raise AuthError("token lifetime longer than allowed")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
@@ -187,19 +355,21 @@ class JwtVerifier:
             raise AuthError("jti replayed")
         return claims
 
-    def _pick(self, client: Client, kid: str | None, alg: str, force: bool = False) -> PyJWK | None:
-        keys = self._keys(client, force=force)
-        cands = [k for k in keys if kid is None or k.get("kid") == kid]
-        if kid is None and len(cands) > 1:
-            cands = [k for k in cands if k.get("alg") in (None, alg)]
-        for k in cands:
-            if k.get("kty") == "oct":
-                continue  # symmetric keys are never trusted
-            try:
-                return PyJWK(k, algorithm=alg)
-            except jwt.PyJWTError:
-                continue
-        return None
+
+def _pick(client: Client, kid: str | None, alg: str) -> PyJWK | None:
+    """The client's cached key for ``kid`` usable with ``alg`` (never a symmetric key)."""
+    keys = [k for k in (client.jwks or {}).get("keys", []) if isinstance(k, dict)]
+    cands = [k for k in keys if kid is None or k.get("kid") == kid]
+    if kid is None and len(cands) > 1:
+        cands = [k for k in cands if k.get("alg") in (None, alg)]
+    for k in cands:
+        if k.get("kty") == "oct":
+            continue  # symmetric keys are never trusted
+        try:
+            return PyJWK(k, algorithm=alg)
+        except jwt.PyJWTError:
+            continue
+    return None
 
 
 # --------------------------------------------------------------------- dev mode

@@ -37,6 +37,9 @@ class Settings:
     dev_mode: bool = False  # SARCOMA_CDS_DEV_MODE=1
     max_body_bytes: int = 256 * 1024  # SARCOMA_CDS_MAX_BODY_BYTES
     fhir_timeout_s: float = 5.0  # SARCOMA_CDS_FHIR_TIMEOUT
+    fhir_deadline_s: float = 8.0  # SARCOMA_CDS_FHIR_DEADLINE: all FHIR fetches of one hook call
+    fhir_max_bytes: int = 10 * 1024 * 1024  # SARCOMA_CDS_FHIR_MAX_BYTES: per FHIR response
+    rate_limit: int = 600  # SARCOMA_CDS_RATE_LIMIT: requests per minute per client; 0 = off
     run_migrations: bool = True
     kb_dir: Path | None = None  # SARCOMA_CDS_KB_DIR: a draft knowledge base to preview (serve --kb)
     # SARCOMA_CDS_ALLOWED_HOSTS (comma-separated Host names; None: loopback + the base URL's host)
@@ -45,6 +48,16 @@ class Settings:
     # SARCOMA_CDS_DATA_KEYS: Fernet keys for patient data at rest (first encrypts, all decrypt);
     # empty: a key made once in <data_dir>/data-key
     data_keys: list[str] = field(default_factory=list, repr=False)
+    # sign-in (issue 12; see docs/security/identity.md)
+    oidc_issuer: str | None = None  # SARCOMA_CDS_OIDC_ISSUER
+    oidc_client_id: str | None = None  # SARCOMA_CDS_OIDC_CLIENT_ID
+    oidc_client_secret: str | None = None  # SARCOMA_CDS_OIDC_CLIENT_SECRET (none: public client)
+    oidc_allowed: str = ""  # SARCOMA_CDS_OIDC_ALLOWED: users, emails, groups (or *)
+    oidc_roles: str = ""  # SARCOMA_CDS_OIDC_ROLES: clinician=group-a,group-b;auditor=group-c
+    oidc_roles_claim: str = "groups"  # SARCOMA_CDS_OIDC_ROLES_CLAIM
+    session_hours: float = 8.0  # SARCOMA_CDS_SESSION_HOURS
+    smart_issuers: str = ""  # SARCOMA_CDS_SMART_ISSUERS: FHIR servers that may launch the app
+    smart_client_id: str | None = None  # SARCOMA_CDS_SMART_CLIENT_ID
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,10 +74,22 @@ class Settings:
             dev_mode=_flag(e, "SARCOMA_CDS_DEV_MODE"),
             max_body_bytes=int(e.get("SARCOMA_CDS_MAX_BODY_BYTES", "") or 256 * 1024),
             fhir_timeout_s=float(e.get("SARCOMA_CDS_FHIR_TIMEOUT", "") or 5.0),
+            fhir_deadline_s=float(e.get("SARCOMA_CDS_FHIR_DEADLINE", "") or 8.0),
+            fhir_max_bytes=int(e.get("SARCOMA_CDS_FHIR_MAX_BYTES", "") or 10 * 1024 * 1024),
+            rate_limit=int(e.get("SARCOMA_CDS_RATE_LIMIT", "").strip() or 600),
             kb_dir=_path(e, "SARCOMA_CDS_KB_DIR"),
             allowed_hosts=_list(e, "SARCOMA_CDS_ALLOWED_HOSTS") or None,
             frame_ancestors=e.get("SARCOMA_CDS_FRAME_ANCESTORS", "").strip() or "'none'",
             data_keys=_list(e, "SARCOMA_CDS_DATA_KEYS"),
+            oidc_issuer=e.get("SARCOMA_CDS_OIDC_ISSUER", "").strip() or None,
+            oidc_client_id=e.get("SARCOMA_CDS_OIDC_CLIENT_ID", "").strip() or None,
+            oidc_client_secret=e.get("SARCOMA_CDS_OIDC_CLIENT_SECRET", "").strip() or None,
+            oidc_allowed=e.get("SARCOMA_CDS_OIDC_ALLOWED", "").strip(),
+            oidc_roles=e.get("SARCOMA_CDS_OIDC_ROLES", "").strip(),
+            oidc_roles_claim=e.get("SARCOMA_CDS_OIDC_ROLES_CLAIM", "").strip() or "groups",
+            session_hours=float(e.get("SARCOMA_CDS_SESSION_HOURS", "") or 8.0),
+            smart_issuers=e.get("SARCOMA_CDS_SMART_ISSUERS", "").strip(),
+            smart_client_id=e.get("SARCOMA_CDS_SMART_CLIENT_ID", "").strip() or None,
         )
 
     @property

@@ -29,7 +29,8 @@ audit_app = typer.Typer(help="The audit trail of recommendations served.", no_ar
 @requires("service", "serve")
 def serve(
     host: str | None = typer.Option(
-        None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 only with API keys)."
+        None, "--host",
+        help="Interface to bind (default 127.0.0.1; another only with sign-in or API keys).",
     ),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
@@ -73,17 +74,23 @@ def serve(
         except ValueError as e:
             sys.stderr.write(f"error: {e}\n")
             raise typer.Exit(2) from None
+    protected = settings.api_keys_file is not None or any((
+        settings.oidc_issuer, settings.oidc_client_id, settings.smart_issuers,
+        settings.smart_client_id))
+    if protected:  # incomplete sign-in settings stop the start, naming the variable
+        _check_signin(settings)
+    elif host not in (None, "127.0.0.1", "localhost", "::1"):  # (issue 12: refuse, never widen)
+        sys.stderr.write(
+            f"error: refusing to listen on {host}: nobody would need to sign in. Configure "
+            "sign-in (SARCOMA_CDS_OIDC_ISSUER and SARCOMA_CDS_OIDC_CLIENT_ID) or API keys "
+            "(SARCOMA_CDS_API_KEYS), or leave --host out to listen on 127.0.0.1 only.\n")
+        raise typer.Exit(2)
     log_config = serve_log_config(
         verbose,
         local_only=settings.api_keys_file is None,
         cds_clients=settings.clients_file is not None or settings.dev_mode,
     )
     logging.config.dictConfig(log_config)
-    if settings.api_keys_file is None:
-        if host not in (None, "127.0.0.1", "localhost"):
-            sys.stderr.write("warning: no API keys configured (SARCOMA_CDS_API_KEYS); "
-                             f"refusing to bind {host}, listening on 127.0.0.1 only\n")
-        host = "127.0.0.1"
     host = host or "127.0.0.1"
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts \
             and not settings.base_url:  # (the Host allow-list: DNS rebinding, issue 12)
@@ -95,8 +102,11 @@ def serve(
 
     AuditStore.open(settings.db_url).close()
     sys.stderr.write(serve_line(settings, host, port) + "\n")
+    from sarcoma_cds.interfaces.api.http_limits import uvicorn_options
+
     uvicorn.run("sarcoma_cds.interfaces.api.asgi:app", host=host, port=port, workers=workers,
-                access_log=False, log_config=log_config, log_level="info" if verbose else "warning")
+                access_log=False, log_config=log_config, log_level="info" if verbose else "warning",
+                **uvicorn_options())  # request headers limited to 64 KiB (issue 12)
 
 
 def serve_line(settings: Any, host: str, port: int) -> str:
@@ -106,12 +116,33 @@ def serve_line(settings: Any, host: str, port: int) -> str:
     from sarcoma_cds import __version__
 
     store = make_url(settings.db_url).render_as_string(hide_password=True)
-    who = ("API keys required" if settings.api_keys_file is not None
-           else "no API keys (SARCOMA_CDS_API_KEYS), so local users only")
+    signin = bool(getattr(settings, "oidc_issuer", None) or getattr(settings, "smart_issuers", ""))
+    if settings.api_keys_file is not None:
+        who = "API keys required" + ("; web sign-in" if signin
+                                     else "; web pages with patient data closed (no sign-in)")
+    elif signin:
+        who = "web sign-in; REST API closed (no API keys)"
+    else:
+        who = "no API keys (SARCOMA_CDS_API_KEYS), so local users only"
     kb = getattr(settings, "kb_dir", None)
     which = f"; knowledge base {kb} (preview)" if kb is not None else ""
     return (f"sarcoma-cds {__version__} listening on http://{host}:{port}/ (API docs /api/docs); "
             f"audit store {store}; {who}{which}")
+
+
+def _check_signin(settings: Any) -> None:
+    """Exit 2 naming the variable when the sign-in settings cannot work (before anything
+    starts): both of issuer and client id, a list of who may sign in, valid roles, both SMART
+    settings, https URLs."""
+    from sarcoma_cds.interfaces.api.identity.oidc import ConfigError
+    from sarcoma_cds.interfaces.api.identity.state import build_identity
+
+    try:  # (the same checks as the app's; no store nor secret is touched here)
+        build_identity(settings, keyed=settings.api_keys_file is not None, secret=b"-",
+                       sessions=object())  # type: ignore[arg-type]
+    except ConfigError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(2) from None
 
 
 def _check_kb(kb: Path) -> Any:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from sarcoma_cds.interfaces.api.identity.errors import install_web_refusals
 from sarcoma_cds.interfaces.web.adapter import WebBackend
 from sarcoma_cds.interfaces.web.pages import MAX_UPLOAD, Pages
 from sarcoma_cds.interfaces.web.routes import STATIC, UI_PREFIX, router
@@ -67,6 +68,7 @@ def mount(app: FastAPI, services: Services | None = None) -> WebBackend:
         build_extra_router(backend)
     )  # tumour-board mode, compare, favicon (issue 14)
     app.add_exception_handler(PageNotFound, not_found_handler(pages.templates))
+    install_web_refusals(app)  # sign-in redirects and 403 pages (issue 12)
     app.mount("/static/web", StaticFiles(directory=str(STATIC)), name="web-static")
     app.add_middleware(_HtmlRewrite)
     app.state.web = backend

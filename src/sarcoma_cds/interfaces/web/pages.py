@@ -108,8 +108,20 @@ def make_templates(backend: WebBackend) -> Jinja2Templates:
         step_reasons=step_reasons,
         ordered_options=ordered_options,
         csrf_field=csrf_field,
+        signed_in=_signed_in,  # the header's "signed in as" and sign-out (issue 12)
     )
     return t
+
+
+def _signed_in(request: Request) -> dict[str, Any]:
+    """Who is using the page, for the header and the decision form: ``user`` (a Principal or
+    None), ``signin`` (sign-in is configured) and ``can_sign_out`` (a session to end)."""
+    from sarcoma_cds.interfaces.api.identity.state import get_identity
+
+    ident = get_identity(request)
+    user = ident.web_principal(request)
+    return {"user": user, "signin": ident.signin,
+            "can_sign_out": user is not None and user.kind in ("oidc", "smart")}
 
 
 class Pages:

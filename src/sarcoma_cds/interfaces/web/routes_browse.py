@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from sarcoma_cds.interfaces.api.deps import WebUser
+from sarcoma_cds.interfaces.api.identity.roles import VIEWER
 from sarcoma_cds.interfaces.web.pages import UI_PREFIX, PagesDep
 from sarcoma_cds.interfaces.web.present import search
 
@@ -12,10 +14,11 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, pages: PagesDep) -> HTMLResponse:
-    """The algorithm by site, with the most recent saved cases."""
-    return pages.render(request, "home.html", sites=pages.by_site(),
-                        cases=pages.backend.list_cases(8))
+def home(request: Request, pages: PagesDep, user: WebUser) -> HTMLResponse:
+    """The algorithm by site, with the most recent saved cases (for a user who may see them:
+    the page itself is public)."""
+    cases = pages.backend.list_cases(8) if user is not None and user.has(VIEWER) else []
+    return pages.render(request, "home.html", sites=pages.by_site(), cases=cases)
 
 
 @router.get(UI_PREFIX + "/groups", response_class=HTMLResponse)

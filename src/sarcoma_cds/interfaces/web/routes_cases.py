@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from sarcoma_cds.interfaces.api.deps import Clinician, Viewer
 from sarcoma_cds.interfaces.web import plain
 from sarcoma_cds.interfaces.web.adapter import OUTCOMES
 from sarcoma_cds.interfaces.web.forms import facts_from_form, validate
@@ -17,25 +18,25 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.post("/cases", response_class=HTMLResponse)
-async def save_case(request: Request, pages: PagesDep) -> Response:
+async def save_case(request: Request, who: Clinician, pages: PagesDep) -> Response:
     """Save the facts as a case (an explicit action: their record keeps the facts)."""
     form = await request.form()
     facts = facts_from_form(form, pages.fields)
     if validate(facts):
         return pages.answer(request, facts, "patient.html")
     label = str(form.get("case_label") or "").strip()[:120]
-    _, cid = pages.backend.save_case(facts, caller="web", label=label)
+    _, cid = pages.backend.save_case(facts, caller=who.author, label=label)
     return RedirectResponse(f"/cases/{quote(cid)}", status_code=303)
 
 
 @router.get("/cases", response_class=HTMLResponse)
-def cases_page(request: Request, pages: PagesDep) -> HTMLResponse:
+def cases_page(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """The saved cases, newest first."""
     return pages.render(request, "cases.html", cases=pages.backend.list_cases(100))
 
 
 @router.get("/cases/{cid}", response_class=HTMLResponse)
-def case_page(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+def case_page(request: Request, who: Viewer, case: SavedCase, pages: PagesDep) -> HTMLResponse:
     """One case: recommendation, facts, diagram, decision form, downloads."""
     return pages.render(request, "case.html", **pages.case_context(case),
                         has_fhir=pages.backend.has_fhir)
@@ -53,13 +54,14 @@ def _decision_errors(outcome: str, chosen: str, rationale: str) -> dict[str, str
 
 
 @router.post("/cases/{cid}/decision")
-async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Response:
-    """Record the clinician's or board's decision, then back to the case or board."""
+async def decision(request: Request, who: Clinician, case: SavedCase, pages: PagesDep) -> Response:
+    """Record the clinician's or board's decision, then back to the case or board. Its
+    author is the signed-in user (the local user in the embedded default), never a typed
+    name (issue 12)."""
     form = await request.form()
     outcome = str(form.get("outcome") or "")
     chosen = str(form.get("chosen") or "").strip()[:300]
     rationale = str(form.get("rationale") or "").strip()[:4000]
-    clinician = str(form.get("clinician") or "").strip()[:120]
     back = "board" if form.get("next") == "board" else ""
     session = str(form.get("next") or "")  # tumour-board mode returns to its sheet (issue 14)
     session = session if session[:7] == "/board/" and session[7:].split("?")[0].isdigit() else ""
@@ -72,19 +74,20 @@ async def decision(request: Request, case: SavedCase, pages: PagesDep) -> Respon
         return pages.render(request, tpl, 422, **pages.case_context(case),
                             has_fhir=pages.backend.has_fhir, decision_errors=errors,
                             decision_values=dict(form))
-    pages.backend.record_decision(case.id, outcome, chosen, rationale, clinician)
+    pages.backend.record_decision(case.id, outcome, chosen, rationale, who.author)
     target = f"/cases/{quote(case.id)}/board" if back else f"/cases/{quote(case.id)}#decision"
     return RedirectResponse(session or target, status_code=303)
 
 
 @router.get("/cases/{cid}/board", response_class=HTMLResponse)
-def board(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+def board(request: Request, who: Viewer, case: SavedCase, pages: PagesDep) -> HTMLResponse:
     """The tumour-board sheet (print stylesheet) with its decision form."""
     return pages.render(request, "board.html", **pages.case_context(case))
 
 
 @router.get("/cases/{cid}/patient-summary", response_class=HTMLResponse)
-def patient_summary(request: Request, case: SavedCase, pages: PagesDep) -> HTMLResponse:
+def patient_summary(request: Request, who: Viewer, case: SavedCase,
+                    pages: PagesDep) -> HTMLResponse:
     """The plain-language discussion aid for the patient."""
     rec = case.recommendation
     return pages.render(request, "patient_summary.html", case=case, rec=rec,

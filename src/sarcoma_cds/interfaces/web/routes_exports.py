@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from sarcoma_cds.interfaces.api.deps import Viewer
 from sarcoma_cds.interfaces.web import diagram
 from sarcoma_cds.interfaces.web.pages import STATIC, PagesDep, SavedCase
 from sarcoma_cds.interfaces.web.pdf import PdfUnavailable, html_to_pdf
@@ -18,7 +19,7 @@ def _attachment(name: str) -> dict[str, str]:
 
 
 @router.get("/cases/{cid}/board.pdf")
-def board_pdf(request: Request, case: SavedCase, pages: PagesDep) -> Response:
+def board_pdf(request: Request, who: Viewer, case: SavedCase, pages: PagesDep) -> Response:
     """The board sheet as PDF (503 with a pointer to the print view without WeasyPrint)."""
     templates = pages.templates
     html = templates.get_template("board.html").render(
@@ -34,21 +35,21 @@ def board_pdf(request: Request, case: SavedCase, pages: PagesDep) -> Response:
 
 
 @router.get("/cases/{cid}/diagram.svg")
-def diagram_svg(case: SavedCase, pages: PagesDep) -> Response:
+def diagram_svg(who: Viewer, case: SavedCase, pages: PagesDep) -> Response:
     """The decision diagram as a standalone SVG file."""
     svg = diagram.render(case.recommendation, case.facts, pages.kb)
     return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, media_type="image/svg+xml")
 
 
 @router.get("/cases/{cid}/recommendation.json")
-def export_json(case: SavedCase) -> JSONResponse:
+def export_json(who: Viewer, case: SavedCase) -> JSONResponse:
     """The recommendation as served (contract JSON)."""
     return JSONResponse(case.recommendation,
                         headers=_attachment(f"recommendation-{case.id[:12]}.json"))
 
 
 @router.get("/cases/{cid}/facts.json")
-def export_facts(case: SavedCase) -> JSONResponse:
+def export_facts(who: Viewer, case: SavedCase) -> JSONResponse:
     """The case's facts (404 when the record did not keep them)."""
     if not case.facts:
         raise HTTPException(404, "The facts of this record were not kept "
@@ -57,7 +58,7 @@ def export_facts(case: SavedCase) -> JSONResponse:
 
 
 @router.get("/cases/{cid}/recommendation.fhir.json")
-def export_fhir(request: Request, case: SavedCase, pages: PagesDep) -> Response:
+def export_fhir(request: Request, who: Viewer, case: SavedCase, pages: PagesDep) -> Response:
     """The recommendation as a CPG-on-FHIR Bundle."""
     try:
         bundle = pages.backend.recommendation_to_fhir(case.recommendation, case.facts, case.id)

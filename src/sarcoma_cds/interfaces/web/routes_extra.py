@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -35,6 +35,7 @@ def _day(iso: str) -> str:
 def build_extra_router(backend: Any) -> APIRouter:
     from markupsafe import Markup
 
+    from sarcoma_cds.interfaces.api.deps import web_viewer
     from sarcoma_cds.interfaces.web import diagram
     from sarcoma_cds.interfaces.web.forms import facts_query
     from sarcoma_cds.interfaces.web.pages import choices as _choices
@@ -42,6 +43,7 @@ def build_extra_router(backend: Any) -> APIRouter:
     from sarcoma_cds.interfaces.web.present import bottom_line
 
     router = APIRouter(include_in_schema=False)
+    viewer = [Depends(web_viewer)]  # pages with saved cases: the viewer role (issue 12)
     templates = make_templates(backend)
     kb = backend.kb
 
@@ -59,7 +61,7 @@ def build_extra_router(backend: Any) -> APIRouter:
 
         return datetime.now(UTC).date().isoformat()
 
-    @router.get("/board", response_class=HTMLResponse)
+    @router.get("/board", response_class=HTMLResponse, dependencies=viewer)
     def board_list(request: Request, day: str = "") -> HTMLResponse:
         day = day if day == "all" or (len(day) == 10 and day[4] == "-") else today()
         items = []
@@ -74,7 +76,7 @@ def build_extra_router(backend: Any) -> APIRouter:
         return templates.TemplateResponse(request, "board_list.html", {"items": items, "day": day,
                                                                        "is_today": day == today()})
 
-    @router.get("/compare", response_class=HTMLResponse)
+    @router.get("/compare", response_class=HTMLResponse, dependencies=viewer)
     def compare(request: Request) -> HTMLResponse:
         """Two or three saved cases side by side: the facts that differ, then each bottom line."""
         ids = list(dict.fromkeys(request.query_params.getlist("id")))[:3]
@@ -90,7 +92,7 @@ def build_extra_router(backend: Any) -> APIRouter:
             status_code=200 if len(cases) >= 2 else 422,
         )
 
-    @router.get("/board/{n}", response_class=HTMLResponse)
+    @router.get("/board/{n}", response_class=HTMLResponse, dependencies=viewer)
     def board_session(request: Request, n: int, day: str = "") -> HTMLResponse:
         day = day or today()
         rows = session_cases(day)

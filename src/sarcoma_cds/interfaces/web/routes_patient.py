@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile
 
 from sarcoma_cds.interfaces import json_input
+from sarcoma_cds.interfaces.api.deps import Viewer
 from sarcoma_cds.interfaces.web.forms import (
     SECTIONS,
     facts_from_form,
@@ -24,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/patient", response_class=HTMLResponse)
-def patient_form(request: Request, pages: PagesDep) -> HTMLResponse:
+def patient_form(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """The empty form, or prefilled from the query parameters."""
     values = {k: request.query_params.getlist(k) for k in pages.fields if k in request.query_params}
     return pages.render(request, "patient.html", sections=SECTIONS, fields=pages.fields,
@@ -32,7 +33,7 @@ def patient_form(request: Request, pages: PagesDep) -> HTMLResponse:
 
 
 @router.post("/patient", response_class=HTMLResponse)
-async def patient_submit(request: Request, pages: PagesDep) -> HTMLResponse:
+async def patient_submit(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """The recommendation for the submitted facts, above the form."""
     form = await request.form()
     facts = facts_from_form(form, pages.fields)
@@ -40,7 +41,7 @@ async def patient_submit(request: Request, pages: PagesDep) -> HTMLResponse:
 
 
 @router.api_route("/patient/what-if", methods=["GET", "POST"], response_class=HTMLResponse)
-async def what_if_page(request: Request, pages: PagesDep) -> HTMLResponse:
+async def what_if_page(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """Each missing or decisive fact recomputed under each of its values."""
     src: Any = await request.form() if request.method == "POST" else request.query_params
     facts = facts_from_form(src, pages.fields)
@@ -53,7 +54,7 @@ async def what_if_page(request: Request, pages: PagesDep) -> HTMLResponse:
 
 
 @router.get("/import", response_class=HTMLResponse)
-def import_form(request: Request, pages: PagesDep) -> HTMLResponse:
+def import_form(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """Upload or paste facts or a FHIR Bundle."""
     return pages.render(request, "import.html", error="", has_fhir=pages.backend.has_fhir)
 
@@ -124,7 +125,7 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
 
 
 @router.post("/import", response_class=HTMLResponse)
-async def import_file(request: Request, pages: PagesDep) -> HTMLResponse:
+async def import_file(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """The recommendation for the imported facts, with where they came from."""
     try:
         facts, imported, answer = _imported_facts(pages, await _uploaded(request))

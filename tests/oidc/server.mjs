@@ -1,0 +1,94 @@
+// A real OpenID provider for the sign-in tests (oidc-provider, with its development login
+// and consent pages, which accept any user name). Started by tests/security/conftest.py:
+//   PORT=<port> REDIRECT_URIS=<uri>,<uri> node server.mjs
+// prints "READY <issuer>" once it listens. Test users (any password):
+//   alice  (group sarcoma-clinicians), audrey (sarcoma-audit), victor (sarcoma-viewers);
+//   any other name signs in with no group (an unlisted user).
+// It is also the authorization server of the SMART on FHIR launch tests: scopes launch,
+// launch/patient and fhirUser; the token response of a launch names the patient PATIENT
+// (default p1), as an EHR's does.
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT || 0);
+const issuer = `http://127.0.0.1:${port}`;
+const redirectUris = (process.env.REDIRECT_URIS || '').split(',').filter(Boolean);
+const launchPatient = process.env.PATIENT || 'p1';
+
+const USERS = {
+  alice: { name: 'Alice Clinician', email: 'alice@example.org', groups: ['sarcoma-clinicians'] },
+  audrey: { name: 'Audrey Auditor', email: 'audrey@example.org', groups: ['sarcoma-audit'] },
+  victor: { name: 'Victor Viewer', email: 'victor@example.org', groups: ['sarcoma-viewers'] },
+};
+
+const configuration = {
+  clients: [
+    {
+      client_id: 'sarcoma-cds',
+      client_secret: 'test-client-secret-not-for-production',
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
+      client_id: 'sarcoma-cds-smart',
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    },
+    {
+      client_id: 'sarcoma-cds-public',
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    },
+  ],
+  pkce: { required: () => true },
+  // ID_TOKEN_CLAIMS=1: the user's claims (fhirUser, name) in the ID token itself, as SMART
+  // EHRs send them; otherwise only from userinfo (the OpenID Connect default)
+  conformIdTokenClaims: process.env.ID_TOKEN_CLAIMS !== '1',
+  scopes: ['openid', 'offline_access', 'launch', 'launch/patient'],
+  extraParams: ['launch', 'aud'],
+  claims: {
+    fhirUser: ['fhirUser'],
+    openid: ['sub'],
+    profile: ['name', 'preferred_username', 'groups'],
+    email: ['email', 'email_verified'],
+  },
+  async findAccount(ctx, id) {
+    const user = USERS[id] || { name: id, email: `${id}@example.org`, groups: [] };
+    return {
+      accountId: id,
+      async claims() {
+        return {
+          sub: id, preferred_username: id, email_verified: true, fhirUser: `Practitioner/${id}`, ...user,
+        };
+      },
+    };
+  },
+  features: { devInteractions: { enabled: true } },
+  cookies: { keys: ['test-cookie-key-not-for-production'] },
+  ttl: { AuthorizationCode: 60, IdToken: 300, AccessToken: 300, Interaction: 600, Session: 600, Grant: 600 },
+};
+
+
+const provider = new Provider(issuer, configuration);
+provider.proxy = false;
+provider.use(async (ctx, next) => {
+  await next();
+  // SMART App Launch: the token response carries the launch context
+  const code = ctx.oidc && ctx.oidc.entities && ctx.oidc.entities.AuthorizationCode;
+  if (ctx.path === '/token' && ctx.status === 200 && ctx.body && ctx.body.access_token && code) {
+    const scopes = String(code.scope || '').split(' ');
+    if (scopes.includes('launch') || scopes.includes('launch/patient')) {
+      ctx.body.patient = launchPatient;
+      ctx.body.need_patient_banner = false;
+    }
+  }
+});
+const server = provider.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`READY ${issuer}\n`);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
