@@ -12,7 +12,8 @@ import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sarcoma_cds.domain.facts import LIST_FIELDS, PatientFacts
 from sarcoma_cds.domain.recommendation import Recommendation
 from sarcoma_cds.store.db import make_engine, migrate
+from sarcoma_cds.store.group_commit import GroupCommitWriter
 from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
 
 EXPORT_FIELDS = (
@@ -114,6 +116,11 @@ class AuditStore:
 
     engine: Engine
     sessions: sessionmaker[Session]
+    #: the per-process group-commit writer of audit records (its thread starts on first use)
+    writer: GroupCommitWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = GroupCommitWriter(self.sessions)
 
     @classmethod
     def open(cls, url: str, *, run_migrations: bool = True) -> AuditStore:
@@ -123,6 +130,7 @@ class AuditStore:
         return cls(engine, sessionmaker(engine, expire_on_commit=False))
 
     def close(self) -> None:
+        self.writer.close()  # commits what is queued first
         self.engine.dispose()
 
     def ping(self) -> bool:
@@ -160,16 +168,19 @@ class AuditStore:
             label=label[:200] if label else None,
         )
 
+    def submit_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                      service_id: str | None = None) -> Future[str]:
+        """Queue one audit row and its CDS cards for the next group commit; the future gives the
+        row's id once the transaction holding it has committed, or raises
+        :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` (answer nothing as served)."""
+        return self.writer.submit(row, card_uuids, service_id)
+
     def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                      service_id: str | None = None) -> str:
-        """Write one audit row and its CDS cards in one transaction; returns the row's id."""
-        with self.sessions.begin() as s:
-            s.add(row)
-            s.flush()
-            for cu in card_uuids:
-                s.add(CdsCard(uuid=cu, audit_id=row.id, service_id=service_id or "",
-                              created_at=row.created_at))
-        return row.id
+        """Write one audit row and its CDS cards (with other requests' rows, in one group
+        commit) and wait until they are committed; returns the row's id. Raises
+        :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` when the transaction failed."""
+        return self.submit_record(row, card_uuids, service_id).result()
 
     def record_recommendation(
         self,

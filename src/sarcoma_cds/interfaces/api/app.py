@@ -10,14 +10,17 @@ The web app (``sarcoma_cds.interfaces.web``), when installed, is mounted last an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api import (
@@ -139,6 +142,20 @@ async def request_context(request: Request,
     return response
 
 
+#: Threads for blocking work (engine, mapping, JWT checks, CDS hooks waiting for their commit):
+#: above the concurrency a worker is expected to carry, so that no request queues for a thread.
+THREADPOOL_SIZE = 64
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start-up and shutdown of a worker (issue 13): size the threadpool; at shutdown, commit
+    the audit records still queued for the group commit and stop its writer thread."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = THREADPOOL_SIZE
+    yield
+    await run_in_threadpool(app.state.services.store.writer.close)
+
+
 def build_access(settings: Settings, services: Services) -> Access:
     """API keys and the CDS Hooks JWT verifier from the settings (warning about open doors)."""
     api_keys = load_api_keys(settings.api_keys_file)
@@ -182,6 +199,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         description=("Clinical decision support for adult soft-tissue sarcoma and GIST. "
                      f"{services.disclaimer}"),
         docs_url=None, redoc_url=None, openapi_url="/openapi.json",  # docs: offline_docs.install
+        lifespan=lifespan,
     )
     offline_docs.install(app)  # /api/docs, /api/redoc with local assets (issue 14)
     app.state.services = services
