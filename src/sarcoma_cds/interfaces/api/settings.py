@@ -19,6 +19,27 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(v) if v else None
 
 
+def _workers(env: Mapping[str, str]) -> int | None:
+    v = env.get("SARCOMA_CDS_WORKERS", "").strip()
+    if not v:
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"SARCOMA_CDS_WORKERS must be a whole number of at least 1, not {v!r}")
+    return n
+
+
+def default_workers() -> int:
+    """One worker process per core this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (not on Linux)
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class Settings:
     """Everything the service can be configured with. ``Settings.from_env()`` reads the
@@ -35,6 +56,7 @@ class Settings:
     fhir_timeout_s: float = 5.0  # SARCOMA_CDS_FHIR_TIMEOUT
     run_migrations: bool = True
     kb_dir: Path | None = None  # SARCOMA_CDS_KB_DIR: a draft knowledge base to preview (serve --kb)
+    workers: int | None = None  # SARCOMA_CDS_WORKERS: serve's worker processes (None: one per core)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +74,7 @@ class Settings:
             max_body_bytes=int(e.get("SARCOMA_CDS_MAX_BODY_BYTES", "") or 256 * 1024),
             fhir_timeout_s=float(e.get("SARCOMA_CDS_FHIR_TIMEOUT", "") or 5.0),
             kb_dir=_path(e, "SARCOMA_CDS_KB_DIR"),
+            workers=_workers(e),
         )
 
     @property
