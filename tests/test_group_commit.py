@@ -80,6 +80,28 @@ def test_many_concurrent_writers_every_returned_id_is_committed(db_url: str) -> 
         store.close()
 
 
+def test_a_token_id_is_accepted_once_among_concurrent_replays(db_url: str) -> None:
+    """The replay store goes through the group commit: 16 threads presenting the same JWT id at
+    once (in one batch or several) get exactly one acceptance."""
+    from datetime import UTC, datetime, timedelta
+
+    store = AuditStore.open(db_url)
+    jti, exp = str(uuid.uuid4()), datetime.now(UTC) + timedelta(minutes=5)
+    start = threading.Barrier(16)
+
+    def present(_: int) -> bool:
+        start.wait(30)
+        return store.remember_jti("https://ehr.example.org", jti, exp)
+
+    try:
+        with ThreadPoolExecutor(16) as ex:
+            answers = list(ex.map(present, range(16)))
+        assert answers.count(True) == 1
+        assert store.remember_jti("https://other.example.org", jti, exp) is True
+    finally:
+        store.close()
+
+
 def _writer_is_committing(writer: GroupCommitWriter) -> bool:
     """True once the writer thread is inside a batch's transaction (past taking its rows)."""
     thread = writer._thread

@@ -7,6 +7,12 @@ transaction and commits, then resolves each request's future with its row id. Wh
 transaction commits (the fsync is the cost), the rows of the next requests gather, so the batch
 grows with the load and a lone request waits for nothing but its own commit (no timer).
 
+JWT ids (the CDS Hooks replay store, ``seen_jti``) go through the same writer: each is inserted
+with ``ON CONFLICT DO NOTHING`` in the batch's transaction, so a token id is accepted once
+(``True``) and refused on every replay (``False``), within one batch, across batches and across
+workers and replicas on one database, at the cost of no extra fsync per request. Expired ids
+are purged once a minute, in a batch.
+
 Guarantees:
 
 * A future is resolved with an id only after the commit of the transaction holding that row
@@ -27,18 +33,25 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from sarcoma_cds.store.models import AuditRecord, CdsCard
+from sarcoma_cds.store.models import AuditRecord, CdsCard, SeenJti
 
 log = logging.getLogger("sarcoma_cds.store")
 
 #: Most rows in one transaction (bounds a transaction's size and its time to commit).
 MAX_BATCH = 256
+#: Seconds between two purges of expired JWT ids.
+JTI_PURGE_EVERY_S = 60.0
 
 
 class AuditWriteFailed(Exception):
@@ -48,10 +61,11 @@ class AuditWriteFailed(Exception):
 
 @dataclass
 class _Pending:
-    row: AuditRecord
+    row: AuditRecord | None  # an audit row with its cards, or
     card_uuids: Sequence[str]
     service_id: str | None
-    future: Future[str] = field(default_factory=Future)
+    jti: tuple[str, str, datetime] | None = None  # a JWT id to remember (iss, jti, expires_at)
+    future: Future[Any] = field(default_factory=Future)
 
 
 _STOP = object()
@@ -69,6 +83,7 @@ class GroupCommitWriter:
         #: transactions committed and rows written (for the benchmark and the tests)
         self.batches = 0
         self.rows = 0
+        self._purged_at = 0.0
 
     # ------------------------------------------------------------------ callers
     def submit(self, row: AuditRecord, card_uuids: Sequence[str] = (),
@@ -76,13 +91,23 @@ class GroupCommitWriter:
         """Queue a row (and its CDS card uuids); the future gives the row id once committed, or
         raises :class:`AuditWriteFailed`."""
         item = _Pending(row, tuple(card_uuids), service_id)
+        self._put(item)
+        return item.future
+
+    def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
+        """Store a JWT id in the next batch and wait for its commit: True the first time it is
+        seen, False on a replay. Raises :class:`AuditWriteFailed` when the batch failed."""
+        item = _Pending(None, (), None, jti=(iss[:300], jti[:200], expires_at))
+        self._put(item)
+        return bool(item.future.result())
+
+    def _put(self, item: _Pending) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="audit-group-commit",
                                                 daemon=True)
                 self._thread.start()
             self._queue.put(item)
-        return item.future
 
     def write(self, row: AuditRecord, card_uuids: Sequence[str] = (),
               service_id: str | None = None) -> str:
@@ -120,7 +145,9 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            self.write_batch([(p.row, p.card_uuids, p.service_id) for p in batch])
+            fresh = self.write_batch([(p.row, p.card_uuids, p.service_id) for p in batch
+                                      if p.row is not None],
+                                     [p.jti for p in batch if p.jti is not None])
         except Exception as e:  # the whole transaction is rolled back: fail exactly these
             log.error("audit group commit of %d records failed: %s", len(batch),
                       type(e).__name__)
@@ -132,15 +159,32 @@ class GroupCommitWriter:
             return
         self.batches += 1
         self.rows += len(batch)
+        answers = iter(fresh)
         for p in batch:
             with contextlib.suppress(InvalidStateError):  # its caller went away (cancelled)
-                p.future.set_result(p.row.id)
+                p.future.set_result(p.row.id if p.row is not None else next(answers))
 
-    def write_batch(self, items: Sequence[tuple[AuditRecord, Sequence[str], str | None]]) -> None:
-        """Write rows and their cards in one transaction; returns after the commit."""
+    def write_batch(self, items: Sequence[tuple[AuditRecord, Sequence[str], str | None]],
+                    jtis: Sequence[tuple[str, str, datetime]] = ()) -> list[bool]:
+        """Write rows with their cards, and JWT ids, in one transaction; returns after the
+        commit, with True for each JWT id seen for the first time (False: a replay)."""
+        fresh: list[bool] = []
         with self.sessions.begin() as s:
-            s.add_all([row for row, _, _ in items])
-            s.flush()  # the rows before the cards that point at them
-            s.add_all([CdsCard(uuid=cu, audit_id=row.id, service_id=sid or "",
-                               created_at=row.created_at)
-                       for row, cards, sid in items for cu in cards])
+            if items:
+                s.add_all([row for row, _, _ in items])
+                s.flush()  # the rows before the cards that point at them
+                s.add_all([CdsCard(uuid=cu, audit_id=row.id, service_id=sid or "",
+                                   created_at=row.created_at)
+                           for row, cards, sid in items for cu in cards])
+            if jtis:
+                now = time.monotonic()
+                if now - self._purged_at > JTI_PURGE_EVERY_S:
+                    s.execute(delete(SeenJti).where(SeenJti.expires_at < datetime.now(UTC)))
+                    self._purged_at = now
+                conn = s.connection()
+                ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+                for iss, jti, exp in jtis:  # a row comes back only when the id was new
+                    res = conn.execute(ins(SeenJti).values(iss=iss, jti=jti, expires_at=exp)
+                                       .on_conflict_do_nothing().returning(SeenJti.jti))
+                    fresh.append(res.first() is not None)
+        return fresh

@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Engine, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sarcoma_cds.domain.facts import LIST_FIELDS, PatientFacts
 from sarcoma_cds.domain.recommendation import Recommendation
 from sarcoma_cds.store.db import make_engine, migrate
 from sarcoma_cds.store.group_commit import GroupCommitWriter
-from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, SeenJti
+from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback
 
 EXPORT_FIELDS = (
     "seq", "id", "created_at", "request_id", "caller", "interface", "kb_version", "kb_hash",
@@ -252,14 +251,8 @@ class AuditStore:
 
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """Store a JWT id; False if it was already seen (a replay). Expired ids are purged."""
-        now = _now()
-        try:
-            with self.sessions.begin() as s:
-                s.execute(delete(SeenJti).where(SeenJti.expires_at < now))
-                s.add(SeenJti(iss=iss[:300], jti=jti[:200], expires_at=expires_at))
-        except IntegrityError:
-            return False
-        return True
+        # in the next group commit (no fsync of its own; expired ids purged once a minute)
+        return self.writer.remember_jti(iss, jti, expires_at)
 
     # ------------------------------------------------------------------ reads
     def get_record(self, audit_id: str) -> dict[str, Any] | None:
