@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import Table, delete, insert, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +69,24 @@ class _Pending:
 
 
 _STOP = object()
+
+
+def _values(row: AuditRecord) -> dict[str, Any]:
+    """The column values of a row built by ``AuditStore.build_record`` (whatever columns it
+    fills), for a Core multi-row INSERT: a fraction of the ORM's per-object cost."""
+    out: dict[str, Any] = {}
+    for prop in _COLUMNS:
+        value = getattr(row, prop.key)
+        col = prop.columns[0]
+        if value is None and (col.primary_key or col.default is not None):
+            continue  # autoincrement key, or the column's default
+        out[col.name] = value
+    return out
+
+
+_COLUMNS = list(inspect(AuditRecord).column_attrs)
+_AUDIT = cast(Table, AuditRecord.__table__)
+_CARDS = cast(Table, CdsCard.__table__)
 
 
 class GroupCommitWriter:
@@ -170,12 +188,14 @@ class GroupCommitWriter:
         commit, with True for each JWT id seen for the first time (False: a replay)."""
         fresh: list[bool] = []
         with self.sessions.begin() as s:
-            if items:
-                s.add_all([row for row, _, _ in items])
-                s.flush()  # the rows before the cards that point at them
-                s.add_all([CdsCard(uuid=cu, audit_id=row.id, service_id=sid or "",
-                                   created_at=row.created_at)
-                           for row, cards, sid in items for cu in cards])
+            if items:  # one multi-row INSERT for the rows, then one for their cards
+                conn = s.connection()
+                conn.execute(insert(_AUDIT), [_values(r) for r, _, _ in items])
+                cards = [{"uuid": cu, "audit_id": row.id, "service_id": sid or "",
+                          "created_at": row.created_at}
+                         for row, uuids, sid in items for cu in uuids]
+                if cards:
+                    conn.execute(insert(_CARDS), cards)
             if jtis:
                 now = time.monotonic()
                 if now - self._purged_at > JTI_PURGE_EVERY_S:
