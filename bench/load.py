@@ -226,6 +226,24 @@ async def _drive(args: argparse.Namespace, base: str, client: _Client,
     return latencies, errors, audit_ids, ok
 
 
+def _group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group (Linux
+    /proc): the server's cost per request, a figure that other load on the machine disturbs
+    less than its latency."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # (fields after the command: state ppid pgrp ...)
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def _missing_audit(args: argparse.Namespace, data: Path, audit_ids: list[str]) -> int:
     """Answered requests without a committed audit record (read from the store after the server
     stopped): an answer without an audit id counts as missing too."""
@@ -276,9 +294,11 @@ def main() -> None:
         try:
             asyncio.run(_wait_ready(base))
             t0 = time.perf_counter()
+            cpu0 = _group_cpu_s(server.pid)
             lat, errors, ids, _ok = asyncio.run(
                 _drive(args, base, client, server if args.kill_after is not None else None))
             wall = time.perf_counter() - t0
+            cpu = _group_cpu_s(server.pid) - cpu0
         finally:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
@@ -301,6 +321,8 @@ def main() -> None:
     print(
         f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms"
     )
+    if args.kill_after is None:
+        print(f"server CPU: {cpu:.1f} s, {cpu / max(ok, 1) * 1000:.2f} ms per answered request")
     print(f"answered without a committed audit record: {missing} (must be 0)")
     print(
         f"load average: {idle1:.2f} (1 min) before the run; after it {load1:.2f} (1 min), "

@@ -121,9 +121,29 @@ def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
         raise TokenRefused() from None
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ApiCaller = Annotated[str, Depends(api_caller)]
-KeyedCaller = Annotated[str, Depends(keyed_caller)]
+# FastAPI runs a plain ``def`` dependency in the threadpool: a thread hop per dependency per
+# request. These do no I/O (attribute reads, a SHA-256 of the key), so they are declared as
+# coroutines and run on the event loop (issue 13). Blocking work (the CDS JWT check, which
+# writes the replay store) stays a plain ``def`` and runs in the threadpool.
+async def _services_dep(request: Request) -> Services:
+    return get_services(request)
+
+
+async def _api_caller_dep(request: Request) -> str:
+    return api_caller(request)
+
+
+async def _keyed_caller_dep(request: Request) -> str:
+    return keyed_caller(request)
+
+
+async def _rid_dep(request: Request) -> str:
+    return rid(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dep)]
+ApiCaller = Annotated[str, Depends(_api_caller_dep)]
+KeyedCaller = Annotated[str, Depends(_keyed_caller_dep)]
 JsonBody = Annotated[Any, Depends(json_body)]
 CdsClaims = Annotated[dict[str, Any], Depends(cds_caller)]
-RequestId = Annotated[str, Depends(rid)]
+RequestId = Annotated[str, Depends(_rid_dep)]
