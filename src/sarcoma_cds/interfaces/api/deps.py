@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds.interfaces import json_input
 from sarcoma_cds.interfaces.api import cds_hooks
@@ -32,6 +33,10 @@ from sarcoma_cds.interfaces.api.security import AuthError, JwtVerifier, check_ap
 from sarcoma_cds.interfaces.api.services import Services
 
 log = logging.getLogger("sarcoma_cds.service")
+
+#: Bodies up to this size are parsed on the event loop (cheaper than a thread hop); larger ones
+#: (FHIR Bundles, CDS Hooks prefetch) in the threadpool, so they never stall other requests.
+PARSE_ON_LOOP_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ async def json_body(request: Request) -> Any:
     if not raw:
         raise BadRequest("request body is empty; expected JSON")
     try:
+        if len(raw) > PARSE_ON_LOOP_MAX:  # (a CDS Hooks prefetch, a FHIR Bundle)
+            return await run_in_threadpool(json_input.loads, raw)
         return json_input.loads(raw)
     except (
         json_input.DuplicateKeyError
