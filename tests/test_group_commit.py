@@ -102,6 +102,20 @@ def test_a_token_id_is_accepted_once_among_concurrent_replays(db_url: str) -> No
         store.close()
 
 
+def test_one_token_id_twice_in_one_batch_is_accepted_once(db_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    store = AuditStore.open(db_url)
+    iss, exp = "https://ehr.example.org", datetime.now(UTC) + timedelta(minutes=5)
+    j, k = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        batch = [(iss, j, exp), (iss, j, exp), (iss, k, exp)]
+        assert store.writer.write_batch([], batch) == [True, False, True]
+        assert store.writer.write_batch([], batch) == [False, False, False]
+    finally:
+        store.close()
+
+
 def _writer_is_committing(writer: GroupCommitWriter) -> bool:
     """True once the writer thread is inside a batch's transaction (past taking its rows)."""
     thread = writer._thread

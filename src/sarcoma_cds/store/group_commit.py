@@ -203,8 +203,15 @@ class GroupCommitWriter:
                     self._purged_at = now
                 conn = s.connection()
                 ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-                for iss, jti, exp in jtis:  # a row comes back only when the id was new
-                    res = conn.execute(ins(SeenJti).values(iss=iss, jti=jti, expires_at=exp)
-                                       .on_conflict_do_nothing().returning(SeenJti.jti))
-                    fresh.append(res.first() is not None)
+                first: dict[tuple[str, str], datetime] = {}
+                for iss, jti, exp in jtis:  # (one id twice in a batch: the second is a replay)
+                    first.setdefault((iss, jti), exp)
+                stmt = (ins(SeenJti)
+                        .values([{"iss": i, "jti": j, "expires_at": e}
+                                 for (i, j), e in first.items()])
+                        .on_conflict_do_nothing().returning(SeenJti.iss, SeenJti.jti))
+                new = {(r.iss, r.jti) for r in conn.execute(stmt)}  # only ids not seen before
+                for iss, jti, _ in jtis:
+                    fresh.append((iss, jti) in new)
+                    new.discard((iss, jti))
         return fresh
