@@ -30,14 +30,17 @@ app's shutdown calls it; a later row starts a new thread).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, inspect
@@ -92,9 +95,15 @@ _CARDS = cast(Table, CdsCard.__table__)
 class GroupCommitWriter:
     """One writer thread per process that commits queued audit rows in batches."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = MAX_BATCH,
+                 lock_path: Path | None = None) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
+        #: SQLite: the writers of every worker process take turns through this file lock. A
+        #: writer waiting for it is woken the moment it is free, where SQLite's own busy handler
+        #: would poll with sleeps of up to 100 ms (long tails under load).
+        self.lock_path = lock_path
+        self._lock_fd: int | None = None
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -163,9 +172,10 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            fresh = self.write_batch([(p.row, p.card_uuids, p.service_id) for p in batch
-                                      if p.row is not None],
-                                     [p.jti for p in batch if p.jti is not None])
+            with self._process_turn():
+                fresh = self.write_batch([(p.row, p.card_uuids, p.service_id) for p in batch
+                                          if p.row is not None],
+                                         [p.jti for p in batch if p.jti is not None])
         except Exception as e:  # the whole transaction is rolled back: fail exactly these
             log.error("audit group commit of %d records failed: %s", len(batch),
                       type(e).__name__)
@@ -181,6 +191,19 @@ class GroupCommitWriter:
         for p in batch:
             with contextlib.suppress(InvalidStateError):  # its caller went away (cancelled)
                 p.future.set_result(p.row.id if p.row is not None else next(answers))
+
+    @contextlib.contextmanager
+    def _process_turn(self) -> Iterator[None]:
+        if self.lock_path is None:
+            yield
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def write_batch(self, items: Sequence[tuple[AuditRecord, Sequence[str], str | None]],
                     jtis: Sequence[tuple[str, str, datetime]] = ()) -> list[bool]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Engine, select
@@ -119,7 +120,9 @@ class AuditStore:
     writer: GroupCommitWriter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writer = GroupCommitWriter(self.sessions)
+        db = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        lock = Path(db + ".write.lock") if db and db != ":memory:" else None
+        self.writer = GroupCommitWriter(self.sessions, lock_path=lock)
 
     @classmethod
     def open(cls, url: str, *, run_migrations: bool = True) -> AuditStore:
