@@ -84,10 +84,15 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
                         404: {"description": "Unknown service"}})
 async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody,
                        services: ServicesDep) -> Any:
-    for fb in _feedback_items(body):
-        services.store.record_feedback(
-            kind="cds_feedback", outcome=fb["outcome"], caller=f"cds:{claims['iss']}",
-            service_id=service_id, card_uuid=fb["card"][:36], outcome_at=_outcome_time(fb),
-            override_reason=fb.get("overrideReason"),
-            accepted_suggestions=fb.get("acceptedSuggestions"))
+    items = _feedback_items(body)
+
+    def record() -> None:  # database writes: in the threadpool, never on the event loop
+        for fb in items:
+            services.store.record_feedback(
+                kind="cds_feedback", outcome=fb["outcome"], caller=f"cds:{claims['iss']}",
+                service_id=service_id, card_uuid=fb["card"][:36], outcome_at=_outcome_time(fb),
+                override_reason=fb.get("overrideReason"),
+                accepted_suggestions=fb.get("acceptedSuggestions"))
+
+    await run_in_threadpool(record)
     return {}
