@@ -29,6 +29,7 @@ app's shutdown calls it; a later row starts a new thread).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -68,7 +69,20 @@ class _Pending:
     card_uuids: Sequence[str]
     service_id: str | None
     jti: tuple[str, str, datetime] | None = None  # a JWT id to remember (iss, jti, expires_at)
-    future: Future[Any] = field(default_factory=Future)
+    #: a thread's future, or (``submit_async``) an asyncio future with its event loop
+    future: Future[Any] | asyncio.Future[Any] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """On an event loop: resolve the asyncio futures of a batch (one wake-up for all)."""
+    for fut, value, exc in results:
+        if fut.done():  # its request was cancelled (the client went away)
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
 
 
 _STOP = object()
@@ -117,16 +131,25 @@ class GroupCommitWriter:
                service_id: str | None = None) -> Future[str]:
         """Queue a row (and its CDS card uuids); the future gives the row id once committed, or
         raises :class:`AuditWriteFailed`."""
-        item = _Pending(row, tuple(card_uuids), service_id)
-        self._put(item)
-        return item.future
+        fut: Future[str] = Future()
+        self._put(_Pending(row, tuple(card_uuids), service_id, future=fut))
+        return fut
+
+    def submit_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                     service_id: str | None = None) -> asyncio.Future[str]:
+        """:meth:`submit` for a coroutine (call it on the event loop): the writer resolves the
+        futures of one loop in a batch with a single wake-up of that loop."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        self._put(_Pending(row, tuple(card_uuids), service_id, future=fut, loop=loop))
+        return fut
 
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """Store a JWT id in the next batch and wait for its commit: True the first time it is
         seen, False on a replay. Raises :class:`AuditWriteFailed` when the batch failed."""
-        item = _Pending(None, (), None, jti=(iss[:300], jti[:200], expires_at))
-        self._put(item)
-        return bool(item.future.result())
+        fut: Future[bool] = Future()
+        self._put(_Pending(None, (), None, jti=(iss[:300], jti[:200], expires_at), future=fut))
+        return bool(fut.result())
 
     def _put(self, item: _Pending) -> None:
         with self._lock:
@@ -179,18 +202,37 @@ class GroupCommitWriter:
         except Exception as e:  # the whole transaction is rolled back: fail exactly these
             log.error("audit group commit of %d records failed: %s", len(batch),
                       type(e).__name__)
+            outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
             for p in batch:
                 failed = AuditWriteFailed(f"the audit record was not written ({type(e).__name__})")
                 failed.__cause__ = e  # (the database's error, for the operator's log)
-                with contextlib.suppress(InvalidStateError):
-                    p.future.set_exception(failed)
+                outcomes.append((p, None, failed))
+            self._answer(outcomes)
             return
         self.batches += 1
         self.rows += len(batch)
         answers = iter(fresh)
-        for p in batch:
+        self._answer([(p, p.row.id if p.row is not None else next(answers), None)
+                      for p in batch])
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[_Pending, Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop,
+                      list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        for p, value, exc in outcomes:
+            if p.loop is not None:
+                by_loop.setdefault(p.loop, []).append(
+                    (p.future, value, exc))  # type: ignore[arg-type]
+                continue
+            fut: Future[Any] = p.future  # type: ignore[assignment]
             with contextlib.suppress(InvalidStateError):  # its caller went away (cancelled)
-                p.future.set_result(p.row.id if p.row is not None else next(answers))
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(value)
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, results)
 
     @contextlib.contextmanager
     def _process_turn(self) -> Iterator[None]:

@@ -6,6 +6,7 @@ canonical JSON form unless raw storage is switched on (or a clinician saves a ca
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -176,6 +177,11 @@ class AuditStore:
         row's id once the transaction holding it has committed, or raises
         :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` (answer nothing as served)."""
         return self.writer.submit(row, card_uuids, service_id)
+
+    def submit_record_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                            service_id: str | None = None) -> asyncio.Future[str]:
+        """:meth:`submit_record` for a coroutine, on the event loop (``await`` the result)."""
+        return self.writer.submit_async(row, card_uuids, service_id)
 
     def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                      service_id: str | None = None) -> str:

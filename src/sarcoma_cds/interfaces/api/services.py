@@ -10,7 +10,6 @@ Recommendations are decision support, not orders: show ``services.disclaimer``
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import uuid
@@ -168,7 +167,7 @@ class Services:
     async def commit_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                            service_id: str | None = None) -> str:
         """:meth:`commit` for a coroutine: the event loop serves other requests meanwhile."""
-        return await asyncio.wrap_future(self.store.submit_record(row, card_uuids, service_id))
+        return await self.store.submit_record_async(row, card_uuids, service_id)
 
     def recommend_and_record(
         self,
