@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds.interfaces.api import cds_hooks
@@ -37,10 +38,15 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
                    services: ServicesDep, request_id: RequestId) -> Any:
     if not isinstance(body, dict):
         raise BadRequest("expected a CDS Hooks request object")
+    def answer() -> bytes:  # the hook and its JSON in the threadpool, never on the event loop
+        cards = cds_hooks.run_hook(services, service_id, body, caller=f"cds:{claims['iss']}",
+                                   request_id=request_id, base_url=base)
+        return json.dumps(cards, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode()
+
+    base = base_for(request)
     try:
-        return await run_in_threadpool(
-            cds_hooks.run_hook, services, service_id, body, caller=f"cds:{claims['iss']}",
-            request_id=request_id, base_url=base_for(request))
+        return Response(await run_in_threadpool(answer), media_type="application/json")
     except cds_hooks.BadHookRequest as e:
         raise BadRequest(str(e)) from None
     except cds_hooks.PreconditionFailed as e:
