@@ -271,11 +271,11 @@ class GroupCommitWriter:
                 first: dict[tuple[str, str], datetime] = {}
                 for iss, jti, exp in jtis:  # (one id twice in a batch: the second is a replay)
                     first.setdefault((iss, jti), exp)
-                stmt = (ins(SeenJti)
-                        .values([{"iss": i, "jti": j, "expires_at": e}
-                                 for (i, j), e in first.items()])
-                        .on_conflict_do_nothing().returning(SeenJti.iss, SeenJti.jti))
-                new = {(r.iss, r.jti) for r in conn.execute(stmt)}  # only ids not seen before
+                # one statement, compiled once and cached (executemany with RETURNING)
+                stmt = ins(SeenJti).on_conflict_do_nothing().returning(SeenJti.iss, SeenJti.jti)
+                rows = conn.execute(stmt, [{"iss": i, "jti": j, "expires_at": e}
+                                           for (i, j), e in first.items()])
+                new = {(r.iss, r.jti) for r in rows}  # only the ids not seen before
                 for iss, jti, _ in jtis:
                     fresh.append((iss, jti) in new)
                     new.discard((iss, jti))
