@@ -11,7 +11,6 @@ The web app (``sarcoma_cds.interfaces.web``), when installed, is mounted last an
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
 import uuid
@@ -176,10 +175,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start-up and shutdown of a worker (issue 13): size the threadpool; at shutdown, commit
     the audit records still queued for the group commit and stop its writer thread."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = THREADPOOL_SIZE
-    # the knowledge base, the compiled rules and the modules are loaded for good: keep the
-    # garbage collector from walking them again and again under load (shorter pauses)
-    gc.collect()
-    gc.freeze()
     yield
     await run_in_threadpool(app.state.services.store.writer.close)
 
