@@ -171,6 +171,9 @@ class GroupCommitWriter:
             if thread is not None and thread.is_alive():
                 self._queue.put(_STOP)
                 thread.join(timeout)
+            if self._lock_fd is not None and (thread is None or not thread.is_alive()):
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
