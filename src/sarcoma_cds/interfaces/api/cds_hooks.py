@@ -703,8 +703,10 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     # patient-view checks the record's active orders too: a dangerous one is never passed over
     orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
     meds = _medications(req, bundle)
+    # the audit row is built here and written below with the cards that name it, in one group
+    # commit (issue 13), before the answer
     ans = services.answer_bundle(
-        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id
+        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id, write=False
     )
     gaps = fetch_gaps + ans.gaps
     if ans.recommendation is None:
@@ -720,5 +722,5 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     else:
         cards = order_cards(services, rec, link, patient_id, orders, meds)
     cards += incomplete
-    services.store.link_cards(audit_id, service_id, [c["uuid"] for c in cards])
+    services.commit(ans.row, [c["uuid"] for c in cards], service_id)
     return {"cards": cards}

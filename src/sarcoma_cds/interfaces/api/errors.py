@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sarcoma_cds import InvalidFacts
 from sarcoma_cds.interfaces.api.problems import problem
+from sarcoma_cds.store.group_commit import AuditWriteFailed
 
 log = logging.getLogger("sarcoma_cds.service")
 
@@ -126,6 +127,14 @@ async def _http(request: Request, exc: Exception) -> Response:
                    headers=getattr(exc, "headers", None))
 
 
+async def _audit_failed(request: Request, exc: Exception) -> Response:
+    # the transaction holding this request's audit record did not commit: nothing is answered
+    # as served without its record (issue 13); the caller may try again
+    return problem(503, "the audit record could not be written, so the recommendation is not "
+                   "served; try again", request_id=request_id(request),
+                   headers={"Retry-After": "1"})
+
+
 async def _any(request: Request, exc: Exception) -> Response:
     log.error("unhandled %s (request %s)", type(exc).__name__, request_id(request))
     return problem(500, INTERNAL_ERROR, request_id=request_id(request))
@@ -138,3 +147,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _any)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AuditWriteFailed, _audit_failed)
