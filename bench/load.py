@@ -8,12 +8,16 @@ machine's load average (the machine is shared; read the figures with it).
 
     python bench/load.py --mode rest --concurrency 32 --seconds 20
     python bench/load.py --mode cds --concurrency 32 --seconds 20  # patient-view with prefetch
-    python bench/load.py --mode rest --db postgresql+psycopg://u:p@127.0.0.1:5432/db
+    python bench/load.py --mode rest --db-url postgresql+psycopg://u:p@127.0.0.1:5432/db
     python bench/load.py --mode rest --kill-after 5   # SIGKILL the server mid-load:
                                                       # every answer audited?
-    python bench/load.py --workers 2 ...               # passed to `sarcoma-cds serve --workers`
+    python bench/load.py --workers 2 ...    # passed to `sarcoma-cds serve --workers`
+                                            # (default: serve's own, one per core)
 
-Loopback only (the server binds 127.0.0.1); bounded by --seconds and --max-requests.
+Loopback only (the server binds 127.0.0.1); bounded by --seconds and --max-requests. The
+clients use aiohttp (the ``dev`` extra): the load generator shares the machine with the server,
+so it must cost little per request. Every 200 is checked against the audit store after the run:
+REST by its ``X-Audit-ID``, CDS Hooks by the audit id in its cards' links.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -33,6 +38,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).parent))
 from patients import patients
@@ -74,8 +80,9 @@ class _Client:
         return str(self._jwt.encode(claims, self.key, algorithm="ES384", headers={"kid": "load-1"}))
 
 
-def _hook_requests() -> list[dict[str, Any]]:
-    """patient-view requests with prefetch, one per FHIR fixture record (varied patients)."""
+def _hook_requests() -> list[str]:
+    """patient-view request templates with prefetch, one per FHIR fixture record; ``@PID@`` and
+    ``@BIRTH@`` are replaced per request, so every request is about another patient."""
     out = []
     for f in sorted(FHIR_FIXTURES.glob("*.json")):
         bundle = json.loads(f.read_text())
@@ -89,23 +96,36 @@ def _hook_requests() -> list[dict[str, Any]]:
             {"resourceType": "Patient", "id": "p1"},
         )
         pid = patient.get("id", "p1")
+        patient = {**patient, "birthDate": "@BIRTH@"}
 
         def search(kind: str, entries: list[dict[str, Any]] = entries) -> dict[str, Any]:
             return {"resourceType": "Bundle", "type": "searchset",
                     "entry": [{"resource": r} for r in entries if r.get("resourceType") == kind]}
 
-        out.append(
-            {
-                "hook": "patient-view",
-                "context": {"userId": "Practitioner/1", "patientId": pid},
-                "prefetch": {
-                    "patient": patient,
-                    "conditions": search("Condition"),
-                    "observations": search("Observation"),
-                },
-            }
-        )
+        req = {
+            "hook": "patient-view",
+            "hookInstance": "@HOOK@",
+            "context": {"userId": "Practitioner/1", "patientId": pid},
+            "prefetch": {
+                "patient": patient,
+                "conditions": search("Condition"),
+                "observations": search("Observation"),
+            },
+        }
+        text = json.dumps(req).replace(f'"Patient/{pid}"', '"Patient/@PID@"')
+        text = text.replace(f'"patientId": "{pid}"', '"patientId": "@PID@"')
+        text = text.replace(f'"id": "{pid}"', '"id": "@PID@"')
+        out.append(text)
     return out
+
+
+def _hook_body(template: str, rng: random.Random) -> bytes:
+    birth = f"{rng.randint(1935, 2004)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    return (template.replace("@PID@", uuid.uuid4().hex[:12]).replace("@BIRTH@", birth)
+            .replace("@HOOK@", str(uuid.uuid4())).encode())
+
+
+_AUDIT_IN_LINK = re.compile(rb"/cases/([0-9a-f-]{36})")
 
 
 def _serve(
@@ -117,31 +137,26 @@ def _serve(
     env["SARCOMA_CDS_CLIENTS"] = str(clients)
     if args.db:
         env["DATABASE_URL"] = args.db
+    env.pop("SARCOMA_CDS_API_KEYS", None)
     exe = Path(sys.executable).parent / "sarcoma-cds"
-    cmd = [
-        str(exe),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-    ]
+    cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
 
 async def _wait_ready(base: str, timeout: float = 60.0) -> None:
-    import httpx
+    import aiohttp
 
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as c:
+    async with aiohttp.ClientSession() as c:
         while time.monotonic() < deadline:
             try:
-                if (await c.get(base + "/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
+                async with c.get(base + "/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
     raise SystemExit("the server did not start")
@@ -149,72 +164,104 @@ async def _wait_ready(base: str, timeout: float = 60.0) -> None:
 
 async def _drive(args: argparse.Namespace, base: str, client: _Client,
                  kill: subprocess.Popen[bytes] | None) -> tuple[list[float], int, list[str], int]:
-    """Run the clients; returns (latencies of 200s, errors, audit ids of REST 200s, CDS 200s)."""
-    import httpx
+    """Run the clients; returns (latencies of 200s, errors, audit ids of the 200s, 200s)."""
+    import aiohttp
 
-    facts = patients(2000, seed=args.seed)
+    facts = [json.dumps(f).encode() for f in patients(2000, seed=args.seed)]
     hooks = _hook_requests()
     rng = random.Random(args.seed)
     latencies: list[float] = []
     audit_ids: list[str] = []
     errors = 0
-    cds_ok = 0
+    ok = 0
     sent = 0
-    stop_at = time.monotonic() + args.seconds
+    t_start = time.monotonic()
+    stop_at = t_start + args.seconds
     killed = False
+    json_type = {"Content-Type": "application/json"}
+    url = base + ("/recommendations" if args.mode == "rest"
+                  else "/cds-services/sarcoma-treatment")
 
-    async def one(c: httpx.AsyncClient) -> None:
-        nonlocal errors, cds_ok, sent
+    async def one(c: aiohttp.ClientSession) -> None:
+        nonlocal errors, ok
+        if args.mode == "rest":
+            body, headers = rng.choice(facts), json_type
+        else:
+            body = _hook_body(rng.choice(hooks), rng)
+            headers = {**json_type, "Authorization": "Bearer " + client.token(url)}
         t0 = time.perf_counter()
         try:
-            if args.mode == "rest":
-                r = await c.post(base + "/recommendations", json=rng.choice(facts))
-            else:
-                req = dict(rng.choice(hooks), hookInstance=str(uuid.uuid4()))
-                url = base + "/cds-services/sarcoma-treatment"
-                r = await c.post(
-                    url, json=req, headers={"Authorization": "Bearer " + client.token(url)}
-                )
-        except httpx.TransportError:
+            async with c.post(url, data=body, headers=headers) as r:
+                data = await r.read()
+                status = r.status
+                audit = r.headers.get("X-Audit-ID", "")
+        except (TimeoutError, aiohttp.ClientError):
             errors += 1
             return
         dt = time.perf_counter() - t0
-        if r.status_code == 200:
-            latencies.append(dt)
-            if args.mode == "rest":
-                audit_ids.append(r.headers.get("X-Audit-ID", ""))
-            else:
-                cds_ok += 1
-        else:
+        if status != 200:
             errors += 1
+            return
+        latencies.append(dt)
+        ok += 1
+        if args.mode == "cds":
+            m = _AUDIT_IN_LINK.search(data)
+            audit = m.group(1).decode() if m else ""
+        audit_ids.append(audit)
 
-    async def worker() -> None:
+    async def worker(c: aiohttp.ClientSession) -> None:
         nonlocal sent, killed
-        async with httpx.AsyncClient(timeout=30.0) as c:
-            while time.monotonic() < stop_at and sent < args.max_requests and not killed:
-                sent += 1
-                if kill is not None and time.monotonic() > stop_at - args.seconds + args.kill_after:
-                    killed = True  # (requests in flight fail; no new ones are sent)
-                    os.killpg(kill.pid, signal.SIGKILL)
-                    break
-                await one(c)
+        while time.monotonic() < stop_at and sent < args.max_requests and not killed:
+            sent += 1
+            if kill is not None and time.monotonic() > t_start + args.kill_after:
+                killed = True  # (requests in flight fail; no new ones are sent)
+                os.killpg(kill.pid, signal.SIGKILL)
+                break
+            await one(c)
 
-    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    return latencies, errors, audit_ids, cds_ok
+    conn = aiohttp.TCPConnector(limit=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as c:
+        await asyncio.gather(*(worker(c) for _ in range(args.concurrency)))
+    return latencies, errors, audit_ids, ok
 
 
-def _missing_audit(args: argparse.Namespace, data: Path, audit_ids: list[str], cds_ok: int) -> int:
+def _group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group (Linux
+    /proc): the server's cost per request, a figure that other load on the machine disturbs
+    less than its latency."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # (fields after the command: state ppid pgrp ...)
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _missing_audit(args: argparse.Namespace, data: Path, audit_ids: list[str]) -> int:
     """Answered requests without a committed audit record (read from the store after the server
-    stopped)."""
+    stopped): an answer without an audit id counts as missing too."""
+    from sqlalchemy import select
+
     from sarcoma_cds.store import AuditStore
+    from sarcoma_cds.store.models import AuditRecord
 
     url = args.db or f"sqlite:///{data / 'sarcoma-cds.sqlite3'}"
     store = AuditStore.open(url, run_migrations=False)
     try:
-        if args.mode == "rest":
-            return sum(1 for a in audit_ids if not a or store.get_record(a) is None)
-        cds_records = sum(1 for r in store.iter_records() if r.get("interface") == "cds-hooks")
-        return max(0, cds_ok - cds_records)
+        found: set[str] = set()
+        wanted = [a for a in audit_ids if a]
+        with store.sessions() as s:
+            for i in range(0, len(wanted), 500):
+                found.update(s.scalars(select(AuditRecord.id)
+                                       .where(AuditRecord.id.in_(wanted[i:i + 500]))))
+        return sum(1 for a in audit_ids if a not in found)
     finally:
         store.close()
 
@@ -225,13 +272,18 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--max-requests", type=int, default=200_000)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--db", default=None, help="DATABASE_URL (default: a fresh SQLite file)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="serve --workers (default: serve's own default, one per core)")
+    ap.add_argument("--db-url", "--db", dest="db", default=None,
+                    help="DATABASE_URL (default: a fresh SQLite file)")
     ap.add_argument(
         "--kill-after", type=float, default=None, help="SIGKILL the server after this many seconds"
     )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    if args.db and urlsplit(args.db).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("--db-url: loopback databases only (127.0.0.1, localhost)")
+    idle1, _, _ = os.getloadavg()
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -242,14 +294,16 @@ def main() -> None:
         try:
             asyncio.run(_wait_ready(base))
             t0 = time.perf_counter()
-            lat, errors, ids, cds_ok = asyncio.run(
+            cpu0 = _group_cpu_s(server.pid)
+            lat, errors, ids, _ok = asyncio.run(
                 _drive(args, base, client, server if args.kill_after is not None else None))
             wall = time.perf_counter() - t0
+            cpu = _group_cpu_s(server.pid) - cpu0
         finally:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
                 server.wait(timeout=30)
-        missing = _missing_audit(args, data, ids, cds_ok)
+        missing = _missing_audit(args, data, ids)
     ok = len(lat)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     load1, load5, _ = os.getloadavg()
@@ -260,17 +314,19 @@ def main() -> None:
             "flight then"
         )
     print(
-        f"{args.mode} x{args.concurrency} clients, {args.workers} worker(s), {store}, {wall:.1f} "
-        "s: "
+        f"{args.mode} x{args.concurrency} clients, {args.workers or 'default'} worker(s), "
+        f"{store}, {wall:.1f} s: "
         f"{ok} answered ({ok / wall:,.0f}/s), {errors} errors"
     )
     print(
         f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms"
     )
+    if args.kill_after is None:
+        print(f"server CPU: {cpu:.1f} s, {cpu / max(ok, 1) * 1000:.2f} ms per answered request")
     print(f"answered without a committed audit record: {missing} (must be 0)")
     print(
-        f"load average during the run: {load1:.2f} (1 min), {load5:.2f} (5 min) on "
-        f"{os.cpu_count()} cores"
+        f"load average: {idle1:.2f} (1 min) before the run; after it {load1:.2f} (1 min), "
+        f"{load5:.2f} (5 min) on {os.cpu_count()} cores"
     )
     if missing:
         raise SystemExit(1)

@@ -147,7 +147,7 @@ def test_unexpected_error_is_a_problem_without_trace(
     def boom(*a: Any, **k: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(service_app.app_services, "recommend_and_record", boom)  # type: ignore[attr-defined]
+    monkeypatch.setattr(service_app.app_services, "prepare", boom)  # type: ignore[attr-defined]
     with TestClient(service_app.app, base_url=BASE_URL, raise_server_exceptions=False) as c:
         r = c.post("/recommendations", json=GIST)
     body = _problem(r, 500)

@@ -85,10 +85,13 @@ def test_write_is_all_or_nothing(store: AuditStore) -> None:
     before = store.count()
     from sqlalchemy.exc import IntegrityError
 
-    with pytest.raises(IntegrityError):
+    from sarcoma_cds.store.group_commit import AuditWriteFailed
+
+    with pytest.raises(AuditWriteFailed) as failed:
         # the duplicate card uuid fails the transaction: the audit row must not stay behind
         store.record_recommendation(rec, FACTS, interface="cds-hooks", caller="c", request_id="r2",
                                     card_uuids=[str(uuid.uuid4()), card])
+    assert isinstance(failed.value.__cause__, IntegrityError)
     assert store.count() == before
 
 

@@ -76,6 +76,10 @@ class DataCipher:
         blob = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
         return {JSON_KEY: self._fernet.encrypt(blob).decode("ascii")}
 
+    def seal_json_bytes(self, blob: bytes) -> dict[str, str]:
+        """Already-serialised JSON (e.g. pydantic's ``to_json``) as ``{"fernet": token}``."""
+        return {JSON_KEY: self._fernet.encrypt(blob).decode("ascii")}
+
     def seal_text(self, value: str | None) -> str | None:
         if value is None:
             return None

@@ -10,17 +10,20 @@ before (``sha256:``, in the clear).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import Engine, case, delete, select, update
+from sqlalchemy import Engine, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +31,8 @@ from sarcoma_cds.domain.facts import LIST_FIELDS, PatientFacts
 from sarcoma_cds.domain.recommendation import Recommendation
 from sarcoma_cds.store.crypto import DataCipher, DataKeyError, is_sealed_json, is_sealed_text
 from sarcoma_cds.store.db import make_engine, migrate
-from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, RateLimit, SeenJti
+from sarcoma_cds.store.group_commit import GroupCommitWriter
+from sarcoma_cds.store.models import AuditRecord, CdsCard, Feedback, RateLimit
 
 EXPORT_FIELDS = (
     "seq", "id", "created_at", "request_id", "caller", "interface", "kb_version", "kb_hash",
@@ -180,6 +184,13 @@ class AuditStore:
     engine: Engine
     sessions: sessionmaker[Session]
     cipher: DataCipher | None = None  # encrypts stored patient data, keys the facts digest
+    #: the per-process group-commit writer of audit records (its thread starts on first use)
+    writer: GroupCommitWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        db = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        lock = Path(db + ".write.lock") if db and db != ":memory:" else None
+        self.writer = GroupCommitWriter(self.sessions, lock_path=lock)
 
     @classmethod
     def open(cls, url: str, *, run_migrations: bool = True,
@@ -190,6 +201,7 @@ class AuditStore:
         return cls(engine, sessionmaker(engine, expire_on_commit=False), cipher)
 
     def close(self) -> None:
+        self.writer.close()  # commits what is queued first
         self.engine.dispose()
 
     def health(self) -> str:
@@ -242,12 +254,14 @@ class AuditStore:
         could reuse to blur the trail). ``audit_id``: an id chosen beforehand (CDS cards link to
         it before the record is written with them); a new UUID otherwise."""
         raw = _safe_json(canonical_facts(facts)) if (store_raw or saved) else None
-        recommendation: Any = _safe_json(rec.model_dump(mode="json"))
         text = _safe_text(label[:200]) if label else None
-        if self.cipher is not None:
+        recommendation: Any
+        if self.cipher is not None:  # (sealed, NUL is no concern: the JSON is encrypted whole)
             raw = self.cipher.seal_json(raw)
-            recommendation = self.cipher.seal_json(recommendation)
+            recommendation = self.cipher.seal_json_bytes(rec.__pydantic_serializer__.to_json(rec))
             text = self.cipher.seal_text(text)
+        else:
+            recommendation = _safe_json(rec.model_dump(mode="json"))
         return AuditRecord(
             id=audit_id or str(uuid.uuid4()), created_at=_now(),
             request_id=_safe_text(request_id[:64]),
@@ -260,16 +274,24 @@ class AuditStore:
             recommendation=recommendation, saved=saved, label=text,
         )
 
+    def submit_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                      service_id: str | None = None) -> Future[str]:
+        """Queue one audit row and its CDS cards for the next group commit; the future gives the
+        row's id once the transaction holding it has committed, or raises
+        :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` (answer nothing as served)."""
+        return self.writer.submit(row, card_uuids, service_id)
+
+    def submit_record_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                            service_id: str | None = None) -> asyncio.Future[str]:
+        """:meth:`submit_record` for a coroutine, on the event loop (``await`` the result)."""
+        return self.writer.submit_async(row, card_uuids, service_id)
+
     def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                      service_id: str | None = None) -> str:
-        """Write one audit row and its CDS cards in one transaction; returns the row's id."""
-        with self.sessions.begin() as s:
-            s.add(row)
-            s.flush()
-            for cu in card_uuids:
-                s.add(CdsCard(uuid=cu, audit_id=row.id, service_id=service_id or "",
-                              created_at=row.created_at))
-        return row.id
+        """Write one audit row and its CDS cards (with other requests' rows, in one group
+        commit) and wait until they are committed; returns the row's id. Raises
+        :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` when the transaction failed."""
+        return self.submit_record(row, card_uuids, service_id).result()
 
     def record_recommendation(
         self,
@@ -349,16 +371,10 @@ class AuditStore:
         """Store a JWT id; False if it was already seen (a replay). Expired ids are purged.
 
         The id is stored as its SHA-256 (hex), never truncated: two long ids that share their
-        first characters are two tokens (issue 12)."""
-        now = _now()
+        first characters are two tokens (issue 12). It goes in the next group commit (no fsync
+        of its own; expired ids purged once a minute; issue 13)."""
         digest = "sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
-        try:
-            with self.sessions.begin() as s:
-                s.execute(delete(SeenJti).where(SeenJti.expires_at < now))
-                s.add(SeenJti(iss=iss[:300], jti=digest, expires_at=expires_at))
-        except IntegrityError:
-            return False
-        return True
+        return self.writer.remember_jti(iss, digest, expires_at)
 
     def claim_rate(self, key: str, window_start: datetime, wanted: int, limit: int) -> int:
         """Claim up to ``wanted`` requests of ``key``'s allowance (``limit`` per window starting

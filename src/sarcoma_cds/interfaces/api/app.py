@@ -10,14 +10,18 @@ The web app (``sarcoma_cds.interfaces.web``), when installed, is mounted last an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+import anyio.to_thread
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api import (
@@ -125,26 +129,62 @@ def request_id(given: str) -> str:
     return uuid.uuid4().hex
 
 
-async def request_context(request: Request,
-                          call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+class RequestContext:
     """Give the request an id (the caller's ``X-Request-ID`` when sane), answer it on the
     response, turn an exception that escaped every handler into a 500 problem, and write the
-    access log line (request id, method, route, status, time: nothing else)."""
-    rid = request_id(request.headers.get("x-request-id", ""))
-    request.state.request_id = rid
-    t0 = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-    except Exception:
-        log.exception("unhandled error (request %s)", rid)
-        response = problem(500, INTERNAL_ERROR, request_id=rid)
-    response.headers["X-Request-ID"] = rid
-    route = request.scope.get("route")
-    access_log.info("request_id=%s method=%s route=%s status=%s ms=%.1f", rid, request.method,
-                    getattr(route, "path", "-"), status, (time.perf_counter() - t0) * 1000)
-    return response
+    access log line (request id, method, route, status, time: nothing else).
+
+    A plain ASGI middleware (issue 13): Starlette's ``BaseHTTPMiddleware`` runs every request
+    through an extra task and memory streams, a large share of a request's cost here."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
+        rid = request_id(given.decode("latin-1"))
+        scope.setdefault("state", {})["request_id"] = rid  # (read as request.state.request_id)
+        t0 = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error (request %s)", rid)
+            status = 500
+            if not started:
+                await problem(500, INTERNAL_ERROR, request_id=rid,
+                              headers={"X-Request-ID": rid})(scope, receive, send)
+        route = scope.get("route")
+        access_log.info("request_id=%s method=%s route=%s status=%s ms=%.1f", rid,
+                        scope.get("method"), getattr(route, "path", "-"), status,
+                        (time.perf_counter() - t0) * 1000)
+
+
+#: Threads for blocking work (engine, mapping, JWT checks, CDS hooks waiting for their commit):
+#: above the concurrency a worker is expected to carry, so that no request queues for a thread.
+THREADPOOL_SIZE = 64
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start-up and shutdown of a worker (issue 13): size the threadpool; at shutdown, commit
+    the audit records still queued for the group commit and stop its writer thread."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = THREADPOOL_SIZE
+    yield
+    await run_in_threadpool(app.state.services.store.writer.close)
 
 
 def build_access(settings: Settings, services: Services) -> Access:
@@ -195,12 +235,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         description=("Clinical decision support for adult soft-tissue sarcoma and GIST. "
                      f"{services.disclaimer}"),
         docs_url=None, redoc_url=None, openapi_url="/openapi.json",  # docs: offline_docs.install
+        lifespan=lifespan,
     )
     offline_docs.install(app)  # /api/docs, /api/redoc with local assets (issue 14)
     app.state.services = services
     app.state.settings = settings
     app.state.access = access
-    app.middleware("http")(request_context)
+    app.add_middleware(RequestContext)
     install_error_handlers(app)
     rate_limit.install(app, settings.rate_limit, services.store)  # per-client limits (issue 12)
     for surface in (routes_core, routes_fhir, routes_audit, routes_cds):  # (the OpenAPI order)

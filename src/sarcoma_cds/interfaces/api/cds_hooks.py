@@ -703,16 +703,16 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     # patient-view checks the record's active orders too: a dangerous one is never passed over
     orders = draft_orders(ctx, service_id) if service_id != TREATMENT else active_orders(bundle)
     meds = _medications(req, bundle)
-    # recommended first, recorded last: the audit record and the cards that link to it are
-    # written in one transaction, so there is never a record without its cards or the reverse
+    # the audit row is built here and written below with the cards that name it, in one group
+    # commit (issue 13), before the answer
     ans = services.answer_bundle(
-        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id, record=False
+        bundle, "cds-hooks", caller, request_id=request_id, service_id=service_id, write=False
     )
     gaps = fetch_gaps + ans.gaps
     if ans.recommendation is None:
         unchecked = unchecked_order_cards(services, ans.problems, orders, meds)
         return {"cards": [_missing_card(services, ans.problems, gaps), *unchecked, *incomplete]}
-    rec, audit_id = ans.recommendation, str(uuid.uuid4())
+    rec, audit_id = ans.recommendation, ans.audit_id
     link = f"{base_url}/cases/{audit_id}"
     patient_id = ctx.get("patientId", "")
     if service_id == TREATMENT:
@@ -722,6 +722,5 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     else:
         cards = order_cards(services, rec, link, patient_id, orders, meds)
     cards += incomplete
-    services.record_answer(ans, "cds-hooks", caller, request_id=request_id, audit_id=audit_id,
-                           service_id=service_id, card_uuids=[c["uuid"] for c in cards])
+    services.commit(ans.row, [c["uuid"] for c in cards], service_id)
     return {"cards": cards}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds.interfaces import json_input
 from sarcoma_cds.interfaces.api import cds_hooks, rate_limit
@@ -46,6 +47,10 @@ from sarcoma_cds.interfaces.api.security import AuthError, JwtVerifier, check_ap
 from sarcoma_cds.interfaces.api.services import Services
 
 log = logging.getLogger("sarcoma_cds.service")
+
+#: Bodies up to this size are parsed on the event loop (cheaper than a thread hop); larger ones
+#: (FHIR Bundles, CDS Hooks prefetch) in the threadpool, so they never stall other requests.
+PARSE_ON_LOOP_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def rid(request: Request) -> str:
     return request_id(request)
 
 
-def api_principal(request: Request, *, always: bool = False) -> Principal:
+def api_principal(request: Request, *, always: bool = False, limit: bool = True) -> Principal:
     """The caller of a REST route: the holder of an API key (its roles from the key file), or
     the local user in the embedded default (no keys, no sign-in) unless ``always`` (then 401).
     With sign-in configured but no keys, the REST API is closed (401)."""
@@ -94,7 +99,8 @@ def api_principal(request: Request, *, always: bool = False) -> Principal:
     if name is None:
         log.info("request_id=%s API key missing or unknown", rid(request))
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key>)")
-    rate_limit.enforce_for(request, f"apikey:{name}")  # 429 over the client's limit
+    if limit:  # 429 over the client's limit (blocking: the async dependencies limit apart)
+        rate_limit.enforce_for(request, f"apikey:{name}")
     return Principal(kind="apikey", subject=name, display_name=name,
                      roles=access.key_roles.get(name, LEGACY_KEY_ROLES))
 
@@ -109,7 +115,21 @@ def _need(p: Principal, role: str, request: Request) -> None:
 def _caller(request: Request, *, always: bool, role: str) -> str:
     p = api_principal(request, always=always)
     _need(p, role, request)
+    return _caller_name(p)
+
+
+def _caller_name(p: Principal) -> str:
     return "local" if p.kind == "local" else f"apikey:{p.subject}"
+
+
+async def _caller_async(request: Request, *, always: bool, role: str) -> str:
+    """:func:`_caller` on the event loop: the rate limit claims from the database (rarely) in a
+    worker thread, everything else is in memory."""
+    p = api_principal(request, always=always, limit=False)
+    if p.kind == "apikey":
+        await rate_limit.enforce_async_for(request, f"apikey:{p.subject}")
+    _need(p, role, request)
+    return _caller_name(p)
 
 
 def api_caller(request: Request) -> str:
@@ -161,6 +181,8 @@ async def json_body(request: Request) -> Any:
     if not raw:
         raise BadRequest("request body is empty; expected JSON")
     try:
+        if len(raw) > PARSE_ON_LOOP_MAX:  # (a CDS Hooks prefetch, a FHIR Bundle)
+            return await run_in_threadpool(json_input.loads, raw)
         return json_input.loads(raw)
     except (
         json_input.DuplicateKeyError
@@ -196,12 +218,32 @@ async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
         raise TokenRefused() from None
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ApiCaller = Annotated[str, Depends(api_caller)]
-KeyedCaller = Annotated[str, Depends(keyed_caller)]
+# FastAPI runs a plain ``def`` dependency in the threadpool: a thread hop per dependency per
+# request. These do no I/O (attribute reads, a SHA-256 of the key), so they are declared as
+# coroutines and run on the event loop (issue 13). Blocking work (the CDS JWT check, which
+# writes the replay store) stays a plain ``def`` and runs in the threadpool.
+async def _services_dep(request: Request) -> Services:
+    return get_services(request)
+
+
+async def _api_caller_dep(request: Request) -> str:
+    return await _caller_async(request, always=False, role=VIEWER)
+
+
+async def _keyed_caller_dep(request: Request) -> str:
+    return await _caller_async(request, always=True, role=AUDITOR)
+
+
+async def _rid_dep(request: Request) -> str:
+    return rid(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dep)]
+ApiCaller = Annotated[str, Depends(_api_caller_dep)]
+KeyedCaller = Annotated[str, Depends(_keyed_caller_dep)]
 JsonBody = Annotated[Any, Depends(json_body)]
 CdsClaims = Annotated[dict[str, Any], Depends(cds_caller)]
-RequestId = Annotated[str, Depends(rid)]
+RequestId = Annotated[str, Depends(_rid_dep)]
 WebUser = Annotated[Principal | None, Depends(web_user)]
 Viewer = Annotated[Principal, Depends(web_viewer)]
 Clinician = Annotated[Principal, Depends(web_clinician)]

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sarcoma_cds import InvalidFacts
 from sarcoma_cds.interfaces.api.problems import problem
+from sarcoma_cds.store.group_commit import AuditWriteFailed
 
 log = logging.getLogger("sarcoma_cds.service")
 
@@ -136,12 +137,10 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-async def _storage(request: Request, exc: Exception) -> Response:
-    """A database failure (unreachable, read-only, disk full, a refused write): 503, never 500.
-    Only the exception's type is logged: its text can carry the statement's parameters."""
+def _unavailable(request: Request, detail: str, retry_after: str) -> Response:
+    """503 for a storage failure: the error page for a browser, else a problem document."""
     rid = request_id(request)
-    log.error("storage failure %s (request %s)", type(exc).__name__, rid)
-    headers = {"Retry-After": RETRY_AFTER}
+    headers = {"Retry-After": retry_after}
     pages = getattr(request.app.state, "web_pages", None)
     if _wants_html(request) and pages is not None:
         resp: Response = pages.render(request, "error.html", 503,
@@ -149,7 +148,21 @@ async def _storage(request: Request, exc: Exception) -> Response:
                                       message=STORAGE_PAGE_TEXT.format(rid=rid))
         resp.headers.update(headers)
         return resp
-    return problem(503, STORAGE_ERROR, request_id=rid, headers=headers)
+    return problem(503, detail, request_id=rid, headers=headers)
+
+
+async def _storage(request: Request, exc: Exception) -> Response:
+    """A database failure (unreachable, read-only, disk full, a refused write): 503, never 500.
+    Only the exception's type is logged: its text can carry the statement's parameters."""
+    log.error("storage failure %s (request %s)", type(exc).__name__, request_id(request))
+    return _unavailable(request, STORAGE_ERROR, RETRY_AFTER)
+
+
+async def _audit_failed(request: Request, exc: Exception) -> Response:
+    # the transaction holding this request's audit record did not commit: nothing is answered
+    # as served without its record (issue 13); the caller may try again
+    return _unavailable(request, "the audit record could not be written, so the recommendation "
+                        "is not served; try again", "1")
 
 
 async def _any(request: Request, exc: Exception) -> Response:
@@ -170,3 +183,4 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(SQLAlchemyError, _storage)
     app.add_exception_handler(Exception, _any)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AuditWriteFailed, _audit_failed)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch, rate_limit
@@ -48,6 +49,7 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
                    services: ServicesDep, request_id: RequestId) -> Any:
     await rate_limit.enforce_async_for(request, f"cds:{claims['iss']}")  # 429 over the limit
     settings = services.settings
+    base = base_for(request)
     try:
         cds_hooks.check_request(service_id, body)
         # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
@@ -57,9 +59,14 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
         fetched = await fhir_fetch.fetch_missing(
             body, cds_hooks.missing_prefetch(body), policy, deadline_s=settings.fhir_deadline_s,
             timeout_s=settings.fhir_timeout_s, max_bytes=settings.fhir_max_bytes)
-        return await run_in_threadpool(
-            cds_hooks.run_hook, services, service_id, body, caller=f"cds:{claims['iss']}",
-            request_id=request_id, base_url=base_for(request), fetched=fetched)
+
+        def answer() -> bytes:  # the hook and its JSON in the threadpool, never on the event loop
+            cards = cds_hooks.run_hook(services, service_id, body, caller=f"cds:{claims['iss']}",
+                                       request_id=request_id, base_url=base, fetched=fetched)
+            return json.dumps(cards, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode()
+
+        return Response(await run_in_threadpool(answer), media_type="application/json")
     except cds_hooks.BadHookRequest as e:
         raise BadRequest(str(e)) from None
     except cds_hooks.PreconditionFailed as e:

@@ -1,11 +1,19 @@
-"""Core REST routes: the API index, health, version, patient groups and recommendations."""
+"""Core REST routes: the API index, health, version, patient groups and recommendations.
+
+``POST /recommendations`` keeps the event loop free (issue 13): the engine, the audit row and
+the JSON run in the threadpool, the answer is the recommendation's cached contract JSON
+(``Services.render``), and the route awaits the group commit of its audit record
+(``Services.commit_async``) before it answers, so no answer goes out before its record is
+durable.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds import __version__
 from sarcoma_cds.interfaces.api.deps import ApiCaller, JsonBody, RequestId, ServicesDep
@@ -79,5 +87,7 @@ def group(group_id: str, who: ApiCaller, services: ServicesDep) -> Any:
 )
 async def post_recommendation(who: ApiCaller, body: JsonBody, services: ServicesDep,
                               request_id: RequestId) -> Any:
-    rec, audit_id = services.recommend_and_record(body, "rest", who, request_id=request_id)
-    return JSONResponse(rec.model_dump(mode="json"), headers={"X-Audit-ID": audit_id})
+    prep = await run_in_threadpool(services.prepare, body, "rest", who, request_id=request_id)
+    audit_id = await services.commit_async(prep.row)
+    return Response(prep.rendered.body, media_type="application/json",
+                    headers={"X-Audit-ID": audit_id})

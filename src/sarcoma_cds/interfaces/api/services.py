@@ -10,16 +10,44 @@ Recommendations are decision support, not orders: show ``services.disclaimer``
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sarcoma_cds import DISCLAIMER, Recommendation, load_kb, parse_facts
+from sarcoma_cds import DISCLAIMER, PatientFacts, Recommendation, load_kb, parse_facts
 from sarcoma_cds.domain.engine import recommend as engine_recommend
 from sarcoma_cds.domain.knowledge import CompiledKB
 from sarcoma_cds.interfaces.api.settings import Settings
 from sarcoma_cds.store import AuditStore
+from sarcoma_cds.store.models import AuditRecord
+
+#: Distinct facts whose rendered recommendation is kept (about 10 kB each: some 40 MB at most).
+RENDER_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One recommendation, computed once for equal facts and reused: the parsed facts, the
+    recommendation and its contract JSON as bytes (what the REST API answers)."""
+
+    facts: PatientFacts
+    recommendation: Recommendation
+    body: bytes
+
+
+@dataclass
+class Prepared:
+    """A recommendation and its audit row, built but not yet written (the row's id is known)."""
+
+    rendered: Rendered
+    row: AuditRecord
+
+    @property
+    def audit_id(self) -> str:
+        return self.row.id
 
 
 @dataclass
@@ -34,7 +62,8 @@ class BundleAnswer:
     problems: list[tuple[str, str]] = field(default_factory=list)
     recommendation: Recommendation | None = None
     audit_id: str | None = None
-    checked_facts: dict[str, Any] | None = None  # the valid facts (``record=False``)
+    #: with ``write=False``: the audit row to write (``Services.commit``) before answering
+    row: AuditRecord | None = None
 
 
 def stage_cross_check(rec: Recommendation, reported: dict[str, Any]) -> list[dict[str, str]]:
@@ -75,6 +104,10 @@ class Services:
     store: AuditStore
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the recommendation for equal facts is the same: computed and serialised once (bounded)
+        self._rendered = functools.lru_cache(maxsize=RENDER_CACHE_SIZE)(self._render_key)
+
     @classmethod
     def build(cls, settings: Settings | None = None, kb: CompiledKB | None = None) -> Services:
         from sarcoma_cds.store.crypto import DataCipher, load_data_keys
@@ -94,7 +127,52 @@ class Services:
     # ------------------------------------------------------------ recommendations
     def recommend(self, facts: dict[str, Any]) -> Recommendation:
         """The recommendation for ``facts`` (not audited). Raises ``InvalidFacts``."""
-        return engine_recommend(self.kb, parse_facts(facts))
+        return self.render(facts).recommendation
+
+    def render(self, facts: dict[str, Any] | PatientFacts) -> Rendered:
+        """The recommendation for ``facts`` with its contract JSON, from a bounded LRU cache keyed
+        by the canonical facts (sorted keys, no nulls) and the knowledge base's content hash.
+        Raises ``InvalidFacts`` (nothing is cached then)."""
+        parsed = facts if isinstance(facts, PatientFacts) else parse_facts(facts)
+        key = json.dumps(parsed.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                         separators=(",", ":"))
+        return self._rendered(self.kb.content_hash, key)
+
+    def _render_key(self, kb_hash: str, key: str) -> Rendered:
+        parsed = parse_facts(json.loads(key))
+        rec = engine_recommend(self.kb, parsed)
+        return Rendered(parsed, rec, rec.__pydantic_serializer__.to_json(rec))
+
+    def prepare(
+        self,
+        facts: dict[str, Any] | PatientFacts,
+        interface: str = "web",
+        caller: str = "anonymous",
+        *,
+        request_id: str | None = None,
+        save: bool = False,
+        label: str | None = None,
+    ) -> Prepared:
+        """Recommend and build the audit row, without writing it (CPU only: run it off the event
+        loop). Raises ``InvalidFacts``. Write the row with :meth:`commit` or
+        :meth:`commit_async` before answering."""
+        rendered = self.render(facts)
+        row = self.store.build_record(
+            rendered.recommendation, rendered.facts, interface=interface, caller=caller,
+            request_id=request_id or uuid.uuid4().hex, store_raw=self.settings.store_raw_facts,
+            saved=save, label=label)
+        return Prepared(rendered, row)
+
+    def commit(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+               service_id: str | None = None) -> str:
+        """Write the row in the next group commit and wait for it; returns its id. Raises
+        ``AuditWriteFailed`` (answered 503)."""
+        return self.store.write_record(row, card_uuids, service_id)
+
+    async def commit_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
+                           service_id: str | None = None) -> str:
+        """:meth:`commit` for a coroutine: the event loop serves other requests meanwhile."""
+        return await self.store.submit_record_async(row, card_uuids, service_id)
 
     def recommend_and_record(
         self,
@@ -116,14 +194,9 @@ class Services:
         keeps its facts (an explicit clinician action); otherwise raw facts are kept
         only when ``SARCOMA_CDS_STORE_RAW_FACTS=1``.
         """
-        parsed = parse_facts(facts)
-        rec = engine_recommend(self.kb, parsed)
-        audit_id = self.store.record_recommendation(
-            rec, parsed, interface=interface, caller=caller,
-            request_id=request_id or uuid.uuid4().hex, store_raw=self.settings.store_raw_facts,
-            saved=save, label=label, card_uuids=card_uuids, service_id=service_id,
-        )
-        return rec, audit_id
+        prep = self.prepare(facts, interface, caller, request_id=request_id, save=save,
+                            label=label)
+        return prep.rendered.recommendation, self.commit(prep.row, card_uuids, service_id)
 
     # ------------------------------------------------------------ cases (web)
     def save_case(self, facts: dict[str, Any], caller: str, label: str | None = None,
@@ -190,7 +263,7 @@ class Services:
         request_id: str | None = None,
         service_id: str | None = None,
         card_uuids: Sequence[str] = (),
-        record: bool = True,
+        write: bool = True,
     ) -> BundleAnswer:
         """The one door from a FHIR Bundle to an answer, for every interface (REST, CDS Hooks, web).
 
@@ -198,9 +271,9 @@ class Services:
         what the record states against what was computed (the recorded AJCC stage group), and
         writes the audit record. When the facts are not valid contract facts nothing is
         recorded and ``problems`` says why; the caller decides how to show it (422, an info card,
-        the form with its errors). ``record=False`` recommends without writing: the caller then
-        writes the record with :meth:`record_answer` (CDS Hooks: with its cards, in one
-        transaction).
+        the form with its errors). ``write=False`` builds the row (``ans.row``, ``ans.audit_id``)
+        without writing it: the caller writes it with :meth:`commit` (with the CDS cards that
+        name it) before answering.
         """
         from sarcoma_cds import InvalidFacts
         from sarcoma_cds.adapters.fhir import facts_from_bundle
@@ -213,33 +286,12 @@ class Services:
         except InvalidFacts as e:
             ans.problems = list(e.problems)
             return ans
-        if record:
-            ans.recommendation, ans.audit_id = self.recommend_and_record(
-                facts,
-                interface,
-                caller,
-                request_id=request_id,
-                service_id=service_id,
-                card_uuids=card_uuids,
-            )
-        else:
-            ans.recommendation, ans.checked_facts = self.recommend(facts), facts
+        prep = self.prepare(facts, interface, caller, request_id=request_id)
+        ans.recommendation, ans.row = prep.rendered.recommendation, prep.row
+        ans.audit_id = (self.commit(prep.row, card_uuids, service_id) if write
+                        else prep.audit_id)
         ans.gaps += stage_cross_check(ans.recommendation, mapped.reported)
         return ans
-
-    def record_answer(self, ans: BundleAnswer, interface: str, caller: str, *, request_id: str,
-                      audit_id: str, service_id: str | None = None,
-                      card_uuids: Sequence[str] = ()) -> str:
-        """Write the audit record of an answer made with ``answer_bundle(record=False)`` under
-        the id its cards already link to, and the cards, in one transaction (issue 12)."""
-        if ans.recommendation is None or ans.checked_facts is None:
-            raise ValueError("record_answer needs a recommendation made with record=False")
-        ans.audit_id = self.store.record_recommendation(
-            ans.recommendation, parse_facts(ans.checked_facts), interface=interface,
-            caller=caller, request_id=request_id, store_raw=self.settings.store_raw_facts,
-            card_uuids=card_uuids, service_id=service_id, audit_id=audit_id,
-        )
-        return ans.audit_id
 
     def recommendation_to_fhir(
         self,

@@ -23,6 +23,27 @@ def _list(env: Mapping[str, str], name: str) -> list[str]:
     return [v.strip() for v in env.get(name, "").split(",") if v.strip()]
 
 
+def _workers(env: Mapping[str, str]) -> int | None:
+    v = env.get("SARCOMA_CDS_WORKERS", "").strip()
+    if not v:
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"SARCOMA_CDS_WORKERS must be a whole number of at least 1, not {v!r}")
+    return n
+
+
+def default_workers() -> int:
+    """One worker process per core this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (not on Linux)
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class Settings:
     """Everything the service can be configured with. ``Settings.from_env()`` reads the
@@ -58,6 +79,7 @@ class Settings:
     session_hours: float = 8.0  # SARCOMA_CDS_SESSION_HOURS
     smart_issuers: str = ""  # SARCOMA_CDS_SMART_ISSUERS: FHIR servers that may launch the app
     smart_client_id: str | None = None  # SARCOMA_CDS_SMART_CLIENT_ID
+    workers: int | None = None  # SARCOMA_CDS_WORKERS: serve's worker processes (None: one per core)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +112,7 @@ class Settings:
             session_hours=float(e.get("SARCOMA_CDS_SESSION_HOURS", "") or 8.0),
             smart_issuers=e.get("SARCOMA_CDS_SMART_ISSUERS", "").strip(),
             smart_client_id=e.get("SARCOMA_CDS_SMART_CLIENT_ID", "").strip() or None,
+            workers=_workers(e),
         )
 
     @property

@@ -33,7 +33,10 @@ def serve(
         help="Interface to bind (default 127.0.0.1; another only with sign-in or API keys).",
     ),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1,
+        help="Worker processes (default: SARCOMA_CDS_WORKERS, else one per core).",
+    ),
     verbose: bool = typer.Option(
         False,
         "--verbose",
@@ -63,7 +66,11 @@ def serve(
         os.environ["SARCOMA_CDS_KB_DIR"] = str(
             kb.resolve()
         )  # (read by every worker's Settings.from_env)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as e:  # e.g. SARCOMA_CDS_WORKERS=abc
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(2) from None
     if (
         settings.api_keys_file is not None
     ):  # an unreadable or empty key file stops the start (fail closed)
@@ -101,12 +108,32 @@ def serve(
     from sarcoma_cds.store import AuditStore
 
     AuditStore.open(settings.db_url).close()
+    _make_shared_files(settings)
+    from sarcoma_cds.interfaces.api.settings import default_workers
+
+    workers = workers or settings.workers or default_workers()
     sys.stderr.write(serve_line(settings, host, port) + "\n")
     from sarcoma_cds.interfaces.api.http_limits import uvicorn_options
 
     uvicorn.run("sarcoma_cds.interfaces.api.asgi:app", host=host, port=port, workers=workers,
                 access_log=False, log_config=log_config, log_level="info" if verbose else "warning",
                 **uvicorn_options())  # request headers limited to 64 KiB (issue 12)
+
+
+def _make_shared_files(settings: Any) -> None:
+    """Files the workers share, made once before they start (so that two workers starting
+    together never make two different ones): the signing secret, the dev-mode key pair."""
+    from sarcoma_cds.interfaces.api.secret_key import load_secret_key
+
+    try:
+        load_secret_key(settings.data_dir)
+    except ValueError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(2) from None
+    if settings.dev_mode:
+        from sarcoma_cds.interfaces.api.security import dev_client
+
+        dev_client(settings.data_dir)
 
 
 def serve_line(settings: Any, host: str, port: int) -> str:
