@@ -502,9 +502,12 @@ def pdf_objects(pdf: bytes) -> bytes:
     import zlib
 
     blobs = [pdf]
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, flags=re.S):
+    for m in re.finditer(rb"stream\r?\n(.*?)\nendstream", pdf, flags=re.S):
+        # the end-of-line before "endstream" may be CR LF, or the data's own last byte may be a
+        # CR: inflate leniently (a decompress object keeps what it could inflate, never raises
+        # on a missing or extra byte at the end), so a page is never missed by chance
         with contextlib.suppress(zlib.error):
-            blobs.append(zlib.decompress(m.group(1)))
+            blobs.append(zlib.decompressobj().decompress(m.group(1)))
     return b"\n".join(blobs)
 
 

@@ -223,3 +223,17 @@ def test_no_key_material_leaves_the_data_dir_readable(tmp_path: Path) -> None:
     for name in ("data-key", "secret-key"):
         p = tmp_path / "data" / name
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, name
+
+
+def test_a_case_whose_key_is_gone_is_said_unreadable_not_shown_empty(tmp_path: Path) -> None:
+    """Hazard H-19: a saved case written under a data key the server no longer has is refused
+    with a page naming what cannot be read, never shown as an empty (complete-looking) record."""
+    with TestClient(create_app(make_settings(tmp_path)), base_url=BASE) as c:
+        case_id = _save_case(c)
+    (tmp_path / "data" / "data-key").unlink()  # the key that wrote it is lost
+    other = Fernet.generate_key().decode()
+    with TestClient(create_app(make_settings(tmp_path, data_keys=[other])), base_url=BASE) as c:
+        for path in (f"/cases/{case_id}", f"/cases/{case_id}/board"):
+            r = c.get(path, headers={"accept": "text/html"})
+            assert r.status_code == 503, path
+            assert "cannot be read" in r.text and "facts" in r.text and "d842v" not in r.text

@@ -128,6 +128,10 @@ class WebBackend:
         raw = self.services.get_case(cid)
         if raw is None:
             return None
+        if raw.get("unreadable"):  # its data key is gone: say so, never show an empty record
+            from sarcoma_cds.interfaces.web.routes_extra import CaseUnreadable
+
+            raise CaseUnreadable(list(raw["unreadable"]))
         decisions = [
             Decision(
                 outcome=str(f.get("outcome") or ""),

@@ -23,9 +23,29 @@ FAVICON = Path(__file__).parent / "static" / "favicon.svg"
 class PageNotFound(Exception):
     """A page's record (a saved case) does not exist: answered with the HTML error page."""
 
+    status = 404
+    title = "Not found"
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class CaseUnreadable(PageNotFound):
+    """A saved case whose stored facts or recommendation this server cannot decrypt (its data key
+    is not among ``SARCOMA_CDS_DATA_KEYS``): said plainly, never shown as an empty record
+    (hazard H-19)."""
+
+    status = 503
+    title = "Record cannot be read"
+
+    def __init__(self, fields: list[str]) -> None:
+        names = {"raw_facts": "facts", "recommendation": "recommendation", "label": "label"}
+        parts = ", ".join(names.get(f, f) for f in fields)
+        super().__init__(
+            f"Part of this record ({parts}) is encrypted with a data key this server does not "
+            "have, so it is not shown: an empty or partial record would look complete. Ask the "
+            "administrator to configure the key that wrote it (SARCOMA_CDS_DATA_KEYS).")
 
 
 def _day(iso: str) -> str:
@@ -135,9 +155,12 @@ def not_found_handler(templates: Jinja2Templates) -> Any:
     """Exception handler rendering ``error.html`` with 404 for :class:`PageNotFound`."""
 
     async def handle(request: Request, exc: Exception) -> HTMLResponse:
-        msg = exc.message if isinstance(exc, PageNotFound) else "Not found."
+        if isinstance(exc, PageNotFound):
+            msg, title, status = exc.message, exc.title, exc.status
+        else:
+            msg, title, status = "Not found.", "Not found", 404
         return templates.TemplateResponse(
-            request, "error.html", {"title": "Not found", "message": msg}, status_code=404
+            request, "error.html", {"title": title, "message": msg}, status_code=status
         )
 
     return handle
