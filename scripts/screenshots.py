@@ -39,18 +39,24 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def save_case(base: str, facts: dict[str, Any], label: str) -> str:
-    """POST the facts as the form would; the answer redirects to /cases/{id}."""
+    """POST the facts as the form would (with the form's CSRF token and cookie); the answer
+    redirects to /cases/{id}."""
+    import re
+
+    import httpx
+
     from sarcoma_cds.interfaces.web.forms import form_values
 
-    body = urllib.parse.urlencode({**form_values(facts), "case_label": [label]}, doseq=True).encode()
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        opener.open(urllib.request.Request(base + "/cases", data=body, method="POST"))
-    except urllib.error.HTTPError as e:
-        if e.code == 303:
-            return str(e.headers["location"])
-        raise
-    raise RuntimeError("saving the case did not redirect")
+    with httpx.Client(base_url=base) as client:
+        page = client.get("/patient", headers={"accept": "text/html"}).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        data = {**form_values(facts), "case_label": [label]}
+        if token:
+            data["csrf_token"] = [token.group(1)]
+        r = client.post("/cases", data=data)
+        if r.status_code == 303:
+            return str(r.headers["location"])
+        raise RuntimeError(f"saving the case did not redirect ({r.status_code})")
 
 
 def start_server(data_dir: Path) -> str:
@@ -91,6 +97,19 @@ def readme_shots(browser: Any, base: str, pages: dict[str, str], out: Path) -> N
     ctx.close()
 
 
+def expired_shots(browser: Any, base: str, out: Path) -> None:
+    """The page a form posted without its CSRF token gets (e.g. after the cookie expired)."""
+    for vp, (w, h) in VIEWPORTS.items():
+        ctx = browser.new_context(viewport={"width": w, "height": h})
+        page = ctx.new_page()
+        page.goto(base + "/patient")
+        ctx.clear_cookies()
+        page.locator("form[method=post] button[type=submit]").first.click()
+        page.wait_for_load_state()
+        page.screenshot(path=str(out / f"web-form-expired-{vp}.png"), full_page=True)
+        ctx.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -123,9 +142,10 @@ def main() -> None:
                     page.screenshot(path=str(args.out / f"web-{name}-{vp}.png"), full_page=True)
                 ctx.close()
             readme_shots(browser, base, pages, args.out)
+            expired_shots(browser, base, args.out)
             browser.close()
     shrink(args.out)
-    print(f"{len(pages) * len(VIEWPORTS) + 5} screenshots in {args.out}")
+    print(f"{(len(pages) + 1) * len(VIEWPORTS) + 5} screenshots in {args.out}")
 
 
 def shrink(out: Path) -> None:
