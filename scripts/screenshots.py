@@ -68,7 +68,8 @@ def start_server(data_dir: Path) -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
     threading.Thread(target=srv.run, daemon=True).start()
     while not srv.started:
         time.sleep(0.05)
@@ -119,7 +120,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         base = start_server(Path(tmp))
-        pages: dict[str, str] = {"home": "/", "form": "/patient", "group": "/groups/gist.unresectable"}
+        pages: dict[str, str] = {"home": "/", "form": "/patient",
+                                 "group": "/groups/gist.unresectable"}
         for name, file in CASES.items():
             url = save_case(base, json.loads((EXAMPLES / file).read_text()), name.replace("-", " "))
             pages[f"case-{name}"] = url
@@ -130,7 +132,8 @@ def main() -> None:
         pages["search-typo"] = "/search?q=avaprtinib"
         pages["tumour-board"] = "/board"
         pages["tumour-board-sheet"] = "/board/1"
-        ids = [pages[f"case-{n}"].rsplit("/", 1)[1] for n in ("extremity-stage-iii", "missing-resectability")]
+        ids = [pages[f"case-{n}"].rsplit("/", 1)[1]
+               for n in ("extremity-stage-iii", "missing-resectability")]
         pages["compare"] = "/compare?" + "&".join(f"id={i}" for i in ids)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
