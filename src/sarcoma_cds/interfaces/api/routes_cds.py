@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch, rate_limit
 from sarcoma_cds.interfaces.api.deps import (
     CdsClaims,
+    CdsFeedbackClaims,
     JsonBody,
     RequestId,
     ServicesDep,
@@ -40,6 +41,7 @@ def cds_discovery() -> dict[str, Any]:
 @router.post("/cds-services/{service_id}", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "CDS Hooks cards"},
                         401: {"description": "Unauthorized"},
+                        403: {"description": "The CDS client lacks the viewer role"},
                         404: {"description": "Unknown service"},
                         400: {"description": "Bad request"},
                         412: {"description": "Data neither prefetched nor fetchable"},
@@ -109,10 +111,11 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
 @router.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
                         401: {"description": "Unauthorized"},
+                        403: {"description": "The CDS client lacks the clinician role"},
                         404: {"description": "Unknown service, or a card not served to this "
                                              "client"},
                         429: {"description": "Over this client's rate limit"}})
-async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
+async def cds_feedback(service_id: str, claims: CdsFeedbackClaims, body: JsonBody, request: Request,
                        services: ServicesDep) -> Any:
     caller = f"cds:{claims['iss']}"
     await rate_limit.enforce_async_for(request, caller)  # 429 over the client's limit
