@@ -459,6 +459,118 @@ def test_launch_with_tampered_state_is_refused(smart_app: TestClient, fhir: str)
     assert not [p for p, _ in _Fhir.seen if "Patient" in p]  # no record read
 
 
+# ------------------------------------------------------------------ the CDS card's smart link
+
+EHR_ISS = "https://ehr.example.org"
+
+
+@pytest.fixture
+def card_app(tmp_path: Path, fhir: str) -> Iterator[tuple[TestClient, dict[str, Any]]]:
+    """SMART launch from the test FHIR server, and two CDS clients: the EHR of that FHIR server
+    (``fhir_servers`` covers it) and another EHR (whose cards may not open there)."""
+    from tests.conftest_service import Signer
+
+    ehr, other = Signer(iss=EHR_ISS), Signer(iss="https://other-ehr.example.org")
+    clients = tmp_path / "clients.json"
+    clients.write_text(json.dumps({"clients": [
+        {"iss": ehr.iss, "jwks": ehr.jwks, "fhir_servers": [fhir]},
+        {"iss": other.iss, "jwks": other.jwks, "fhir_servers": ["http://127.0.0.1:9/fhir"]}]}))
+    s = make_settings(tmp_path, smart_issuers=fhir, smart_client_id="sarcoma-cds-smart",
+                      clients_file=clients, dev_mode=True)
+    with make_client(s) as c:
+        yield c, {"ehr": ehr, "other": other}
+
+
+def card_for(c: TestClient, signer: Any, patient: str) -> dict[str, Any]:
+    """A treatment card the CDS service served to ``signer`` for ``patient`` (prefetched)."""
+    from tests.test_cds_hooks import hook_request
+
+    req = hook_request("patient-view")
+    if patient != "p1":
+        req = json.loads(json.dumps(req).replace("Patient/p1", f"Patient/{patient}"))
+        req["context"]["patientId"] = patient
+        req["prefetch"]["patient"]["id"] = patient
+    path = "/cds-services/sarcoma-treatment"
+    tok = signer.token("http://testserver" + path)
+    r = c.post(path, json=req, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 200, r.text
+    card: dict[str, Any] = r.json()["cards"][0]
+    return card
+
+
+def launch_from_card(c: TestClient, fhir: str, patient: str, app_context: str) -> Any:
+    """The EHR launches the app from the card's smart link: its launch context (token
+    response) names the patient open in the EHR and gives the card's appContext back."""
+    import base64
+
+    ctx = json.dumps({"patient": patient, "appContext": app_context}).encode()
+    launch = "ctx:" + base64.urlsafe_b64encode(ctx).decode().rstrip("=")
+    r = c.get("/smart/launch", params={"iss": fhir, "launch": launch}, follow_redirects=False)
+    assert r.status_code == 302, r.text
+    back = sign_in(r.headers["location"], "alice", "http://testserver/smart/callback")
+    return c.get(back, follow_redirects=False)
+
+
+def smart_link(card: dict[str, Any]) -> dict[str, Any]:
+    link: dict[str, Any] = next(x for x in card["links"] if x["type"] == "smart")
+    return link
+
+
+def test_card_smart_link_opens_the_record_it_was_made_from(
+        card_app: tuple[TestClient, dict[str, Any]], fhir: str) -> None:
+    c, signers = card_app
+    card = card_for(c, signers["ehr"], "p1")
+    link = smart_link(card)
+    assert link["url"] == "http://testserver/smart/launch"
+    ctx = json.loads(link["appContext"])
+    audit_id = card["links"][0]["url"].rsplit("/", 1)[1]
+    assert ctx["case"] == audit_id and ctx["client"] == EHR_ISS and ctx["sig"]
+    assert "p1" not in link["appContext"]  # (the patient is bound by the signature only)
+    _Fhir.seen.clear()
+    r = launch_from_card(c, fhir, "p1", link["appContext"])
+    assert r.status_code == 303 and r.headers["location"] == f"/cases/{audit_id}", r.text[:300]
+    page = c.get(r.headers["location"])
+    assert page.status_code == 200
+    assert "Signed in as <strong>Dr Alice Clinician</strong>" in page.text
+    assert "GIST: recurrent or metastatic" in page.text
+    assert not [p for p, _ in _Fhir.seen if "patient=" in p]  # the record was not read again
+
+
+def test_card_of_another_patient_is_never_opened(
+        card_app: tuple[TestClient, dict[str, Any]], fhir: str) -> None:
+    """appContext copied from patient p2's card into a launch for p1: p2's record is not
+    shown; p1's record is read afresh and the page says why."""
+    c, signers = card_app
+    other_patient = card_for(c, signers["ehr"], "p2")
+    other_id = other_patient["links"][0]["url"].rsplit("/", 1)[1]
+    r = launch_from_card(c, fhir, "p1", smart_link(other_patient)["appContext"])
+    assert r.status_code == 200, r.text[:300]
+    assert other_id not in r.text and "location" not in r.headers
+    assert "made for another patient" in r.text and "read from the EHR afresh" in r.text
+    assert "GIST: recurrent or metastatic" in r.text  # p1's own fresh result
+
+
+@pytest.mark.parametrize("attack", ["other-case", "other-client", "not-served-here", "junk"])
+def test_forged_or_foreign_card_context_is_refused(
+        card_app: tuple[TestClient, dict[str, Any]], fhir: str, attack: str) -> None:
+    c, signers = card_app
+    mine = json.loads(smart_link(card_for(c, signers["ehr"], "p1"))["appContext"])
+    theirs = json.loads(smart_link(card_for(c, signers["other"], "p1"))["appContext"])
+    forged = {
+        # a signature of one record stuck on another record's id
+        "other-case": {**mine, "case": theirs["case"]},
+        # another EHR's record claimed for this EHR's client
+        "other-client": {**theirs, "client": EHR_ISS},
+        # a card genuinely served to the other EHR, launched from this EHR's FHIR server
+        "not-served-here": theirs,
+        "junk": "{not json",
+    }[attack]
+    value = forged if isinstance(forged, str) else json.dumps(forged)
+    r = launch_from_card(c, fhir, "p1", value)
+    assert r.status_code == 200 and "location" not in r.headers, r.text[:300]
+    assert theirs["case"] not in r.text and "afresh" in r.text
+
+
 def test_smart_not_configured(app: TestClient) -> None:
     assert app.get("/smart/launch?iss=http://x").status_code == 404
 

@@ -23,6 +23,8 @@ from sarcoma_cds.interfaces.api.deps import (
 )
 from sarcoma_cds.interfaces.api.errors import BadRequest, NotFound, PreconditionFailed
 from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy
+from sarcoma_cds.interfaces.api.identity import app_context
+from sarcoma_cds.interfaces.api.identity.state import get_identity
 from sarcoma_cds.interfaces.api.openapi import json_request_body
 
 log = logging.getLogger("sarcoma_cds.service")
@@ -53,7 +55,8 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
     settings = services.settings
     base = base_for(request)
     try:
-        cds_hooks.check_request(service_id, body)
+        patient_id = cds_hooks.check_request(service_id, body)
+        ident = get_identity(request)
         # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
         # only from a FHIR server on this client's allow-list (fhir_fetch)
         client = get_access(request).verifier.clients.get(claims["iss"])
@@ -65,6 +68,8 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
         def answer() -> bytes:  # the hook and its JSON in the threadpool, never on the event loop
             cards = cds_hooks.run_hook(services, service_id, body, caller=f"cds:{claims['iss']}",
                                        request_id=request_id, base_url=base, fetched=fetched)
+            if ident.smart is not None and ident.secret is not None:  # the smart links' context
+                app_context.bind_cards(cards, ident.secret, claims["iss"], patient_id)
             return json.dumps(cards, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode()
 

@@ -59,6 +59,7 @@ class Identity:
     local: Principal | None = None
     smart: Smart | None = None
     smart_state: StateCookie | None = None
+    secret: bytes | None = None  # the server's secret (signs the CDS cards' SMART appContext)
 
     @property
     def signin(self) -> bool:
@@ -138,7 +139,7 @@ def build_identity(settings: object, *, keyed: bool, secret: bytes | None,
     if secret is None or sessions is None:
         raise ConfigError("sign-in needs the service's store and secret key")
     ident = Identity(mode="signin", secure=secure, base_url=base_url, sessions=sessions,
-                     session_hours=hours)
+                     session_hours=hours, secret=secret)
     timeout = float(getattr(settings, "fhir_timeout_s", 5.0) or 5.0)
     if oidc_on:
         if not issuer or not client_id:
