@@ -9,7 +9,8 @@
 // (default p1), as an EHR's does. A launch value "ctx:<base64url JSON>" is this test EHR's
 // launch context: {"patient": ..., "appContext": ...} go into the token response (CDS Hooks
 // appContext of a card's smart link). RP-initiated logout (end_session_endpoint) is on; each
-// redirect URI's origin + "/" is a registered post_logout_redirect_uri.
+// redirect URI's origin + "/" is a registered post_logout_redirect_uri (RP_LOGOUT=0: a
+// provider without end_session_endpoint).
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT || 0);
@@ -76,7 +77,7 @@ const configuration = {
       },
     };
   },
-  features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
+  features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: process.env.RP_LOGOUT !== '0' } },
   cookies: { keys: ['test-cookie-key-not-for-production'] },
   ttl: { AuthorizationCode: 60, IdToken: 300, AccessToken: 300, Interaction: 600, Session: 600, Grant: 600 },
 };

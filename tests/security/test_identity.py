@@ -15,11 +15,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -205,6 +207,71 @@ def test_logout_deletes_the_session(app: TestClient) -> None:
     app.cookies.clear()
     app.cookies.set("sarcoma-session", token or "")  # the stolen cookie is worthless now
     assert app.get("/cases", follow_redirects=False).status_code == 303
+
+
+def _provider_asks_to_log_in(browser: httpx.Client, authorize_url: str) -> bool:
+    """Whether the provider, for this browser (its cookies), shows its login form again."""
+    url = authorize_url
+    for _ in range(10):
+        r = browser.get(url)
+        if r.status_code not in (302, 303):
+            return 'name="prompt" value="login"' in r.text
+        url = urljoin(url, r.headers["location"])
+        if url.startswith("http://testserver/"):
+            return False  # (straight back to the app: the provider session is alive)
+    raise AssertionError("the provider kept redirecting")
+
+
+def test_sign_out_at_the_provider(app: TestClient, oidc: Provider) -> None:
+    """RP-initiated logout: the app deletes its session, then sends the browser to the
+    provider's end_session_endpoint with id_token_hint and post_logout_redirect_uri; the
+    provider's own session ends, so the next sign-in asks for the password again."""
+    import jwt as pyjwt
+
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        back = sign_in(start(app), "alice", "http://testserver/auth/callback", browser)
+        assert app.get(back, follow_redirects=False).status_code == 303
+        assert not _provider_asks_to_log_in(browser, start(app))  # (signed in at the provider)
+        r = app.post("/logout", follow_redirects=False)
+        assert r.status_code == 303 and sessions_of(app) == 0
+        end = r.headers["location"]
+        assert end.startswith(oidc.issuer + "/session/end?")
+        q = parse_qs(urlsplit(end).query)
+        assert q["post_logout_redirect_uri"] == ["http://testserver/"]
+        assert q["client_id"] == ["sarcoma-cds"]
+        hint = pyjwt.decode(q["id_token_hint"][0], options={"verify_signature": False})
+        assert hint["sub"] == "alice" and hint["aud"] == "sarcoma-cds"
+        page = browser.get(end)  # the provider's "sign out?" page, then its form
+        assert page.status_code == 200, page.text[:300]
+        action = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+        xsrf = re.search(r'name="xsrf" value="([^"]+)"', page.text)
+        assert action and xsrf
+        done = browser.post(urljoin(end, unescape(action.group(1))),
+                            data={"xsrf": xsrf.group(1), "logout": "yes"})
+        assert done.status_code == 303 and done.headers["location"] == "http://testserver/"
+        assert _provider_asks_to_log_in(browser, start(app))  # the provider forgot alice
+
+
+def test_id_token_is_stored_sealed(app: TestClient) -> None:
+    """The ID token kept for the sign-out hint is encrypted with the data keys (a reader of
+    the database gets no token)."""
+    from sqlalchemy import select
+
+    from sarcoma_cds.store.models import WebSession
+
+    assert signed_in(app, "alice").status_code == 303
+    services: Any = app.app.state.services  # type: ignore[attr-defined]
+    with services.store.sessions() as s:
+        (ctx,) = s.scalars(select(WebSession.context)).all()
+    assert ctx["id_token"].startswith("fernet:") and "eyJ" not in ctx["id_token"]
+
+
+def test_sign_out_is_local_when_the_provider_offers_none(tmp_path: Path) -> None:
+    with running_provider(RP_LOGOUT="0") as p, make_client(oidc_settings(tmp_path, p)) as c:
+        assert signed_in(c, "alice").status_code == 303
+        r = c.post("/logout", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert sessions_of(c) == 0 and c.get("/cases", follow_redirects=False).status_code == 303
 
 
 def test_a_new_sign_in_replaces_the_previous_session(app: TestClient) -> None:

@@ -90,6 +90,21 @@ class WebSessionStore:
             res = s.execute(delete(WebSession).where(WebSession.id_hash == token_hash(token)))
             return bool(getattr(res, "rowcount", 0))
 
+    def pop(self, token: str) -> SessionRow | None:
+        """End a session and return what it was (None when there was none): sign-out needs the
+        row's context (the provider's ID token hint) once the row is gone."""
+        if not token or len(token) > 200:
+            return None
+        with self.sessions.begin() as s:
+            row = s.get(WebSession, token_hash(token))
+            if row is None:
+                return None
+            out = SessionRow(kind=row.kind, subject=row.subject, display_name=row.display_name,
+                             roles=tuple(row.roles or ()), created_at=_utc(row.created_at),
+                             expires_at=_utc(row.expires_at), context=row.context)
+            s.delete(row)
+            return out
+
     def expire(self, token: str, when: datetime) -> None:
         """Set a session's expiry (tests and administrators ending a session early)."""
         with self.sessions.begin() as s:

@@ -9,6 +9,7 @@ SHA-256, who it is, the roles and the expiry (``SARCOMA_CDS_SESSION_HOURS``).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -22,6 +23,7 @@ from sarcoma_cds.interfaces.api.identity.oidc import (
     same_state,
 )
 from sarcoma_cds.interfaces.api.identity.state import Identity, get_identity
+from sarcoma_cds.store.crypto import DataKeyError
 
 log = logging.getLogger("sarcoma_cds.service.identity")
 
@@ -111,9 +113,14 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
     old = request.cookies.get(ident.session_cookie)
     if old:  # a new sign-in replaces the browser's previous session (never two at once)
         ident.sessions.delete(old)
+    # the ID token, sealed with the data keys, for the provider's sign-out (id_token_hint)
+    cipher: Any = getattr(getattr(getattr(request.app.state, "services", None), "store", None),
+                          "cipher", None)
+    hint = cipher.seal_text(tokens["id_token"]) if cipher is not None else None
     token = ident.sessions.create(kind="oidc", subject=str(claims["sub"]),
                                   display_name=display_name(merged), roles=roles,
-                                  lifetime=ident.lifetime)
+                                  lifetime=ident.lifetime,
+                                  context={"id_token": hint} if hint else None)
     resp = RedirectResponse(safe_next(pending.next), status_code=303)
     ident.clear_cookie(resp, ident.state_cookie)
     ident.set_cookie(resp, ident.session_cookie, token, int(ident.lifetime.total_seconds()))
@@ -122,11 +129,23 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    """End the session (its row is deleted) and go back to the home page."""
+    """End the session (its row is deleted); then sign out at the OpenID provider too when it
+    offers RP-initiated logout (``end_session_endpoint``), which sends the browser back to the
+    home page; otherwise straight to the home page (local sign-out only)."""
     ident = get_identity(request)
     token = request.cookies.get(ident.session_cookie)
-    if token and ident.sessions is not None:
-        ident.sessions.delete(token)
-    resp = RedirectResponse("/", status_code=303)
+    row = ident.sessions.pop(token) if token and ident.sessions is not None else None
+    target = "/"
+    if row is not None and row.kind == "oidc" and ident.oidc is not None:
+        sealed = (row.context or {}).get("id_token")
+        cipher: Any = getattr(getattr(getattr(request.app.state, "services", None), "store",
+                                      None), "cipher", None)
+        try:
+            hint = cipher.open_text(sealed) if cipher is not None and sealed else None
+        except DataKeyError:  # (its data key was removed: sign out without the hint)
+            hint = None
+        base = ident.base_url or str(request.base_url).rstrip("/")
+        target = ident.oidc.logout_url(hint, base + "/") or "/"
+    resp = RedirectResponse(target, status_code=303)
     ident.clear_cookie(resp, ident.session_cookie)
     return resp
