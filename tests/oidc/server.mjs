@@ -85,6 +85,19 @@ const configuration = {
 
 const provider = new Provider(issuer, configuration);
 provider.proxy = false;
+// Tests change a user's groups at the provider (roles removed there): POST
+// /test/groups?user=<name>&groups=<g1,g2> (never for alice, audrey or victor).
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/groups' && ctx.method === 'POST') {
+    const user = String(ctx.query.user || '');
+    if (!user || ['alice', 'audrey', 'victor'].includes(user)) { ctx.status = 400; return; }
+    USERS[user] = { name: user, email: `${user}@example.org`,
+      groups: String(ctx.query.groups || '').split(',').filter(Boolean) };
+    ctx.status = 204;
+    return;
+  }
+  await next();
+});
 provider.on('authorization.success', (ctx, out) => {
   const launch = ctx.oidc && ctx.oidc.params && ctx.oidc.params.launch;
   if (out && out.code && launch) launches.set(out.code, String(launch));

@@ -282,6 +282,89 @@ def test_a_new_sign_in_replaces_the_previous_session(app: TestClient) -> None:
     assert "Victor Viewer" in app.get("/cases").text
 
 
+def test_idle_session_ends(app: TestClient) -> None:
+    """SARCOMA_CDS_SESSION_IDLE_MINUTES (default 60): a session unused that long is refused
+    (and deleted) however long its lifetime; one used within it stays."""
+    assert signed_in(app, "alice").status_code == 303
+    token = session_cookie(app) or ""
+    ident: Any = app.app.state.identity  # type: ignore[attr-defined]
+    assert ident.sessions.idle == timedelta(minutes=60)
+    ident.sessions.touch(token, datetime.now(UTC) - timedelta(minutes=59))
+    assert app.get("/cases").status_code == 200
+    ident.sessions.touch(token, datetime.now(UTC) - timedelta(minutes=61))
+    r = app.get("/cases", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert sessions_of(app) == 0
+
+
+def _last_seen(c: TestClient) -> datetime:
+    from sqlalchemy import select
+
+    from sarcoma_cds.store.models import WebSession
+
+    services: Any = c.app.state.services  # type: ignore[attr-defined]
+    with services.store.sessions() as s:
+        (seen,) = s.scalars(select(WebSession.last_seen_at)).all()
+    return seen
+
+
+def test_last_use_is_written_at_most_once_a_minute(app: TestClient) -> None:
+    assert signed_in(app, "alice").status_code == 303
+    ident: Any = app.app.state.identity  # type: ignore[attr-defined]
+    token = session_cookie(app) or ""
+    recent = datetime.now(UTC) - timedelta(seconds=30)
+    ident.sessions.touch(token, recent)
+    before = _last_seen(app)
+    for _ in range(3):
+        assert app.get("/cases").status_code == 200
+    assert _last_seen(app) == before  # (no write per request)
+    ident.sessions.touch(token, datetime.now(UTC) - timedelta(seconds=90))
+    assert app.get("/cases").status_code == 200
+    assert _last_seen(app).replace(tzinfo=UTC) > recent.replace(tzinfo=UTC)
+
+
+def test_idle_minutes_setting(tmp_path: Path, oidc: Provider) -> None:
+    from sarcoma_cds.interfaces.api.settings import Settings
+
+    s = Settings.from_env({**oidc.env(), "SARCOMA_CDS_SESSION_IDLE_MINUTES": "5",
+                           "SARCOMA_CDS_DATA_DIR": str(tmp_path / "data")})
+    assert s.session_idle_minutes == 5.0
+    s.allowed_hosts = TEST_HOSTS
+    with make_client(s) as c:
+        assert c.app.state.identity.sessions.idle == timedelta(minutes=5)  # type: ignore[attr-defined]
+    p = _serve(tmp_path, "--host", "0.0.0.0", **oidc.env(), SARCOMA_CDS_SESSION_IDLE_MINUTES="0")
+    assert p.returncode == 2 and "SARCOMA_CDS_SESSION_IDLE_MINUTES" in p.stderr, p.stderr
+
+
+def _set_groups(oidc: Provider, user: str, *groups: str) -> None:
+    """Change the user's groups at the provider (as its administrator would)."""
+    r = httpx.post(f"{oidc.issuer}/test/groups", params={"user": user, "groups": ",".join(groups)})
+    assert r.status_code == 204
+
+
+def test_roles_removed_at_the_provider_are_lost_at_the_next_sign_in(
+        tmp_path: Path, oidc: Provider) -> None:
+    from sarcoma_cds.interfaces.web.forms import form_values
+
+    _set_groups(oidc, "carol", "sarcoma-clinicians")
+    with make_client(oidc_settings(tmp_path, oidc)) as laptop:
+        assert signed_in(laptop, "carol").status_code == 303
+        assert save_case(laptop).status_code == 303  # a clinician
+        ward: TestClient = csrf_client_class()(laptop.app, base_url="http://testserver")
+        _set_groups(oidc, "carol", "sarcoma-viewers")  # the clinician group removed
+        assert signed_in(ward, "carol").status_code == 303
+        r = ward.post("/cases", data=form_values(GIST), follow_redirects=False)
+        assert r.status_code == 403 and "clinician role" in r.text
+        # the session still open in the other browser lost the role too
+        r = laptop.post("/cases", data=form_values(GIST), follow_redirects=False)
+        assert r.status_code == 403 and "clinician role" in r.text
+        assert laptop.get("/cases").status_code == 200  # (still a viewer)
+        _set_groups(oidc, "carol")  # removed from every allowed group
+        assert signed_in(ward, "carol").status_code == 403
+        assert laptop.get("/cases", follow_redirects=False).status_code == 303  # signed out
+        assert sessions_of(laptop) == 0
+
+
 def test_logout_is_post_only(app: TestClient) -> None:
     assert app.get("/logout").status_code == 405
 
@@ -664,5 +747,19 @@ def test_sessions_on_postgresql() -> None:
         token = s.create(kind="smart", subject="p", display_name="P", roles=["clinician"],
                          lifetime=timedelta(hours=1), context={"patient": "p1"})
         assert s.delete(token) and s.get(token) is None
+        token = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                         roles=["clinician", "viewer"], lifetime=timedelta(hours=1))
+        assert s.reconcile("oidc", "pg-user", ["viewer"]) == 1
+        row = s.get(token)
+        assert row is not None and row.roles == ("viewer",)
+        s.touch(token, datetime.now(UTC) - s.idle - timedelta(seconds=1))
+        assert s.get(token) is None  # idle too long
+        token = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                         roles=["viewer"], lifetime=timedelta(hours=1))
+        assert s.reconcile("oidc", "pg-user", None) == 1 and s.get(token) is None
+        popped = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                          roles=["viewer"], lifetime=timedelta(hours=1), context={"id_token": "x"})
+        gone = s.pop(popped)
+        assert gone is not None and gone.context == {"id_token": "x"} and s.pop(popped) is None
     finally:
         store.close()

@@ -102,6 +102,9 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
     merged = {**info, **claims}  # (the ID token's own claims win)
     assert ident.policy is not None
     roles = ident.policy.admit(merged)
+    # what the provider says now holds for every session of this user (roles removed there,
+    # or the user removed from SARCOMA_CDS_OIDC_ALLOWED, are lost in their other browsers too)
+    ident.sessions.reconcile("oidc", str(claims["sub"]), roles)
     if roles is None:
         log.warning("request_id=%s sign-in refused: user not on SARCOMA_CDS_OIDC_ALLOWED",
                     _rid(request))

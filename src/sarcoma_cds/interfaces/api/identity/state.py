@@ -134,6 +134,9 @@ def build_identity(settings: object, *, keyed: bool, secret: bytes | None,
         raise ConfigError("SARCOMA_CDS_SESSION_HOURS must be a positive number of hours")
     oidc_on = bool(issuer or client_id)
     smart_on = bool(smart_issuers or smart_client)
+    idle = float(getattr(settings, "session_idle_minutes", 60.0) or 0)
+    if (oidc_on or smart_on) and idle <= 0:
+        raise ConfigError("SARCOMA_CDS_SESSION_IDLE_MINUTES must be a positive number of minutes")
     if not oidc_on and not smart_on:
         return Identity(mode="keyed" if keyed else "local", secure=secure, base_url=base_url)
     if secret is None or sessions is None:
