@@ -1,9 +1,13 @@
 """Sign-in pages: ``/login`` (starts an OpenID Connect sign-in), ``/auth/callback`` (finishes
-it and opens a session), ``/logout`` (POST: ends the session).
+it and opens a session), ``/logout`` (POST: ends the session, then signs out at the provider
+when it offers RP-initiated logout).
 
 The session is a random token in an HttpOnly, SameSite=Lax cookie (Secure, with the
 ``__Host-`` prefix, when the public base URL is https); the ``web_sessions`` table keeps its
-SHA-256, who it is, the roles and the expiry (``SARCOMA_CDS_SESSION_HOURS``).
+SHA-256, who it is, the roles, the expiry (``SARCOMA_CDS_SESSION_HOURS``) and, sealed with the
+data keys, the ID token for the sign-out hint. A session idle for
+``SARCOMA_CDS_SESSION_IDLE_MINUTES`` ends; each sign-in gives the user's other sessions the
+roles the provider gives now.
 """
 
 from __future__ import annotations

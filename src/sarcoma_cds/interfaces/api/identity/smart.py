@@ -12,7 +12,10 @@ ID token (signature by the server's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``),
 token response's ``patient`` from the FHIR server through the FHIR reader
 (``Services.answer_bundle``, interface ``web``, caller the ``fhirUser``), opens a session
 (kind ``smart``: roles viewer and clinician, context = the FHIR server and patient; the access
-token is not kept) and shows the result page.
+token is not kept) and shows the result page. A launch from a CDS card's ``smart`` link
+(the token response gives back the card's ``appContext``) opens the card's record instead, only
+when :mod:`.app_context` binds it to the launched patient and to a CDS client of the launching
+EHR; otherwise the fresh result says why the card's record is not shown.
 """
 
 from __future__ import annotations
