@@ -365,6 +365,32 @@ def test_roles_removed_at_the_provider_are_lost_at_the_next_sign_in(
         assert sessions_of(laptop) == 0
 
 
+def test_session_cookie_is_not_replayable_from_another_origin(app: TestClient) -> None:
+    """A page on another origin that makes the signed-in browser post (the cookie rides along
+    when SameSite allows it, e.g. a top-level form post in an old browser) is refused by the
+    Origin check, and without the page's CSRF token; nothing is stored and the session lives."""
+    from sarcoma_cds.interfaces.web.forms import form_values
+
+    assert signed_in(app, "alice").status_code == 303
+    services: Any = app.app.state.services  # type: ignore[attr-defined]
+    before = services.store.page(limit=100)[0]
+    plain = TestClient(app.app)  # (no CSRF token added: the attacker's page cannot read it)
+    plain.cookies.set("sarcoma-session", session_cookie(app) or "")
+    for headers in ({"Origin": "https://evil.example"}, {}):
+        r = plain.post("/cases", data=form_values(GIST), headers=headers, follow_redirects=False)
+        assert r.status_code == 403, headers
+    r = app.post("/cases", data=form_values(GIST), headers={"Origin": "https://evil.example"},
+                 follow_redirects=False)
+    assert r.status_code == 403  # (even with a token, from another origin)
+    assert services.store.page(limit=100)[0] == before
+    assert app.get("/cases").status_code == 200 and sessions_of(app) == 1
+
+
+def test_sign_in_failed_page_offers_to_sign_in_again(app: TestClient) -> None:
+    r = app.get("/auth/callback?code=x&state=y", follow_redirects=False)
+    assert r.status_code == 400 and 'href="/login"' in r.text and "Sign in again" in r.text
+
+
 def test_logout_is_post_only(app: TestClient) -> None:
     assert app.get("/logout").status_code == 405
 

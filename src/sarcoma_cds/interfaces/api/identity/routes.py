@@ -100,7 +100,7 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
             access_token, str) else {}
     except OidcError as e:
         log.warning("request_id=%s sign-in refused: %s", _rid(request), e)
-        resp = _page(request, 400, "Sign-in failed", FAILED)
+        resp = _page(request, 400, "Sign-in failed", FAILED, ("/login", "Sign in again"))
         ident.clear_cookie(resp, ident.state_cookie)
         return resp
     merged = {**info, **claims}  # (the ID token's own claims win)
