@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -90,11 +90,14 @@ def running_provider(redirect_uris: Sequence[str] = (), **env_over: str) -> Iter
 _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"', re.I)
 
 
-def sign_in(authorize_url: str, user: str, callback_prefix: str) -> str:
+def sign_in(authorize_url: str, user: str, callback_prefix: str,
+            browser: httpx.Client | None = None) -> str:
     """Act as the user's browser at the provider: open the authorization URL, fill in the
     login form (any password) and confirm the consent page. Returns the URL the provider
-    sends the browser back to (``<callback_prefix>?code=...&state=...``)."""
-    with httpx.Client(follow_redirects=False, timeout=10) as b:
+    sends the browser back to (``<callback_prefix>?code=...&state=...``). ``browser``: keep
+    the provider's cookies (its session) in this client, as one browser would."""
+    with (nullcontext(browser) if browser is not None
+          else httpx.Client(follow_redirects=False, timeout=10)) as b:
         url = authorize_url
         for _ in range(12):
             if url.startswith(callback_prefix):

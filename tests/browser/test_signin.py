@@ -74,6 +74,9 @@ def test_sign_in_and_record_a_decision_in_chromium(browser: Any, helpers: Any,
         assert "Alice Clinician (oidc:alice)" in page.locator(".decisions").inner_text()
         helpers.axe(page, "case view, signed in")
         page.get_by_role("button", name="Sign out").click()
+        # sign-out at the provider too (RP-initiated logout): its confirmation page, then home
+        page.wait_for_url(re.compile(re.escape(oidc.issuer) + "/session/end"))
+        page.get_by_role("button", name="Yes, sign me out").click()
         page.wait_for_url(base + "/")
         assert page.locator(".who").inner_text().strip() == "Sign in"
         r = ctx.request.get(base + "/cases", max_redirects=0)

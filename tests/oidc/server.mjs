@@ -6,13 +6,19 @@
 //   any other name signs in with no group (an unlisted user).
 // It is also the authorization server of the SMART on FHIR launch tests: scopes launch,
 // launch/patient and fhirUser; the token response of a launch names the patient PATIENT
-// (default p1), as an EHR's does.
+// (default p1), as an EHR's does. A launch value "ctx:<base64url JSON>" is this test EHR's
+// launch context: {"patient": ..., "appContext": ...} go into the token response (CDS Hooks
+// appContext of a card's smart link). RP-initiated logout (end_session_endpoint) is on; each
+// redirect URI's origin + "/" is a registered post_logout_redirect_uri (RP_LOGOUT=0: a
+// provider without end_session_endpoint).
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT || 0);
 const issuer = `http://127.0.0.1:${port}`;
 const redirectUris = (process.env.REDIRECT_URIS || '').split(',').filter(Boolean);
 const launchPatient = process.env.PATIENT || 'p1';
+const postLogoutUris = [...new Set(redirectUris.map((u) => `${new URL(u).origin}/`))];
+const launches = new Map(); // authorization code -> the launch parameter of its request
 
 const USERS = {
   alice: { name: 'Alice Clinician', email: 'alice@example.org', groups: ['sarcoma-clinicians'] },
@@ -26,6 +32,7 @@ const configuration = {
       client_id: 'sarcoma-cds',
       client_secret: 'test-client-secret-not-for-production',
       redirect_uris: redirectUris,
+      post_logout_redirect_uris: postLogoutUris,
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -33,6 +40,7 @@ const configuration = {
     {
       client_id: 'sarcoma-cds-smart',
       redirect_uris: redirectUris,
+      post_logout_redirect_uris: postLogoutUris,
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
@@ -40,6 +48,7 @@ const configuration = {
     {
       client_id: 'sarcoma-cds-public',
       redirect_uris: redirectUris,
+      post_logout_redirect_uris: postLogoutUris,
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
@@ -68,7 +77,7 @@ const configuration = {
       },
     };
   },
-  features: { devInteractions: { enabled: true } },
+  features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: process.env.RP_LOGOUT !== '0' } },
   cookies: { keys: ['test-cookie-key-not-for-production'] },
   ttl: { AuthorizationCode: 60, IdToken: 300, AccessToken: 300, Interaction: 600, Session: 600, Grant: 600 },
 };
@@ -76,6 +85,31 @@ const configuration = {
 
 const provider = new Provider(issuer, configuration);
 provider.proxy = false;
+// Tests change a user's groups at the provider (roles removed there): POST
+// /test/groups?user=<name>&groups=<g1,g2> (never for alice, audrey or victor).
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/groups' && ctx.method === 'POST') {
+    const user = String(ctx.query.user || '');
+    if (!user || ['alice', 'audrey', 'victor'].includes(user)) { ctx.status = 400; return; }
+    USERS[user] = { name: user, email: `${user}@example.org`,
+      groups: String(ctx.query.groups || '').split(',').filter(Boolean) };
+    ctx.status = 204;
+    return;
+  }
+  await next();
+});
+provider.on('authorization.success', (ctx, out) => {
+  const launch = ctx.oidc && ctx.oidc.params && ctx.oidc.params.launch;
+  if (out && out.code && launch) launches.set(out.code, String(launch));
+});
+function launchContext(launch) {
+  if (!launch || !launch.startsWith('ctx:')) return {};
+  try {
+    return JSON.parse(Buffer.from(launch.slice(4), 'base64url').toString('utf8'));
+  } catch {
+    return {};
+  }
+}
 provider.use(async (ctx, next) => {
   await next();
   // SMART App Launch: the token response carries the launch context
@@ -83,8 +117,10 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/token' && ctx.status === 200 && ctx.body && ctx.body.access_token && code) {
     const scopes = String(code.scope || '').split(' ');
     if (scopes.includes('launch') || scopes.includes('launch/patient')) {
-      ctx.body.patient = launchPatient;
+      const given = launchContext(launches.get(ctx.oidc.params && ctx.oidc.params.code));
+      ctx.body.patient = given.patient || launchPatient;
       ctx.body.need_patient_banner = false;
+      if (given.appContext) ctx.body.appContext = given.appContext;
     }
   }
 });

@@ -15,11 +15,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -207,12 +209,186 @@ def test_logout_deletes_the_session(app: TestClient) -> None:
     assert app.get("/cases", follow_redirects=False).status_code == 303
 
 
+def _provider_asks_to_log_in(browser: httpx.Client, authorize_url: str) -> bool:
+    """Whether the provider, for this browser (its cookies), shows its login form again."""
+    url = authorize_url
+    for _ in range(10):
+        r = browser.get(url)
+        if r.status_code not in (302, 303):
+            return 'name="prompt" value="login"' in r.text
+        url = urljoin(url, r.headers["location"])
+        if url.startswith("http://testserver/"):
+            return False  # (straight back to the app: the provider session is alive)
+    raise AssertionError("the provider kept redirecting")
+
+
+def test_sign_out_at_the_provider(app: TestClient, oidc: Provider) -> None:
+    """RP-initiated logout: the app deletes its session, then sends the browser to the
+    provider's end_session_endpoint with id_token_hint and post_logout_redirect_uri; the
+    provider's own session ends, so the next sign-in asks for the password again."""
+    import jwt as pyjwt
+
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        back = sign_in(start(app), "alice", "http://testserver/auth/callback", browser)
+        assert app.get(back, follow_redirects=False).status_code == 303
+        assert not _provider_asks_to_log_in(browser, start(app))  # (signed in at the provider)
+        r = app.post("/logout", follow_redirects=False)
+        assert r.status_code == 303 and sessions_of(app) == 0
+        end = r.headers["location"]
+        assert end.startswith(oidc.issuer + "/session/end?")
+        q = parse_qs(urlsplit(end).query)
+        assert q["post_logout_redirect_uri"] == ["http://testserver/"]
+        assert q["client_id"] == ["sarcoma-cds"]
+        hint = pyjwt.decode(q["id_token_hint"][0], options={"verify_signature": False})
+        assert hint["sub"] == "alice" and hint["aud"] == "sarcoma-cds"
+        page = browser.get(end)  # the provider's "sign out?" page, then its form
+        assert page.status_code == 200, page.text[:300]
+        action = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+        xsrf = re.search(r'name="xsrf" value="([^"]+)"', page.text)
+        assert action and xsrf
+        done = browser.post(urljoin(end, unescape(action.group(1))),
+                            data={"xsrf": xsrf.group(1), "logout": "yes"})
+        assert done.status_code == 303 and done.headers["location"] == "http://testserver/"
+        assert _provider_asks_to_log_in(browser, start(app))  # the provider forgot alice
+
+
+def test_id_token_is_stored_sealed(app: TestClient) -> None:
+    """The ID token kept for the sign-out hint is encrypted with the data keys (a reader of
+    the database gets no token)."""
+    from sqlalchemy import select
+
+    from sarcoma_cds.store.models import WebSession
+
+    assert signed_in(app, "alice").status_code == 303
+    services: Any = app.app.state.services  # type: ignore[attr-defined]
+    with services.store.sessions() as s:
+        (ctx,) = s.scalars(select(WebSession.context)).all()
+    assert ctx["id_token"].startswith("fernet:") and "eyJ" not in ctx["id_token"]
+
+
+def test_sign_out_is_local_when_the_provider_offers_none(tmp_path: Path) -> None:
+    with running_provider(RP_LOGOUT="0") as p, make_client(oidc_settings(tmp_path, p)) as c:
+        assert signed_in(c, "alice").status_code == 303
+        r = c.post("/logout", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert sessions_of(c) == 0 and c.get("/cases", follow_redirects=False).status_code == 303
+
+
 def test_a_new_sign_in_replaces_the_previous_session(app: TestClient) -> None:
     assert signed_in(app, "alice").status_code == 303
     first = session_cookie(app)
     assert signed_in(app, "victor").status_code == 303
     assert sessions_of(app) == 1 and session_cookie(app) != first
     assert "Victor Viewer" in app.get("/cases").text
+
+
+def test_idle_session_ends(app: TestClient) -> None:
+    """SARCOMA_CDS_SESSION_IDLE_MINUTES (default 60): a session unused that long is refused
+    (and deleted) however long its lifetime; one used within it stays."""
+    assert signed_in(app, "alice").status_code == 303
+    token = session_cookie(app) or ""
+    ident: Any = app.app.state.identity  # type: ignore[attr-defined]
+    assert ident.sessions.idle == timedelta(minutes=60)
+    ident.sessions.touch(token, datetime.now(UTC) - timedelta(minutes=59))
+    assert app.get("/cases").status_code == 200
+    ident.sessions.touch(token, datetime.now(UTC) - timedelta(minutes=61))
+    r = app.get("/cases", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert sessions_of(app) == 0
+
+
+def _last_seen(c: TestClient) -> datetime:
+    from sqlalchemy import select
+
+    from sarcoma_cds.store.models import WebSession
+
+    services: Any = c.app.state.services  # type: ignore[attr-defined]
+    with services.store.sessions() as s:
+        (seen,) = s.scalars(select(WebSession.last_seen_at)).all()
+    return seen
+
+
+def test_last_use_is_written_at_most_once_a_minute(app: TestClient) -> None:
+    assert signed_in(app, "alice").status_code == 303
+    ident: Any = app.app.state.identity  # type: ignore[attr-defined]
+    token = session_cookie(app) or ""
+    recent = datetime.now(UTC) - timedelta(seconds=30)
+    ident.sessions.touch(token, recent)
+    before = _last_seen(app)
+    for _ in range(3):
+        assert app.get("/cases").status_code == 200
+    assert _last_seen(app) == before  # (no write per request)
+    ident.sessions.touch(token, datetime.now(UTC) - timedelta(seconds=90))
+    assert app.get("/cases").status_code == 200
+    assert _last_seen(app).replace(tzinfo=UTC) > recent.replace(tzinfo=UTC)
+
+
+def test_idle_minutes_setting(tmp_path: Path, oidc: Provider) -> None:
+    from sarcoma_cds.interfaces.api.settings import Settings
+
+    s = Settings.from_env({**oidc.env(), "SARCOMA_CDS_SESSION_IDLE_MINUTES": "5",
+                           "SARCOMA_CDS_DATA_DIR": str(tmp_path / "data")})
+    assert s.session_idle_minutes == 5.0
+    s.allowed_hosts = TEST_HOSTS
+    with make_client(s) as c:
+        assert c.app.state.identity.sessions.idle == timedelta(minutes=5)  # type: ignore[attr-defined]
+    p = _serve(tmp_path, "--host", "0.0.0.0", **oidc.env(), SARCOMA_CDS_SESSION_IDLE_MINUTES="0")
+    assert p.returncode == 2 and "SARCOMA_CDS_SESSION_IDLE_MINUTES" in p.stderr, p.stderr
+
+
+def _set_groups(oidc: Provider, user: str, *groups: str) -> None:
+    """Change the user's groups at the provider (as its administrator would)."""
+    r = httpx.post(f"{oidc.issuer}/test/groups", params={"user": user, "groups": ",".join(groups)})
+    assert r.status_code == 204
+
+
+def test_roles_removed_at_the_provider_are_lost_at_the_next_sign_in(
+        tmp_path: Path, oidc: Provider) -> None:
+    from sarcoma_cds.interfaces.web.forms import form_values
+
+    _set_groups(oidc, "carol", "sarcoma-clinicians")
+    with make_client(oidc_settings(tmp_path, oidc)) as laptop:
+        assert signed_in(laptop, "carol").status_code == 303
+        assert save_case(laptop).status_code == 303  # a clinician
+        ward: TestClient = csrf_client_class()(laptop.app, base_url="http://testserver")
+        _set_groups(oidc, "carol", "sarcoma-viewers")  # the clinician group removed
+        assert signed_in(ward, "carol").status_code == 303
+        r = ward.post("/cases", data=form_values(GIST), follow_redirects=False)
+        assert r.status_code == 403 and "clinician role" in r.text
+        # the session still open in the other browser lost the role too
+        r = laptop.post("/cases", data=form_values(GIST), follow_redirects=False)
+        assert r.status_code == 403 and "clinician role" in r.text
+        assert laptop.get("/cases").status_code == 200  # (still a viewer)
+        _set_groups(oidc, "carol")  # removed from every allowed group
+        assert signed_in(ward, "carol").status_code == 403
+        assert laptop.get("/cases", follow_redirects=False).status_code == 303  # signed out
+        assert sessions_of(laptop) == 0
+
+
+def test_session_cookie_is_not_replayable_from_another_origin(app: TestClient) -> None:
+    """A page on another origin that makes the signed-in browser post (the cookie rides along
+    when SameSite allows it, e.g. a top-level form post in an old browser) is refused by the
+    Origin check, and without the page's CSRF token; nothing is stored and the session lives."""
+    from sarcoma_cds.interfaces.web.forms import form_values
+
+    assert signed_in(app, "alice").status_code == 303
+    services: Any = app.app.state.services  # type: ignore[attr-defined]
+    before = services.store.page(limit=100)[0]
+    plain = TestClient(app.app)  # (no CSRF token added: the attacker's page cannot read it)
+    plain.cookies.set("sarcoma-session", session_cookie(app) or "")
+    for headers in ({"Origin": "https://evil.example"}, {}):
+        r = plain.post("/cases", data=form_values(GIST), headers=headers, follow_redirects=False)
+        assert r.status_code == 403, headers
+    r = app.post("/cases", data=form_values(GIST), headers={"Origin": "https://evil.example"},
+                 follow_redirects=False)
+    assert r.status_code == 403  # (even with a token, from another origin)
+    assert services.store.page(limit=100)[0] == before
+    assert app.get("/cases").status_code == 200 and sessions_of(app) == 1
+
+
+def test_sign_in_failed_page_offers_to_sign_in_again(app: TestClient) -> None:
+    r = app.get("/auth/callback?code=x&state=y", follow_redirects=False)
+    assert r.status_code == 400 and 'href="/login"' in r.text and "Sign in again" in r.text
 
 
 def test_logout_is_post_only(app: TestClient) -> None:
@@ -459,6 +635,118 @@ def test_launch_with_tampered_state_is_refused(smart_app: TestClient, fhir: str)
     assert not [p for p, _ in _Fhir.seen if "Patient" in p]  # no record read
 
 
+# ------------------------------------------------------------------ the CDS card's smart link
+
+EHR_ISS = "https://ehr.example.org"
+
+
+@pytest.fixture
+def card_app(tmp_path: Path, fhir: str) -> Iterator[tuple[TestClient, dict[str, Any]]]:
+    """SMART launch from the test FHIR server, and two CDS clients: the EHR of that FHIR server
+    (``fhir_servers`` covers it) and another EHR (whose cards may not open there)."""
+    from tests.conftest_service import Signer
+
+    ehr, other = Signer(iss=EHR_ISS), Signer(iss="https://other-ehr.example.org")
+    clients = tmp_path / "clients.json"
+    clients.write_text(json.dumps({"clients": [
+        {"iss": ehr.iss, "jwks": ehr.jwks, "fhir_servers": [fhir]},
+        {"iss": other.iss, "jwks": other.jwks, "fhir_servers": ["http://127.0.0.1:9/fhir"]}]}))
+    s = make_settings(tmp_path, smart_issuers=fhir, smart_client_id="sarcoma-cds-smart",
+                      clients_file=clients, dev_mode=True)
+    with make_client(s) as c:
+        yield c, {"ehr": ehr, "other": other}
+
+
+def card_for(c: TestClient, signer: Any, patient: str) -> dict[str, Any]:
+    """A treatment card the CDS service served to ``signer`` for ``patient`` (prefetched)."""
+    from tests.test_cds_hooks import hook_request
+
+    req = hook_request("patient-view")
+    if patient != "p1":
+        req = json.loads(json.dumps(req).replace("Patient/p1", f"Patient/{patient}"))
+        req["context"]["patientId"] = patient
+        req["prefetch"]["patient"]["id"] = patient
+    path = "/cds-services/sarcoma-treatment"
+    tok = signer.token("http://testserver" + path)
+    r = c.post(path, json=req, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 200, r.text
+    card: dict[str, Any] = r.json()["cards"][0]
+    return card
+
+
+def launch_from_card(c: TestClient, fhir: str, patient: str, app_context: str) -> Any:
+    """The EHR launches the app from the card's smart link: its launch context (token
+    response) names the patient open in the EHR and gives the card's appContext back."""
+    import base64
+
+    ctx = json.dumps({"patient": patient, "appContext": app_context}).encode()
+    launch = "ctx:" + base64.urlsafe_b64encode(ctx).decode().rstrip("=")
+    r = c.get("/smart/launch", params={"iss": fhir, "launch": launch}, follow_redirects=False)
+    assert r.status_code == 302, r.text
+    back = sign_in(r.headers["location"], "alice", "http://testserver/smart/callback")
+    return c.get(back, follow_redirects=False)
+
+
+def smart_link(card: dict[str, Any]) -> dict[str, Any]:
+    link: dict[str, Any] = next(x for x in card["links"] if x["type"] == "smart")
+    return link
+
+
+def test_card_smart_link_opens_the_record_it_was_made_from(
+        card_app: tuple[TestClient, dict[str, Any]], fhir: str) -> None:
+    c, signers = card_app
+    card = card_for(c, signers["ehr"], "p1")
+    link = smart_link(card)
+    assert link["url"] == "http://testserver/smart/launch"
+    ctx = json.loads(link["appContext"])
+    audit_id = card["links"][0]["url"].rsplit("/", 1)[1]
+    assert ctx["case"] == audit_id and ctx["client"] == EHR_ISS and ctx["sig"]
+    assert "p1" not in link["appContext"]  # (the patient is bound by the signature only)
+    _Fhir.seen.clear()
+    r = launch_from_card(c, fhir, "p1", link["appContext"])
+    assert r.status_code == 303 and r.headers["location"] == f"/cases/{audit_id}", r.text[:300]
+    page = c.get(r.headers["location"])
+    assert page.status_code == 200
+    assert "Signed in as <strong>Dr Alice Clinician</strong>" in page.text
+    assert "GIST: recurrent or metastatic" in page.text
+    assert not [p for p, _ in _Fhir.seen if "patient=" in p]  # the record was not read again
+
+
+def test_card_of_another_patient_is_never_opened(
+        card_app: tuple[TestClient, dict[str, Any]], fhir: str) -> None:
+    """appContext copied from patient p2's card into a launch for p1: p2's record is not
+    shown; p1's record is read afresh and the page says why."""
+    c, signers = card_app
+    other_patient = card_for(c, signers["ehr"], "p2")
+    other_id = other_patient["links"][0]["url"].rsplit("/", 1)[1]
+    r = launch_from_card(c, fhir, "p1", smart_link(other_patient)["appContext"])
+    assert r.status_code == 200, r.text[:300]
+    assert other_id not in r.text and "location" not in r.headers
+    assert "made for another patient" in r.text and "read from the EHR afresh" in r.text
+    assert "GIST: recurrent or metastatic" in r.text  # p1's own fresh result
+
+
+@pytest.mark.parametrize("attack", ["other-case", "other-client", "not-served-here", "junk"])
+def test_forged_or_foreign_card_context_is_refused(
+        card_app: tuple[TestClient, dict[str, Any]], fhir: str, attack: str) -> None:
+    c, signers = card_app
+    mine = json.loads(smart_link(card_for(c, signers["ehr"], "p1"))["appContext"])
+    theirs = json.loads(smart_link(card_for(c, signers["other"], "p1"))["appContext"])
+    forged = {
+        # a signature of one record stuck on another record's id
+        "other-case": {**mine, "case": theirs["case"]},
+        # another EHR's record claimed for this EHR's client
+        "other-client": {**theirs, "client": EHR_ISS},
+        # a card genuinely served to the other EHR, launched from this EHR's FHIR server
+        "not-served-here": theirs,
+        "junk": "{not json",
+    }[attack]
+    value = forged if isinstance(forged, str) else json.dumps(forged)
+    r = launch_from_card(c, fhir, "p1", value)
+    assert r.status_code == 200 and "location" not in r.headers, r.text[:300]
+    assert theirs["case"] not in r.text and "afresh" in r.text
+
+
 def test_smart_not_configured(app: TestClient) -> None:
     assert app.get("/smart/launch?iss=http://x").status_code == 404
 
@@ -485,5 +773,19 @@ def test_sessions_on_postgresql() -> None:
         token = s.create(kind="smart", subject="p", display_name="P", roles=["clinician"],
                          lifetime=timedelta(hours=1), context={"patient": "p1"})
         assert s.delete(token) and s.get(token) is None
+        token = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                         roles=["clinician", "viewer"], lifetime=timedelta(hours=1))
+        assert s.reconcile("oidc", "pg-user", ["viewer"]) == 1
+        row = s.get(token)
+        assert row is not None and row.roles == ("viewer",)
+        s.touch(token, datetime.now(UTC) - s.idle - timedelta(seconds=1))
+        assert s.get(token) is None  # idle too long
+        token = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                         roles=["viewer"], lifetime=timedelta(hours=1))
+        assert s.reconcile("oidc", "pg-user", None) == 1 and s.get(token) is None
+        popped = s.create(kind="oidc", subject="pg-user", display_name="PG User",
+                          roles=["viewer"], lifetime=timedelta(hours=1), context={"id_token": "x"})
+        gone = s.pop(popped)
+        assert gone is not None and gone.context == {"id_token": "x"} and s.pop(popped) is None
     finally:
         store.close()

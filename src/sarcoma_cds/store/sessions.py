@@ -50,6 +50,9 @@ class WebSessionStore:
     """Create, read and delete sessions; expired rows are purged when a session is created."""
 
     sessions: sessionmaker[Session]
+    #: A session unused for longer than this ends (its ``last_seen_at`` is refreshed at most
+    #: once every :data:`TOUCH_EVERY_S`, so the idle time is measured to within a minute).
+    idle: timedelta = timedelta(minutes=60)
 
     def create(self, *, kind: str, subject: str, display_name: str, roles: Iterable[str],
                lifetime: timedelta, context: dict[str, Any] | None = None) -> str:
@@ -73,8 +76,8 @@ class WebSessionStore:
             row = s.get(WebSession, token_hash(token))
             if row is None:
                 return None
-            if _utc(row.expires_at) <= now:
-                s.delete(row)
+            if _utc(row.expires_at) <= now or now - _utc(row.last_seen_at) > self.idle:
+                s.delete(row)  # expired, or idle too long
                 return None
             if (now - _utc(row.last_seen_at)).total_seconds() > TOUCH_EVERY_S:
                 row.last_seen_at = now
@@ -89,6 +92,42 @@ class WebSessionStore:
         with self.sessions.begin() as s:
             res = s.execute(delete(WebSession).where(WebSession.id_hash == token_hash(token)))
             return bool(getattr(res, "rowcount", 0))
+
+    def pop(self, token: str) -> SessionRow | None:
+        """End a session and return what it was (None when there was none): sign-out needs the
+        row's context (the provider's ID token hint) once the row is gone."""
+        if not token or len(token) > 200:
+            return None
+        with self.sessions.begin() as s:
+            row = s.get(WebSession, token_hash(token))
+            if row is None:
+                return None
+            out = SessionRow(kind=row.kind, subject=row.subject, display_name=row.display_name,
+                             roles=tuple(row.roles or ()), created_at=_utc(row.created_at),
+                             expires_at=_utc(row.expires_at), context=row.context)
+            s.delete(row)
+            return out
+
+    def reconcile(self, kind: str, subject: str, roles: Iterable[str] | None) -> int:
+        """At a new sign-in, the user's other live sessions take the roles the provider gives
+        now (roles removed there are lost everywhere); ``roles`` None (no longer admitted)
+        ends them. Returns how many sessions changed."""
+        with self.sessions.begin() as s:
+            rows = list(s.scalars(select(WebSession).where(WebSession.kind == kind[:20],
+                                                           WebSession.subject == subject[:300])))
+            for row in rows:
+                if roles is None:
+                    s.delete(row)
+                else:
+                    row.roles = sorted(roles)
+            return len(rows)
+
+    def touch(self, token: str, when: datetime) -> None:
+        """Set a session's last use (tests of the idle timeout)."""
+        with self.sessions.begin() as s:
+            row = s.get(WebSession, token_hash(token))
+            if row is not None:
+                row.last_seen_at = when
 
     def expire(self, token: str, when: datetime) -> None:
         """Set a session's expiry (tests and administrators ending a session early)."""

@@ -203,19 +203,41 @@ def base_for(request: Request) -> str:
     return get_access(request).base_url or str(request.base_url).rstrip("/")
 
 
-async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
-    """The verified JWT claims of a CDS client calling a known service (404 for an unknown
-    service, a bare 401 for a refused token). Asynchronous: a JWK Set download never holds a
-    worker thread (issue 12, denial of service)."""
+async def _cds_claims(service_id: str, request: Request, role: str) -> dict[str, Any]:
     if service_id not in cds_hooks.HOOKS:
         raise NotFound(f"no CDS service {service_id!r}")
     audience = base_for(request) + request.url.path
+    access = get_access(request)
     try:
-        return await get_access(request).verifier.verify(request.headers.get("authorization"),
-                                                         audience)
+        claims = await access.verifier.verify(request.headers.get("authorization"), audience)
     except AuthError as e:
         log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
         raise TokenRefused() from None
+    client = access.verifier.clients.get(str(claims.get("iss")))
+    if client is None or role not in client.roles:  # (issue 12: CDS clients have roles too)
+        log.info("request_id=%s CDS client lacks role %s", rid(request), role)
+        raise Forbidden(f"this CDS service needs the {role} role (to {CDS_DOES[role]}); "
+                        "the CDS client's entry in the clients file "
+                        "(SARCOMA_CDS_CLIENTS_FILE) does not give it")
+    return claims
+
+
+#: What a CDS client's role lets it do (for the 403 problem document).
+CDS_DOES = {VIEWER: "call the CDS services", CLINICIAN: "send feedback on cards"}
+
+
+async def cds_caller(service_id: str, request: Request) -> dict[str, Any]:
+    """The verified JWT claims of a CDS client calling a known service (404 for an unknown
+    service, a bare 401 for a refused token, 403 with a problem document when the client's
+    entry in the clients file lacks the ``viewer`` role). Asynchronous: a JWK Set download
+    never holds a worker thread (issue 12, denial of service)."""
+    return await _cds_claims(service_id, request, VIEWER)
+
+
+async def cds_feedback_caller(service_id: str, request: Request) -> dict[str, Any]:
+    """Like :func:`cds_caller` for the feedback endpoint: the client needs the ``clinician``
+    role (feedback records the clinician's outcome of a card)."""
+    return await _cds_claims(service_id, request, CLINICIAN)
 
 
 # FastAPI runs a plain ``def`` dependency in the threadpool: a thread hop per dependency per
@@ -243,6 +265,7 @@ ApiCaller = Annotated[str, Depends(_api_caller_dep)]
 KeyedCaller = Annotated[str, Depends(_keyed_caller_dep)]
 JsonBody = Annotated[Any, Depends(json_body)]
 CdsClaims = Annotated[dict[str, Any], Depends(cds_caller)]
+CdsFeedbackClaims = Annotated[dict[str, Any], Depends(cds_feedback_caller)]
 RequestId = Annotated[str, Depends(_rid_dep)]
 WebUser = Annotated[Principal | None, Depends(web_user)]
 Viewer = Annotated[Principal, Depends(web_viewer)]

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch, rate_limit
 from sarcoma_cds.interfaces.api.deps import (
     CdsClaims,
+    CdsFeedbackClaims,
     JsonBody,
     RequestId,
     ServicesDep,
@@ -22,6 +23,8 @@ from sarcoma_cds.interfaces.api.deps import (
 )
 from sarcoma_cds.interfaces.api.errors import BadRequest, NotFound, PreconditionFailed
 from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy
+from sarcoma_cds.interfaces.api.identity import app_context
+from sarcoma_cds.interfaces.api.identity.state import get_identity
 from sarcoma_cds.interfaces.api.openapi import json_request_body
 
 log = logging.getLogger("sarcoma_cds.service")
@@ -40,6 +43,7 @@ def cds_discovery() -> dict[str, Any]:
 @router.post("/cds-services/{service_id}", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "CDS Hooks cards"},
                         401: {"description": "Unauthorized"},
+                        403: {"description": "The CDS client lacks the viewer role"},
                         404: {"description": "Unknown service"},
                         400: {"description": "Bad request"},
                         412: {"description": "Data neither prefetched nor fetchable"},
@@ -51,7 +55,8 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
     settings = services.settings
     base = base_for(request)
     try:
-        cds_hooks.check_request(service_id, body)
+        patient_id = cds_hooks.check_request(service_id, body)
+        ident = get_identity(request)
         # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
         # only from a FHIR server on this client's allow-list (fhir_fetch)
         client = get_access(request).verifier.clients.get(claims["iss"])
@@ -63,6 +68,8 @@ async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: 
         def answer() -> bytes:  # the hook and its JSON in the threadpool, never on the event loop
             cards = cds_hooks.run_hook(services, service_id, body, caller=f"cds:{claims['iss']}",
                                        request_id=request_id, base_url=base, fetched=fetched)
+            if ident.smart is not None and ident.secret is not None:  # the smart links' context
+                app_context.bind_cards(cards, ident.secret, claims["iss"], patient_id)
             return json.dumps(cards, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode()
 
@@ -109,10 +116,11 @@ def _outcome_time(fb: dict[str, Any]) -> datetime | None:
 @router.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"], openapi_extra=_JSON_BODY,
              responses={200: {"description": "Stored"}, 400: {"description": "Bad request"},
                         401: {"description": "Unauthorized"},
+                        403: {"description": "The CDS client lacks the clinician role"},
                         404: {"description": "Unknown service, or a card not served to this "
                                              "client"},
                         429: {"description": "Over this client's rate limit"}})
-async def cds_feedback(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
+async def cds_feedback(service_id: str, claims: CdsFeedbackClaims, body: JsonBody, request: Request,
                        services: ServicesDep) -> Any:
     caller = f"cds:{claims['iss']}"
     await rate_limit.enforce_async_for(request, caller)  # 429 over the client's limit

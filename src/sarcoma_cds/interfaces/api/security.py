@@ -121,6 +121,14 @@ def check_api_key(keys: dict[str, str], authorization: str | None) -> str | None
 
 # --------------------------------------------------------------------- JWT
 
+#: The roles a CDS client may hold: ``viewer`` (call the hooks: compute a recommendation from
+#: the patient's record) and ``clinician`` (also send feedback: the clinician's accepted or
+#: overridden outcome of a card). The audit trail is never open to a CDS client's token.
+CDS_ROLES = ("viewer", "clinician")
+#: A clients-file entry without ``roles``: what a CDS client could do before roles existed.
+CDS_DEFAULT_ROLES = frozenset(CDS_ROLES)
+
+
 @dataclass
 class Client:
     """A trusted CDS Hooks client: its issuer, its keys (a JWK Set or the URL of one) and the
@@ -133,6 +141,8 @@ class Client:
     fetched_at: float = 0.0
     fhir_servers: tuple[ServerPrefix, ...] = ()
     fhir_without_token: bool = False
+    roles: frozenset[str] = field(default_factory=lambda: CDS_DEFAULT_ROLES)
+    roles_listed: bool = False  # (the clients file gave ``roles``)
 
     def fhir_policy(self, allow_http: bool) -> FhirPolicy:
         """What the service may read on this client's behalf."""
@@ -154,6 +164,29 @@ def _fhir_servers(path: Path, i: int, c: dict[str, Any],
     if not isinstance(c.get("fhir_without_token", False), bool):
         raise ValueError(f"{path}: clients[{i}]: 'fhir_without_token' must be true or false")
     return tuple(out)
+
+
+def _client_roles(path: Path, i: int, c: dict[str, Any]) -> frozenset[str] | None:
+    """The ``roles`` of a clients-file entry (expanded), None when absent. A role a CDS client
+    cannot hold (``auditor``, ``admin``) or an unknown one stops the start, naming the entry."""
+    from sarcoma_cds.interfaces.api.identity.roles import UnknownRole, expand, parse_roles
+
+    if "roles" not in c:
+        return None
+    raw = c["roles"]
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+        raise ValueError(f"{path}: clients[{i}]: 'roles' must be a list of role names "
+                         f"({', '.join(CDS_ROLES)})")
+    try:
+        parsed = parse_roles(",".join(raw), f"{path}: clients[{i}]: roles")
+    except UnknownRole as e:
+        raise ValueError(str(e)) from None
+    wrong = sorted(r for r in {x.strip().lower() for x in raw} if r and r not in CDS_ROLES)
+    if wrong:
+        raise ValueError(f"{path}: clients[{i}]: roles: a CDS client cannot hold {wrong[0]!r} "
+                         f"(only {', '.join(CDS_ROLES)}: a CDS client never reads the audit "
+                         "trail)")
+    return expand(parsed)
 
 
 #: ``remember_jti(iss, jti, expires_at)``: True the first time a token id is seen, False on a
@@ -208,14 +241,19 @@ class JwtVerifier:
                     raise ValueError(f"{path}: clients[{i}]: 'iss' is required")
                 if not (c.get("jwks_url") or c.get("jwks")) and iss != DEV_ISSUER:
                     raise ValueError(f"{path}: clients[{i}]: give 'jwks_url' or 'jwks'")
+                roles = _client_roles(path, i, c)
                 clients[iss] = Client(iss=iss, jwks=c.get("jwks"), jwks_url=c.get("jwks_url"),
                                       fhir_servers=_fhir_servers(path, i, c, allow_http),
-                                      fhir_without_token=c.get("fhir_without_token") is True)
+                                      fhir_without_token=c.get("fhir_without_token") is True,
+                                      roles=CDS_DEFAULT_ROLES if roles is None else roles,
+                                      roles_listed=roles is not None)
         for c in extra or []:
             listed = clients.get(c.iss)
             if listed is not None and not c.fhir_servers:
                 c.fhir_servers = listed.fhir_servers
                 c.fhir_without_token = listed.fhir_without_token
+            if listed is not None and listed.roles_listed and not c.roles_listed:
+                c.roles, c.roles_listed = listed.roles, True
             clients[c.iss] = c
         if DEV_ISSUER in clients and not (clients[DEV_ISSUER].jwks or
                                           clients[DEV_ISSUER].jwks_url):

@@ -77,6 +77,7 @@ class Settings:
     oidc_roles: str = ""  # SARCOMA_CDS_OIDC_ROLES: clinician=group-a,group-b;auditor=group-c
     oidc_roles_claim: str = "groups"  # SARCOMA_CDS_OIDC_ROLES_CLAIM
     session_hours: float = 8.0  # SARCOMA_CDS_SESSION_HOURS
+    session_idle_minutes: float = 60.0  # SARCOMA_CDS_SESSION_IDLE_MINUTES
     smart_issuers: str = ""  # SARCOMA_CDS_SMART_ISSUERS: FHIR servers that may launch the app
     smart_client_id: str | None = None  # SARCOMA_CDS_SMART_CLIENT_ID
     workers: int | None = None  # SARCOMA_CDS_WORKERS: serve's worker processes (None: one per core)
@@ -110,6 +111,7 @@ class Settings:
             oidc_roles=e.get("SARCOMA_CDS_OIDC_ROLES", "").strip(),
             oidc_roles_claim=e.get("SARCOMA_CDS_OIDC_ROLES_CLAIM", "").strip() or "groups",
             session_hours=float(e.get("SARCOMA_CDS_SESSION_HOURS", "") or 8.0),
+            session_idle_minutes=float(e.get("SARCOMA_CDS_SESSION_IDLE_MINUTES", "") or 60.0),
             smart_issuers=e.get("SARCOMA_CDS_SMART_ISSUERS", "").strip(),
             smart_client_id=e.get("SARCOMA_CDS_SMART_CLIENT_ID", "").strip() or None,
             workers=_workers(e),

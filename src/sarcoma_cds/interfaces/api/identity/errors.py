@@ -55,11 +55,14 @@ def safe_next(url: str | None) -> str:
     return url[:2000]
 
 
-def _page(request: Request, status: int, title: str, message: str) -> Response:
+def _page(request: Request, status: int, title: str, message: str,
+          action: tuple[str, str] | None = None) -> Response:
+    """An error page; ``action``: (local URL, label) of the way on (e.g. sign in again)."""
     pages: Any = getattr(request.app.state, "web_pages", None)
     if pages is not None:
+        url, label = action if action else (None, None)
         resp: Response = pages.render(request, "error.html", status, title=title,
-                                      message=message)
+                                      message=message, action_url=url, action_label=label)
         return resp
     return HTMLResponse('<!doctype html><html lang="en"><meta charset="utf-8">'
                         f"<title>{escape(title)}</title><h1>{escape(title)}</h1><p>{escape(message)}</p></html>",

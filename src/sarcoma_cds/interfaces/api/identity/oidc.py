@@ -174,6 +174,23 @@ class OidcClient:
         sep = "&" if "?" in meta["authorization_endpoint"] else "?"
         return f"{meta['authorization_endpoint']}{sep}{query}"
 
+    def logout_url(self, id_token: str | None, post_logout_redirect_uri: str) -> str | None:
+        """The provider's RP-initiated logout URL (OpenID Connect RP-Initiated Logout 1.0:
+        ``end_session_endpoint`` from discovery, with ``id_token_hint``, ``client_id`` and
+        ``post_logout_redirect_uri``); None when the provider offers none or cannot be
+        reached (then the sign-out is local only)."""
+        try:
+            endpoint = self.metadata().get("end_session_endpoint")
+        except OidcError:
+            return None
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        query = {"client_id": self.client_id,
+                 "post_logout_redirect_uri": post_logout_redirect_uri}
+        if id_token:
+            query["id_token_hint"] = id_token
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"
+
     def exchange(self, code: str, redirect_uri: str, verifier: str) -> dict[str, Any]:
         """Trade the authorization code (with the PKCE verifier) for tokens."""
         meta = self.metadata()

@@ -1,14 +1,19 @@
 """Sign-in pages: ``/login`` (starts an OpenID Connect sign-in), ``/auth/callback`` (finishes
-it and opens a session), ``/logout`` (POST: ends the session).
+it and opens a session), ``/logout`` (POST: ends the session, then signs out at the provider
+when it offers RP-initiated logout).
 
 The session is a random token in an HttpOnly, SameSite=Lax cookie (Secure, with the
 ``__Host-`` prefix, when the public base URL is https); the ``web_sessions`` table keeps its
-SHA-256, who it is, the roles and the expiry (``SARCOMA_CDS_SESSION_HOURS``).
+SHA-256, who it is, the roles, the expiry (``SARCOMA_CDS_SESSION_HOURS``) and, sealed with the
+data keys, the ID token for the sign-out hint. A session idle for
+``SARCOMA_CDS_SESSION_IDLE_MINUTES`` ends; each sign-in gives the user's other sessions the
+roles the provider gives now.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -22,6 +27,7 @@ from sarcoma_cds.interfaces.api.identity.oidc import (
     same_state,
 )
 from sarcoma_cds.interfaces.api.identity.state import Identity, get_identity
+from sarcoma_cds.store.crypto import DataKeyError
 
 log = logging.getLogger("sarcoma_cds.service.identity")
 
@@ -94,12 +100,15 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
             access_token, str) else {}
     except OidcError as e:
         log.warning("request_id=%s sign-in refused: %s", _rid(request), e)
-        resp = _page(request, 400, "Sign-in failed", FAILED)
+        resp = _page(request, 400, "Sign-in failed", FAILED, ("/login", "Sign in again"))
         ident.clear_cookie(resp, ident.state_cookie)
         return resp
     merged = {**info, **claims}  # (the ID token's own claims win)
     assert ident.policy is not None
     roles = ident.policy.admit(merged)
+    # what the provider says now holds for every session of this user (roles removed there,
+    # or the user removed from SARCOMA_CDS_OIDC_ALLOWED, are lost in their other browsers too)
+    ident.sessions.reconcile("oidc", str(claims["sub"]), roles)
     if roles is None:
         log.warning("request_id=%s sign-in refused: user not on SARCOMA_CDS_OIDC_ALLOWED",
                     _rid(request))
@@ -111,9 +120,14 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
     old = request.cookies.get(ident.session_cookie)
     if old:  # a new sign-in replaces the browser's previous session (never two at once)
         ident.sessions.delete(old)
+    # the ID token, sealed with the data keys, for the provider's sign-out (id_token_hint)
+    cipher: Any = getattr(getattr(getattr(request.app.state, "services", None), "store", None),
+                          "cipher", None)
+    hint = cipher.seal_text(tokens["id_token"]) if cipher is not None else None
     token = ident.sessions.create(kind="oidc", subject=str(claims["sub"]),
                                   display_name=display_name(merged), roles=roles,
-                                  lifetime=ident.lifetime)
+                                  lifetime=ident.lifetime,
+                                  context={"id_token": hint} if hint else None)
     resp = RedirectResponse(safe_next(pending.next), status_code=303)
     ident.clear_cookie(resp, ident.state_cookie)
     ident.set_cookie(resp, ident.session_cookie, token, int(ident.lifetime.total_seconds()))
@@ -122,11 +136,23 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    """End the session (its row is deleted) and go back to the home page."""
+    """End the session (its row is deleted); then sign out at the OpenID provider too when it
+    offers RP-initiated logout (``end_session_endpoint``), which sends the browser back to the
+    home page; otherwise straight to the home page (local sign-out only)."""
     ident = get_identity(request)
     token = request.cookies.get(ident.session_cookie)
-    if token and ident.sessions is not None:
-        ident.sessions.delete(token)
-    resp = RedirectResponse("/", status_code=303)
+    row = ident.sessions.pop(token) if token and ident.sessions is not None else None
+    target = "/"
+    if row is not None and row.kind == "oidc" and ident.oidc is not None:
+        sealed = (row.context or {}).get("id_token")
+        cipher: Any = getattr(getattr(getattr(request.app.state, "services", None), "store",
+                                      None), "cipher", None)
+        try:
+            hint = cipher.open_text(sealed) if cipher is not None and sealed else None
+        except DataKeyError:  # (its data key was removed: sign out without the hint)
+            hint = None
+        base = ident.base_url or str(request.base_url).rstrip("/")
+        target = ident.oidc.logout_url(hint, base + "/") or "/"
+    resp = RedirectResponse(target, status_code=303)
     ident.clear_cookie(resp, ident.session_cookie)
     return resp

@@ -3,6 +3,7 @@ sign-in routes, and the answers to refused web pages (called by ``create_app``).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,7 +20,9 @@ def install_identity(app: FastAPI, settings: Any, services: Any, *, keyed: bool)
     signin = any(getattr(settings, k, None) for k in (
         "oidc_issuer", "oidc_client_id", "smart_issuers", "smart_client_id"))
     secret = load_secret_key(settings.data_dir) if signin else None
-    sessions = WebSessionStore(services.store.sessions) if signin else None
+    idle = float(getattr(settings, "session_idle_minutes", 60.0) or 0)  # (> 0: build_identity)
+    sessions = WebSessionStore(services.store.sessions,
+                               idle=timedelta(minutes=max(idle, 0))) if signin else None
     ident = build_identity(settings, keyed=keyed, secret=secret, sessions=sessions)
     app.state.identity = ident
     app.include_router(routes.router)

@@ -12,7 +12,10 @@ ID token (signature by the server's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``),
 token response's ``patient`` from the FHIR server through the FHIR reader
 (``Services.answer_bundle``, interface ``web``, caller the ``fhirUser``), opens a session
 (kind ``smart``: roles viewer and clinician, context = the FHIR server and patient; the access
-token is not kept) and shows the result page.
+token is not kept) and shows the result page. A launch from a CDS card's ``smart`` link
+(the token response gives back the card's ``appContext``) opens the card's record instead, only
+when :mod:`.app_context` binds it to the launched patient and to a CDS client of the launching
+EHR; otherwise the fresh result says why the card's record is not shown.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from sarcoma_cds.interfaces.api.identity import app_context
 from sarcoma_cds.interfaces.api.identity.errors import _page
 from sarcoma_cds.interfaces.api.identity.oidc import (
     STATE_MAX_AGE_S,
@@ -166,10 +170,13 @@ def smart_callback(request: Request, code: str = "", state: str = "",
                                   context={"fhir_server": fhir, "patient": patient})
     who = Principal(kind="smart", subject=user, display_name=name, roles=SMART_ROLES)
     request.state.principal = who  # (the page below names the user)
-    # the patient's record, read with the launch's access token, through the FHIR reader
-    req = {"context": {"patientId": patient}, "prefetch": {}, "fhirServer": fhir,
-           "fhirAuthorization": {"access_token": access, "token_type": "Bearer"}}
-    resp = _result(request, req, who.author, timeout)
+    case, notice = _card_record(request, ident, tokens.get("appContext"), fhir, patient)
+    if case is not None:  # launched from a CDS card: the record the card was made from
+        resp = RedirectResponse(f"/cases/{case}", status_code=303)
+    else:  # the patient's record, read with the launch's access token, through the FHIR reader
+        req = {"context": {"patientId": patient}, "prefetch": {}, "fhirServer": fhir,
+               "fhirAuthorization": {"access_token": access, "token_type": "Bearer"}}
+        resp = _result(request, req, who.author, timeout, notice)
     ident.clear_cookie(resp, ident.smart_cookie)
     ident.set_cookie(resp, ident.session_cookie, token, int(ident.lifetime.total_seconds()))
     return resp
@@ -203,7 +210,45 @@ def _fhir_user_name(fhir: str, fhir_user: str, access_token: str, timeout: float
     return ""
 
 
-def _result(request: Request, req: dict[str, Any], caller: str, timeout: float) -> Response:
+def _card_record(request: Request, ident: Identity, value: Any, fhir: str,
+                 patient: str) -> tuple[str | None, str | None]:
+    """(the audit id to open, None) when the launch came from a CDS card whose ``appContext``
+    is bound to the launched patient and to a CDS client of the launching EHR
+    (:mod:`.app_context`); (None, why not) when it cannot be opened; (None, None) without one."""
+    from sarcoma_cds.interfaces.api.fhir_fetch import NotAllowed, parse_server
+
+    try:
+        ctx = app_context.parse(value)
+        if ctx is None:
+            return None, None
+        if ident.secret is None:
+            raise app_context.Refused("this server cannot check the card's context")
+        app_context.verify(ctx, ident.secret, patient)
+        access: Any = getattr(request.app.state, "access", None)
+        client = access.verifier.clients.get(ctx.client) if access is not None else None
+        try:
+            launched = parse_server(fhir, allow_http=True)
+        except NotAllowed:
+            launched = None
+        if client is None or launched is None or not any(
+                p.covers(launched) for p in client.fhir_servers):
+            raise app_context.Refused("the card was not served to the EHR that launched the app")
+        services: Any = request.app.state.services
+        rec = services.store.get_record(ctx.case)
+        if rec is None or rec.get("interface") != "cds-hooks" or \
+                rec.get("caller") != f"cds:{ctx.client}":
+            raise app_context.Refused("the card's record was not made for the EHR that "
+                                      "launched the app")
+    except app_context.Refused as e:
+        log.warning("request_id=%s SMART launch: the card's record not opened: %s",
+                    _rid(request), e)
+        return None, (f"The record of the card you opened is not shown: {e}. This patient's "
+                      "record was read from the EHR afresh instead.")
+    return ctx.case, None
+
+
+def _result(request: Request, req: dict[str, Any], caller: str, timeout: float,
+            notice: str | None = None) -> Response:
     """The result page for the launched patient (or a page saying why it cannot be shown)."""
     from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch
     from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy, parse_server
@@ -229,7 +274,7 @@ def _result(request: Request, req: dict[str, Any], caller: str, timeout: float) 
                      "You are signed in, but the patient's record could not be read from the "
                      "EHR's FHIR server. Try the launch again.")
     answer = services.answer_bundle(bundle, "web", caller, request_id=_rid(request))
-    imported = {"source": "SMART on FHIR launch (the EHR's record)",
+    imported = {"source": "SMART on FHIR launch (the EHR's record)", "notice": notice,
                 "provenance": answer.provenance, "gaps": list(gaps) + list(answer.gaps)}
     if pages is None or answer.recommendation is None:
         problems = "; ".join(f"{f}: {m}" for f, m in (answer.problems or []))

@@ -59,6 +59,7 @@ class Identity:
     local: Principal | None = None
     smart: Smart | None = None
     smart_state: StateCookie | None = None
+    secret: bytes | None = None  # the server's secret (signs the CDS cards' SMART appContext)
 
     @property
     def signin(self) -> bool:
@@ -133,12 +134,15 @@ def build_identity(settings: object, *, keyed: bool, secret: bytes | None,
         raise ConfigError("SARCOMA_CDS_SESSION_HOURS must be a positive number of hours")
     oidc_on = bool(issuer or client_id)
     smart_on = bool(smart_issuers or smart_client)
+    idle = float(getattr(settings, "session_idle_minutes", 60.0) or 0)
+    if (oidc_on or smart_on) and idle <= 0:
+        raise ConfigError("SARCOMA_CDS_SESSION_IDLE_MINUTES must be a positive number of minutes")
     if not oidc_on and not smart_on:
         return Identity(mode="keyed" if keyed else "local", secure=secure, base_url=base_url)
     if secret is None or sessions is None:
         raise ConfigError("sign-in needs the service's store and secret key")
     ident = Identity(mode="signin", secure=secure, base_url=base_url, sessions=sessions,
-                     session_hours=hours)
+                     session_hours=hours, secret=secret)
     timeout = float(getattr(settings, "fhir_timeout_s", 5.0) or 5.0)
     if oidc_on:
         if not issuer or not client_id:
