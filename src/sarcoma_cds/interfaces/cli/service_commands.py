@@ -74,10 +74,11 @@ def serve(
     if (
         settings.api_keys_file is not None
     ):  # an unreadable or empty key file stops the start (fail closed)
-        from sarcoma_cds.interfaces.api.security import load_api_keys
+        from sarcoma_cds.interfaces.api.security import load_api_key_roles, load_api_keys
 
         try:
             load_api_keys(settings.api_keys_file)
+            load_api_key_roles(settings.api_keys_file)  # unknown or conflicting roles too
         except ValueError as e:
             sys.stderr.write(f"error: {e}\n")
             raise typer.Exit(2) from None
