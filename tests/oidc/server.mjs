@@ -63,7 +63,9 @@ const configuration = {
       accountId: id,
       async claims() {
         return {
-          sub: id, preferred_username: id, email_verified: true, fhirUser: `Practitioner/${id}`, ...user,
+          sub: id, preferred_username: id, email_verified: true,
+          // a login name patient-<x> is a patient at the EHR's portal (standalone launch)
+          fhirUser: id.startsWith('patient-') ? `Patient/${id}` : `Practitioner/${id}`, ...user,
         };
       },
     };

@@ -7,10 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.conftest_service import pg_url_or_skip
-from tests.oidc_provider import Provider
-from tests.security.test_identity import make_client, oidc_settings, signed_in
+from tests.oidc_provider import Provider, sign_in
+from tests.security.test_identity import (  # noqa: F401 (the SMART fixtures)
+    fhir,
+    make_client,
+    oidc_settings,
+    signed_in,
+    smart_app,
+    smart_idp,
+)
 
 
 @pytest.mark.postgres
@@ -25,3 +33,32 @@ def test_a_nul_in_the_users_name_does_not_break_sign_in_on_postgresql(
         assert r.status_code == 303, r.text[:300]
         page = c.get("/cases")
         assert page.status_code == 200 and "mallory" in page.text
+
+
+# ------------------------------------------------------------------ SMART launch by a patient
+
+def test_a_patients_standalone_launch_opens_no_session(
+        smart_app: TestClient, fhir: str,  # noqa: F811 (the imported fixtures)
+        tmp_path: Path) -> None:
+    """SMART standalone launch is the patient-access flow: a patient signs in at the EHR's
+    portal (``fhirUser`` = ``Patient/...``) through the same authorization server. The launch
+    gave every launching user the viewer + clinician roles: the patient could list every saved
+    case of every patient, download their facts and record tumour-board decisions."""
+    from tests.security.test_identity import save_case, session_cookie
+
+    # a clinician's saved case of another patient
+    with TestClient(smart_app.app, base_url="http://testserver") as clinician:
+        r = clinician.get("/smart/launch", params={"iss": fhir, "launch": "l-1"},
+                          follow_redirects=False)
+        back = sign_in(r.headers["location"], "alice", "http://testserver/smart/callback")
+        assert clinician.get(back).status_code == 200
+    # the patient's own standalone launch at the same FHIR server
+    r = smart_app.get("/smart/launch", params={"iss": fhir}, follow_redirects=False)
+    back = sign_in(r.headers["location"], "patient-mallory", "http://testserver/smart/callback")
+    page = smart_app.get(back, follow_redirects=False)
+    assert page.status_code == 403, page.text[:300]
+    assert session_cookie(smart_app) is None
+    assert smart_app.get("/cases", follow_redirects=False).status_code in (303, 401, 403)
+    assert save_case(smart_app).status_code in (303, 403)  # (303: to the sign-in page)
+    assert smart_app.get("/cases", follow_redirects=False).headers.get(
+        "location", "").startswith("/login")

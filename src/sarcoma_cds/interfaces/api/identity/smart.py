@@ -49,6 +49,10 @@ SCOPES = "openid fhirUser patient/*.rs"
 #: A user the EHR launched the app for (the EHR authenticated them and opened this patient).
 SMART_ROLES = expand({VIEWER, CLINICIAN})
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: The launching users who get a session: practitioners. A standalone launch is also how a
+#: patient (``fhirUser`` = ``Patient/...``) or a relative opens an app from the EHR's portal,
+#: and a session has the clinician role over every saved case, not only the launch's patient.
+_CLINICAL_USER = re.compile(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}")
 FAILED = ("The launch from the EHR did not succeed. Open the app from the EHR again; if it "
           "fails again, quote the time to the service's administrator.")
 
@@ -156,6 +160,15 @@ def smart_callback(request: Request, code: str = "", state: str = "",
     merged = {**info, **claims}
     fhir_user = merged.get("fhirUser")
     user = str(fhir_user) if isinstance(fhir_user, str) and fhir_user else f"sub:{claims['sub']}"
+    base = fhir.rstrip("/") + "/"
+    if not _CLINICAL_USER.fullmatch(user[len(base):] if user.startswith(base) else user):
+        log.warning("request_id=%s SMART launch refused: the user is not a practitioner",
+                    _rid(request))
+        resp = _page(request, 403, "Not allowed",
+                     "This app is for clinicians: the EHR did not sign you in as a practitioner "
+                     "(Practitioner or PractitionerRole), so no session was opened.")
+        ident.clear_cookie(resp, ident.smart_cookie)
+        return resp
     name = str(merged.get("name") or _fhir_user_name(fhir, user, access, timeout)
                or merged.get("preferred_username") or user)[:200]
     old = request.cookies.get(ident.session_cookie)
