@@ -62,3 +62,21 @@ def test_a_patients_standalone_launch_opens_no_session(
     assert save_case(smart_app).status_code in (303, 403)  # (303: to the sign-in page)
     assert smart_app.get("/cases", follow_redirects=False).headers.get(
         "location", "").startswith("/login")
+
+
+# ------------------------------------------------------------------ admission by e-mail
+
+def test_an_unverified_email_does_not_admit_its_claimant(tmp_path: Path,
+                                                         oidc: Provider) -> None:
+    """``SARCOMA_CDS_OIDC_ALLOWED`` names a colleague by e-mail. An account at the provider
+    that claims that e-mail without having verified it (the claim ``email_verified`` absent,
+    as several providers send; "nOAuth") was admitted: only ``email_verified: false`` was
+    refused."""
+    settings = oidc_settings(tmp_path, oidc, oidc_allowed="alice@example.org")
+    with make_client(settings) as c:
+        r = signed_in(c, "unverified-alice")
+        assert r.status_code == 403, r.text[:300]
+        assert c.get("/cases", follow_redirects=False).status_code == 303  # to the sign-in
+    with make_client(settings) as c:  # the real alice (verified e-mail) is admitted
+        assert signed_in(c, "alice").status_code == 303
+        assert c.get("/cases").status_code == 200

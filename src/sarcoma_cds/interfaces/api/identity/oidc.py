@@ -101,8 +101,10 @@ class Policy:
         ids: set[str] = {str(claims.get("sub") or "")}
         for k in ("preferred_username", "email"):
             v = claims.get(k)
+            # an e-mail admits only when the provider says it was verified: several omit
+            # email_verified for addresses a user typed in ("nOAuth")
             if isinstance(v, str) and v and not (k == "email"
-                                                  and claims.get("email_verified") is False):
+                                                  and claims.get("email_verified") is not True):
                 ids.add(v)
         groups = self.groups(claims)
         ids.discard("")
