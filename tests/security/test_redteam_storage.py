@@ -107,3 +107,33 @@ def test_rekey_reseals_the_override_reason(tmp_path: Path) -> None:
     (fb,) = [f for f in store.list_feedback() if f["id"] == fid]
     assert fb["override_reason"] == {"userComment": NOTE} and "unreadable" not in fb
     store.close()
+
+
+def test_the_audit_export_file_is_the_owners_only(tmp_path: Path) -> None:
+    """``sarcoma-cds audit-log export --out`` writes the records decrypted (facts, labels) to a
+    file that was created with the umask's mode (0644: readable by every local user), while the
+    database it came from is 0600. Run as an operator would, as a separate process."""
+    import os
+    import stat
+    import subprocess
+
+    data = tmp_path / "data"
+    with TestClient(create_app(make_settings(tmp_path)), base_url=BASE_URL) as c:
+        page = c.get("/patient", headers={"accept": "text/html"}).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore
+        assert c.post("/cases", data={**FORM, "case_label": LABEL, "csrf_token": token},
+                      follow_redirects=False).status_code == 303
+    exe = Path(sys.executable).parent / "sarcoma-cds"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SARCOMA_CDS_")}
+    env.update(SARCOMA_CDS_DATA_DIR=str(data))
+    old_mask = os.umask(0o022)
+    try:
+        for out in (tmp_path / "export.jsonl", tmp_path / "export.jsonl"):  # new, then existing
+            p = subprocess.run([str(exe), "audit-log", "export", "--out", str(out)], env=env,
+                               capture_output=True, text=True, timeout=120, check=False)
+            assert p.returncode == 0, p.stderr[-2000:]
+            assert LABEL in out.read_text()  # the export is decrypted: the premise
+            assert stat.S_IMODE(out.stat().st_mode) == 0o600
+            out.chmod(0o644)  # an existing, wider file is narrowed too
+    finally:
+        os.umask(old_mask)

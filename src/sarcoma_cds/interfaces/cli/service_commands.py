@@ -7,6 +7,7 @@ commands so the core CLI starts fast.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -285,7 +286,11 @@ def audit_export(
         if out is None:
             n = store.export(sys.stdout, format.value)
         else:
-            with out.open("w", encoding="utf-8", newline="") as fh:
+            # decrypted patient data: the file is the owner's only, like the database (an
+            # existing file keeps its name but loses any wider mode)
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 n = store.export(fh, format.value)
     finally:
         store.close()
