@@ -105,3 +105,65 @@ def test_refusals_outside_the_app_carry_the_security_headers(local: TestClient) 
         assert r.headers.get("cache-control") == "no-store", r.status_code
         assert r.headers.get("x-content-type-options") == "nosniff", r.status_code
         assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", "")
+
+
+# ------------------------------------------------------------------ local mode beyond loopback
+
+def _non_loopback_ipv4() -> str | None:
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.254", 9))  # (no packet is sent: picks the outgoing interface)
+        ip = str(s.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") else ip
+
+
+def test_local_mode_served_on_all_interfaces_answers_only_loopback(tmp_path: Path) -> None:
+    """``serve`` refuses ``--host 0.0.0.0`` without sign-in or keys, but the ASGI app
+    (``sarcoma_cds.interfaces.api.asgi:app``) run by uvicorn or gunicorn directly was open to
+    the network: the Host allow-list checks only the Host header, which a network attacker sets
+    to ``127.0.0.1``. In local mode a peer that is not loopback is now refused."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from sarcoma_cds.interfaces.api.http_limits import uvicorn_options
+
+    ip = _non_loopback_ipv4()
+    if ip is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    app = create_app(Settings(data_dir=tmp_path / "data"))  # the embedded default
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           lifespan="on", **uvicorn_options()))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(1000):
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.01)
+    try:
+        spoofed = {"host": f"127.0.0.1:{port}"}
+        r = httpx.get(f"http://{ip}:{port}/cases", headers=spoofed, timeout=30)
+        assert r.status_code == 403, r.status_code
+        assert "Recent saved cases" not in r.text and "case-list" not in r.text
+        r = httpx.post(f"http://{ip}:{port}/recommendations", json=GIST_JSON, headers=spoofed,
+                       timeout=30)
+        assert r.status_code == 403
+        # the local user, on this computer, is served as before
+        assert httpx.get(f"http://127.0.0.1:{port}/cases", timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()

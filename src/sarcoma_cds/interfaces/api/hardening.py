@@ -155,6 +155,9 @@ class HardeningMiddleware:
         # request-context middleware makes the id, and echoed as X-Client-Request-ID
         client_rid = _take_client_request_id(scope)
         headers = Headers(scope=scope)
+        if _remote_peer_in_local_mode(scope):
+            await self._local_only(headers)(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         nonce = secrets.token_urlsafe(16)
         state["csp_nonce"] = nonce
@@ -209,6 +212,14 @@ class HardeningMiddleware:
         return problem(403, "missing or invalid CSRF token: a form post must come from the "
                        "service's own page (API clients: send the body as application/json, or "
                        "an Authorization header)", request_id=rid, headers={"X-Request-ID": rid})
+
+    def _local_only(self, headers: Headers) -> Response:
+        rid = uuid.uuid4().hex
+        detail = ("this server runs for its local user only (no sign-in and no API keys are "
+                  "configured): it answers requests from this computer only")
+        h = {"X-Request-ID": rid, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+             "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
+        return problem(403, detail, request_id=rid, headers=h)
 
     def _cross_origin(self, headers: Headers) -> Response:
         rid = uuid.uuid4().hex
@@ -291,6 +302,29 @@ class RefusalHeaders:
             await send(message)
 
         await self.app(scope, receive, wrapped)
+
+
+def _remote_peer_in_local_mode(scope: dict[str, Any]) -> bool:
+    """The app runs in local mode (no sign-in, no API keys: every request is the local user)
+    and the peer is not this computer. ``serve`` binds 127.0.0.1 then, but the ASGI app run by
+    another server (uvicorn or gunicorn on 0.0.0.0) would be open to the network: the Host
+    allow-list checks a header the attacker writes. A peer that is not an IP address (a test
+    client, a Unix socket) is not refused."""
+    import ipaddress
+
+    state = getattr(scope.get("app"), "state", None)
+    identity = getattr(state, "identity", None)
+    if identity is None or getattr(identity, "mode", None) != "local":
+        return False
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        ip = ipaddress.ip_address(str(client[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return not (ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _exempt_paths(scope: dict[str, Any]) -> Any:
