@@ -167,3 +167,21 @@ def test_local_mode_served_on_all_interfaces_answers_only_loopback(tmp_path: Pat
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+def test_the_render_cache_shares_nothing_of_one_caller_with_another(tmp_path: Path) -> None:
+    """Equal facts share one cached rendering: no audit id, caller or label of one request may
+    reach another's answer."""
+    keys = write_api_keys(tmp_path, {"ward-a": "key-a", "ward-b": "key-b"})
+    settings = Settings(data_dir=tmp_path / "data", api_keys_file=keys)
+    with TestClient(create_app(settings), base_url=LOCAL) as c:
+        a = c.post("/recommendations", json=GIST_JSON, headers={"authorization": "Bearer key-a"})
+        b = c.post("/recommendations", json=GIST_JSON, headers={"authorization": "Bearer key-b"})
+        assert a.status_code == b.status_code == 200
+        ida, idb = a.headers["x-audit-id"], b.headers["x-audit-id"]
+        assert ida != idb and a.content == b.content
+        for body in (a.text, b.text):
+            assert ida not in body and idb not in body and "ward-" not in body
+        store: Any = c.app.state.services.store  # type: ignore[attr-defined]
+        assert store.get_record(ida)["caller"] == "apikey:ward-a"
+        assert store.get_record(idb)["caller"] == "apikey:ward-b"
