@@ -74,12 +74,16 @@ def test_no_column_of_any_table_holds_patient_text(tmp_path: Path) -> None:
         r = c.post(TREAT + "/feedback", headers={"Authorization": f"Bearer {tok}"}, json={
             "feedback": [{"card": card, "outcome": "overridden",
                           "overrideReason": {"reason": {"code": "patient-preference"},
-                                             "userComment": EHR_COMMENT}}]})
+                                             "userComment": EHR_COMMENT}},
+                         {"card": card, "outcome": "accepted", "acceptedSuggestions": [
+                             {"id": "x", "note": "for Mrs Example"}]}]})
         assert r.status_code == 200, r.text
         store: Any = c.app.state.services.store  # type: ignore[attr-defined]
         comments = [(f.get("override_reason") or {}).get("userComment")
                     for f in store.list_feedback()]
         assert EHR_COMMENT in comments  # still readable through the service
+        assert [{"id": "x", "note": "for Mrs Example"}] in [
+            f.get("accepted_suggestions") for f in store.list_feedback()]
     rows = _every_row(tmp_path / "data" / "sarcoma-cds.sqlite3")
     assert {t for t, _ in rows} >= {"audit_records", "feedback", "cds_cards"}
     for table, row in rows:
