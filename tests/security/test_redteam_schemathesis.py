@@ -12,13 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from conftest_service import BASE_URL, make_settings
+from conftest_service import BASE_URL, make_settings, pg_url_or_skip
 from sarcoma_cds.interfaces.api import create_app
 
 _tmp = Path(tempfile.mkdtemp(prefix="sarcoma-schemathesis-keyed-"))
@@ -70,3 +71,24 @@ def test_keyed_positive_cases_never_fail(case) -> None:  # type: ignore[no-untyp
 def test_keyed_negative_cases_refused_cleanly(case) -> None:  # type: ignore[no-untyped-def]
     for key in KEYS.values():
         _check(case, _call(case, key))
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_an_audit_cursor_beyond_the_databases_integers_is_a_422(db: str) -> None:
+    """Found by the keyed run above: ``GET /audit?after=<20 digits>`` with an auditor key was
+    a 500 (SQLite: OverflowError; PostgreSQL: integer out of range past 2**31 - 1)."""
+    from fastapi.testclient import TestClient
+
+    app = APP
+    if db == "postgresql":
+        tmp = Path(tempfile.mkdtemp(prefix="sarcoma-keyed-pg-"))
+        app = create_app(make_settings(tmp, base_url=BASE_URL, api_keys_file=_keys,
+                                       database_url=pg_url_or_skip()))
+    with TestClient(app, base_url=BASE_URL) as c:
+        auth = {"Authorization": f"Bearer {KEYS['auditor']}"}
+        for after in ("99999999999999999999", str(2**31)):
+            r = c.get("/audit", params={"after": after}, headers=auth)
+            assert r.status_code == 422, r.text[:300]
+            assert r.headers["content-type"].startswith("application/problem+json")
+        r = c.get("/audit", params={"after": str(2**31 - 1)}, headers=auth)
+        assert r.status_code == 200 and r.json()["items"] == []
