@@ -97,3 +97,35 @@ def test_a_user_name_equal_to_an_allowed_group_does_not_admit(tmp_path: Path,
     with make_client(oidc_settings(tmp_path, oidc)) as c:
         r = signed_in(c, "handle-sarcoma-viewers")
         assert r.status_code == 403, r.text[:200]
+
+
+# ------------------------------------------------------------------ launch floods
+
+def test_anonymous_launches_do_not_each_fetch_the_smart_configuration(
+        smart_app: TestClient, fhir: str) -> None:  # noqa: F811 (the imported fixtures)
+    """``/smart/launch`` is public. Every launch fetched the FHIR server's
+    ``.well-known/smart-configuration`` in a worker thread (no cache): an anonymous flood made
+    the service hammer the EHR and, with a slow EHR, held the threads every synchronous route
+    (``/healthz`` included) shares. Now one fetch serves the launches for a while, and a failed
+    fetch is not retried at every launch."""
+    from tests.security.test_identity import _Fhir
+
+    def fetches() -> int:
+        return sum(1 for path, _ in _Fhir.seen if "smart-configuration" in path)
+
+    for _ in range(30):
+        r = smart_app.get("/smart/launch", params={"iss": fhir}, follow_redirects=False)
+        assert r.status_code == 302
+    assert fetches() == 1, fetches()
+    # a FHIR server whose configuration is broken: one fetch, then refusals from memory
+    other = fhir.replace("/fhir", "/fhir2")
+    settings = smart_app.app.state.settings  # type: ignore[attr-defined]
+    from sarcoma_cds.interfaces.api.app import create_app
+
+    settings.smart_issuers = other
+    before = len(_Fhir.seen)
+    with TestClient(create_app(settings), base_url="http://testserver") as c:
+        for _ in range(30):
+            r = c.get("/smart/launch", params={"iss": other}, follow_redirects=False)
+            assert r.status_code == 503
+    assert len(_Fhir.seen) - before == 1

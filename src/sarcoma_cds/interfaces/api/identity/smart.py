@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -61,7 +63,40 @@ def _rid(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 
 
+#: A FHIR server's SMART configuration is read once per this many seconds; after a failure,
+#: launches are refused from memory for :data:`SMART_RETRY_S`. ``/smart/launch`` is public: an
+#: anonymous flood of launches must neither hammer the EHR nor hold the worker threads.
+SMART_TTL_S = 300.0
+SMART_RETRY_S = 10.0
+_smart_lock = threading.Lock()
+_smart_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}  # iss: (when, meta or failed)
+_smart_reading: set[str] = set()
+
+
 def smart_configuration(iss: str, timeout: float) -> dict[str, Any]:
+    """The FHIR server's SMART configuration, cached (see :data:`SMART_TTL_S`). While one
+    request reads it, the others are refused at once (single flight, no thread waits)."""
+    now = time.monotonic()
+    with _smart_lock:
+        at, cached = _smart_cache.get(iss, (0.0, None))
+        if cached is not None and now - at < SMART_TTL_S:
+            return cached
+        if cached is None and at and now - at < SMART_RETRY_S:
+            raise OidcError("SMART configuration not readable (a recent attempt failed)")
+        if iss in _smart_reading:
+            raise OidcError("SMART configuration being read by another request")
+        _smart_reading.add(iss)
+    meta: dict[str, Any] | None = None
+    try:
+        meta = _read_smart_configuration(iss, timeout)
+        return meta
+    finally:
+        with _smart_lock:
+            _smart_reading.discard(iss)
+            _smart_cache[iss] = (time.monotonic(), meta)
+
+
+def _read_smart_configuration(iss: str, timeout: float) -> dict[str, Any]:
     """The FHIR server's SMART configuration (its authorization and token endpoints)."""
     url = iss.rstrip("/") + "/.well-known/smart-configuration"
     try:
