@@ -129,3 +129,31 @@ def test_anonymous_launches_do_not_each_fetch_the_smart_configuration(
             r = c.get("/smart/launch", params={"iss": other}, follow_redirects=False)
             assert r.status_code == 503
     assert len(_Fhir.seen) - before == 1
+
+
+def test_sign_in_starts_do_not_each_retry_a_failed_discovery(tmp_path: Path) -> None:
+    """``/login`` is public. While the provider's discovery fails (down, or answering errors),
+    every sign-in start retried it in a worker thread, one after the other under a lock: a
+    flood of ``/login`` held the threads every synchronous route shares and hammered the
+    provider. A failed discovery is now not retried for a few seconds."""
+    from tests.security.fhir_servers import recorder
+
+    with recorder(prefix="/idp") as idp:  # answers 404 to everything: discovery fails
+        settings = oidc_settings_for(tmp_path, idp.base + "/idp")
+        with make_client(settings) as c:
+            for _ in range(30):
+                r = c.get("/login", follow_redirects=False)
+                assert r.status_code == 503, r.status_code
+        assert len(idp.hits) == 1, len(idp.hits)
+
+
+def oidc_settings_for(tmp_path: Path, issuer: str) -> object:
+    from sarcoma_cds.interfaces.api.settings import Settings
+    from tests.conftest_service import TEST_HOSTS
+
+    s = Settings.from_env({"SARCOMA_CDS_OIDC_ISSUER": issuer,
+                           "SARCOMA_CDS_OIDC_CLIENT_ID": "sarcoma-cds",
+                           "SARCOMA_CDS_OIDC_ALLOWED": "*",
+                           "SARCOMA_CDS_DATA_DIR": str(tmp_path / "data")})
+    s.allowed_hosts = TEST_HOSTS
+    return s
