@@ -68,11 +68,35 @@ const configuration = {
   },
   async findAccount(ctx, id) {
     const user = USERS[id] || { name: id, email: `${id}@example.org`, groups: [] };
+    // a login name unverified-<x> claims the e-mail <x>@example.org without having verified
+    // it (no email_verified claim, as some providers send), e.g. unverified-alice
+    // a login name handle-<x> is an account whose provider-assigned subject is sub-<x> and
+    // whose self-chosen user name (preferred_username) is <x>
+    if (id.startsWith('handle-')) {
+      const handle = id.slice('handle-'.length);
+      return {
+        accountId: id,
+        async claims() {
+          return { sub: `sub-${handle}`, preferred_username: handle, name: handle, groups: [] };
+        },
+      };
+    }
+    if (id.startsWith('unverified-')) {
+      const claimed = `${id.slice('unverified-'.length)}@example.org`;
+      return {
+        accountId: id,
+        async claims() {
+          return { sub: id, preferred_username: id, name: id, email: claimed, groups: [] };
+        },
+      };
+    }
     return {
       accountId: id,
       async claims() {
         return {
-          sub: id, preferred_username: id, email_verified: true, fhirUser: `Practitioner/${id}`, ...user,
+          sub: id, preferred_username: id, email_verified: true,
+          // a login name patient-<x> is a patient at the EHR's portal (standalone launch)
+          fhirUser: id.startsWith('patient-') ? `Patient/${id}` : `Practitioner/${id}`, ...user,
         };
       },
     };

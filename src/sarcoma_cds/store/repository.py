@@ -164,12 +164,14 @@ def record_dict(r: AuditRecord, *, with_recommendation: bool = False,
 def feedback_dict(f: Feedback, cipher: DataCipher | None = None) -> dict[str, Any]:
     unreadable: list[str] = []
     note = _opened(cipher, f.note, True, "note", unreadable)
+    reason = _opened(cipher, f.override_reason, False, "override_reason", unreadable)
+    accepted = _opened(cipher, f.accepted_suggestions, False, "accepted_suggestions", unreadable)
     d = {
         "id": f.id, "created_at": _utc(f.created_at).isoformat(),
         "kind": f.kind, "audit_id": f.audit_id, "service_id": f.service_id,
         "card_uuid": f.card_uuid, "outcome": f.outcome,
         "outcome_at": _utc(f.outcome_at).isoformat() if f.outcome_at else None,
-        "override_reason": f.override_reason, "accepted_suggestions": f.accepted_suggestions,
+        "override_reason": reason, "accepted_suggestions": accepted,
         "treatment": f.treatment, "note": note, "caller": f.caller,
     }
     if unreadable:
@@ -343,8 +345,14 @@ class AuditStore:
         id."""
         fid = str(uuid.uuid4())
         note = _safe_text(note) if note is not None else None
+        reason: Any = _safe_json(override_reason)
+        accepted: Any = _safe_json(accepted_suggestions)
         if self.cipher is not None:  # a clinician's rationale may name the patient
             note = self.cipher.seal_text(note)
+            # (so may the override reason's free-text userComment: the web decision form puts
+            # its rationale there too, and an EHR sends whatever the clinician typed)
+            reason = self.cipher.seal_json(override_reason)
+            accepted = self.cipher.seal_json(accepted_suggestions)  # (free-form from the EHR)
         with self.sessions.begin() as s:
             if audit_id is None and card_uuid is not None:
                 card = s.get(CdsCard, card_uuid)
@@ -352,8 +360,8 @@ class AuditStore:
             s.add(Feedback(
                 id=fid, created_at=_now(), kind=kind, audit_id=audit_id, service_id=service_id,
                 card_uuid=card_uuid, outcome=_safe_text(outcome[:40]), outcome_at=outcome_at,
-                override_reason=_safe_json(override_reason),
-                accepted_suggestions=_safe_json(accepted_suggestions),
+                override_reason=reason,
+                accepted_suggestions=accepted,
                 treatment=_safe_text(treatment[:120]) if treatment else None, note=note,
                 caller=_safe_text(caller[:200]),
             ))
@@ -503,6 +511,8 @@ class AuditStore:
                                        .order_by(Feedback.seq).limit(batch)))
                 for f in notes:
                     f.note = cipher.reseal_text(f.note)
+                    f.override_reason = cipher.reseal_json(f.override_reason)
+                    f.accepted_suggestions = cipher.reseal_json(f.accepted_suggestions)
             if not notes:
                 break
             after, n = notes[-1].seq, n + len(notes)

@@ -23,6 +23,10 @@ from sarcoma_cds.store.models import WebSession
 TOUCH_EVERY_S = 60
 
 
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
 def token_hash(token: str) -> str:
     """The stored form of a session token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -61,8 +65,11 @@ class WebSessionStore:
         now = datetime.now(UTC)
         with self.sessions.begin() as s:
             s.execute(delete(WebSession).where(WebSession.expires_at < now))
-            s.add(WebSession(id_hash=token_hash(token), kind=kind[:20], subject=subject[:300],
-                             display_name=display_name[:200], roles=sorted(roles),
+            # (names come from the identity provider or the EHR: NUL, which PostgreSQL text
+            # refuses, becomes U+FFFD instead of failing the sign-in with a 500)
+            s.add(WebSession(id_hash=token_hash(token), kind=kind[:20],
+                             subject=_no_nul(subject[:300]),
+                             display_name=_no_nul(display_name[:200]), roles=sorted(roles),
                              created_at=now, expires_at=now + lifetime, last_seen_at=now,
                              context=context))
         return token

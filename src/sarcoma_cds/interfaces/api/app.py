@@ -254,4 +254,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     hardening.install(app, settings)  # host allow-list, origin check, CSRF, security headers
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        path_limits=getattr(app.state, "body_limits", None))
+    # the Host and body-size refusals are made outside the hardening layer: headers for them
+    app.add_middleware(hardening.RefusalHeaders, frame_ancestors=settings.frame_ancestors)
     return app

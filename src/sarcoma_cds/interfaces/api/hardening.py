@@ -10,14 +10,15 @@
 
   - an unsafe request (POST, PUT, PATCH, DELETE) whose ``Origin`` (or, absent, ``Referer``)
     names another origin is refused 403, on every route, unless it carries an
-    ``Authorization`` header (API keys and CDS Hooks JWTs are not ambient credentials: a
-    browser cannot add them to a cross-site request);
+    ``Authorization: Bearer`` header (API keys and CDS Hooks JWTs are not ambient credentials:
+    a browser cannot add them to a cross-site request; ``Basic`` and ``Negotiate`` are, a
+    browser sends them by itself);
   - CSRF tokens: every browser gets a random per-browser cookie; a form's token is the
     HMAC-SHA256 of that cookie under the server's signing secret (``secret_key.py``), rendered
     by the ``csrf_field()`` template global; every unsafe form post (urlencoded or multipart)
-    without ``Authorization`` must carry it (field ``csrf_token`` or header ``X-CSRF-Token``),
-    else a 403 page says the form expired. It does not depend on sign-in, so it works with or
-    without a session;
+    without ``Authorization: Bearer`` must carry it (field ``csrf_token`` or header
+    ``X-CSRF-Token``), else a 403 page says the form expired. It does not depend on sign-in,
+    so it works with or without a session;
   - response headers: a Content-Security-Policy with a per-request script nonce (no inline
     script runs otherwise) and ``frame-ancestors`` (``SARCOMA_CDS_FRAME_ANCESTORS``, default
     ``'none'``), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin``,
@@ -62,9 +63,10 @@ CSRF_HEADER = "x-csrf-token"
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 #: Responses that never carry patient data (static files, the algorithm, the API's own
-#: documents) may be cached; every other response gets ``Cache-Control: no-store``.
+#: documents) may be cached; every other response gets ``Cache-Control: no-store``. (Not the
+#: home page: it lists the recent saved cases by label to a user who may see them.)
 CACHEABLE_PATHS = frozenset({
-    "/", "/search", "/favicon.ico", "/openapi.json", "/version", "/api", "/api/docs",
+    "/search", "/favicon.ico", "/openapi.json", "/version", "/api", "/api/docs",
     "/api/redoc", "/groups", "/cds-services",
 })
 CACHEABLE_PREFIXES = ("/static/", "/api/docs-static/", "/groups/", "/ui/groups")
@@ -153,6 +155,9 @@ class HardeningMiddleware:
         # request-context middleware makes the id, and echoed as X-Client-Request-ID
         client_rid = _take_client_request_id(scope)
         headers = Headers(scope=scope)
+        if _remote_peer_in_local_mode(scope):
+            await self._local_only(headers)(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         nonce = secrets.token_urlsafe(16)
         state["csp_nonce"] = nonce
@@ -164,7 +169,7 @@ class HardeningMiddleware:
         path = scope.get("path", "")
         wrapped = self._sender(send, path, nonce, new_cookie, client_rid)
 
-        if (scope.get("method", "GET") not in SAFE_METHODS and "authorization" not in headers
+        if (scope.get("method", "GET") not in SAFE_METHODS and not _bearer(headers)
                 and path not in _exempt_paths(scope)):
             if not self._same_origin(scope, headers):
                 await self._cross_origin(headers)(scope, receive, wrapped)
@@ -208,6 +213,14 @@ class HardeningMiddleware:
                        "service's own page (API clients: send the body as application/json, or "
                        "an Authorization header)", request_id=rid, headers={"X-Request-ID": rid})
 
+    def _local_only(self, headers: Headers) -> Response:
+        rid = uuid.uuid4().hex
+        detail = ("this server runs for its local user only (no sign-in and no API keys are "
+                  "configured): it answers requests from this computer only")
+        h = {"X-Request-ID": rid, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+             "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
+        return problem(403, detail, request_id=rid, headers=h)
+
     def _cross_origin(self, headers: Headers) -> Response:
         rid = uuid.uuid4().hex
         if "text/html" in headers.get("accept", ""):
@@ -250,6 +263,68 @@ class HardeningMiddleware:
             h["Cross-Origin-Resource-Policy"] = "same-origin"
         if self.https:
             h["Strict-Transport-Security"] = "max-age=31536000"
+
+
+def _bearer(headers: Headers) -> bool:
+    """The request carries a bearer credential (an API key, a CDS Hooks JWT): a browser never
+    adds one by itself, so it is no ambient credential. Other schemes are: a browser sends
+    ``Basic`` or ``Negotiate`` to a site (a reverse proxy's sign-in) with every request,
+    cross-site form posts included, so they do not skip the Origin and CSRF checks."""
+    scheme = headers.get("authorization", "").strip().partition(" ")[0]
+    return scheme.lower() == "bearer"
+
+
+class RefusalHeaders:
+    """The security headers on answers made outside :class:`HardeningMiddleware` (the Host
+    refusal, the body-size refusal): outermost, it adds them to a response that has none
+    (no ``X-Content-Type-Options``), and leaves every other response as it is."""
+
+    def __init__(self, app: Any, frame_ancestors: str = "'none'") -> None:
+        self.app = app
+        self.frame_ancestors = frame_ancestors.strip() or "'none'"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                if "x-content-type-options" not in h:
+                    h["Content-Security-Policy"] = (
+                        f"default-src 'none'; frame-ancestors {self.frame_ancestors}")
+                    if self.frame_ancestors == "'none'":
+                        h["X-Frame-Options"] = "DENY"
+                    h["X-Content-Type-Options"] = "nosniff"
+                    h["Referrer-Policy"] = "same-origin"
+                    h["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def _remote_peer_in_local_mode(scope: dict[str, Any]) -> bool:
+    """The app runs in local mode (no sign-in, no API keys: every request is the local user)
+    and the peer is not this computer. ``serve`` binds 127.0.0.1 then, but the ASGI app run by
+    another server (uvicorn or gunicorn on 0.0.0.0) would be open to the network: the Host
+    allow-list checks a header the attacker writes. A peer that is not an IP address (a test
+    client, a Unix socket) is not refused."""
+    import ipaddress
+
+    state = getattr(scope.get("app"), "state", None)
+    identity = getattr(state, "identity", None)
+    if identity is None or getattr(identity, "mode", None) != "local":
+        return False
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        ip = ipaddress.ip_address(str(client[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return not (ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _exempt_paths(scope: dict[str, Any]) -> Any:

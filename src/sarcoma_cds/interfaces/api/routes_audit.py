@@ -23,7 +23,12 @@ class AuditPage:
     interface: str | None
 
 
-def _page(limit: int = Query(50, ge=1, le=500), after: int = Query(0, ge=0),
+#: Largest ``after``: the sequence column is a 32-bit integer on PostgreSQL (and SQLite takes
+#: no integer over 64 bits); a larger cursor was a 500 before, it is now a 422.
+MAX_SEQ = 2**31 - 1
+
+
+def _page(limit: int = Query(50, ge=1, le=500), after: int = Query(0, ge=0, le=MAX_SEQ),
           interface: str | None = Query(None, max_length=20)) -> AuditPage:
     return AuditPage(limit, after, interface)
 

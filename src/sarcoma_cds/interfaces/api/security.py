@@ -90,17 +90,23 @@ def load_api_key_roles(path: Path | None) -> dict[str, frozenset[str]]:
 
     if path is None:
         return {}
+    from sarcoma_cds.interfaces.api.identity.principal import LEGACY_KEY_ROLES
+
     out: dict[str, frozenset[str]] = {}
+    seen: dict[str, frozenset[str]] = {}  # every line's roles, a line without them: legacy
     for _, name, roles in _key_lines(path):
-        if roles is None:
-            continue
         try:
-            parsed = parse_roles(roles, f"{path}: key {name!r}")
+            parsed = (LEGACY_KEY_ROLES if roles is None
+                      else parse_roles(roles, f"{path}: key {name!r}"))
         except UnknownRole as e:
             raise ValueError(str(e)) from None
-        if out.get(name, parsed) != parsed:
+        # roles go by name: a line without roles= sharing a name with a roles= line would get
+        # that line's roles (an admin's, say), so any difference stops the start
+        if seen.get(name, parsed) != parsed:
             raise ValueError(f"{path}: key {name!r} is listed twice with different roles")
-        out[name] = parsed
+        seen[name] = parsed
+        if roles is not None:
+            out[name] = parsed
     return out
 
 

@@ -7,6 +7,7 @@ commands so the core CLI starts fast.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -74,10 +75,11 @@ def serve(
     if (
         settings.api_keys_file is not None
     ):  # an unreadable or empty key file stops the start (fail closed)
-        from sarcoma_cds.interfaces.api.security import load_api_keys
+        from sarcoma_cds.interfaces.api.security import load_api_key_roles, load_api_keys
 
         try:
             load_api_keys(settings.api_keys_file)
+            load_api_key_roles(settings.api_keys_file)  # unknown or conflicting roles too
         except ValueError as e:
             sys.stderr.write(f"error: {e}\n")
             raise typer.Exit(2) from None
@@ -284,7 +286,11 @@ def audit_export(
         if out is None:
             n = store.export(sys.stdout, format.value)
         else:
-            with out.open("w", encoding="utf-8", newline="") as fh:
+            # decrypted patient data: the file is the owner's only, like the database (an
+            # existing file keeps its name but loses any wider mode)
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 n = store.export(fh, format.value)
     finally:
         store.close()

@@ -33,6 +33,9 @@ ID_TOKEN_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", 
                  "ES512", "EdDSA")
 STATE_MAX_AGE_S = 600  # a sign-in must finish within ten minutes
 METADATA_TTL_S = 3600.0
+#: After a failed discovery, sign-in starts are refused from memory for this many seconds
+#: (``/login`` is public: a flood must neither hammer the provider nor hold worker threads).
+METADATA_RETRY_S = 10.0
 LEEWAY_S = 30
 SCOPES = "openid profile email"
 
@@ -101,8 +104,10 @@ class Policy:
         ids: set[str] = {str(claims.get("sub") or "")}
         for k in ("preferred_username", "email"):
             v = claims.get(k)
+            # an e-mail admits only when the provider says it was verified: several omit
+            # email_verified for addresses a user typed in ("nOAuth")
             if isinstance(v, str) and v and not (k == "email"
-                                                  and claims.get("email_verified") is False):
+                                                  and claims.get("email_verified") is not True):
                 ids.add(v)
         groups = self.groups(claims)
         ids.discard("")
@@ -132,6 +137,7 @@ class OidcClient:
     timeout_s: float = 5.0
     _meta: dict[str, Any] | None = None
     _meta_at: float = 0.0
+    _meta_failed_at: float = 0.0
     _jwks: jwt.PyJWKSet | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -149,20 +155,31 @@ class OidcClient:
         with self._lock:
             if self._meta is not None and time.monotonic() - self._meta_at < METADATA_TTL_S:
                 return self._meta
-            url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            if (self._meta_failed_at
+                    and time.monotonic() - self._meta_failed_at < METADATA_RETRY_S):
+                raise OidcError("discovery at the issuer failed a moment ago")
             try:
-                r = httpx.get(url, timeout=self.timeout_s)
-                r.raise_for_status()
-                meta = r.json()
-            except (httpx.HTTPError, ValueError) as e:
-                raise OidcError(f"discovery at the issuer failed: {type(e).__name__}") from None
-            if not isinstance(meta, dict) or meta.get("issuer") != self.issuer:
-                raise OidcError("the discovery document names another issuer")
-            for k in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-                if not isinstance(meta.get(k), str):
-                    raise OidcError(f"the discovery document has no {k}")
-            self._meta, self._meta_at = meta, time.monotonic()
+                meta = self._discover()
+            except OidcError:
+                self._meta_failed_at = time.monotonic()
+                raise
+            self._meta, self._meta_at, self._meta_failed_at = meta, time.monotonic(), 0.0
             return meta
+
+    def _discover(self) -> dict[str, Any]:
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            r = httpx.get(url, timeout=self.timeout_s)
+            r.raise_for_status()
+            meta = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise OidcError(f"discovery at the issuer failed: {type(e).__name__}") from None
+        if not isinstance(meta, dict) or meta.get("issuer") != self.issuer:
+            raise OidcError("the discovery document names another issuer")
+        for k in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+            if not isinstance(meta.get(k), str):
+                raise OidcError(f"the discovery document has no {k}")
+        return meta
 
     def authorize_url(self, redirect_uri: str, state: str, nonce: str, challenge: str) -> str:
         meta = self.metadata()

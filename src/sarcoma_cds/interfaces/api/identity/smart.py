@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -53,6 +55,10 @@ SCOPES = "openid fhirUser patient/*.rs"
 #: A user the EHR launched the app for (the EHR authenticated them and opened this patient).
 SMART_ROLES = expand({VIEWER, CLINICIAN})
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: The launching users who get a session: practitioners. A standalone launch is also how a
+#: patient (``fhirUser`` = ``Patient/...``) or a relative opens an app from the EHR's portal,
+#: and a session has the clinician role over every saved case, not only the launch's patient.
+_CLINICAL_USER = re.compile(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}")
 FAILED = ("The launch from the EHR did not succeed. Open the app from the EHR again; if it "
           "fails again, quote the time to the service's administrator.")
 
@@ -61,7 +67,40 @@ def _rid(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 
 
+#: A FHIR server's SMART configuration is read once per this many seconds; after a failure,
+#: launches are refused from memory for :data:`SMART_RETRY_S`. ``/smart/launch`` is public: an
+#: anonymous flood of launches must neither hammer the EHR nor hold the worker threads.
+SMART_TTL_S = 300.0
+SMART_RETRY_S = 10.0
+_smart_lock = threading.Lock()
+_smart_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}  # iss: (when, meta or failed)
+_smart_reading: set[str] = set()
+
+
 def smart_configuration(iss: str, timeout: float) -> dict[str, Any]:
+    """The FHIR server's SMART configuration, cached (see :data:`SMART_TTL_S`). While one
+    request reads it, the others are refused at once (single flight, no thread waits)."""
+    now = time.monotonic()
+    with _smart_lock:
+        at, cached = _smart_cache.get(iss, (0.0, None))
+        if cached is not None and now - at < SMART_TTL_S:
+            return cached
+        if cached is None and at and now - at < SMART_RETRY_S:
+            raise OidcError("SMART configuration not readable (a recent attempt failed)")
+        if iss in _smart_reading:
+            raise OidcError("SMART configuration being read by another request")
+        _smart_reading.add(iss)
+    meta: dict[str, Any] | None = None
+    try:
+        meta = _read_smart_configuration(iss, timeout)
+        return meta
+    finally:
+        with _smart_lock:
+            _smart_reading.discard(iss)
+            _smart_cache[iss] = (time.monotonic(), meta)
+
+
+def _read_smart_configuration(iss: str, timeout: float) -> dict[str, Any]:
     """The FHIR server's SMART configuration (its authorization and token endpoints)."""
     url = iss.rstrip("/") + "/.well-known/smart-configuration"
     try:
@@ -160,6 +199,15 @@ def smart_callback(request: Request, code: str = "", state: str = "",
     merged = {**info, **claims}
     fhir_user = merged.get("fhirUser")
     user = str(fhir_user) if isinstance(fhir_user, str) and fhir_user else f"sub:{claims['sub']}"
+    base = fhir.rstrip("/") + "/"
+    if not _CLINICAL_USER.fullmatch(user[len(base):] if user.startswith(base) else user):
+        log.warning("request_id=%s SMART launch refused: the user is not a practitioner",
+                    _rid(request))
+        resp = _page(request, 403, "Not allowed",
+                     "This app is for clinicians: the EHR did not sign you in as a practitioner "
+                     "(Practitioner or PractitionerRole), so no session was opened.")
+        ident.clear_cookie(resp, ident.smart_cookie)
+        return resp
     name = str(merged.get("name") or _fhir_user_name(fhir, user, access, timeout)
                or merged.get("preferred_username") or user)[:200]
     old = request.cookies.get(ident.session_cookie)
