@@ -84,11 +84,6 @@ def test_an_unverified_email_does_not_admit_its_claimant(tmp_path: Path,
 
 # ------------------------------------------------------------------ admission by user name
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SARCOMA_CDS_OIDC_ALLOWED matches subjects, user names, e-mails and groups in one "
-    "namespace: a self-chosen preferred_username equal to an allowed group's name admits its "
-    "holder as a viewer. Fixing it changes the documented setting (typed entries such as "
-    "group:<name>, or no admission by preferred_username): left to the identity owner."))
 def test_a_user_name_equal_to_an_allowed_group_does_not_admit(tmp_path: Path,
                                                               oidc: Provider) -> None:
     """The allow-list names the group ``sarcoma-viewers``. An account whose user name (a

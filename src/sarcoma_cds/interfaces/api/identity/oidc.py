@@ -100,18 +100,28 @@ class Policy:
         return []
 
     def admit(self, claims: Mapping[str, Any]) -> frozenset[str] | None:
-        """The roles of the user these claims describe, or None when the user is not allowed."""
-        ids: set[str] = {str(claims.get("sub") or "")}
-        for k in ("preferred_username", "email"):
-            v = claims.get(k)
-            # an e-mail admits only when the provider says it was verified: several omit
-            # email_verified for addresses a user typed in ("nOAuth")
-            if isinstance(v, str) and v and not (k == "email"
-                                                  and claims.get("email_verified") is not True):
-                ids.add(v)
+        """The roles of the user these claims describe, or None when the user is not allowed.
+
+        An entry of ``SARCOMA_CDS_OIDC_ALLOWED`` may be typed (``sub:``, ``email:``, ``group:``,
+        ``user:``); an untyped entry matches the subject, a verified e-mail or a group, never the
+        user name: ``preferred_username`` is chosen by the user and not unique (OpenID Connect
+        Core 5.1), so an account named like an allowed group must not get in. ``user:<name>``
+        admits by user name for providers whose user names are assigned and unique."""
+        typed: set[str] = set()
+        sub = str(claims.get("sub") or "")
+        if sub:
+            typed |= {sub, "sub:" + sub}
+        email = claims.get("email")
+        # an e-mail admits only when the provider says it was verified: several omit
+        # email_verified for addresses a user typed in ("nOAuth")
+        if isinstance(email, str) and email and claims.get("email_verified") is True:
+            typed |= {email, "email:" + email}
+        user = claims.get("preferred_username")
+        if isinstance(user, str) and user:
+            typed.add("user:" + user)
         groups = self.groups(claims)
-        ids.discard("")
-        if "*" not in self.allowed and not (self.allowed & (ids | set(groups))):
+        typed |= set(groups) | {"group:" + g for g in groups}
+        if "*" not in self.allowed and not (self.allowed & typed):
             return None
         roles: set[str] = {VIEWER}
         for g in groups:
