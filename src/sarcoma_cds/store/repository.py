@@ -491,32 +491,33 @@ class AuditStore:
         if self.cipher is None:
             raise DataKeyError("rekey needs the data keys (SARCOMA_CDS_DATA_KEYS)")
         cipher = self.cipher
-        n = 0
-        after = 0
+
+        def record(r: AuditRecord) -> None:
+            r.raw_facts = cipher.reseal_json(r.raw_facts)
+            r.recommendation = cipher.reseal_json(r.recommendation)
+            r.label = cipher.reseal_text(r.label)
+
+        def feedback(f: Feedback) -> None:
+            f.note = cipher.reseal_text(f.note)
+            f.override_reason = cipher.reseal_json(f.override_reason)
+            f.accepted_suggestions = cipher.reseal_json(f.accepted_suggestions)
+
+        return self._rewrite_all(AuditRecord, record, batch) + self._rewrite_all(
+            Feedback, feedback, batch)
+
+    def _rewrite_all(self, model: Any, rewrite: Any, batch: int) -> int:
+        """Apply ``rewrite`` to every row of ``model`` in ``seq`` order, one transaction per
+        batch (a crash leaves every row either old or new, both readable); returns the rows."""
+        n = after = 0
         while True:
             with self.sessions.begin() as s:
-                rows = list(s.scalars(select(AuditRecord).where(AuditRecord.seq > after)
-                                      .order_by(AuditRecord.seq).limit(batch)))
-                for r in rows:
-                    r.raw_facts = cipher.reseal_json(r.raw_facts)
-                    r.recommendation = cipher.reseal_json(r.recommendation)
-                    r.label = cipher.reseal_text(r.label)
+                rows = list(s.scalars(select(model).where(model.seq > after)
+                                      .order_by(model.seq).limit(batch)))
+                for row in rows:
+                    rewrite(row)
             if not rows:
-                break
+                return n
             after, n = rows[-1].seq, n + len(rows)
-        after = 0
-        while True:
-            with self.sessions.begin() as s:
-                notes = list(s.scalars(select(Feedback).where(Feedback.seq > after)
-                                       .order_by(Feedback.seq).limit(batch)))
-                for f in notes:
-                    f.note = cipher.reseal_text(f.note)
-                    f.override_reason = cipher.reseal_json(f.override_reason)
-                    f.accepted_suggestions = cipher.reseal_json(f.accepted_suggestions)
-            if not notes:
-                break
-            after, n = notes[-1].seq, n + len(notes)
-        return n
 
     # ------------------------------------------------------------------ export
     def export(self, out: TextIO, fmt: str = "jsonl") -> int:
