@@ -140,6 +140,11 @@ def _opened(cipher: DataCipher | None, value: Any, text: bool, field: str,
         return None
 
 
+def _jti_digest(jti: str) -> str:
+    """How a JWT id is stored: its SHA-256, never the id truncated."""
+    return "sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def record_dict(r: AuditRecord, *, with_recommendation: bool = False,
                 cipher: DataCipher | None = None) -> dict[str, Any]:
     """An audit row as a dict, its encrypted fields decrypted; ``unreadable`` lists the fields
@@ -284,7 +289,26 @@ class AuditStore:
     def submit_record_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                             service_id: str | None = None) -> asyncio.Future[str]:
         """:meth:`submit_record` for a coroutine, on the event loop (``await`` the result)."""
-        return self.writer.submit_async(row, card_uuids, service_id)
+        fut: asyncio.Future[str] = self.writer.submit_async(row, card_uuids, service_id)
+        return fut
+
+    def submit_record_once_async(self, row: AuditRecord, card_uuids: Sequence[str],
+                                 service_id: str | None, jti: tuple[str, str, datetime],
+                                 ) -> asyncio.Future[str | None]:
+        """A CDS call's JWT id and its audit row (with its cards) in one group commit: the token
+        id (``(iss, jti, expires_at)``, stored as :meth:`remember_jti` stores it) is inserted
+        first and the row only when the id is new. The future gives the row's id, or None for
+        a replayed token (nothing of the row is written); it raises
+        :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` when the transaction failed."""
+        iss, value, expires_at = jti
+        fut: asyncio.Future[str | None] = self.writer.submit_async(
+            row, card_uuids, service_id, jti=(iss, _jti_digest(value), expires_at))
+        return fut
+
+    def remember_jti_async(self, iss: str, jti: str,
+                           expires_at: datetime) -> asyncio.Future[bool]:
+        """:meth:`remember_jti` for a coroutine, on the event loop (``await`` the result)."""
+        return self.writer.remember_jti_async(iss, _jti_digest(jti), expires_at)
 
     def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                      service_id: str | None = None) -> str:
@@ -373,8 +397,7 @@ class AuditStore:
         The id is stored as its SHA-256 (hex), never truncated: two long ids that share their
         first characters are two tokens (issue 12). It goes in the next group commit (no fsync
         of its own; expired ids purged once a minute; issue 13)."""
-        digest = "sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.writer.remember_jti(iss, digest, expires_at)
+        return self.writer.remember_jti(iss, _jti_digest(jti), expires_at)
 
     def claim_rate(self, key: str, window_start: datetime, wanted: int, limit: int) -> int:
         """Claim up to ``wanted`` requests of ``key``'s allowance (``limit`` per window starting

@@ -300,9 +300,14 @@ class JwtVerifier:
         return self._fetches.get(iss, 0)
 
     # ------------------------------------------------------------------ tokens
-    async def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+    async def verify(self, authorization: str | None, audience: str, *,
+                     replay_check: bool = True) -> dict[str, Any]:
         """Claims of a valid token, or raise :class:`AuthError` with the reason. The key lookup
-        awaits (never blocks); the signature check and the replay store run in a worker thread."""
+        awaits (never blocks); the signature check and the replay store run in a worker thread.
+
+        ``replay_check=False``: everything but the ``jti`` replay store, which the caller must
+        then do itself with :func:`replay_key` before it answers (the CDS Hooks service call
+        stores the token id with its audit row, in one group commit: issue 13)."""
         if not authorization:
             raise AuthError("no Authorization header")
         scheme, _, token = authorization.partition(" ")
@@ -325,10 +330,11 @@ class JwtVerifier:
         key = await self._key(client, kid if isinstance(kid, str) else None, alg)
         if key is None:
             raise AuthError(f"no key of {iss} matches kid {kid!r}")
-        return await anyio.to_thread.run_sync(self._check, token, key, alg, audience, client)
+        return await anyio.to_thread.run_sync(self._check, token, key, alg, audience, client,
+                                              replay_check)
 
     def _check(self, token: str, key: PyJWK, alg: str, audience: str,
-               client: Client) -> dict[str, Any]:
+               client: Client, replay_check: bool = True) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key=key.key, algorithms=[alg], audience=audience, issuer=client.iss,
@@ -351,9 +357,16 @@ class JwtVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti missing")
-        if not self.remember_jti(client.iss, jti, datetime.fromtimestamp(exp + LEEWAY_S, UTC)):
+        if replay_check and not self.remember_jti(*replay_key(claims)):
             raise AuthError("jti replayed")
         return claims
+
+
+def replay_key(claims: dict[str, Any]) -> tuple[str, str, datetime]:
+    """``(iss, jti, expires_at)`` of verified claims: what the replay store keeps (until the
+    token has expired, leeway included)."""
+    return str(claims["iss"]), str(claims["jti"]), datetime.fromtimestamp(
+        float(claims["exp"]) + LEEWAY_S, UTC)
 
 
 def _pick(client: Client, kid: str | None, alg: str) -> PyJWK | None:
