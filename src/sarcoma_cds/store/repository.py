@@ -11,6 +11,7 @@ before (``sha256:``, in the clear).
 from __future__ import annotations
 
 import asyncio
+import copy
 import csv
 import hashlib
 import io
@@ -249,6 +250,7 @@ class AuditStore:
         saved: bool = False,
         label: str | None = None,
         audit_id: str | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> AuditRecord:
         """The audit row for one served recommendation (not yet written). Kept apart from the
         write so that the privacy of the row (digest, stored facts) and the way rows are written
@@ -257,14 +259,31 @@ class AuditStore:
         With a cipher the digest is keyed and the facts, label and recommendation encrypted.
         ``request_id`` is the server's id of the request (never the client's own, which a client
         could reuse to blur the trail). ``audit_id``: an id chosen beforehand (CDS cards link to
-        it before the record is written with them); a new UUID otherwise."""
+        it before the record is written with them); a new UUID otherwise.
+
+        ``memo``: a dict kept with ``rec`` and ``facts`` (the service's render cache keeps one
+        per distinct facts): the parts of the row that depend on them only (the digest, the
+        statuses and the recommendation, encrypted) are computed once per cipher and reused for
+        equal facts. A reused encrypted recommendation shows a reader of the database that two
+        rows hold the same recommendation for the same facts, which their equal digests show
+        already; each row's stored facts and label are encrypted afresh."""
         raw = _safe_json(canonical_facts(facts)) if (store_raw or saved) else None
         text = _safe_text(label[:200]) if label else None
+        parts = memo.get(self.cipher) if memo is not None else None
+        if parts is None:
+            sealed = None
+            if self.cipher is not None:  # (sealed, NUL is no concern: the JSON is encrypted
+                sealed = self.cipher.seal_json_bytes(  # whole)
+                    rec.__pydantic_serializer__.to_json(rec))
+            parts = (facts_digest(facts, self.cipher), statuses_summary(rec), sealed)
+            if memo is not None:
+                memo[self.cipher] = parts  # (keyed by the cipher itself: its keys)
+        digest, statuses, sealed = parts
         recommendation: Any
-        if self.cipher is not None:  # (sealed, NUL is no concern: the JSON is encrypted whole)
+        if self.cipher is not None:
             raw = self.cipher.seal_json(raw)
-            recommendation = self.cipher.seal_json_bytes(rec.__pydantic_serializer__.to_json(rec))
             text = self.cipher.seal_text(text)
+            recommendation = dict(sealed or {})
         else:
             recommendation = _safe_json(rec.model_dump(mode="json"))
         return AuditRecord(
@@ -272,10 +291,10 @@ class AuditStore:
             request_id=_safe_text(request_id[:64]),
             caller=_safe_text(caller[:200]), interface=interface[:20],
             kb_version=rec.guideline.version,
-            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts, self.cipher),
+            kb_hash=rec.guideline.content_hash, facts_digest=digest,
             raw_facts=raw,
             group_id=rec.patient_group.id if rec.patient_group else None,
-            out_of_scope=rec.out_of_scope is not None, statuses=statuses_summary(rec),
+            out_of_scope=rec.out_of_scope is not None, statuses=copy.deepcopy(statuses),
             recommendation=recommendation, saved=saved, label=text,
         )
 

@@ -61,8 +61,8 @@ async def cds_call(service_id: str, claims: CdsClaimsReplayPending, body: JsonBo
     try:
         cds_hooks.check_request(service_id, body)
         missing = cds_hooks.missing_prefetch(body)
-        if missing:  # no request to the client's FHIR server on a replayed token
-            await _token_once(request, store, jti)
+        if missing and body.get("fhirServer"):  # no request to the client's FHIR server on a
+            await _token_once(request, store, jti)  # replayed token: the token is spent first
             jti = None
         # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
         # only from a FHIR server on this client's allow-list (fhir_fetch)

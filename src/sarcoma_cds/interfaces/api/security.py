@@ -133,6 +133,10 @@ class Client:
     fetched_at: float = 0.0
     fhir_servers: tuple[ServerPrefix, ...] = ()
     fhir_without_token: bool = False
+    #: keys built from ``jwks`` (``_pick``), valid while ``jwks`` is the same object; only keys
+    #: found are kept (bounded by the JWK Set: forged kids add nothing)
+    _built: dict[tuple[str | None, str], PyJWK] = field(default_factory=dict, repr=False)
+    _built_from: dict[str, Any] | None = field(default=None, repr=False)
 
     def fhir_policy(self, allow_http: bool) -> FhirPolicy:
         """What the service may read on this client's behalf."""
@@ -370,7 +374,19 @@ def replay_key(claims: dict[str, Any]) -> tuple[str, str, datetime]:
 
 
 def _pick(client: Client, kid: str | None, alg: str) -> PyJWK | None:
-    """The client's cached key for ``kid`` usable with ``alg`` (never a symmetric key)."""
+    """The client's cached key for ``kid`` usable with ``alg`` (never a symmetric key), built
+    once per JWK Set (a new download starts afresh)."""
+    if client._built_from is not client.jwks:
+        client._built, client._built_from = {}, client.jwks
+    key = client._built.get((kid, alg))
+    if key is None:
+        key = _build_key(client, kid, alg)
+        if key is not None:
+            client._built[(kid, alg)] = key
+    return key
+
+
+def _build_key(client: Client, kid: str | None, alg: str) -> PyJWK | None:
     keys = [k for k in (client.jwks or {}).get("keys", []) if isinstance(k, dict)]
     cands = [k for k in keys if kid is None or k.get("kid") == kid]
     if kid is None and len(cands) > 1:
