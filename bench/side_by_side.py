@@ -64,6 +64,10 @@ def main() -> None:
     ap.add_argument("--base", default="2ce1066", help="the commit to compare against")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--pg", default=None, help="a loopback PostgreSQL URL for the PostgreSQL rows")
+    ap.add_argument("--pg-before", default=None,
+                    help="the PostgreSQL URL for the old code (its own database or schema, e.g. "
+                         "...?options=-csearch_path%%3Dbase: a schema migrated by newer code "
+                         "does not start older code); default: --pg")
     ap.add_argument("--only", default=None, help="comma-separated run names (rest32, cds32, ...)")
     a = ap.parse_args()
     runs = [("rest32", "REST x32, SQLite", ["--mode", "rest", "--concurrency", "32"]),
@@ -75,6 +79,7 @@ def main() -> None:
                   ["--mode", "rest", "--concurrency", "32", "--db-url", a.pg]),
                  ("pgcds32", "CDS x32, PostgreSQL",
                   ["--mode", "cds", "--concurrency", "32", "--db-url", a.pg])]
+    old_pg = a.pg_before or a.pg
     if a.only:
         wanted = set(a.only.split(","))
         runs = [r for r in runs if r[0] in wanted]
@@ -87,7 +92,8 @@ def main() -> None:
         print("|---|---|---|")
         for _, label, args in runs:
             args = [*args, "--seconds", str(a.seconds)]
-            before = _cell(_run(args, base_src))
+            old_args = [old_pg if x == a.pg else x for x in args]
+            before = _cell(_run(old_args, base_src))
             after = _cell(_run(args, None))
             print(f"| {label} | {before} | {after} |", flush=True)
 
