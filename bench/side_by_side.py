@@ -68,12 +68,19 @@ def main() -> None:
                     help="the PostgreSQL URL for the old code (its own database or schema, e.g. "
                          "...?options=-csearch_path%%3Dbase: a schema migrated by newer code "
                          "does not start older code); default: --pg")
-    ap.add_argument("--only", default=None, help="comma-separated run names (rest32, cds32, ...)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated run names (rest32, cds32, rest1, cds1, cds32w1, "
+                         "rest32w1, pgrest32, pgcds32)")
     a = ap.parse_args()
     runs = [("rest32", "REST x32, SQLite", ["--mode", "rest", "--concurrency", "32"]),
             ("cds32", "CDS patient-view x32, SQLite", ["--mode", "cds", "--concurrency", "32"]),
             ("rest1", "REST x1, SQLite", ["--mode", "rest", "--concurrency", "1"]),
-            ("cds1", "CDS x1, SQLite", ["--mode", "cds", "--concurrency", "1"])]
+            ("cds1", "CDS x1, SQLite", ["--mode", "cds", "--concurrency", "1"]),
+            # the old code has one process; the new one, run with one worker as well
+            ("cds32w1", "CDS x32, SQLite, after with 1 worker",
+             ["--mode", "cds", "--concurrency", "32", "+", "--workers", "1"]),
+            ("rest32w1", "REST x32, SQLite, after with 1 worker",
+             ["--mode", "rest", "--concurrency", "32", "+", "--workers", "1"])]
     if a.pg:
         runs += [("pgrest32", "REST x32, PostgreSQL",
                   ["--mode", "rest", "--concurrency", "32", "--db-url", a.pg]),
@@ -91,10 +98,11 @@ def main() -> None:
         print(f"| run | before ({a.base}) | after (this checkout) |")
         print("|---|---|---|")
         for _, label, args in runs:
-            args = [*args, "--seconds", str(a.seconds)]
+            extra = args[args.index("+") + 1:] if "+" in args else []  # (new code only)
+            args = [*(args[:args.index("+")] if extra else args), "--seconds", str(a.seconds)]
             old_args = [old_pg if x == a.pg else x for x in args]
             before = _cell(_run(old_args, base_src))
-            after = _cell(_run(args, None))
+            after = _cell(_run([*args, *extra], None))
             print(f"| {label} | {before} | {after} |", flush=True)
 
 
