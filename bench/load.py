@@ -138,6 +138,9 @@ def _serve(
     if args.db:
         env["DATABASE_URL"] = args.db
     env.pop("SARCOMA_CDS_API_KEYS", None)
+    # the per-client rate limit (600/min by default) would answer most of the load 429: off
+    # unless --rate-limit asks for it (its cost is then part of the figures)
+    env["SARCOMA_CDS_RATE_LIMIT"] = str(args.rate_limit)
     exe = Path(sys.executable).parent / "sarcoma-cds"
     cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
     if args.workers:
@@ -280,6 +283,8 @@ def main() -> None:
         "--kill-after", type=float, default=None, help="SIGKILL the server after this many seconds"
     )
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rate-limit", type=int, default=0,
+                    help="SARCOMA_CDS_RATE_LIMIT for the server (default 0: off)")
     args = ap.parse_args()
     if args.db and urlsplit(args.db).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("--db-url: loopback databases only (127.0.0.1, localhost)")

@@ -121,7 +121,7 @@ def _writer_is_committing(writer: GroupCommitWriter) -> bool:
     thread = writer._thread
     frame = sys._current_frames().get(thread.ident) if thread and thread.ident else None
     while frame is not None:
-        if frame.f_code.co_name == "write_batch":
+        if frame.f_code.co_name in ("write_batch", "_write"):  # (its transaction)
             return True
         frame = frame.f_back
     return False

@@ -55,3 +55,34 @@ def test_invalid_facts_are_refused_and_not_cached(service_app: Any) -> None:
     assert r.status_code == 422 and "size_cm" in r.text
     assert services._rendered.cache_info().currsize == before
     assert BASE_URL  # (the app answers on the test base URL)
+
+
+def test_the_row_parts_made_once_per_facts_stay_per_key(tmp_path: Path) -> None:
+    """The digest, statuses and encrypted recommendation of equal facts are made once (the
+    render cache's memo) and reused; another data key gets its own, and each row decrypts to
+    the recommendation with its own key; stored facts and labels are encrypted per row."""
+    from cryptography.fernet import Fernet
+
+    from sarcoma_cds.store import AuditStore
+    from sarcoma_cds.store.crypto import DataCipher
+
+    rec = recommend(FACTS)
+    memo: dict[Any, Any] = {}
+    stores = [AuditStore.open(f"sqlite:///{tmp_path / f'{i}.sqlite3'}",
+                              cipher=DataCipher([Fernet.generate_key()])) for i in range(2)]
+    try:
+        rows = [s.build_record(rec, FACTS, interface="rest", caller="c", request_id="r",
+                               memo=memo, saved=True, label="MDT")
+                for s in (stores[0], stores[0], stores[1])]
+        assert len(memo) == 2  # one entry per cipher
+        assert rows[0].facts_digest == rows[1].facts_digest != rows[2].facts_digest
+        assert rows[0].recommendation == rows[1].recommendation != rows[2].recommendation
+        assert rows[0].raw_facts != rows[1].raw_facts and rows[0].label != rows[1].label
+        for s, r in zip((stores[0], stores[0], stores[1]), rows, strict=True):
+            s.write_record(r)
+            got = s.get_record(r.id)
+            assert got is not None and got["label"] == "MDT"
+            assert got["recommendation"] == rec.model_dump(mode="json")
+    finally:
+        for s in stores:
+            s.close()

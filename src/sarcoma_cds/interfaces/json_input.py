@@ -19,6 +19,14 @@ from typing import Any
 #: The deepest nesting accepted (a FHIR Bundle nests about 10 levels).
 MAX_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: A parsed document can hold a lone surrogate only when its text has a ``\\uD800``-``\\uDFFF``
+#: escape (``\\ud`` / ``\\uD``) or is not ASCII and holds a surrogate itself; other texts need
+#: no walk of their strings (one that may hold one gets the full walk, which names where).
+
+
+def _maybe_surrogate(text: str) -> bool:
+    return ("\\ud" in text or "\\uD" in text
+            or (not text.isascii() and _SURROGATE.search(text) is not None))
 
 
 class DuplicateKeyError(ValueError):
@@ -71,8 +79,27 @@ def loads(text: str | bytes) -> Any:
         value = json.loads(text, object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise TooDeepError() from None
-    check(value)
+    if _maybe_surrogate(text):
+        check(value)
+    else:
+        _check_depth(value)  # (the same refusal as check's, without visiting the strings)
     return value
+
+
+def _check_depth(value: Any) -> None:
+    """:func:`check`'s depth rule alone, level by level over the containers only (issue 13:
+    the full walk builds a path for every value of every request)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        if depth >= MAX_DEPTH:
+            raise TooDeepError()
+        nested: list[Any] = []
+        for c in level:
+            nested += [x for x in (c.values() if isinstance(c, dict) else c)
+                       if isinstance(x, dict | list)]
+        level = nested
+        depth += 1
 
 
 def check(value: Any) -> None:

@@ -13,6 +13,11 @@ with ``ON CONFLICT DO NOTHING`` in the batch's transaction, so a token id is acc
 workers and replicas on one database, at the cost of no extra fsync per request. Expired ids
 are purged once a minute, in a batch.
 
+A CDS Hooks call hands its token id *and* its audit row over together (:meth:`submit_async`
+with ``jti``): the batch inserts the token ids first and then only the rows whose token id was
+new, so a call waits for one commit, not two in a row, and a replayed token leaves no audit
+record (its future gives None: the route answers 401, no cards).
+
 Guarantees:
 
 * A future is resolved with an id only after the commit of the transaction holding that row
@@ -136,19 +141,35 @@ class GroupCommitWriter:
         return fut
 
     def submit_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
-                     service_id: str | None = None) -> asyncio.Future[str]:
+                     service_id: str | None = None, *,
+                     jti: tuple[str, str, datetime] | None = None) -> asyncio.Future[Any]:
         """:meth:`submit` for a coroutine (call it on the event loop): the writer resolves the
-        futures of one loop in a batch with a single wake-up of that loop."""
+        futures of one loop in a batch with a single wake-up of that loop.
+
+        With ``jti`` (iss, token id, expires_at) the token id is stored in the same transaction,
+        before the row, and the row is written only when the id is new: the future gives the
+        row's id, or None for a replayed token id (then nothing of the row is written)."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[str] = loop.create_future()
-        self._put(_Pending(row, tuple(card_uuids), service_id, future=fut, loop=loop))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._put(_Pending(row, tuple(card_uuids), service_id, jti=_jti(jti), future=fut,
+                           loop=loop))
+        return fut
+
+    def remember_jti_async(self, iss: str, jti: str,
+                           expires_at: datetime) -> asyncio.Future[bool]:
+        """:meth:`remember_jti` for a coroutine: the future gives True the first time, False on
+        a replay."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._put(_Pending(None, (), None, jti=_jti((iss, jti, expires_at)), future=fut,
+                           loop=loop))
         return fut
 
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """Store a JWT id in the next batch and wait for its commit: True the first time it is
         seen, False on a replay. Raises :class:`AuditWriteFailed` when the batch failed."""
         fut: Future[bool] = Future()
-        self._put(_Pending(None, (), None, jti=(iss[:300], jti[:200], expires_at), future=fut))
+        self._put(_Pending(None, (), None, jti=_jti((iss, jti, expires_at)), future=fut))
         return bool(fut.result())
 
     def _put(self, item: _Pending) -> None:
@@ -199,9 +220,7 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._process_turn():
-                fresh = self.write_batch([(p.row, p.card_uuids, p.service_id) for p in batch
-                                          if p.row is not None],
-                                         [p.jti for p in batch if p.jti is not None])
+                outcomes_ok = self._write(batch)
         except Exception as e:  # the whole transaction is rolled back: fail exactly these
             log.error("audit group commit of %d records failed: %s", len(batch),
                       type(e).__name__)
@@ -214,9 +233,7 @@ class GroupCommitWriter:
             return
         self.batches += 1
         self.rows += len(batch)
-        answers = iter(fresh)
-        self._answer([(p, p.row.id if p.row is not None else next(answers), None)
-                      for p in batch])
+        self._answer([(p, value, None) for p, value in zip(batch, outcomes_ok, strict=True)])
 
     @staticmethod
     def _answer(outcomes: list[tuple[_Pending, Any, BaseException | None]]) -> None:
@@ -254,16 +271,20 @@ class GroupCommitWriter:
                     jtis: Sequence[tuple[str, str, datetime]] = ()) -> list[bool]:
         """Write rows with their cards, and JWT ids, in one transaction; returns after the
         commit, with True for each JWT id seen for the first time (False: a replay)."""
-        fresh: list[bool] = []
+        batch = [_Pending(row, uuids, sid) for row, uuids, sid in items]
+        batch += [_Pending(None, (), None, jti=_jti(j)) for j in jtis]
+        return [bool(v) for p, v in zip(batch, self._write(batch), strict=True)
+                if p.jti is not None]
+
+    def _write(self, batch: Sequence[_Pending]) -> list[Any]:
+        """One transaction for a batch: its JWT ids first (``ON CONFLICT DO NOTHING
+        RETURNING``), then the audit rows (and their cards) of the items without a JWT id or
+        whose id was new. Returns after the commit, for each item: its row's id, or None when
+        its JWT id was a replay (the row was not written); for an item with no row, True when
+        its JWT id was new, else False."""
+        fresh: list[bool | None] = [None] * len(batch)
         with self.sessions.begin() as s:
-            if items:  # one multi-row INSERT for the rows, then one for their cards
-                conn = s.connection()
-                conn.execute(insert(_AUDIT), [_values(r) for r, _, _ in items])
-                cards = [{"uuid": cu, "audit_id": row.id, "service_id": sid or "",
-                          "created_at": row.created_at}
-                         for row, uuids, sid in items for cu in uuids]
-                if cards:
-                    conn.execute(insert(_CARDS), cards)
+            jtis = [(i, p.jti) for i, p in enumerate(batch) if p.jti is not None]
             if jtis:
                 now = time.monotonic()
                 if now - self._purged_at > JTI_PURGE_EVERY_S:
@@ -272,14 +293,38 @@ class GroupCommitWriter:
                 conn = s.connection()
                 ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
                 first: dict[tuple[str, str], datetime] = {}
-                for iss, jti, exp in jtis:  # (one id twice in a batch: the second is a replay)
-                    first.setdefault((iss, jti), exp)
+                for _, (iss, jti, exp) in jtis:  # (one id twice in a batch: the second is a
+                    first.setdefault((iss, jti), exp)  # replay)
                 # one statement, compiled once and cached (executemany with RETURNING)
                 stmt = ins(SeenJti).on_conflict_do_nothing().returning(SeenJti.iss, SeenJti.jti)
                 rows = conn.execute(stmt, [{"iss": i, "jti": j, "expires_at": e}
                                            for (i, j), e in first.items()])
                 new = {(r.iss, r.jti) for r in rows}  # only the ids not seen before
-                for iss, jti, _ in jtis:
-                    fresh.append((iss, jti) in new)
+                for i, (iss, jti, _) in jtis:
+                    fresh[i] = (iss, jti) in new
                     new.discard((iss, jti))
-        return fresh
+            items = [p for i, p in enumerate(batch)
+                     if p.row is not None and fresh[i] is not False]
+            if items:  # one multi-row INSERT for the rows, then one for their cards
+                conn = s.connection()
+                conn.execute(insert(_AUDIT), [_values(p.row) for p in items if p.row])
+                cards = [{"uuid": cu, "audit_id": p.row.id, "service_id": p.service_id or "",
+                          "created_at": p.row.created_at}
+                         for p in items if p.row is not None for cu in p.card_uuids]
+                if cards:
+                    conn.execute(insert(_CARDS), cards)
+        out: list[Any] = []
+        for p, ok in zip(batch, fresh, strict=True):
+            if p.row is not None:
+                out.append(None if ok is False else p.row.id)
+            else:
+                out.append(bool(ok))
+        return out
+
+
+def _jti(jti: tuple[str, str, datetime] | None) -> tuple[str, str, datetime] | None:
+    """A JWT id to store, its issuer and id cut to their columns' sizes."""
+    if jti is None:
+        return None
+    iss, value, expires_at = jti
+    return iss[:300], value[:200], expires_at

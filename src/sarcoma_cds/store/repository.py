@@ -11,6 +11,7 @@ before (``sha256:``, in the clear).
 from __future__ import annotations
 
 import asyncio
+import copy
 import csv
 import hashlib
 import io
@@ -140,6 +141,11 @@ def _opened(cipher: DataCipher | None, value: Any, text: bool, field: str,
         return None
 
 
+def _jti_digest(jti: str) -> str:
+    """How a JWT id is stored: its SHA-256, never the id truncated."""
+    return "sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def record_dict(r: AuditRecord, *, with_recommendation: bool = False,
                 cipher: DataCipher | None = None) -> dict[str, Any]:
     """An audit row as a dict, its encrypted fields decrypted; ``unreadable`` lists the fields
@@ -246,6 +252,7 @@ class AuditStore:
         saved: bool = False,
         label: str | None = None,
         audit_id: str | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> AuditRecord:
         """The audit row for one served recommendation (not yet written). Kept apart from the
         write so that the privacy of the row (digest, stored facts) and the way rows are written
@@ -254,14 +261,31 @@ class AuditStore:
         With a cipher the digest is keyed and the facts, label and recommendation encrypted.
         ``request_id`` is the server's id of the request (never the client's own, which a client
         could reuse to blur the trail). ``audit_id``: an id chosen beforehand (CDS cards link to
-        it before the record is written with them); a new UUID otherwise."""
+        it before the record is written with them); a new UUID otherwise.
+
+        ``memo``: a dict kept with ``rec`` and ``facts`` (the service's render cache keeps one
+        per distinct facts): the parts of the row that depend on them only (the digest, the
+        statuses and the recommendation, encrypted) are computed once per cipher and reused for
+        equal facts. A reused encrypted recommendation shows a reader of the database that two
+        rows hold the same recommendation for the same facts, which their equal digests show
+        already; each row's stored facts and label are encrypted afresh."""
         raw = _safe_json(canonical_facts(facts)) if (store_raw or saved) else None
         text = _safe_text(label[:200]) if label else None
+        parts = memo.get(self.cipher) if memo is not None else None
+        if parts is None:
+            sealed = None
+            if self.cipher is not None:  # (sealed, NUL is no concern: the JSON is encrypted
+                sealed = self.cipher.seal_json_bytes(  # whole)
+                    rec.__pydantic_serializer__.to_json(rec))
+            parts = (facts_digest(facts, self.cipher), statuses_summary(rec), sealed)
+            if memo is not None:
+                memo[self.cipher] = parts  # (keyed by the cipher itself: its keys)
+        digest, statuses, sealed = parts
         recommendation: Any
-        if self.cipher is not None:  # (sealed, NUL is no concern: the JSON is encrypted whole)
+        if self.cipher is not None:
             raw = self.cipher.seal_json(raw)
-            recommendation = self.cipher.seal_json_bytes(rec.__pydantic_serializer__.to_json(rec))
             text = self.cipher.seal_text(text)
+            recommendation = dict(sealed or {})
         else:
             recommendation = _safe_json(rec.model_dump(mode="json"))
         return AuditRecord(
@@ -269,10 +293,10 @@ class AuditStore:
             request_id=_safe_text(request_id[:64]),
             caller=_safe_text(caller[:200]), interface=interface[:20],
             kb_version=rec.guideline.version,
-            kb_hash=rec.guideline.content_hash, facts_digest=facts_digest(facts, self.cipher),
+            kb_hash=rec.guideline.content_hash, facts_digest=digest,
             raw_facts=raw,
             group_id=rec.patient_group.id if rec.patient_group else None,
-            out_of_scope=rec.out_of_scope is not None, statuses=statuses_summary(rec),
+            out_of_scope=rec.out_of_scope is not None, statuses=copy.deepcopy(statuses),
             recommendation=recommendation, saved=saved, label=text,
         )
 
@@ -286,7 +310,26 @@ class AuditStore:
     def submit_record_async(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                             service_id: str | None = None) -> asyncio.Future[str]:
         """:meth:`submit_record` for a coroutine, on the event loop (``await`` the result)."""
-        return self.writer.submit_async(row, card_uuids, service_id)
+        fut: asyncio.Future[str] = self.writer.submit_async(row, card_uuids, service_id)
+        return fut
+
+    def submit_record_once_async(self, row: AuditRecord, card_uuids: Sequence[str],
+                                 service_id: str | None, jti: tuple[str, str, datetime],
+                                 ) -> asyncio.Future[str | None]:
+        """A CDS call's JWT id and its audit row (with its cards) in one group commit: the token
+        id (``(iss, jti, expires_at)``, stored as :meth:`remember_jti` stores it) is inserted
+        first and the row only when the id is new. The future gives the row's id, or None for
+        a replayed token (nothing of the row is written); it raises
+        :class:`~sarcoma_cds.store.group_commit.AuditWriteFailed` when the transaction failed."""
+        iss, value, expires_at = jti
+        fut: asyncio.Future[str | None] = self.writer.submit_async(
+            row, card_uuids, service_id, jti=(iss, _jti_digest(value), expires_at))
+        return fut
+
+    def remember_jti_async(self, iss: str, jti: str,
+                           expires_at: datetime) -> asyncio.Future[bool]:
+        """:meth:`remember_jti` for a coroutine, on the event loop (``await`` the result)."""
+        return self.writer.remember_jti_async(iss, _jti_digest(jti), expires_at)
 
     def write_record(self, row: AuditRecord, card_uuids: Sequence[str] = (),
                      service_id: str | None = None) -> str:
@@ -381,8 +424,7 @@ class AuditStore:
         The id is stored as its SHA-256 (hex), never truncated: two long ids that share their
         first characters are two tokens (issue 12). It goes in the next group commit (no fsync
         of its own; expired ids purged once a minute; issue 13)."""
-        digest = "sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.writer.remember_jti(iss, digest, expires_at)
+        return self.writer.remember_jti(iss, _jti_digest(jti), expires_at)
 
     def claim_rate(self, key: str, window_start: datetime, wanted: int, limit: int) -> int:
         """Claim up to ``wanted`` requests of ``key``'s allowance (``limit`` per window starting

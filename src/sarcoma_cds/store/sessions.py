@@ -119,9 +119,10 @@ class WebSessionStore:
         """At a new sign-in, the user's other live sessions take the roles the provider gives
         now (roles removed there are lost everywhere); ``roles`` None (no longer admitted)
         ends them. Returns how many sessions changed."""
+        subject = _no_nul(subject)[:300]  # (stored so: PostgreSQL text refuses NUL)
         with self.sessions.begin() as s:
             rows = list(s.scalars(select(WebSession).where(WebSession.kind == kind[:20],
-                                                           WebSession.subject == subject[:300])))
+                                                           WebSession.subject == subject)))
             for row in rows:
                 if roles is None:
                     s.delete(row)

@@ -236,6 +236,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                      f"{services.disclaimer}"),
         docs_url=None, redoc_url=None, openapi_url="/openapi.json",  # docs: offline_docs.install
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks are off: the service exports no traces or metrics
+        # (request spans would carry case URLs to a collector), and checking for a configured
+        # provider on every request costs about 4 % of a REST request's CPU (issue 13)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     offline_docs.install(app)  # /api/docs, /api/redoc with local assets (issue 14)
     app.state.services = services

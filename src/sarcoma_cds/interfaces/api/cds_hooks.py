@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from sarcoma_cds.adapters.fhir import terms
@@ -688,9 +689,33 @@ def incomplete_card(services: Any, keys: list[str]) -> dict[str, Any]:
     )
 
 
+@dataclass
+class HookAnswer:
+    """The answer to a hook call, and the audit row to write (with the cards' uuids) before it
+    is sent; ``row`` is None when no recommendation was made (nothing to record)."""
+
+    result: dict[str, Any]
+    row: Any = None
+    card_uuids: list[str] = field(default_factory=list)
+
+
 def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str, request_id: str,
              base_url: str, fetched: FetchResult | None = None) -> dict[str, Any]:
-    """Answer one hook call: {"cards": [...]}. Raises BadHookRequest / PreconditionFailed.
+    """Answer one hook call: {"cards": [...]}, its audit record written (a group commit, waited
+    for in this thread). Raises BadHookRequest / PreconditionFailed."""
+    ans = prepare_hook(services, service_id, req, caller=caller, request_id=request_id,
+                       base_url=base_url, fetched=fetched)
+    if ans.row is not None:
+        services.commit(ans.row, ans.card_uuids, service_id)
+    return ans.result
+
+
+def prepare_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str,
+                 request_id: str, base_url: str,
+                 fetched: FetchResult | None = None) -> HookAnswer:
+    """The answer to one hook call and its audit row, not yet written (CPU only: the caller
+    writes ``row`` with ``card_uuids`` before sending ``result``). Raises BadHookRequest /
+    PreconditionFailed.
 
     ``fetched``: what was read from the client's FHIR server for the keys it did not prefetch
     (:func:`~sarcoma_cds.interfaces.api.fhir_fetch.fetch_missing`, run by the route on the event
@@ -711,7 +736,8 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     gaps = fetch_gaps + ans.gaps
     if ans.recommendation is None:
         unchecked = unchecked_order_cards(services, ans.problems, orders, meds)
-        return {"cards": [_missing_card(services, ans.problems, gaps), *unchecked, *incomplete]}
+        return HookAnswer({"cards": [_missing_card(services, ans.problems, gaps), *unchecked,
+                                     *incomplete]})
     rec, audit_id = ans.recommendation, ans.audit_id
     link = f"{base_url}/cases/{audit_id}"
     patient_id = ctx.get("patientId", "")
@@ -722,5 +748,4 @@ def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str
     else:
         cards = order_cards(services, rec, link, patient_id, orders, meds)
     cards += incomplete
-    services.commit(ans.row, [c["uuid"] for c in cards], service_id)
-    return {"cards": cards}
+    return HookAnswer({"cards": cards}, ans.row, [c["uuid"] for c in cards])

@@ -203,13 +203,15 @@ def base_for(request: Request) -> str:
     return get_access(request).base_url or str(request.base_url).rstrip("/")
 
 
-async def _cds_claims(service_id: str, request: Request, role: str) -> dict[str, Any]:
+async def _cds_claims(service_id: str, request: Request, role: str,
+                      replay_check: bool = True) -> dict[str, Any]:
     if service_id not in cds_hooks.HOOKS:
         raise NotFound(f"no CDS service {service_id!r}")
     audience = base_for(request) + request.url.path
     access = get_access(request)
     try:
-        claims = await access.verifier.verify(request.headers.get("authorization"), audience)
+        claims = await access.verifier.verify(request.headers.get("authorization"), audience,
+                                              replay_check=replay_check)
     except AuthError as e:
         log.warning("request_id=%s CDS Hooks token refused: %s", rid(request), e)
         raise TokenRefused() from None
@@ -240,6 +242,20 @@ async def cds_feedback_caller(service_id: str, request: Request) -> dict[str, An
     return await _cds_claims(service_id, request, CLINICIAN)
 
 
+async def cds_caller_replay_pending(service_id: str, request: Request) -> dict[str, Any]:
+    """:func:`cds_caller` (the ``viewer`` role included) without the ``jti`` replay store: the
+    route MUST store the token id (``security.replay_key``) and refuse a replay
+    (:func:`refuse_replayed_token`) before it answers. The service call stores it in the group
+    commit of its audit row (one commit per call instead of two in a row; issue 13)."""
+    return await _cds_claims(service_id, request, VIEWER, replay_check=False)
+
+
+def refuse_replayed_token(request: Request) -> TokenRefused:
+    """The bare 401 of a replayed CDS Hooks token (logged as :func:`cds_caller` logs it)."""
+    log.warning("request_id=%s CDS Hooks token refused: jti replayed", rid(request))
+    return TokenRefused()
+
+
 # FastAPI runs a plain ``def`` dependency in the threadpool: a thread hop per dependency per
 # request. These do no I/O (attribute reads, a SHA-256 of the key), so they are declared as
 # coroutines and run on the event loop (issue 13). Blocking work (the CDS JWT check, which
@@ -266,6 +282,8 @@ KeyedCaller = Annotated[str, Depends(_keyed_caller_dep)]
 JsonBody = Annotated[Any, Depends(json_body)]
 CdsClaims = Annotated[dict[str, Any], Depends(cds_caller)]
 CdsFeedbackClaims = Annotated[dict[str, Any], Depends(cds_feedback_caller)]
+#: verified claims whose token id is not yet stored: see :func:`cds_caller_replay_pending`
+CdsClaimsReplayPending = Annotated[dict[str, Any], Depends(cds_caller_replay_pending)]
 RequestId = Annotated[str, Depends(_rid_dep)]
 WebUser = Annotated[Principal | None, Depends(web_user)]
 Viewer = Annotated[Principal, Depends(web_viewer)]

@@ -144,6 +144,17 @@ class HardeningMiddleware:
         self.frame_ancestors = settings.frame_ancestors.strip() or "'none'"
         self.csrf = CsrfTokens(secret, secure=self.https,
                                framed=self.frame_ancestors != "'none'")
+        # the headers of every response, made once (issue 13): the CSP around its nonce, and
+        # the fixed headers as raw (name, value) pairs for the paths that may be cached or not
+        self._csp = {docs: _csp_parts(docs, self.frame_ancestors) for docs in (False, True)}
+        fixed = [(b"x-frame-options", b"DENY")] if self.frame_ancestors == "'none'" else []
+        fixed += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+        private = [(b"cache-control", b"no-store"),
+                   # no other site may load a patient response as an image, script or media
+                   (b"cross-origin-resource-policy", b"same-origin")]
+        hsts = [(b"strict-transport-security", b"max-age=31536000")] if self.https else []
+        self._fixed = {cacheable: fixed + ([] if cacheable else private) + hsts
+                       for cacheable in (False, True)}
 
     # ------------------------------------------------------------------ the request
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -245,24 +256,28 @@ class HardeningMiddleware:
         return wrapped
 
     def _add_headers(self, h: MutableHeaders, path: str, nonce: str) -> None:
-        docs = path in DOCS_PATHS  # (ReDoc injects styles and runs a worker from a blob: URL)
-        style = "'self' 'unsafe-inline'" if docs else "'self'"
-        worker = "'self' blob:" if docs else "'self'"
-        csp = (f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src {style}; "
-               f"img-src 'self' data:; font-src 'self'; connect-src 'self'; worker-src {worker}; "
-               f"object-src 'none'; base-uri 'none'; frame-ancestors {self.frame_ancestors}")
-        if "content-security-policy" not in h:
-            h["Content-Security-Policy"] = csp
-        if self.frame_ancestors == "'none'":
-            h["X-Frame-Options"] = "DENY"
-        h["X-Content-Type-Options"] = "nosniff"
-        h["Referrer-Policy"] = "same-origin"
-        if not (path in CACHEABLE_PATHS or path.startswith(CACHEABLE_PREFIXES)):
-            h["Cache-Control"] = "no-store"
-            # no other site may load a patient response as an image, script or media (no-cors)
-            h["Cross-Origin-Resource-Policy"] = "same-origin"
-        if self.https:
-            h["Strict-Transport-Security"] = "max-age=31536000"
+        head, tail = self._csp[path in DOCS_PATHS]  # (ReDoc injects styles, runs a blob: worker)
+        raw = h.raw
+        present = {k for k, _ in raw}
+        if b"content-security-policy" not in present:
+            raw.append((b"content-security-policy", head + nonce.encode("latin-1") + tail))
+        cacheable = path in CACHEABLE_PATHS or path.startswith(CACHEABLE_PREFIXES)
+        for name, value in self._fixed[cacheable]:
+            if name in present:  # set by the route: replaced, as h[name] = value would
+                h[name.decode("latin-1")] = value.decode("latin-1")
+            else:
+                raw.append((name, value))
+
+
+def _csp_parts(docs: bool, frame_ancestors: str) -> tuple[bytes, bytes]:
+    """The Content-Security-Policy before and after its per-request script nonce."""
+    style = "'self' 'unsafe-inline'" if docs else "'self'"
+    worker = "'self' blob:" if docs else "'self'"
+    head = "default-src 'self'; script-src 'self' 'nonce-"
+    tail = (f"'; style-src {style}; img-src 'self' data:; font-src 'self'; connect-src 'self'; "
+            f"worker-src {worker}; object-src 'none'; base-uri 'none'; "
+            f"frame-ancestors {frame_ancestors}")
+    return head.encode("latin-1"), tail.encode("latin-1")
 
 
 def _bearer(headers: Headers) -> bool:

@@ -13,19 +13,21 @@ from starlette.concurrency import run_in_threadpool
 
 from sarcoma_cds.interfaces.api import cds_hooks, fhir_fetch, rate_limit
 from sarcoma_cds.interfaces.api.deps import (
-    CdsClaims,
+    CdsClaimsReplayPending,
     CdsFeedbackClaims,
     JsonBody,
     RequestId,
     ServicesDep,
     base_for,
     get_access,
+    refuse_replayed_token,
 )
 from sarcoma_cds.interfaces.api.errors import BadRequest, NotFound, PreconditionFailed
 from sarcoma_cds.interfaces.api.fhir_fetch import FhirPolicy
 from sarcoma_cds.interfaces.api.identity import app_context
 from sarcoma_cds.interfaces.api.identity.state import get_identity
 from sarcoma_cds.interfaces.api.openapi import json_request_body
+from sarcoma_cds.interfaces.api.security import replay_key
 
 log = logging.getLogger("sarcoma_cds.service")
 
@@ -49,36 +51,62 @@ def cds_discovery() -> dict[str, Any]:
                         412: {"description": "Data neither prefetched nor fetchable"},
                         413: {"description": "Too large"},
                         429: {"description": "Over this client's rate limit"}})
-async def cds_call(service_id: str, claims: CdsClaims, body: JsonBody, request: Request,
-                   services: ServicesDep, request_id: RequestId) -> Any:
+async def cds_call(service_id: str, claims: CdsClaimsReplayPending, body: JsonBody,
+                   request: Request, services: ServicesDep, request_id: RequestId) -> Any:
     await rate_limit.enforce_async_for(request, f"cds:{claims['iss']}")  # 429 over the limit
     settings = services.settings
+    store = services.store
     base = base_for(request)
+    # the token's id is not stored yet (CdsClaimsReplayPending): it is stored with the call's
+    # audit row in one group commit, before the answer (one commit per call, not two in a row);
+    # a replayed token gets a bare 401, no cards and no audit record (issue 13)
+    jti: tuple[str, str, datetime] | None = replay_key(claims)
     try:
         patient_id = cds_hooks.check_request(service_id, body)
         ident = get_identity(request)
+        missing = cds_hooks.missing_prefetch(body)
+        if missing and body.get("fhirServer"):  # no request to the client's FHIR server on a
+            await _token_once(request, store, jti)  # replayed token: the token is spent first
+            jti = None
         # the keys not prefetched are read on the event loop (asynchronous, under a deadline),
         # only from a FHIR server on this client's allow-list (fhir_fetch)
         client = get_access(request).verifier.clients.get(claims["iss"])
         policy = client.fhir_policy(settings.dev_mode) if client else FhirPolicy()
         fetched = await fhir_fetch.fetch_missing(
-            body, cds_hooks.missing_prefetch(body), policy, deadline_s=settings.fhir_deadline_s,
+            body, missing, policy, deadline_s=settings.fhir_deadline_s,
             timeout_s=settings.fhir_timeout_s, max_bytes=settings.fhir_max_bytes)
 
-        def answer() -> bytes:  # the hook and its JSON in the threadpool, never on the event loop
-            cards = cds_hooks.run_hook(services, service_id, body, caller=f"cds:{claims['iss']}",
-                                       request_id=request_id, base_url=base, fetched=fetched)
+        def answer() -> tuple[bytes, cds_hooks.HookAnswer]:  # CPU: in the threadpool
+            ans = cds_hooks.prepare_hook(services, service_id, body,
+                                         caller=f"cds:{claims['iss']}", request_id=request_id,
+                                         base_url=base, fetched=fetched)
             if ident.smart is not None and ident.secret is not None:  # the smart links' context
-                app_context.bind_cards(cards, ident.secret, claims["iss"], patient_id)
-            return json.dumps(cards, ensure_ascii=False, allow_nan=False,
-                              separators=(",", ":")).encode()
+                app_context.bind_cards(ans.result, ident.secret, claims["iss"], patient_id)
+            return json.dumps(ans.result, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode(), ans
 
-        return Response(await run_in_threadpool(answer), media_type="application/json")
-    except cds_hooks.BadHookRequest as e:
+        payload, ans = await run_in_threadpool(answer)
+    except (cds_hooks.BadHookRequest, cds_hooks.PreconditionFailed) as e:
+        await _token_once(request, store, jti)  # a refused call spends its token too
+        if isinstance(e, cds_hooks.PreconditionFailed):
+            log.info("request_id=%s 412: %s", request_id, e)
+            raise PreconditionFailed(str(e)) from None
         raise BadRequest(str(e)) from None
-    except cds_hooks.PreconditionFailed as e:
-        log.info("request_id=%s 412: %s", request_id, e)
-        raise PreconditionFailed(str(e)) from None
+    if ans.row is None:  # no recommendation (an info card): nothing to record
+        await _token_once(request, store, jti)
+    elif jti is None:
+        await services.commit_async(ans.row, ans.card_uuids, service_id)
+    elif await store.submit_record_once_async(ans.row, ans.card_uuids, service_id, jti) is None:
+        raise refuse_replayed_token(request)  # (its audit row was not written)
+    return Response(payload, media_type="application/json")
+
+
+async def _token_once(request: Request, store: Any,
+                      jti: tuple[str, str, datetime] | None) -> None:
+    """Store the token's id now (a group commit) unless it is stored already (``jti`` None);
+    a replay is refused with a bare 401."""
+    if jti is not None and not await store.remember_jti_async(*jti):
+        raise refuse_replayed_token(request)
 
 
 def _feedback_items(body: Any) -> list[dict[str, Any]]:

@@ -149,6 +149,10 @@ class Client:
     fhir_without_token: bool = False
     roles: frozenset[str] = field(default_factory=lambda: CDS_DEFAULT_ROLES)
     roles_listed: bool = False  # (the clients file gave ``roles``)
+    #: keys built from ``jwks`` (``_pick``), valid while ``jwks`` is the same object; only keys
+    #: found are kept (bounded by the JWK Set: forged kids add nothing)
+    _built: dict[tuple[str | None, str], PyJWK] = field(default_factory=dict, repr=False)
+    _built_from: dict[str, Any] | None = field(default=None, repr=False)
 
     def fhir_policy(self, allow_http: bool) -> FhirPolicy:
         """What the service may read on this client's behalf."""
@@ -344,9 +348,14 @@ class JwtVerifier:
         return self._fetches.get(iss, 0)
 
     # ------------------------------------------------------------------ tokens
-    async def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+    async def verify(self, authorization: str | None, audience: str, *,
+                     replay_check: bool = True) -> dict[str, Any]:
         """Claims of a valid token, or raise :class:`AuthError` with the reason. The key lookup
-        awaits (never blocks); the signature check and the replay store run in a worker thread."""
+        awaits (never blocks); the signature check and the replay store run in a worker thread.
+
+        ``replay_check=False``: everything but the ``jti`` replay store, which the caller must
+        then do itself with :func:`replay_key` before it answers (the CDS Hooks service call
+        stores the token id with its audit row, in one group commit: issue 13)."""
         if not authorization:
             raise AuthError("no Authorization header")
         scheme, _, token = authorization.partition(" ")
@@ -369,10 +378,11 @@ class JwtVerifier:
         key = await self._key(client, kid if isinstance(kid, str) else None, alg)
         if key is None:
             raise AuthError(f"no key of {iss} matches kid {kid!r}")
-        return await anyio.to_thread.run_sync(self._check, token, key, alg, audience, client)
+        return await anyio.to_thread.run_sync(self._check, token, key, alg, audience, client,
+                                              replay_check)
 
     def _check(self, token: str, key: PyJWK, alg: str, audience: str,
-               client: Client) -> dict[str, Any]:
+               client: Client, replay_check: bool = True) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key=key.key, algorithms=[alg], audience=audience, issuer=client.iss,
@@ -395,13 +405,32 @@ class JwtVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthError("jti missing")
-        if not self.remember_jti(client.iss, jti, datetime.fromtimestamp(exp + LEEWAY_S, UTC)):
+        if replay_check and not self.remember_jti(*replay_key(claims)):
             raise AuthError("jti replayed")
         return claims
 
 
+def replay_key(claims: dict[str, Any]) -> tuple[str, str, datetime]:
+    """``(iss, jti, expires_at)`` of verified claims: what the replay store keeps (until the
+    token has expired, leeway included)."""
+    return str(claims["iss"]), str(claims["jti"]), datetime.fromtimestamp(
+        float(claims["exp"]) + LEEWAY_S, UTC)
+
+
 def _pick(client: Client, kid: str | None, alg: str) -> PyJWK | None:
-    """The client's cached key for ``kid`` usable with ``alg`` (never a symmetric key)."""
+    """The client's cached key for ``kid`` usable with ``alg`` (never a symmetric key), built
+    once per JWK Set (a new download starts afresh)."""
+    if client._built_from is not client.jwks:
+        client._built, client._built_from = {}, client.jwks
+    key = client._built.get((kid, alg))
+    if key is None:
+        key = _build_key(client, kid, alg)
+        if key is not None:
+            client._built[(kid, alg)] = key
+    return key
+
+
+def _build_key(client: Client, kid: str | None, alg: str) -> PyJWK | None:
     keys = [k for k in (client.jwks or {}).get("keys", []) if isinstance(k, dict)]
     cands = [k for k in keys if kid is None or k.get("kid") == kid]
     if kid is None and len(cands) > 1:

@@ -36,6 +36,9 @@ class Rendered:
     facts: PatientFacts
     recommendation: Recommendation
     body: bytes
+    #: the parts of an audit row that depend on the facts only (``AuditStore.build_record``'s
+    #: ``memo``: the keyed digest, the statuses, the encrypted recommendation), made once
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -160,7 +163,7 @@ class Services:
         row = self.store.build_record(
             rendered.recommendation, rendered.facts, interface=interface, caller=caller,
             request_id=request_id or uuid.uuid4().hex, store_raw=self.settings.store_raw_facts,
-            saved=save, label=label)
+            saved=save, label=label, memo=rendered.memo)
         return Prepared(rendered, row)
 
     def commit(self, row: AuditRecord, card_uuids: Sequence[str] = (),

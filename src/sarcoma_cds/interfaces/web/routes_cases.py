@@ -7,12 +7,15 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from sarcoma_cds.interfaces.api.deps import Clinician, Viewer
+from sarcoma_cds.interfaces.api.identity.principal import Principal
 from sarcoma_cds.interfaces.web import plain
-from sarcoma_cds.interfaces.web.adapter import OUTCOMES
+from sarcoma_cds.interfaces.web.adapter import OUTCOMES, CaseView
 from sarcoma_cds.interfaces.web.forms import facts_from_form, validate
-from sarcoma_cds.interfaces.web.pages import PagesDep, SavedCase, choices
+from sarcoma_cds.interfaces.web.pages import Pages, PagesDep, SavedCase, choices
 
 router = APIRouter(include_in_schema=False)
 
@@ -21,12 +24,16 @@ router = APIRouter(include_in_schema=False)
 async def save_case(request: Request, who: Clinician, pages: PagesDep) -> Response:
     """Save the facts as a case (an explicit action: their record keeps the facts)."""
     form = await request.form()
-    facts = facts_from_form(form, pages.fields)
-    if validate(facts):
-        return pages.answer(request, facts, "patient.html")
-    label = str(form.get("case_label") or "").strip()[:120]
-    _, cid = pages.backend.save_case(facts, caller=who.author, label=label)
-    return RedirectResponse(f"/cases/{quote(cid)}", status_code=303)
+
+    def save() -> Response:  # the engine, the page and the commit: off the event loop
+        facts = facts_from_form(form, pages.fields)
+        if validate(facts):
+            return pages.answer(request, facts, "patient.html")
+        label = str(form.get("case_label") or "").strip()[:120]
+        _, cid = pages.backend.save_case(facts, caller=who.author, label=label)
+        return RedirectResponse(f"/cases/{quote(cid)}", status_code=303)
+
+    return await run_in_threadpool(save)
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -59,6 +66,12 @@ async def decision(request: Request, who: Clinician, case: SavedCase, pages: Pag
     author is the signed-in user (the local user in the embedded default), never a typed
     name (issue 12)."""
     form = await request.form()
+    return await run_in_threadpool(_decide, request, who, case, pages, form)
+
+
+def _decide(request: Request, who: Principal, case: CaseView, pages: Pages,
+            form: FormData) -> Response:
+    """The decision form's checks, then its record (a commit): in the threadpool."""
     outcome = str(form.get("outcome") or "")
     chosen = str(form.get("chosen") or "").strip()[:300]
     rationale = str(form.get("rationale") or "").strip()[:4000]

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from sarcoma_cds.interfaces import json_input
@@ -36,14 +37,22 @@ def patient_form(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse
 async def patient_submit(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """The recommendation for the submitted facts, above the form."""
     form = await request.form()
-    facts = facts_from_form(form, pages.fields)
-    return pages.answer(request, facts, "patient.html")
+
+    def answer() -> HTMLResponse:  # the engine, the page and the audit commit: off the loop
+        return pages.answer(request, facts_from_form(form, pages.fields), "patient.html")
+
+    return await run_in_threadpool(answer)
 
 
 @router.api_route("/patient/what-if", methods=["GET", "POST"], response_class=HTMLResponse)
 async def what_if_page(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """Each missing or decisive fact recomputed under each of its values."""
     src: Any = await request.form() if request.method == "POST" else request.query_params
+    return await run_in_threadpool(_what_if, request, pages, src)
+
+
+def _what_if(request: Request, pages: Pages, src: Any) -> HTMLResponse:
+    """The what-if page (each recomputation in the engine): in the threadpool."""
     facts = facts_from_form(src, pages.fields)
     errors = validate(facts)
     if errors:
@@ -127,8 +136,13 @@ def _imported_facts(pages: Pages, raw: bytes) -> tuple[dict[str, Any], dict[str,
 @router.post("/import", response_class=HTMLResponse)
 async def import_file(request: Request, who: Viewer, pages: PagesDep) -> HTMLResponse:
     """The recommendation for the imported facts, with where they came from."""
+    return await run_in_threadpool(_import_page, request, pages, await _uploaded(request))
+
+
+def _import_page(request: Request, pages: Pages, raw: bytes) -> HTMLResponse:
+    """The import's answer (mapping, engine, audit commit, page): in the threadpool."""
     try:
-        facts, imported, answer = _imported_facts(pages, await _uploaded(request))
+        facts, imported, answer = _imported_facts(pages, raw)
     except _ImportRefused as e:
         return pages.render(request, "import.html", 422, error=str(e),
                             has_fhir=pages.backend.has_fhir)
