@@ -7,7 +7,6 @@ SARCOMA_CDS_REQUIRE_SERVICES=1, as in CI, where a missing browser is a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -74,22 +73,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        _unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright Python package is not installed")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--disable-dev-shm-usage"],
-        )
-        yield b
-        b.close()
+def browser(chromium_browser: Any) -> Any:
+    """The session's Chromium (tests/conftest.py: one Playwright instance for every test)."""
+    return chromium_browser
 
 
 @pytest.fixture

@@ -272,25 +272,17 @@ def _serve_app(app: Any) -> Any:
 
 
 @pytest.mark.browser
-def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path) -> None:
+def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path,
+                                                          chromium_browser: Any) -> None:
     """The clinician has the service open in Chromium; a page of another origin auto-submits a
     form to /cases and posts facts to /recommendations with a no-cors text/plain fetch. Before
     issue 12 both were stored; now both are refused (the browser suite in tests/browser saves
     cases through the service's own forms, which carry their token)."""
     import html as html_mod
     import json
-    import shutil
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.conftest import require_service
-
-    chromium = "/usr/bin/chromium"
-    require_service(shutil.which(chromium) is not None, f"Chromium ({chromium})")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service(False, "the playwright Python package")
     app = _app(tmp_path)
     srv, port, thread = _serve_app(app)
     victim = f"http://127.0.0.1:{port}"
@@ -311,22 +303,19 @@ def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path) -> No
     evil = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another port: another origin
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     store = app.state.services.store
+    ctx = chromium_browser.new_context()  # (the session's Chromium: tests/conftest.py)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium,
-                                        args=["--no-sandbox", "--disable-gpu",
-                                              "--disable-dev-shm-usage"])
-            page = browser.new_page()
-            page.goto(victim + "/patient")  # the clinician's session: the CSRF cookie is set
-            with page.expect_navigation(url=victim + "/cases"):
-                page.goto(f"http://localhost:{evil.server_address[1]}/attack")
-            assert "Request refused" in page.content() or "expired" in page.content()
-            assert store.count() == 0
-            # the service's own form, in the same browser, carries its token
-            page.goto(victim + "/patient")
-            assert page.locator('input[name="csrf_token"]').count() >= 1
-            browser.close()
+        page = ctx.new_page()
+        page.goto(victim + "/patient")  # the clinician's session: the CSRF cookie is set
+        with page.expect_navigation(url=victim + "/cases"):
+            page.goto(f"http://localhost:{evil.server_address[1]}/attack")
+        assert "Request refused" in page.content() or "expired" in page.content()
+        assert store.count() == 0
+        # the service's own form, in the same browser, carries its token
+        page.goto(victim + "/patient")
+        assert page.locator('input[name="csrf_token"]').count() >= 1
     finally:
+        ctx.close()
         evil.shutdown()
         evil.server_close()
         srv.should_exit = True
