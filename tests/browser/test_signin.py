@@ -5,8 +5,6 @@ records a decision, which shows the signed-in name (the form has no name field).
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ GIST = {"histology": "gist", "primary_site": "stomach", "pdgfra_mutation": "d842
 
 @pytest.fixture(scope="module")
 def signin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Provider]]:
-    import uvicorn
+    from tests.security.uvicorn_live import live_server
 
     from sarcoma_cds.interfaces.api.app import create_app
     from sarcoma_cds.interfaces.api.settings import Settings
@@ -28,19 +26,9 @@ def signin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     with running_provider() as oidc:
         data = Path(tmp_path_factory.mktemp("signin-data"))
         settings = Settings.from_env({**oidc.env(), "SARCOMA_CDS_DATA_DIR": str(data)})
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=oidc.app_port,
-                                log_level="warning", lifespan="on")
-        srv = uvicorn.Server(config)
-        t = threading.Thread(target=srv.run, daemon=True)
-        t.start()
-        deadline = time.monotonic() + 20
-        while not srv.started:
-            if time.monotonic() > deadline or not t.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{oidc.app_port}", oidc
-        srv.should_exit = True
-        t.join(timeout=10)
+        # (the provider knows the app's redirect URI, so the app listens on its port)
+        with live_server(create_app(settings), port=oidc.app_port) as url:
+            yield url, oidc
 
 
 def test_sign_in_and_record_a_decision_in_chromium(browser: Any, helpers: Any,

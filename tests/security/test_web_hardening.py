@@ -251,26 +251,6 @@ fetch("{victim}/recommendations", {{method: "POST", mode: "no-cors",
 </script></body></html>"""
 
 
-def _serve_app(app: Any) -> Any:
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and t.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    return srv, port, t
-
-
 @pytest.mark.browser
 def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path,
                                                           chromium_browser: Any) -> None:
@@ -283,12 +263,10 @@ def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path,
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    from tests.security.uvicorn_live import live_server
+
     app = _app(tmp_path)
-    srv, port, thread = _serve_app(app)
-    victim = f"http://127.0.0.1:{port}"
-    fields = "".join(f'<input name="{k}" value="{html_mod.escape(v)}">' for k, v in GIST.items())
-    page_html = ATTACK_PAGE.format(victim=victim, fields=fields,
-                                   body=json.dumps(json.dumps(GIST_JSON))).encode()
+    store = app.state.services.store
 
     class Attacker(BaseHTTPRequestHandler):
         def log_message(self, *a: Any) -> None:
@@ -302,21 +280,23 @@ def test_cross_site_attack_page_in_chromium_stores_nothing(tmp_path: Path,
 
     evil = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another port: another origin
     threading.Thread(target=evil.serve_forever, daemon=True).start()
-    store = app.state.services.store
     ctx = chromium_browser.new_context()  # (the session's Chromium: tests/conftest.py)
     try:
-        page = ctx.new_page()
-        page.goto(victim + "/patient")  # the clinician's session: the CSRF cookie is set
-        with page.expect_navigation(url=victim + "/cases"):
-            page.goto(f"http://localhost:{evil.server_address[1]}/attack")
-        assert "Request refused" in page.content() or "expired" in page.content()
-        assert store.count() == 0
-        # the service's own form, in the same browser, carries its token
-        page.goto(victim + "/patient")
-        assert page.locator('input[name="csrf_token"]').count() >= 1
+        with live_server(app) as victim:
+            fields = "".join(f'<input name="{k}" value="{html_mod.escape(v)}">'
+                             for k, v in GIST.items())
+            page_html = ATTACK_PAGE.format(victim=victim, fields=fields,
+                                           body=json.dumps(json.dumps(GIST_JSON))).encode()
+            page = ctx.new_page()
+            page.goto(victim + "/patient")  # the clinician's session: the CSRF cookie is set
+            with page.expect_navigation(url=victim + "/cases"):
+                page.goto(f"http://localhost:{evil.server_address[1]}/attack")
+            assert "Request refused" in page.content() or "expired" in page.content()
+            assert store.count() == 0
+            # the service's own form, in the same browser, carries its token
+            page.goto(victim + "/patient")
+            assert page.locator('input[name="csrf_token"]').count() >= 1
     finally:
         ctx.close()
         evil.shutdown()
         evil.server_close()
-        srv.should_exit = True
-        thread.join(timeout=10)

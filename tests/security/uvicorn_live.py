@@ -11,15 +11,16 @@ from typing import Any
 
 
 @contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port) with serve's uvicorn options; yields its URL."""
+def live_server(app: Any, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (``port``, or a free one) with serve's uvicorn options; yields
+    its URL. Every test that needs a real server uses this one."""
     import uvicorn
 
     from sarcoma_cds.interfaces.api.http_limits import uvicorn_options
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             **uvicorn_options())

@@ -98,18 +98,7 @@ class BodyLimitMiddleware:
             chunks.append(body)
             if not msg.get("more_body", False):
                 break
-        data = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            msg: dict[str, Any] = await receive()
-            return msg
-
-        await self.app(scope, replay, send)
+        await self.app(scope, hardening.replay_body(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # this middleware runs outside request_context: the request id is taken (or made) here,

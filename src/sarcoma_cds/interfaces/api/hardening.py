@@ -190,7 +190,7 @@ class HardeningMiddleware:
                 body, complete = await _read_body(receive)
                 if not complete:
                     return
-                receive = _replay(body, receive)
+                receive = replay_body(body, receive)
                 token = headers.get(CSRF_HEADER) or await _form_token(scope, body)
                 if not self.csrf.valid(self.csrf.cookie_from(headers), token):
                     await self._csrf_refused(path, headers)(scope, receive, wrapped)
@@ -380,7 +380,9 @@ async def _read_body(receive: Any) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def replay_body(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that hands the app ``body`` (already read by a middleware) once, then
+    the client's further messages (a disconnect)."""
     sent = False
 
     async def replay() -> dict[str, Any]:
