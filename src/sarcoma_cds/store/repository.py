@@ -360,15 +360,6 @@ class AuditStore:
                                 label=label, audit_id=audit_id)
         return self.write_record(row, card_uuids, service_id)
 
-    def link_cards(self, audit_id: str, service_id: str, card_uuids: Sequence[str]) -> None:
-        """Remember which CDS cards were served for an audit record (one transaction)."""
-        if not card_uuids:
-            return
-        now = _now()
-        with self.sessions.begin() as s:
-            for cu in card_uuids:
-                s.add(CdsCard(uuid=cu, audit_id=audit_id, service_id=service_id, created_at=now))
-
     def record_feedback(
         self,
         *,

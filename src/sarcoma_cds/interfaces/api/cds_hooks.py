@@ -699,17 +699,6 @@ class HookAnswer:
     card_uuids: list[str] = field(default_factory=list)
 
 
-def run_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str, request_id: str,
-             base_url: str, fetched: FetchResult | None = None) -> dict[str, Any]:
-    """Answer one hook call: {"cards": [...]}, its audit record written (a group commit, waited
-    for in this thread). Raises BadHookRequest / PreconditionFailed."""
-    ans = prepare_hook(services, service_id, req, caller=caller, request_id=request_id,
-                       base_url=base_url, fetched=fetched)
-    if ans.row is not None:
-        services.commit(ans.row, ans.card_uuids, service_id)
-    return ans.result
-
-
 def prepare_hook(services: Any, service_id: str, req: dict[str, Any], *, caller: str,
                  request_id: str, base_url: str,
                  fetched: FetchResult | None = None) -> HookAnswer:

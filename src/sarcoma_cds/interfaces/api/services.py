@@ -250,13 +250,6 @@ class Services:
         res = facts_from_bundle(bundle)
         return res.facts, res.provenance, res.gaps
 
-    def facts_from_bundle_full(self, bundle: dict[str, Any]) -> Any:
-        """Like :meth:`facts_from_bundle` but returns the whole ``MappingResult``
-        (``facts``, ``provenance``, ``gaps``, ``reported``: e.g. the recorded stage group)."""
-        from sarcoma_cds.adapters.fhir import facts_from_bundle
-
-        return facts_from_bundle(bundle)
-
     def answer_bundle(
         self,
         bundle: Any,
