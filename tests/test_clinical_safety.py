@@ -506,6 +506,21 @@ def test_a_ruled_out_drug_shows_no_reason_arguing_for_it() -> None:
     assert not any("prolongs survival" in x or "first-choice" in x for x in op["reasons"])
 
 
+
+def test_a_step_whose_regimens_are_all_ruled_out_shows_no_reason_arguing_for_it() -> None:
+    """Found by the Hypothesis property (H-06): grade 3 argues for adjuvant chemotherapy, but
+    anthracyclines are not tolerated, so every regimen of the step is ruled out; the step said
+    'not recommended' while still giving the survival benefit as a reason."""
+    r = rec({"histology": "liposarcoma", "primary_site": "upper_extremity", "size_cm": 6.0,
+             "grade": "3", "metastasis": "M0", "resectability": "resectable",
+             "intolerant_of": ["anthracycline"]})
+    steps = [s for p in r["pathways"] for s in p["steps"]
+             if s["treatment"] == "adjuvant_systemic_therapy"]
+    assert steps and all(s["status"] == "not_recommended" for s in steps)
+    for s in steps:
+        assert not any("prolonged 5-year survival" in x for x in s["reasons"]), s["reasons"]
+        assert any("None of this step's regimens" in x for x in s["reasons"])
+
 # -------------------------------------------------------------- 8. honest limits, across candidates
 def test_no_later_lines_for_retroperitoneal_disease_said_plainly() -> None:
     r = rec(

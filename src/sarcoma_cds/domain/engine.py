@@ -79,11 +79,12 @@ class _Mark:
             return "option"
         return max(self.statuses, key=lambda v: v.severity).status
 
-    def reasons(self) -> list[str]:
-        """Reasons, most restrictive first. When the regimen is ruled out, the reasons that argued
-        for it (preferred/option) are left out: one drug never shows reasons that contradict."""
+    def reasons(self, ruled_out: bool = False) -> list[str]:
+        """Reasons, most restrictive first. When the regimen is ruled out (by its own verdicts,
+        or, for a step, by ``ruled_out``: every regimen of it is), the reasons that argued for it
+        (preferred/option) are left out: an item never shows reasons that contradict."""
         ordered = sorted(self.statuses, key=lambda v: -v.severity)
-        ruled_out = bool(ordered) and ordered[0].status == "not_recommended"
+        ruled_out = ruled_out or (bool(ordered) and ordered[0].status == "not_recommended")
         seen: list[str] = []
         for v in ordered:
             if ruled_out and v.status in ("preferred", "option"):
@@ -638,7 +639,9 @@ def _build_pathways(
                     derived == "preferred" and not (sm and sm.statuses)
                 ):
                     status = derived
-                    reasons = [*reasons, DERIVED_REASON[derived]]
+                    # a step whose regimens are all ruled out keeps no reason arguing for it
+                    own = sm.reasons(ruled_out=derived == "not_recommended") if sm else []
+                    reasons = [*own, DERIVED_REASON[derived]]
             step = fast(
                 StepOut,
                 tier=st.tier,
